@@ -1,0 +1,1 @@
+"""ICPN: data-plane emulation toolkit for the intelligent computing power network."""

@@ -1,0 +1,103 @@
+"""Wire constants shared by every data plane.
+
+This module is the single place they are written. `make build` renders it into
+`ebpf/include/icpn_consts.h` (``python -m pyctl.constants``) so the C code never types them again,
+and the P4 program's `p4/include/consts.p4` is rendered the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# SRv6 (RFC 8754 / RFC 8986)
+IPPROTO_HOPOPTS = 0
+IPPROTO_ROUTING = 43
+IPPROTO_FRAGMENT = 44
+IPPROTO_DSTOPTS = 60
+IPPROTO_NONE = 59
+IPPROTO_IPV6 = 41
+IPPROTO_IPIP = 4
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IPPROTO_ICMPV6 = 58
+SRH_ROUTING_TYPE = 4
+SRH_TLV_PAD1 = 0
+SRH_TLV_PADN = 4
+SRH_TLV_HMAC = 5
+MAX_SEGMENTS = 8  # bound of every segment stack (P4 header stack, eBPF loops)
+CSID_BLOCK_BITS = 32
+CSID_BITS = 16
+
+# APN (SPEC section 2)
+APN_OPT_TYPE_DEFAULT = 0x1E
+APN_SRH_TLV_TYPE_DEFAULT = 124
+APN_ID_TYPE_32 = 1
+APN_ID_TYPE_64 = 2
+APN_ID_TYPE_128 = 3
+
+# IFIT (SPEC section 3)
+IOAM_OPT_TYPE = 0x31
+ALTMARK_OPT_TYPE = 0x12
+IOAM_TRACE_TYPE_DEFAULT = 0xF20000  # bits 0,1,2,3,6 (bit 0 = MSB of the 24-bit field)
+IOAM_MAX_NODES_DEFAULT = 8
+IOAM_OVERFLOW_FLAG = 0x0400
+IFIT_REPORT_PORT = 5391
+IFIT_PERIOD_US_DEFAULT = 1_000_000
+IFIT_D_EVERY_DEFAULT = 64
+
+# Elephants and deep hashing (SPEC section 4)
+ROCEV2_UDP_PORT = 4791
+CMS_ROWS_DEFAULT = 3
+CMS_WIDTH_DEFAULT = 1024
+ELEPHANT_WINDOW_US_DEFAULT = 100_000
+ELEPHANT_THRESHOLD_BYTES_DEFAULT = 1_000_000
+ELEPHANT_IDLE_WINDOWS_DEFAULT = 2
+POLICY_BUCKETS_DEFAULT = 64
+FLOW_KEY_LEN = 37
+
+# Congestion (SPEC section 5)
+ECN_CE = 0b11
+PFC_ETHERTYPE = 0x8808
+PFC_OPCODE = 0x0101
+PFC_PAUSE_MAX = 0xFFFF
+
+# Sizes every data plane bounds its loops and tables with.
+MAX_PORTS = 64
+MAX_SID_LISTS = 8
+MAX_PARAMS = 4
+
+
+def _exported() -> dict[str, int]:
+    return {k: v for k, v in globals().items() if k.isupper() and isinstance(v, int)}
+
+
+def c_header() -> str:
+    """The constants as a C header for the eBPF programs."""
+    lines = [
+        "/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */",
+        "/* Generated from pyctl/constants.py by `python -m pyctl.constants c`; do not edit. */",
+        "#ifndef ICPN_CONSTS_H",
+        "#define ICPN_CONSTS_H",
+    ]
+    lines += [f"#define ICPN_{k} {v:#x}" for k, v in _exported().items()]
+    lines.append("#endif")
+    return "\n".join(lines) + "\n"
+
+
+def p4_header() -> str:
+    """The constants as P4_16 ``const`` declarations."""
+    lines = [
+        "// Generated from pyctl/constants.py by `python -m pyctl.constants p4`; do not edit.",
+        "#ifndef ICPN_CONSTS_P4",
+        "#define ICPN_CONSTS_P4",
+    ]
+    lines += [f"#define ICPN_{k} {v:#x}" for k, v in _exported().items()]
+    lines.append("#endif")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    kind = sys.argv[1] if len(sys.argv) > 1 else "c"
+    if kind not in ("c", "p4"):
+        sys.exit(f"usage: python -m pyctl.constants [c|p4]  (got {kind!r})")
+    sys.stdout.write(c_header() if kind == "c" else p4_header())
