@@ -1,0 +1,110 @@
+# ICPN — one-command setup. `sudo make run` / `sudo make test` install what is missing
+# (idempotent: stamp files under .stamps/), build, and run. As root (CI), drop the `sudo`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+STAMPS  := .stamps
+VENV    := .venv
+PY      := $(VENV)/bin/python
+ICPN    := $(VENV)/bin/icpn
+# Debian's python3 (not a pyenv/conda one): the venv must see Debian's Mininet.
+SYSPY   ?= /usr/bin/python3
+
+APT_REQUIRED := clang llvm libbpf-dev libbpf1 libelf-dev linux-libc-dev iproute2 ethtool \
+                tcpdump iperf3 mininet bridge-utils python3-venv python3-dev make
+APT_OPTIONAL := bpftool
+PYTEST_ARGS  ?=
+
+.PHONY: help deps build test lint typecheck pytest run vectors clean distclean check-root
+
+help:
+	@echo "ICPN make targets:"
+	@echo "  sudo make run     install what is missing, build, run the reference scenario"
+	@echo "  sudo make test    install what is missing, build, run ruff, mypy and the whole suite"
+	@echo "  sudo make deps    only install system packages and the Python venv ($(VENV))"
+	@echo "  make build        build the eBPF objects (ebpf/build/) and check p4/build/ freshness"
+	@echo "  make clean        remove build outputs and run directories (keeps the venv)"
+	@echo "  make distclean    clean, and remove the venv and stamps"
+
+check-root:
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "icpn: this step needs root (packages, namespaces, BPF): run 'sudo make $(MAKECMDGOALS)'" >&2; \
+	  exit 1; fi
+
+# --- dependencies -----------------------------------------------------------------------------
+
+$(STAMPS):
+	@mkdir -p $(STAMPS)
+
+$(STAMPS)/apt: Makefile | $(STAMPS)
+	@$(MAKE) --no-print-directory check-root MAKECMDGOALS="$(or $(MAKECMDGOALS),deps)"
+	@missing=""; for p in $(APT_REQUIRED); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	for p in $(APT_OPTIONAL); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" && continue; \
+	  apt-cache show $$p >/dev/null 2>&1 && missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing system packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq || { echo "icpn: apt-get update failed" >&2; exit 1; }; \
+	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	    || { echo "icpn: apt-get install failed for:$$missing" >&2; exit 1; }; \
+	else echo "==> system packages present"; fi
+	@touch $@
+
+$(STAMPS)/venv: pyproject.toml $(STAMPS)/apt
+	@echo "==> Python venv $(VENV) (with system site packages, for Debian's Mininet)"
+	@[ -x $(PY) ] || $(SYSPY) -m venv --system-site-packages $(VENV)
+	@$(PY) -m pip install -q --upgrade pip >/dev/null
+	@$(PY) -m pip install -q -e '.[dev]' || { echo "icpn: pip install failed" >&2; exit 1; }
+	@# p4runtime 1.6.0 declares protobuf>=4.21.6 but only imports with 3.20.x (DESIGN.md).
+	@$(PY) -m pip install -q --no-deps 'p4runtime==1.6.0'
+	@$(PY) -c "import mininet.net, scapy, pyroute2, grpc; from p4.v1 import p4runtime_pb2" \
+	  || { echo "icpn: the venv cannot import its dependencies (see above)" >&2; exit 1; }
+	@touch $@
+
+deps: $(STAMPS)/venv
+
+# --- build ------------------------------------------------------------------------------------
+
+build: deps
+	@$(MAKE) --no-print-directory -C ebpf PYTHON=$(abspath $(PY))
+	@$(PY) -m pyctl.toolchain --report
+
+# --- test -------------------------------------------------------------------------------------
+
+lint: deps
+	@echo "==> ruff"
+	@$(VENV)/bin/ruff check pyctl tests bench
+	@$(VENV)/bin/ruff format --check pyctl tests bench
+
+typecheck: deps
+	@echo "==> mypy"
+	@$(VENV)/bin/mypy
+
+pytest: build
+	@echo "==> pytest"
+	@$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: check-root lint typecheck pytest
+
+# --- run --------------------------------------------------------------------------------------
+
+run: check-root build
+	@$(ICPN) demo
+
+vectors: build
+	@$(ICPN) vectors
+
+# --- clean ------------------------------------------------------------------------------------
+
+clean:
+	@[ ! -d ebpf ] || $(MAKE) --no-print-directory -C ebpf clean
+	@rm -rf runs .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	@find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+
+distclean: clean
+	@rm -rf $(VENV) $(STAMPS) *.egg-info

@@ -1,0 +1,124 @@
+"""`icpn` command line: the entry point owns the process; every module below it is state-free."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pyctl.errors import ICPNError
+
+DEFAULT_VECTORS = Path(__file__).resolve().parent.parent / "tests" / "vectors"
+
+
+def _cmd_packet(args: argparse.Namespace) -> int:
+    from pyctl.packetio import run_pcap
+
+    return run_pcap(
+        dataplane=args.dataplane,
+        node_path=Path(args.node),
+        pcap_in=Path(args.pcap),
+        pcap_out=Path(args.output) if args.output else None,
+        in_port=args.in_port,
+    )
+
+
+def _cmd_vectors(args: argparse.Namespace) -> int:
+    from pyctl.conformance import main as vectors_main
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise ICPNError(f"--dir: {root} is not a directory of vectors")
+    return vectors_main(args.dataplane or None, root, args.select, args.verbose)
+
+
+def _cmd_dissect(args: argparse.Namespace) -> int:
+    from pyctl.packetio import dissect
+
+    return dissect(args.source)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pyctl.demo import run_demo
+
+    return run_demo(args.dataplane)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="icpn",
+        description=(
+            "ICPN: SRv6, APN, IFIT telemetry, APN-keyed deep hashing and ECN/PFC on P4/BMv2, "
+            "eBPF and a Python reference data plane."
+        ),
+    )
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "packet",
+        help="push every packet of a pcap through one node",
+        description=(
+            "Push every frame of IN.pcap through the node described by NODE.yaml on one data "
+            "plane; print verdict, egress port and a summary per packet; write outputs to -o."
+        ),
+    )
+    p.add_argument("--dataplane", default="reference", help="reference (default), ebpf, kernel")
+    p.add_argument("--node", required=True, metavar="NODE.yaml", help="node configuration")
+    p.add_argument("--in-port", type=int, default=None, help="ingress port (default: first port)")
+    p.add_argument("-o", "--output", metavar="OUT.pcap", help="write every output frame here")
+    p.add_argument("pcap", metavar="IN.pcap")
+    p.set_defaults(func=_cmd_packet)
+
+    v = sub.add_parser(
+        "vectors",
+        help="run the conformance vectors on every data plane present",
+        description=(
+            "Run the shared conformance vectors on each data plane available here and print a "
+            "vector x data-plane table (pass / FAIL / skip with reason). Exit 1 on any FAIL."
+        ),
+    )
+    v.add_argument(
+        "--dataplane", action="append", help="only this data plane (repeatable; default: all)"
+    )
+    v.add_argument("--select", help="only vectors whose name or path contains this text")
+    v.add_argument("--dir", default=str(DEFAULT_VECTORS), help="vector directory")
+    v.add_argument("-v", "--verbose", action="store_true", help="show the diff of every failure")
+    v.set_defaults(func=_cmd_vectors)
+
+    d = sub.add_parser(
+        "dissect",
+        help="dissect a pcap or hex frame with the ICPN layers and validate it",
+        description="Show every layer (APN, IOAM trace, AltMark, SRH, IFIT report) and problems.",
+    )
+    d.add_argument("source", help="a .pcap file, or an Ethernet frame as hex")
+    d.set_defaults(func=_cmd_dissect)
+
+    m = sub.add_parser(
+        "demo",
+        help="headend -> transit -> egress with APN, SRv6 and IFIT, hop by hop",
+        description=(
+            "Send sample flows through a three-node SRv6 chain (APN-marking IFIT headend, End "
+            "transit, End.DT6 IFIT tail) and show each hop, the traced path and the report."
+        ),
+    )
+    m.add_argument("--dataplane", default=None, help="one data plane (default: each available)")
+    m.set_defaults(func=_cmd_demo)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        rc: int = args.func(args)
+    except ICPNError as e:
+        print(f"icpn: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("icpn: interrupted", file=sys.stderr)
+        return 130
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

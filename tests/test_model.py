@@ -1,0 +1,156 @@
+"""The node model: YAML loading, validation errors that name field and value, contract hashes."""
+
+from __future__ import annotations
+
+import ipaddress
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyctl.errors import ConfigError
+from pyctl.model import load_node, node_from_dict
+from pyctl.model.hashing import FlowKey, apn_hash, bucket_table, flow_label, sketch_index
+from pyctl.model.node import Behaviour, EncapMode, Flavour, IFITRole
+
+MAC1 = "02:00:00:00:00:01"
+MAC2 = "02:00:00:00:00:02"
+
+
+def base(**extra: Any) -> dict[str, Any]:
+    node: dict[str, Any] = {
+        "name": "n1",
+        "role": "transit",
+        "node_id": 7,
+        "ports": [{"index": 1, "mac": MAC1}, {"index": 2, "mac": MAC2}],
+    }
+    node.update(extra)
+    return node
+
+
+def test_full_node_loads() -> None:
+    node = node_from_dict(
+        base(
+            role="headend",
+            source="fc00:1::1",
+            routes=[{"prefix": "fc00::/16", "port": 2, "mac": "02:00:00:00:09:09"}],
+            local_sids=[
+                {"sid": "fc00:1:1::/48", "behaviour": "End", "flavours": ["psp", "next-csid"]},
+                {
+                    "sid": "fc00:1:2::/48",
+                    "behaviour": "End.X",
+                    "adjacency": {"port": 2, "mac": MAC1},
+                },
+                {"sid": "fc00:1:3::/48", "behaviour": "End.DT6", "table": 10},
+            ],
+            policies=[
+                {
+                    "name": "to-dc",
+                    "match": {"dst": "2001:db8:2::/48"},
+                    "mode": "H.Encaps.Red",
+                    "sid_lists": [
+                        {"segments": ["fc00:2::1", "fc00:3::1"], "weight": 3},
+                        {"segments": ["fc00:4::1"], "weight": 1},
+                    ],
+                }
+            ],
+            apn={"classifiers": [{"match": {"dport": 4791}, "apn_id": 0x10002}]},
+            ifit={"role": "head", "flows": [{"match": {}, "flowmon_id": 5}]},
+            elephant={"threshold_bytes": 5000},
+        )
+    )
+    assert node.local_sids[0].flavours == {Flavour.PSP, Flavour.NEXT_CSID}
+    assert node.local_sids[1].behaviour is Behaviour.END_X
+    pol = node.policies[0]
+    assert pol.mode is EncapMode.ENCAPS_RED
+    assert len(pol.buckets) == 64 and pol.buckets.count(0) == 48 and pol.buckets.count(1) == 16
+    assert pol.sid_lists[1].segments == (ipaddress.IPv6Address("fc00:4::1"),)
+    assert node.ifit.role is IFITRole.HEAD and node.ifit.flows[0].flowmon_id == 5
+    assert node.elephant.enabled and node.elephant.threshold_bytes == 5000
+    assert not node.ecn.enabled  # absent section = off
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"ports": [{"index": 1, "mac": "zz"}]}, "ports[0].mac: 'zz' is not a MAC address"),
+        ({"node_id": 1 << 24}, "node_id: 16777216 is out of range"),
+        ({"role": "router"}, "role: 'router' is not one of"),
+        ({"colour": 1}, "unknown field 'colour'"),
+        (
+            {"local_sids": [{"sid": "fc00::/64", "behaviour": "End.X"}]},
+            "local_sids[0].adjacency: is required for End.X",
+        ),
+        (
+            {"local_sids": [{"sid": "fc00::1/64", "behaviour": "End"}]},
+            "local_sids[0].sid: 'fc00::1/64' is not a prefix",
+        ),
+        (
+            {"routes": [{"prefix": "fc00::/16", "port": 9, "mac": MAC1}]},
+            "routes[0].port: port 9 is not one of the node's ports [1, 2]",
+        ),
+        (
+            {
+                "source": "fc00::1",
+                "policies": [
+                    {"name": "p", "match": {}, "sid_lists": [{"segments": ["fc00::2"] * 9}]}
+                ],
+            },
+            "policies[0].sid_lists[0].segments: has 9 segments",
+        ),
+        (
+            {"policies": [{"name": "p", "match": {}, "sid_lists": [{"segments": ["fc00::2"]}]}]},
+            "source: is required when the node has SRv6 policies",
+        ),
+        ({"ifit": {"role": "tail"}}, "ifit.collector: is required when role is tail"),
+        ({"pfc": {"xon_pct": 90}}, "pfc.xon_pct: 90 must be below xoff_pct 80"),
+        ({"apn": {"classifiers": [{"match": {}, "apn_id": 1 << 32}]}}, "apn_id: 4294967296"),
+    ],
+)
+def test_errors_name_field_and_value(patch: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        node_from_dict(base(**patch), "node.yaml")
+    assert str(e.value).startswith("node.yaml: ")
+    assert message in str(e.value)
+
+
+def test_load_node_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml line \d+: not valid YAML"):
+        load_node(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_node(tmp_path / "missing.yaml")
+
+
+def test_shipped_node_examples_load() -> None:
+    root = Path(__file__).resolve().parent.parent / "topologies" / "nodes"
+    files = sorted(root.glob("*.yaml"))
+    assert files, "topologies/nodes/ ships example nodes"
+    for f in files:
+        assert load_node(f).name
+
+
+def test_flow_key_layout_and_hashes() -> None:
+    key = FlowKey(
+        ipaddress.ip_address("10.0.0.1"), ipaddress.ip_address("2001:db8::2"), 17, 1000, 4791
+    )
+    raw = key.to_bytes()
+    assert len(raw) == 37
+    assert raw[:16] == bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 1])
+    assert raw[32:] == bytes([17, 0x03, 0xE8, 0x12, 0xB7])
+    roce = FlowKey(key.src, key.dst, 17, qp=0xABCDEF)
+    assert roce.to_bytes()[33:] == b"\x00\xab\xcd\xef"
+    assert flow_label(key) == zlib.crc32(raw) & 0xFFFFF
+    assert apn_hash(0x00010002, 1) == zlib.crc32(b"\x00\x01\x00\x02")
+    assert sketch_index(2, key, 1024) == zlib.crc32(b"\x02" + raw) % 1024
+
+
+def test_bucket_table_is_weighted_and_interleaved() -> None:
+    assert bucket_table([1, 1, 1, 1], 8) == (0, 1, 2, 3, 0, 1, 2, 3)
+    t = bucket_table([1, 3], 64)
+    assert t.count(1) == 48 and t.count(0) == 16
+    assert t[:4] == (1, 0, 1, 1)
+    with pytest.raises(ValueError):
+        bucket_table([0, 1])
