@@ -154,3 +154,13 @@ def test_bucket_table_is_weighted_and_interleaved() -> None:
     assert t[:4] == (1, 0, 1, 1)
     with pytest.raises(ValueError):
         bucket_table([0, 1])
+
+
+def test_file_errors_carry_the_line(tmp_path: Path) -> None:
+    f = tmp_path / "n.yaml"
+    f.write_text(
+        "name: x\nrole: transit\nnode_id: 1\nports:\n"
+        '  - {index: 1, mac: "02:00:00:00:00:01"}\n  - {index: 2, mac: "bad"}\n'
+    )
+    with pytest.raises(ConfigError, match=r"n.yaml line 6: ports\[1\].mac: 'bad'"):
+        load_node(f)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import enum
-import ipaddress
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from pyctl import constants as C
 from pyctl.errors import ConfigError
+from pyctl.model.fields import Field
 from pyctl.model.hashing import bucket_table
 from pyctl.model.node import (
     Adjacency,
@@ -42,127 +38,7 @@ from pyctl.model.node import (
     SRv6Policy,
 )
 
-E = TypeVar("E", bound=enum.Enum)
 T = TypeVar("T")
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-
-
-class Field:
-    """A position in a YAML document: knows its path so every error can name it."""
-
-    def __init__(self, value: Any, path: str, source: str) -> None:
-        self.value = value
-        self.path = path
-        self.source = source
-
-    def fail(self, message: str) -> ConfigError:
-        where = f"{self.source}: {self.path}" if self.path else self.source
-        return ConfigError(where, message)
-
-    def child(self, key: str | int) -> Field:
-        sep = "" if not self.path else "."
-        sub = f"{self.path}[{key}]" if isinstance(key, int) else f"{self.path}{sep}{key}"
-        if isinstance(key, int):
-            return Field(self.value[key], sub, self.source)
-        return Field(self.mapping().get(key), sub, self.source)
-
-    def mapping(self, allowed: tuple[str, ...] | None = None) -> Mapping[str, Any]:
-        if self.value is None:
-            return {}
-        if not isinstance(self.value, Mapping):
-            raise self.fail(f"expected a mapping, got {self.value!r}")
-        if allowed is not None:
-            for k in self.value:
-                if k not in allowed:
-                    raise self.fail(f"unknown field {k!r} (allowed: {', '.join(allowed)})")
-        return self.value
-
-    def items(self) -> list[Field]:
-        if self.value is None:
-            return []
-        if not isinstance(self.value, list):
-            raise self.fail(f"expected a list, got {self.value!r}")
-        return [self.child(i) for i in range(len(self.value))]
-
-    def present(self) -> bool:
-        return self.value is not None
-
-    def integer(self, lo: int, hi: int, default: int | None = None) -> int:
-        if self.value is None:
-            if default is None:
-                raise self.fail("is required")
-            return default
-        if isinstance(self.value, bool) or not isinstance(self.value, int):
-            raise self.fail(f"expected an integer, got {self.value!r}")
-        if not lo <= self.value <= hi:
-            raise self.fail(f"{self.value} is out of range [{lo}, {hi}]")
-        return self.value
-
-    def opt_integer(self, lo: int, hi: int) -> int | None:
-        return None if self.value is None else self.integer(lo, hi)
-
-    def number(self, lo: float, hi: float, default: float) -> float:
-        if self.value is None:
-            return default
-        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
-            raise self.fail(f"expected a number, got {self.value!r}")
-        if not lo <= self.value <= hi:
-            raise self.fail(f"{self.value} is out of range [{lo}, {hi}]")
-        return float(self.value)
-
-    def boolean(self, default: bool) -> bool:
-        if self.value is None:
-            return default
-        if not isinstance(self.value, bool):
-            raise self.fail(f"expected true or false, got {self.value!r}")
-        return self.value
-
-    def string(self, default: str | None = None) -> str:
-        if self.value is None:
-            if default is None:
-                raise self.fail("is required")
-            return default
-        if not isinstance(self.value, str):
-            raise self.fail(f"expected a string, got {self.value!r}")
-        return self.value
-
-    def choice(self, enum_type: type[E], default: E | None = None) -> E:
-        if self.value is None:
-            if default is None:
-                raise self.fail("is required")
-            return default
-        for member in enum_type:
-            if self.value == member.value:
-                return member
-        allowed = ", ".join(str(m.value) for m in enum_type)
-        raise self.fail(f"{self.value!r} is not one of: {allowed}")
-
-    def mac(self) -> str:
-        s = self.string()
-        if not _MAC.match(s):
-            raise self.fail(f"{s!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
-        return s.lower()
-
-    def ipv6(self) -> ipaddress.IPv6Address:
-        try:
-            return ipaddress.IPv6Address(self.string())
-        except ValueError:
-            raise self.fail(f"{self.value!r} is not an IPv6 address") from None
-
-    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-        try:
-            return ipaddress.ip_network(self.string(), strict=True)
-        except ValueError as e:
-            raise self.fail(f"{self.value!r} is not a prefix ({e})") from None
-
-    def ipv6_network(self) -> ipaddress.IPv6Network:
-        net = self.network()
-        if not isinstance(net, ipaddress.IPv6Network):
-            raise self.fail(f"{self.value!r} is not an IPv6 prefix")
-        return net
-
-    def listed(self, parse: Callable[[Field], T]) -> tuple[T, ...]:
-        return tuple(parse(f) for f in self.items())
 
 
 def _adjacency(f: Field) -> Adjacency:
@@ -263,14 +139,14 @@ def _keyed_marks(f: Field, key: str, hi: int) -> tuple[tuple[int, APNMark], ...]
         item.mapping((key, "apn_id", "id_type", "flags", "params"))
         k = item.child(key).integer(0, hi)
         rest = {n: v for n, v in item.mapping().items() if n != key}
-        out.append((k, _mark(Field(rest, item.path, item.source))))
+        out.append((k, _mark(item.with_value(rest))))
     return tuple(out)
 
 
 def _classifier(f: Field) -> APNClassifier:
     f.mapping(("match", "apn_id", "id_type", "flags", "params"))
     rest = {n: v for n, v in f.mapping().items() if n != "match"}
-    return APNClassifier(match=_match(f.child("match")), mark=_mark(Field(rest, f.path, f.source)))
+    return APNClassifier(match=_match(f.child("match")), mark=_mark(f.with_value(rest)))
 
 
 def _apn(f: Field) -> APNConfig:
@@ -466,7 +342,11 @@ _NODE_FIELDS = (
 
 def node_from_dict(data: Any, source: str = "<node>", path: str = "") -> NodeConfig:
     """Build and validate a `NodeConfig` from parsed YAML; raise `ConfigError` naming the field."""
-    f = Field(data, path, source)
+    return node_from_field(Field(data, path, source))
+
+
+def node_from_field(f: Field) -> NodeConfig:
+    """As `node_from_dict`, from a position in a YAML document (errors then carry line numbers)."""
     f.mapping(_NODE_FIELDS)
     ports = f.child("ports").listed(_port)
     if not ports:
@@ -520,11 +400,8 @@ def load_node(path: str | Path) -> NodeConfig:
     """Read a node YAML file."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_text()
     except OSError as e:
         raise ConfigError(str(p), f"cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}{line}", f"not valid YAML: {getattr(e, 'problem', e)}") from None
-    return node_from_dict(data, str(p))
+    f = Field.from_yaml(text, str(p))
+    return node_from_field(f)
