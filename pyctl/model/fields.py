@@ -55,9 +55,11 @@ class Field:
     def child(self, key: str | int) -> Field:
         sep = "" if not self.path else "."
         sub = f"{self.path}[{key}]" if isinstance(key, int) else f"{self.path}{sep}{key}"
+        # an absent field is reported at the line of the mapping that lacks it
+        node = self._child_node(key) or self.node
         if isinstance(key, int):
-            return Field(self.value[key], sub, self.source, self._child_node(key))
-        return Field(self.mapping().get(key), sub, self.source, self._child_node(key))
+            return Field(self.value[key], sub, self.source, node)
+        return Field(self.mapping().get(key), sub, self.source, node)
 
     def with_value(self, value: Any) -> Field:
         """The same position holding a derived value (e.g. a mapping minus one key)."""

@@ -149,7 +149,7 @@ def _classifier(f: Field) -> APNClassifier:
     return APNClassifier(match=_match(f.child("match")), mark=_mark(f.with_value(rest)))
 
 
-def _apn(f: Field) -> APNConfig:
+def parse_apn(f: Field) -> APNConfig:
     f.mapping(
         (
             "carrier",
@@ -211,7 +211,7 @@ def _policy(f: Field) -> SRv6Policy:
     )
 
 
-def _ifit(f: Field) -> IFITConfig:
+def parse_ifit(f: Field) -> IFITConfig:
     f.mapping(
         (
             "role",
@@ -252,7 +252,7 @@ def _ifit(f: Field) -> IFITConfig:
     )
 
 
-def _elephant(f: Field) -> ElephantConfig:
+def parse_elephant(f: Field) -> ElephantConfig:
     f.mapping(("enabled", "rows", "width", "window_us", "threshold_bytes", "idle_windows"))
     return ElephantConfig(
         enabled=f.child("enabled").boolean(True),
@@ -266,7 +266,7 @@ def _elephant(f: Field) -> ElephantConfig:
     )
 
 
-def _ecn(f: Field) -> ECNConfig:
+def parse_ecn(f: Field) -> ECNConfig:
     f.mapping(
         (
             "enabled",
@@ -295,7 +295,7 @@ def _ecn(f: Field) -> ECNConfig:
     return cfg
 
 
-def _pfc(f: Field) -> PFCConfig:
+def parse_pfc(f: Field) -> PFCConfig:
     f.mapping(
         (
             "enabled",
@@ -365,13 +365,11 @@ def node_from_field(f: Field) -> NodeConfig:
         routes=f.child("routes").listed(_route),
         local_sids=f.child("local_sids").listed(_local_sid),
         policies=f.child("policies").listed(_policy),
-        apn=_apn(f.child("apn")),
-        ifit=_ifit(f.child("ifit")),
-        elephant=_elephant(f.child("elephant"))
-        if f.child("elephant").present()
-        else ElephantConfig(),
-        ecn=_ecn(f.child("ecn")) if f.child("ecn").present() else ECNConfig(),
-        pfc=_pfc(f.child("pfc")) if f.child("pfc").present() else PFCConfig(),
+        apn=parse_apn(f.child("apn")),
+        ifit=parse_ifit(f.child("ifit")),
+        elephant=_section(f.child("elephant"), parse_elephant, ElephantConfig()),
+        ecn=_section(f.child("ecn"), parse_ecn, ECNConfig()),
+        pfc=_section(f.child("pfc"), parse_pfc, PFCConfig()),
     )
     _check_ports_exist(f, node, set(indexes))
     if node.policies and node.source is None:

@@ -1,0 +1,1 @@
+"""The controller: derives every node's configuration from intents and keeps it applied."""

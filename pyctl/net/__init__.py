@@ -1,0 +1,1 @@
+"""Emulated networks: topologies as data, and Mininet nodes that run them."""
