@@ -20,12 +20,13 @@ def summary(frame: bytes) -> str:
         IPv6ExtHdrSegmentRouting,
     )
     from scapy.layers.l2 import Ether
+    from scapy.packet import Packet
 
     import pyctl.packets  # noqa: F401  (registers the ICPN layers with scapy)
 
     pkt = Ether(frame)
     parts: list[str] = []
-    layer = pkt.payload
+    layer: Packet | None = pkt.payload
     while layer is not None and layer.name not in ("Raw", "Padding", "NoPayload"):
         if isinstance(layer, IPv6):
             parts.append(f"IPv6 {layer.src} > {layer.dst} hl={layer.hlim} tc={layer.tc:#04x}")
@@ -39,7 +40,7 @@ def summary(frame: bytes) -> str:
         elif isinstance(layer, UDP | TCP):
             parts.append(f"{layer.name} {layer.sport}>{layer.dport}")
         elif layer.name != "Ethernet":
-            parts.append(layer.name)
+            parts.append(str(layer.name))
         layer = layer.payload if layer.payload.name != "NoPayload" else None
     return " / ".join(parts) + f" ({len(frame)} B)"
 
