@@ -67,6 +67,35 @@ MAX_SID_LISTS = 8
 MAX_PARAMS = 4
 
 
+# Link layer and IPv6 option padding (RFC 8200 4.2)
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+IPV6_OPT_PAD1 = 0
+IPV6_OPT_PADN = 1
+MAX_EXT_HEADERS = 4  # extension headers walked per IPv6 header (docs/pipeline.md 1.3)
+IFIT_REPORT_VERSION = 1
+IFIT_REPORT_HOP_LIMIT = 64  # hop limit of an IFIT report as it leaves the tail
+
+# Drop reasons (docs/pipeline.md); `pyctl.targets.reasons` maps them to the names in results.
+DROP_NOT_IP = 1
+DROP_BAD_IPV6 = 2
+DROP_BAD_IPV4 = 3
+DROP_BAD_EXTHDR = 4
+DROP_BAD_SRH = 5
+DROP_BAD_SRH_LE = 6
+DROP_BAD_SRH_SL = 7
+DROP_HOP_LIMIT = 8
+DROP_SL_ZERO = 9
+DROP_SL_NONZERO = 10
+DROP_NO_SRH = 11
+DROP_BAD_INNER = 12
+DROP_NO_ROUTE = 13
+DROP_ECN_NOT_ECT_CE = 14
+DROP_PFC_CONSUMED = 15
+DROP_PFC_HELD = 16
+DROP_TOO_BIG = 17
+
+
 def _exported() -> dict[str, int]:
     return {k: v for k, v in globals().items() if k.isupper() and isinstance(v, int)}
 

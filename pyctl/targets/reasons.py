@@ -1,0 +1,45 @@
+"""Drop reasons: the integer codes of `pyctl.constants` and the names `Result.drop` carries.
+
+Every data plane uses this one table: the eBPF and P4 programs report the integer code (rendered
+into their headers from `pyctl.constants`), the Python side turns it into the name that
+docs/pipeline.md uses.
+"""
+
+from __future__ import annotations
+
+from pyctl import constants as C
+
+DROP_REASONS: dict[int, str] = {
+    C.DROP_NOT_IP: "not-ip",
+    C.DROP_BAD_IPV6: "bad-ipv6",
+    C.DROP_BAD_IPV4: "bad-ipv4",
+    C.DROP_BAD_EXTHDR: "bad-exthdr",
+    C.DROP_BAD_SRH: "bad-srh",
+    C.DROP_BAD_SRH_LE: "bad-srh-le",
+    C.DROP_BAD_SRH_SL: "bad-srh-sl",
+    C.DROP_HOP_LIMIT: "hop-limit",
+    C.DROP_SL_ZERO: "sl-zero",
+    C.DROP_SL_NONZERO: "sl-nonzero",
+    C.DROP_NO_SRH: "no-srh",
+    C.DROP_BAD_INNER: "bad-inner",
+    C.DROP_NO_ROUTE: "no-route",
+    C.DROP_ECN_NOT_ECT_CE: "ecn-not-ect-ce",
+    C.DROP_PFC_CONSUMED: "pfc-consumed",
+    C.DROP_PFC_HELD: "pfc-held",
+    C.DROP_TOO_BIG: "too-big",
+}
+
+DROP_CODES: dict[str, int] = {name: code for code, name in DROP_REASONS.items()}
+
+
+def reason_name(code: int) -> str:
+    """The name of a drop code, e.g. 13 -> "no-route"; an unknown code names itself."""
+    return DROP_REASONS.get(code, f"unknown-{code}")
+
+
+def reason_code(name: str) -> int:
+    """The code of a drop reason name; KeyError names the unknown reason."""
+    try:
+        return DROP_CODES[name]
+    except KeyError:
+        raise KeyError(f"unknown drop reason {name!r} (known: {', '.join(DROP_CODES)})") from None
