@@ -179,13 +179,15 @@ def test_hop_limit_at_an_endpoint() -> None:
 
 
 def test_validation_order() -> None:
-    """pipeline.md 2: bad-srh-le, bad-srh-sl, hop-limit, sl-zero."""
-    bad_le = outer("fc00:2::e", 1) / SRH(
+    """RFC 8986 4.1 (pipeline.md 2): sl-zero (S02), hop-limit (S05), bad-srh-le / -sl (S09)."""
+    bad_le_hl1 = outer("fc00:2::e", 1) / SRH(
         addresses=["fc00:9::1", "fc00:2::e"], segleft=1, lastentry=5
     )
+    assert run(endpoint(), frame(bad_le_hl1 / PAYLOAD)).drop == "hop-limit"
+    bad_le = outer("fc00:2::e") / SRH(addresses=["fc00:9::1", "fc00:2::e"], segleft=1, lastentry=5)
     assert run(endpoint(), frame(bad_le / PAYLOAD)).drop == "bad-srh-le"
     sl0_hl1 = outer("fc00:2::e", 1) / SRH(addresses=["fc00:2::e"], segleft=0)
-    assert run(endpoint(), frame(sl0_hl1 / PAYLOAD)).drop == "hop-limit"
+    assert run(endpoint(), frame(sl0_hl1 / PAYLOAD)).drop == "sl-zero"
 
 
 def test_sl_zero_at_end() -> None:

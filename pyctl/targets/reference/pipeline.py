@@ -247,10 +247,11 @@ class Pipeline:
         srh = find_srh(pkt)
         if srh is None:
             raise Drop(C.DROP_NO_SRH)
-        validate_srh(srh)
-        check_hop_limit(pkt.hop_limit)
+        # RFC 8986 4.1 order: S02 SL == 0, S05 hop limit, S09 LE / SL sanity.
         if srh.segments_left == 0:
             raise Drop(C.DROP_SL_ZERO)
+        check_hop_limit(pkt.hop_limit)
+        validate_srh(srh)
         data = end(pkt, srh)
         if Flavour.PSP in sid.flavours and srh.segments_left == 1:
             data = psp(data, srh)
