@@ -117,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("icpn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `icpn ... | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
     return rc
 
 

@@ -111,7 +111,11 @@ def dissect(source: str) -> int:
     from pyctl.packets.validate import validate_packet
 
     path = Path(source)
-    if path.exists():
+    try:
+        is_file = path.is_file()
+    except OSError:  # a long hex string is not a valid file name
+        is_file = False
+    if is_file:
         try:
             frames = [bytes(p) for p in rdpcap(str(path))]
         except (OSError, Scapy_Exception) as e:
