@@ -19,7 +19,7 @@ from typing import Any
 from pyctl import constants as C
 from pyctl.errors import ConfigError
 from pyctl.model.fields import Field
-from pyctl.model.hashing import bucket_table
+from pyctl.model.hashing import apn_hash, bucket_table
 from pyctl.model.load import parse_apn, parse_ecn, parse_elephant, parse_ifit, parse_pfc
 from pyctl.model.node import (
     Adjacency,
@@ -203,13 +203,21 @@ def make_plan(topo: Topology) -> Plan:
                         raise ConfigError(
                             topo.source, f"policies: {name}: {b!r} unreachable from {a!r}"
                         )
+            site = _site_prefix(site_index[tail_node.site])
+            apn_ids = [
+                (f.apn.app << 16) | f.apn.user
+                for f in topo.flows
+                if f.apn is not None
+                and hosts[f.src].switch == head
+                and hosts[f.dst].address in site
+            ]
             policies[head].append(
                 SRv6Policy(
                     name=name,
-                    match=FlowMatch(dst=_site_prefix(site_index[tail_node.site])),
+                    match=FlowMatch(dst=site),
                     sid_lists=sid_lists,
                     mode=pol.mode,
-                    buckets=bucket_table(list(pol.weights)),
+                    buckets=spread_elephants(bucket_table(list(pol.weights)), apn_ids, len(paths)),
                 )
             )
             dt6_needed.add(tail)
@@ -241,6 +249,23 @@ def make_plan(topo: Topology) -> Plan:
             pfc=feats["pfc"],
         )
     return plan
+
+
+def spread_elephants(buckets: tuple[int, ...], apn_ids: list[int], n_lists: int) -> tuple[int, ...]:
+    """Pin the bucket of each known elephant APN-ID to its own SID list, round robin.
+
+    Deep hashing sends an elephant to `buckets[crc32(APN-ID) % len(buckets)]`; left to the weighted
+    fill, two elephants may land on one path. The controller knows the APN-IDs of its intents,
+    so it spreads them (SPEC 4). Two APN-IDs hashing to the same bucket must share a path.
+    """
+    table = list(buckets)
+    seen: set[int] = set()
+    for i, apn_id in enumerate(apn_ids):
+        b = apn_hash(apn_id, C.APN_ID_TYPE_32) % len(table)
+        if b not in seen:
+            table[b] = i % n_lists
+            seen.add(b)
+    return tuple(table)
 
 
 def _default_role(s: str, policies: dict[str, list[SRv6Policy]]) -> Role:
