@@ -1,0 +1,372 @@
+"""A planned topology as a Mininet network: hosts, switch nodes, shaped links, clean teardown.
+
+Mininet is driven from its Python API only (never `mn -c`: its cleanup kills processes by name
+and deletes links machine-wide). Every name this module creates starts with a per-run prefix
+`ic<3 hex>`; a registry file under /run/icpn records the run's owner PID and node shells, so a run
+that crashed is cleaned up by `cleanup_stale()` without touching anything else.
+
+Switch nodes are plain namespaces; what forwards in them is a `SwitchRunner` (eBPF programs,
+BMv2) started on the node's interfaces.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from pyctl.controller.plan import Plan
+from pyctl.errors import ICPNError
+from pyctl.model.node import NodeConfig
+from pyctl.net.topology import Link, Topology
+
+REGISTRY = Path("/run/icpn")
+CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
+
+
+class EmulationError(ICPNError):
+    """The network could not be built or torn down; the message names the step."""
+
+
+class SwitchRunner(Protocol):
+    """Makes one switch node forward: started once its interfaces exist."""
+
+    def start(self, node: Any, cfg: NodeConfig, ifnames: dict[int, str], run_dir: Path) -> None: ...
+
+    def apply(self, cfg: NodeConfig) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class LinkInfo:
+    link: Link
+    a_if: str
+    b_if: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def new_prefix() -> str:
+    """`ic` + 3 hex digits of this PID: short enough for 15-character interface names."""
+    return f"ic{os.getpid() % 4096:03x}"
+
+
+def in_netns_of(pid: int, fn: Callable[[], T]) -> T:
+    """Call `fn` on a thread that has joined the network namespace of process `pid`."""
+    box: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+            try:
+                if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                    raise EmulationError(f"setns into pid {pid}: {os.strerror(ctypes.get_errno())}")
+            finally:
+                os.close(fd)
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 (re-raised on the caller's thread)
+            box["error"] = exc
+
+    t = threading.Thread(target=body, name=f"netns-{pid}")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value
+
+
+def netem_available() -> bool:
+    """Whether this kernel can delay/lose packets with netem (probed in a throwaway namespace)."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = "ip link set lo up && tc qdisc add dev lo root netem delay 1ms"
+    proc = subprocess.run(
+        ["unshare", "-n", "sh", "-c", probe], capture_output=True, text=True, check=False
+    )
+    return proc.returncode == 0
+
+
+class Emulation:
+    """Owns a Mininet network built from a plan; `stop()` (or leaving the `with`) removes it."""
+
+    def __init__(
+        self,
+        topo: Topology,
+        plan: Plan,
+        run_dir: Path,
+        runner_factory: Callable[[str], SwitchRunner],
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.topo = topo
+        self.plan = plan
+        self.run_dir = run_dir
+        self.runner_factory = runner_factory
+        self.log = log
+        self.prefix = new_prefix()
+        self.net: Any = None
+        self.nodes: dict[str, Any] = {}  # plan name -> Mininet node
+        self.ifnames: dict[tuple[str, int], str] = {}  # (plan node, port) -> interface name
+        self.runners: dict[str, SwitchRunner] = {}
+        self.links: list[LinkInfo] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.warnings: list[str] = []
+        self._registry = REGISTRY / f"{self.prefix}.json"
+
+    # -- bring-up --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+
+        cleanup_stale()
+        setLogLevel("error")
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False)
+        try:
+            self._add_nodes()
+            self._write_registry()
+            self._add_links()
+            self.net.build()
+            self._write_registry()
+            self._configure_hosts()
+            self._shape_links()
+            self._start_switches()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _short(self, name: str) -> str:
+        if name in self.plan.switches:
+            return f"{self.prefix}s{list(self.plan.switches).index(name) + 1}"
+        return f"{self.prefix}h{list(self.plan.hosts).index(name) + 1}"
+
+    def _add_nodes(self) -> None:
+        for name in [*self.plan.hosts, *self.plan.switches]:
+            self.nodes[name] = self.net.addHost(self._short(name), ip=None)
+
+    def _add_links(self) -> None:
+        done: set[tuple[str, int]] = set()
+        link_of: dict[frozenset[str], Link] = {
+            frozenset((lk.a, lk.b)): lk for lk in self.topo.links
+        }
+        for (a, ap), (b, bp) in self.plan.wiring.items():
+            if (a, ap) in done:
+                continue
+            done.update({(a, ap), (b, bp)})
+            a_if, b_if = self._ifname(a, ap), self._ifname(b, bp)
+            self.net.addLink(
+                self.nodes[a],
+                self.nodes[b],
+                intfName1=a_if,
+                intfName2=b_if,
+                addr1=self._mac(a, ap),
+                addr2=self._mac(b, bp),
+            )
+            self.ifnames[(a, ap)], self.ifnames[(b, bp)] = a_if, b_if
+            self.links.append(LinkInfo(link_of[frozenset((a, b))], a_if, b_if))
+
+    def _ifname(self, node: str, port: int) -> str:
+        return f"{self._short(node)}p{port}"
+
+    def _mac(self, node: str, port: int) -> str:
+        if node in self.plan.switches:
+            return self.plan.switches[node].port(port).mac
+        return self.plan.hosts[node].mac
+
+    def _configure_hosts(self) -> None:
+        for name, h in self.plan.hosts.items():
+            node = self.nodes[name]
+            intf = self.ifnames[(name, 1)]
+            mtu = self._link_of(name).mtu
+            _sh(
+                node,
+                "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0"
+                f" net.ipv6.conf.{intf}.disable_ipv6=0 net.ipv6.conf.{intf}.accept_dad=0"
+                f" net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.{intf}.router_solicitations=0",
+                f"ip link set {intf} mtu {mtu} up",
+                f"ip -6 addr add {h.address}/128 dev {intf} nodad",
+                f"ip -6 neigh replace fe80::1 lladdr {h.gateway_mac} dev {intf} nud permanent",
+                f"ip -6 route replace default via fe80::1 dev {intf}",
+                f"ethtool -K {intf} tx off >/dev/null 2>&1 || true",
+            )
+        for name in self.plan.switches:
+            node = self.nodes[name]
+            cmds = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=0"]
+            for (n, _), intf in self.ifnames.items():
+                if n == name:
+                    cmds.append(f"ip link set {intf} mtu {self._mtu_of_if(intf)} up")
+                    cmds.append(f"ethtool -K {intf} tx off >/dev/null 2>&1 || true")
+            _sh(node, *cmds)
+
+    def _link_of(self, host: str) -> Link:
+        for info in self.links:
+            if host in (info.link.a, info.link.b):
+                return info.link
+        raise EmulationError(f"host {host!r} has no link")
+
+    def _mtu_of_if(self, intf: str) -> int:
+        for info in self.links:
+            if intf in (info.a_if, info.b_if):
+                return info.link.mtu
+        return 1500
+
+    def _shape_links(self) -> None:
+        has_netem = any(lk.link.delay_ms or lk.link.loss_pct for lk in self.links) and (
+            netem_available()
+        )
+        owners = {v: k[0] for k, v in self.ifnames.items()}
+        for info in self.links:
+            lk = info.link
+            for intf in (info.a_if, info.b_if):
+                node = self.nodes[owners[intf]]
+                if lk.bw_mbit:
+                    _sh(
+                        node,
+                        f"tc qdisc replace dev {intf} root handle 1: htb default 1",
+                        f"tc class replace dev {intf} parent 1: classid 1:1 htb"
+                        f" rate {lk.bw_mbit}mbit ceil {lk.bw_mbit}mbit",
+                        f"tc qdisc replace dev {intf} parent 1:1 handle 10: pfifo"
+                        f" limit {lk.queue_packets}",
+                    )
+                if (lk.delay_ms or lk.loss_pct) and has_netem:
+                    parent = "parent 1:1 handle 10:" if lk.bw_mbit else "root"
+                    _sh(
+                        node,
+                        f"tc qdisc replace dev {intf} {parent} netem delay {lk.delay_ms}ms"
+                        f" loss {lk.loss_pct}% limit {lk.queue_packets}",
+                    )
+            if (lk.delay_ms or lk.loss_pct) and not has_netem:
+                msg = (
+                    f"link {lk.a}-{lk.b}: delay {lk.delay_ms} ms / loss {lk.loss_pct}% not"
+                    " emulated (this kernel has no netem); figures report it as configured"
+                )
+                info.warnings.append(msg)
+                self.warnings.append(msg)
+                self.log(f"warning: {msg}")
+
+    def _start_switches(self) -> None:
+        for name, cfg in self.plan.switches.items():
+            runner = self.runner_factory(name)
+            ifs = {port: self.ifnames[(name, port)] for port in (p.index for p in cfg.ports)}
+            runner.start(self.nodes[name], cfg, ifs, self.run_dir)
+            self.runners[name] = runner
+
+    # -- use -------------------------------------------------------------------------------
+
+    def popen(self, node: str, argv: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        """Start a process inside a node; its output goes to logs/<log_name>.log."""
+        logf = open(self.run_dir / "logs" / f"{log_name}.log", "wb")  # noqa: SIM115 (owned by proc)
+        proc: subprocess.Popen[bytes] = self.nodes[node].popen(
+            argv, stdout=logf, stderr=subprocess.STDOUT
+        )
+        logf.close()
+        self.procs.append(proc)
+        self._write_registry()
+        return proc
+
+    def run_in(self, node: str, fn: Callable[[], T]) -> T:
+        return in_netns_of(self.nodes[node].pid, fn)
+
+    # -- teardown --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 3
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+        for runner in self.runners.values():
+            runner.stop()
+        self.runners.clear()
+        if self.net is not None:
+            net, self.net = self.net, None
+            net.stop()
+        _delete_root_links(self.prefix)
+        self._registry.unlink(missing_ok=True)
+
+    def __enter__(self) -> Emulation:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _write_registry(self) -> None:
+        REGISTRY.mkdir(parents=True, exist_ok=True)
+        pids = [n.pid for n in self.nodes.values() if getattr(n, "pid", None)]
+        pids += [p.pid for p in self.procs]
+        data = {"owner": os.getpid(), "prefix": self.prefix, "pids": pids}
+        self._registry.write_text(json.dumps(data))
+
+
+def _sh(node: Any, *cmds: str) -> None:
+    """Run shell commands in a node; raise naming the command when one fails."""
+    for cmd in cmds:
+        out = node.cmd(f"{cmd}; echo __rc=$?")
+        body, _, rc = out.rpartition("__rc=")
+        if rc.strip() != "0":
+            raise EmulationError(f"{node.name}: `{cmd}` failed: {body.strip()}")
+
+
+def _delete_root_links(prefix: str) -> list[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=False)
+    gone = []
+    for line in out.stdout.splitlines():
+        parts = line.split(": ")
+        if len(parts) > 1:
+            name = parts[1].split("@")[0]
+            if name.startswith(prefix):
+                subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+                gone.append(name)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cleanup_stale() -> list[str]:
+    """Remove what runs whose owner process is gone left behind: their processes and links."""
+    if not REGISTRY.is_dir():
+        return []
+    cleaned = []
+    for f in REGISTRY.glob("ic*.json"):
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError):
+            f.unlink(missing_ok=True)
+            continue
+        if _alive(int(data.get("owner", 0))):
+            continue
+        for pid in data.get("pids", []):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        cleaned += _delete_root_links(str(data.get("prefix", "ic-none")))
+        f.unlink(missing_ok=True)
+        cleaned.append(f.stem)
+    return cleaned
