@@ -10,6 +10,7 @@ from pyctl.targets.base import DataPlane, Output, Result
 # name -> "module:Class"; imported lazily so a missing optional dependency only affects its plane.
 DATAPLANES: dict[str, str] = {
     "reference": "pyctl.targets.reference:ReferenceDataPlane",
+    "kernel": "pyctl.targets.kernel:KernelDataPlane",
 }
 
 
