@@ -94,6 +94,10 @@ DROP_ECN_NOT_ECT_CE = 14
 DROP_PFC_CONSUMED = 15
 DROP_PFC_HELD = 16
 DROP_TOO_BIG = 17
+DROP_NOT_FOR_ME = 18
+DROP_LINK_LOCAL = 19
+DROP_SID_LOOP = 20
+MAX_SID_PASSES = 8  # local SIDs chained in one node (End -> End.DT6 ...) before sid-loop
 
 
 def _exported() -> dict[str, int]:

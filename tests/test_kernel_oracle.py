@@ -970,54 +970,56 @@ def _ce(outer: IPv6) -> IPv6:
     return outer
 
 
-@pytest.mark.parametrize(
-    ("node", "frame", "in_port", "verdict"),
-    [
-        # RFC 1812 5.2.2: a router verifies the IPv4 header checksum (pipeline.md: not checked)
-        ("router", _eth(1) / _bad_checksum(), 1, "drop"),
-        # only frames sent to the port's own MAC are routed (PACKET_OTHERHOST / broadcast)
-        ("router", Ether(src=HOST, dst="02:00:00:00:99:99") / _u6(), 1, "drop"),
-        ("router", Ether(src=HOST, dst="ff:ff:ff:ff:ff:ff") / _u6(), 1, "drop"),
-        # RFC 4291 2.5.6: packets with a link-local source are not forwarded
-        ("router", _eth(1) / IPv6(src="fe80::1", dst="2001:db8:b::1") / UDP(chksum=1), 1, "drop"),
-        # an SRH whose TLV area does not parse is refused (seg6_validate_srh)
-        ("endpoint", _eth(1) / _bad_tlv_area(), 1, "drop"),
-        # End whose next SID is another SID of this node: processed again here (End.DT6 -> port 3)
-        (
-            "endpoint",
-            _eth(1) / _outer("fc00:1::e", 43) / _srh(["fc00:1::d6", "fc00:1::e"], 1, 41) / _u6(),
-            1,
-            "port 3",
-        ),
-        # no RFC 6040 at decapsulation: outer CE over an inner Not-ECT is forwarded, not dropped
-        (
-            "endpoint",
-            _eth(2) / _ce(_outer("fc00:1::d6", 41, src=SOURCE)) / _u6(tc=0),
-            2,
-            "port 3 tc 0",
-        ),
-        (
-            "endpoint",
-            _eth(2) / _ce(_outer("fc00:1::d6", 41, src=SOURCE)) / _u6(tc=2),
-            2,
-            "port 3 tc 2",
-        ),
-    ],
-    ids=[
-        "ipv4-bad-checksum",
-        "mac-not-ours",
-        "mac-broadcast",
-        "link-local-source",
-        "srh-bad-tlv-area",
-        "end-next-sid-local",
-        "decap-ce-over-not-ect",
-        "decap-ce-not-copied",
-    ],
-)
+KERNEL_CASES = [
+    # RFC 1812 5.2.2: a router verifies the IPv4 header checksum
+    ("router", _eth(1) / _bad_checksum(), 1, "drop"),
+    # only frames sent to the port's own MAC are routed (PACKET_OTHERHOST / broadcast)
+    ("router", Ether(src=HOST, dst="02:00:00:00:99:99") / _u6(), 1, "drop"),
+    ("router", Ether(src=HOST, dst="ff:ff:ff:ff:ff:ff") / _u6(), 1, "drop"),
+    # RFC 4291 2.5.6: packets with a link-local source are not forwarded
+    ("router", _eth(1) / IPv6(src="fe80::1", dst="2001:db8:b::1") / UDP(chksum=1), 1, "drop"),
+    # an SRH whose TLV area does not parse is refused (seg6_validate_srh)
+    ("endpoint", _eth(1) / _bad_tlv_area(), 1, "drop"),
+    # End whose next SID is another SID of this node: processed again here (End.DT6 -> port 3)
+    (
+        "endpoint",
+        _eth(1) / _outer("fc00:1::e", 43) / _srh(["fc00:1::d6", "fc00:1::e"], 1, 41) / _u6(),
+        1,
+        "port 3",
+    ),
+    # no RFC 6040 at decapsulation: outer CE over an inner Not-ECT is forwarded, not dropped
+    (
+        "endpoint",
+        _eth(2) / _ce(_outer("fc00:1::d6", 41, src=SOURCE)) / _u6(tc=0),
+        2,
+        "port 3 tc 0",
+    ),
+    (
+        "endpoint",
+        _eth(2) / _ce(_outer("fc00:1::d6", 41, src=SOURCE)) / _u6(tc=2),
+        2,
+        "port 3 tc 2",
+    ),
+]
+KERNEL_CASE_IDS = [
+    "ipv4-bad-checksum",
+    "mac-not-ours",
+    "mac-broadcast",
+    "link-local-source",
+    "srh-bad-tlv-area",
+    "end-next-sid-local",
+    "decap-ce-over-not-ect",
+    "decap-ce-not-copied",
+]
+# The first six became part of the contract (pipeline.md): there the reference must agree.
+SHARED = 6
+
+
+@pytest.mark.parametrize(("node", "frame", "in_port", "verdict"), KERNEL_CASES, ids=KERNEL_CASE_IDS)
 def test_kernel_behaviour_beyond_the_contract(
     planes: Planes, node: str, frame: Packet, in_port: int, verdict: str
 ) -> None:
-    """What the kernel does where the contract is silent or differs (docs/kernel-oracle.md)."""
+    """What the kernel does beyond SPEC itself (docs/kernel-oracle.md)."""
     result = planes.run("kernel", Case("x", node, frame, in_port=in_port))
     if verdict == "drop":
         assert result.dropped and not result.outputs
@@ -1027,3 +1029,20 @@ def test_kernel_behaviour_beyond_the_contract(
     assert out.port == int(words[1])
     if len(words) == 4:
         assert Ether(out.frame)[IPv6].tc == int(words[3])
+
+
+@pytest.mark.parametrize(
+    ("node", "frame", "in_port", "verdict"),
+    KERNEL_CASES[:SHARED],
+    ids=KERNEL_CASE_IDS[:SHARED],
+)
+def test_contract_follows_the_kernel_where_the_rfcs_do(
+    planes: Planes, node: str, frame: Packet, in_port: int, verdict: str
+) -> None:
+    """pipeline.md adopted these kernel behaviours (RFC 1812, 4291, 8754, 8986 S15)."""
+    result = planes.run("reference", Case("x", node, frame, in_port=in_port))
+    if verdict == "drop":
+        assert result.dropped and not result.outputs, result
+        return
+    (out,) = result.outputs
+    assert out.port == int(verdict.split()[1])

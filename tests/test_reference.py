@@ -279,14 +279,24 @@ def test_transit_ipv4_ttl_and_checksum() -> None:
     assert run(dp, frame(IP(src="192.0.2.1", dst="11.1.1.1") / UDP())).drop == "no-route"
 
 
-def test_ipv4_wrong_checksum_stays_wrong_by_rfc1624() -> None:
+def test_ipv4_wrong_checksum_is_dropped() -> None:
+    """RFC 1812 5.2.2: a router verifies the IPv4 header checksum."""
     ip = bytearray(bytes(IP(src="192.0.2.1", dst="10.1.1.1", ttl=64) / UDP()))
-    struct.pack_into("!H", ip, 10, 0xFFFF)  # not a valid checksum: no recompute must happen
-    out = single(run(make_plane(routes=TRANSIT_ROUTES), bytes(Ether(type=0x0800)) + bytes(ip)))
-    old = 64 << 8 | 17
-    expected = checksum_update(0xFFFF, old, old - 0x100)
-    assert out.frame[14 + 10 : 14 + 12] == struct.pack("!H", expected)
-    assert expected == 0x0100  # ~(~0xFFFF + ~m + m - 0x100) = 0x0100
+    struct.pack_into("!H", ip, 10, 0xFFFF)
+    raw = bytes(Ether(src=PEER[1], dst=MACS[1], type=0x0800)) + bytes(ip)
+    assert run(make_plane(routes=TRANSIT_ROUTES), raw).drop == "bad-ipv4"
+
+
+def test_link_local_and_foreign_frames_are_not_forwarded() -> None:
+    dp = make_plane(routes=[route("::/0", 2), route("0.0.0.0/0", 2)])
+    assert run(dp, frame(udp6(src="fe80::1"))).drop == "link-local"
+    assert run(dp, frame(udp6(dst="fe80::2"))).drop == "link-local"
+    assert run(dp, frame(IP(src="169.254.1.1", dst="10.0.0.1") / UDP())).drop == "link-local"
+    bcast = bytes(Ether(src=PEER[1], dst="ff:ff:ff:ff:ff:ff") / udp6())
+    assert run(dp, bcast).drop == "not-for-me"
+    other = bytes(Ether(src=PEER[1], dst=MACS[2]) / udp6())
+    assert run(dp, other).drop == "not-for-me"
+    assert single(run(dp, frame(udp6()))).port == 2
 
 
 ipv4_headers = st.builds(

@@ -27,6 +27,9 @@ DROP_REASONS: dict[int, str] = {
     C.DROP_PFC_CONSUMED: "pfc-consumed",
     C.DROP_PFC_HELD: "pfc-held",
     C.DROP_TOO_BIG: "too-big",
+    C.DROP_NOT_FOR_ME: "not-for-me",
+    C.DROP_LINK_LOCAL: "link-local",
+    C.DROP_SID_LOOP: "sid-loop",
 }
 
 DROP_CODES: dict[str, int] = {name: code for code, name in DROP_REASONS.items()}

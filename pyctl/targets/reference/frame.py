@@ -166,13 +166,31 @@ def parse_ipv6(data: bytes) -> IPPacket:
     return IPPacket(data, 6, tuple(exts), nh, off)
 
 
+def ones_complement_sum(data: bytes) -> int:
+    """The 16-bit one's complement sum of `data` (even length): 0xFFFF for a valid header."""
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def is_link_local(addr: bytes) -> bool:
+    """fe80::/10 (RFC 4291 2.5.6) or 169.254.0.0/16 (RFC 3927 2.7): never forwarded."""
+    if len(addr) == 16:
+        return addr[0] == 0xFE and addr[1] & 0xC0 == 0x80
+    return addr[:2] == b"\xa9\xfe"
+
+
 def parse_ipv4(data: bytes) -> IPPacket:
-    """RFC 791 3.1: version 4, IHL >= 5, IHL*4 <= Total Length <= the bytes (checksum unchecked)."""
+    """RFC 791 3.1: version 4, IHL >= 5, IHL*4 <= Total Length <= the bytes; RFC 1812 5.2.2: a
+    router verifies the header checksum."""
     if len(data) < IPV4_HLEN or data[0] >> 4 != 4:
         raise Drop(C.DROP_BAD_IPV4)
     ihl = (data[0] & 0x0F) * 4
     total = u16(data, 2)
     if ihl < IPV4_HLEN or total < ihl or total > len(data):
+        raise Drop(C.DROP_BAD_IPV4)
+    if ones_complement_sum(data[:ihl]) != 0xFFFF:
         raise Drop(C.DROP_BAD_IPV4)
     fragment = u16(data, 6) & 0x1FFF != 0
     return IPPacket(data[:total], 4, (), data[9], ihl, fragment)

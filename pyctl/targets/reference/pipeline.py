@@ -61,6 +61,7 @@ from pyctl.targets.reference.frame import (
     ip_dst,
     ip_hop_limit,
     ip_src,
+    is_link_local,
     mac_bytes,
     parse_ethernet,
     parse_ip,
@@ -100,6 +101,7 @@ INNER_ACCEPTED = {
     Behaviour.END_DT46: (C.IPPROTO_IPV6, C.IPPROTO_IPIP),
 }
 DX_BEHAVIOURS = (Behaviour.END_DX6, Behaviour.END_DX4)
+PFC_DST = bytes.fromhex("0180c2000001")
 IFIT_OPTIONS = frozenset({C.ALTMARK_OPT_TYPE, C.IOAM_OPT_TYPE})
 
 
@@ -187,6 +189,7 @@ class Pipeline:
     rt: Runtime
     ctx: PacketContext
     side: list[Output]
+    passes: int = 0  # local SIDs processed so far for this packet
 
     @property
     def node(self) -> NodeConfig:
@@ -194,11 +197,17 @@ class Pipeline:
 
     def run(self, frame: bytes) -> Output:
         eth = parse_ethernet(frame)
-        if eth.ethertype == C.PFC_ETHERTYPE:
+        # A router takes frames sent to its port's MAC; MAC Control (PFC) frames may also use
+        # the reserved multicast address (IEEE 802.3 Annex 31B).
+        pfc = eth.ethertype == C.PFC_ETHERTYPE
+        if eth.dst != self.rt.macs[self.ctx.in_port] and not (pfc and eth.dst == PFC_DST):
+            raise Drop(C.DROP_NOT_FOR_ME)
+        if pfc:
             self.pfc_in(eth)
         if self.node.pfc.enabled:
             self.pfc_out(eth)
         pkt = parse_ip(eth.payload, eth.ethertype)
+        check_not_link_local(pkt)
         sid = self.rt.sids.lookup(pkt.dst) if pkt.version == 6 else None
         fwd = self.endpoint(pkt, sid) if sid is not None else self.headend(pkt)
         return self.egress(self.ifit(fwd))
@@ -251,27 +260,36 @@ class Pipeline:
         if srh.segments_left == 0:
             raise Drop(C.DROP_SL_ZERO)
         check_hop_limit(pkt.hop_limit)
-        validate_srh(srh)
+        validate_srh(srh, pkt.data)
         data = end(pkt, srh)
         if Flavour.PSP in sid.flavours and srh.segments_left == 1:
             data = psp(data, srh)
         return self.end_egress(data, sid, pkt)
 
     def end_egress(self, data: bytes, sid: LocalSID, origin: IPPacket) -> Forward:
-        """End: FIB lookup on the new DA; End.X: the SID's adjacency."""
+        """End: FIB lookup on the new DA (RFC 8986 4.1 S15), where a local SID of this node is
+        processed in turn (as Linux does), at most MAX_SID_PASSES times; End.X: the adjacency."""
         if sid.behaviour is Behaviour.END_X and sid.adjacency is not None:
             return Forward(data, 6, sid.adjacency, origin)
-        return Forward(data, 6, self.lookup(0, ip_dst(data, 6)), origin)
+        dst = ip_dst(data, 6)
+        local = self.rt.sids.lookup(dst)
+        if local is not None:
+            self.passes += 1
+            if self.passes >= C.MAX_SID_PASSES:
+                raise Drop(C.DROP_SID_LOOP)
+            return self.endpoint(parse_ip(data, C.ETHERTYPE_IPV6), local)
+        return Forward(data, 6, self.lookup(0, dst), origin)
 
     def decap(self, pkt: IPPacket, sid: LocalSID) -> Forward:
         """End.DT6/DT4/DT46/DX6/DX4 (RFC 8986 4.4-4.8): SRH (if any) valid with SL 0, inner
         packet out, CE copied (RFC 6040), then a lookup in `table` or the adjacency."""
         srh = find_srh(pkt)
         if srh is not None:
-            validate_srh(srh)
+            validate_srh(srh, pkt.data)
             if srh.segments_left != 0:
                 raise Drop(C.DROP_SL_NONZERO)
         inner = decapsulate(pkt, INNER_ACCEPTED[sid.behaviour])
+        check_not_link_local(inner)
         data = ecn_decapsulate(traffic_ecn(pkt.data, 6), inner)
         if sid.behaviour in DX_BEHAVIOURS and sid.adjacency is not None:
             adj = sid.adjacency
@@ -470,6 +488,12 @@ class Pipeline:
                 raise Drop(C.DROP_PFC_HELD)
         ethertype = C.ETHERTYPE_IPV6 if version == 6 else C.ETHERTYPE_IPV4
         return Output(port, ethernet(mac_bytes(fwd.adj.mac), self.rt.macs[port], ethertype, data))
+
+
+def check_not_link_local(pkt: IPPacket) -> None:
+    """RFC 4291 2.5.6 / RFC 3927 2.7: a router never forwards link-local source or destination."""
+    if is_link_local(pkt.src) or is_link_local(pkt.dst):
+        raise Drop(C.DROP_LINK_LOCAL)
 
 
 def flow_matches(m: FlowMatch, pkt: IPPacket, in_port: int, apn: APNValue | None) -> bool:

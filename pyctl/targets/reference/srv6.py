@@ -44,12 +44,22 @@ def find_srh(pkt: IPPacket) -> Srh | None:
     return Srh(e, d[e.offset + 1], d[e.offset + 3], d[e.offset + 4])
 
 
-def validate_srh(srh: Srh) -> None:
-    """RFC 8986 4.1 S06-S09: Last Entry must fit in Hdr Ext Len, Segments Left <= LE + 1."""
+def validate_srh(srh: Srh, data: bytes) -> None:
+    """RFC 8986 4.1 S08-S09: Last Entry must fit in Hdr Ext Len, Segments Left <= LE + 1;
+    RFC 8754 2.1: the TLVs after the segment list must exactly fill the rest of the header."""
     if srh.last_entry > srh.hdr_ext_len // 2 - 1:
         raise Drop(C.DROP_BAD_SRH_LE)
     if srh.segments_left > srh.last_entry + 1:
         raise Drop(C.DROP_BAD_SRH_SL)
+    off = srh.segment_offset(srh.last_entry + 1)
+    end = srh.header.offset + srh.header.length
+    while off < end:
+        if data[off] == C.SRH_TLV_PAD1:
+            off += 1
+            continue
+        if off + 2 > end or off + 2 + data[off + 1] > end:
+            raise Drop(C.DROP_BAD_SRH)
+        off += 2 + data[off + 1]
 
 
 def check_hop_limit(hop_limit: int) -> None:
