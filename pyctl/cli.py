@@ -104,6 +104,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--dataplane", default=None, help="one data plane (default: each available)")
     m.set_defaults(func=_cmd_demo)
+
+    from pyctl.sched import cli as sched_cli
+    from pyctl.telemetry import collector
+
+    c = sub.add_parser(
+        "collector",
+        help="receive IFIT reports, keep per-flow and per-hop figures, export them",
+        description=(
+            "Receive IFIT reports (SPEC 3) over UDP, compute delay, jitter, loss per colour "
+            "period and the traced path; export JSON lines and Prometheus text on HTTP."
+        ),
+    )
+    collector.add_arguments(c)
+    c.set_defaults(func=collector.run)
+
+    s = sub.add_parser(
+        "sched",
+        help="compute-aware scheduling: serve the load API, place a job, compare modes",
+        description="Pick the site and SRv6 path from compute load and live telemetry.",
+    )
+    sched_cli.add_arguments(s)
     return ap
 
 

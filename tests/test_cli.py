@@ -102,5 +102,5 @@ def test_console_script_help() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "pyctl.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for cmd in ("packet", "vectors", "dissect", "demo"):
+    for cmd in ("packet", "vectors", "dissect", "demo", "collector", "sched"):
         assert cmd in out
