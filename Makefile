@@ -95,6 +95,7 @@ test: check-root lint typecheck pytest
 
 run: check-root build
 	@$(ICPN) demo
+	@$(ICPN) run topologies/ingest.yaml
 
 vectors: build
 	@$(ICPN) vectors

@@ -164,3 +164,16 @@ def test_file_errors_carry_the_line(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"n.yaml line 6: ports\[1\].mac: 'bad'"):
         load_node(f)
+
+
+def test_dump_round_trips_every_shipped_and_planned_node() -> None:
+    from pyctl.controller.plan import make_plan
+    from pyctl.model.dump import node_to_dict
+    from pyctl.net.topology import load_topology
+
+    root = Path(__file__).resolve().parent.parent / "topologies"
+    nodes = [load_node(f) for f in sorted((root / "nodes").glob("*.yaml"))]
+    for topo in sorted(root.glob("*.yaml")):
+        nodes += list(make_plan(load_topology(topo)).switches.values())
+    for node in nodes:
+        assert node_from_dict(node_to_dict(node), "dump") == node

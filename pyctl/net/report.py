@@ -1,0 +1,128 @@
+"""A run's report for a person: text tables, and PNG plots beside report.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:5.1f}%"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(r: list[str]) -> str:
+        cells = zip(r, widths, strict=True)
+        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(cells))
+
+    return [fmt(header), "  ".join("-" * w for w in widths), *[fmt(r) for r in rows]]
+
+
+def render(report: dict[str, Any], run_dir: Path) -> str:
+    secs = report["seconds_per_phase"]
+    lines = [f"== {report['topology']} on {report['dataplane']} ({secs} s a phase)"]
+    phases = report["phases"]
+    if phases and phases[0]["paths"]:
+        paths = phases[0]["paths"]
+        header = ["path (headend port -> first hop)", "capacity"]
+        header += [f"{p['name']} Mbit/s  util" for p in phases]
+        rows = []
+        for i, p in enumerate(paths):
+            row = [f"{p['policy']}: {p['headend']}:{p['port']} -> {p['first_hop']}"]
+            row.append(f"{p['bw_mbit']:g} Mbit/s" if p["bw_mbit"] else "-")
+            for ph in phases:
+                q = ph["paths"][i]
+                util = q["mbit"] / q["bw_mbit"] if q["bw_mbit"] else None
+                row.append(f"{q['mbit']:8.2f}  {_pct(util)}")
+            rows.append(row)
+        lines += ["", *_table(header, rows)]
+        means = report["mean_utilisation"]
+        lines.append(
+            "mean path utilisation: "
+            + ", ".join(f"{name} {_pct(u)}" for name, u in means.items())
+            + "   (paper: 20% single path -> over 90% with multi-path transfer)"
+        )
+    if phases:
+        header = ["flow"] + [f"{p['name']} sent/recv Mbit/s  CE  CNP" for p in phases]
+        rows = []
+        for i, f in enumerate(phases[0]["flows"]):
+            row = [f["name"]]
+            for ph in phases:
+                g = ph["flows"][i]
+                row.append(
+                    f"{g['sent_mbit']:7.2f}/{g['received_mbit']:7.2f} {g['ce']:4d} {g['cnps']:4d}"
+                )
+            rows.append(row)
+        lines += ["", *_table(header, rows)]
+    if report["ifit"]:
+        lines += ["", "IFIT (traced path, one-way and per-hop delay from the collector):"]
+        for t in report["ifit"]:
+            d = t["delay_us"]
+            mean = d.get("avg") if isinstance(d, dict) else None
+            lines.append(
+                f"  {t['flow']}: {' -> '.join(t['path'])}"
+                + (
+                    f", one-way {mean:.0f} us (jitter {d.get('jitter', 0):.0f} us)"
+                    if isinstance(mean, int | float)
+                    else ""
+                )
+                + (f", {t['path_changes']} path changes" if t["path_changes"] else "")
+            )
+            for h in t["hops"]:
+                hm = h["delay_us"].get("avg") if isinstance(h["delay_us"], dict) else None
+                if isinstance(hm, int | float):
+                    lines.append(f"      {h['from']} -> {h['to']}: {hm:.0f} us")
+    for w in report.get("warnings", []):
+        lines.append(f"warning: {w}")
+    plots = plot(report, run_dir)
+    lines.append("")
+    lines.append(f"report: {run_dir / 'report.json'}" + "".join(f", {p}" for p in plots))
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], run_dir: Path) -> list[Path]:
+    """Utilisation over time per path (one panel per phase) and per-hop delay per flow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out: list[Path] = []
+    phases = [p for p in report["phases"] if p["paths"]]
+    if phases:
+        fig, axes = plt.subplots(1, len(phases), figsize=(6 * len(phases), 3.5), squeeze=False)
+        for ax, ph in zip(axes[0], phases, strict=True):
+            for p in ph["paths"]:
+                xs = [t for t, _ in p["samples"]]
+                ys = [100 * m / p["bw_mbit"] if p["bw_mbit"] else m for _, m in p["samples"]]
+                ax.plot(xs, ys, label=f"via {p['first_hop']}")
+            ax.set_title(f"{report['topology']}: {ph['name']}")
+            ax.set_xlabel("s")
+            ax.set_ylabel("path utilisation %")
+            ax.set_ylim(0, 110)
+            ax.legend(fontsize="small")
+        fig.tight_layout()
+        path = run_dir / "utilisation.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        out.append(path)
+    hops = [(t["flow"], h) for t in report["ifit"] for h in t["hops"]]
+    means: list[tuple[str, float]] = [
+        (f"{flow}\n{h['from']}->{h['to']}", float(h["delay_us"]["avg"]))
+        for flow, h in hops
+        if isinstance(h["delay_us"], dict) and isinstance(h["delay_us"].get("avg"), int | float)
+    ]
+    if means:
+        fig, ax = plt.subplots(figsize=(max(5, len(means) * 0.9), 3.5))
+        ax.bar(range(len(means)), [m for _, m in means])
+        ax.set_xticks(range(len(means)), [label for label, _ in means], fontsize="x-small")
+        ax.set_ylabel("per-hop delay, us")
+        ax.set_title(f"{report['topology']}: IFIT per-hop delay")
+        fig.tight_layout()
+        path = run_dir / "hop-delay.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        out.append(path)
+    return out

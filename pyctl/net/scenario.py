@@ -1,0 +1,353 @@
+"""`icpn run TOPOLOGY`: bring the network up, run its flows, and report what the network did.
+
+For a topology with SRv6 policies the flows run twice, side by side in one run: once with every
+policy held to its first SID list (single-path transfer) and once with all its SID lists and
+APN-keyed deep hashing (multi-path transfer). The report gives per-path throughput and
+utilisation of both phases, each flow's goodput, ECN marks and CNPs, and from the IFIT collector
+the traced path and per-hop delay of every flow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyctl import constants as C
+from pyctl.controller.plan import Plan, make_plan
+from pyctl.errors import ICPNError
+from pyctl.model.node import NodeConfig
+from pyctl.net.emulation import Emulation, SwitchRunner
+from pyctl.net.runners import SoftwareSwitchRunner
+from pyctl.net.topology import Kind, Topology, load_topology
+
+COLLECTOR_HTTP_PORT = 9391
+SAMPLE_S = 0.25
+
+
+@dataclass
+class PathUse:
+    """One SRv6 path of a policy, as the headend port that leads to its first hop."""
+
+    policy: str
+    headend: str
+    port: int
+    first_hop: str
+    bw_mbit: float | None
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (t, Mbit/s)
+    mbit: float = 0.0
+
+    @property
+    def utilisation(self) -> float | None:
+        return self.mbit / self.bw_mbit if self.bw_mbit else None
+
+
+@dataclass
+class FlowResult:
+    name: str
+    sent_mbit: float = 0.0
+    received_mbit: float = 0.0
+    ce: int = 0
+    cnps: int = 0
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float
+    paths: list[PathUse] = field(default_factory=list)
+    flows: list[FlowResult] = field(default_factory=list)
+
+    def mean_utilisation(self) -> float | None:
+        used = [p.utilisation for p in self.paths if p.utilisation is not None]
+        return sum(used) / len(used) if used else None
+
+
+def scaled(topo: Topology, factor: float) -> Topology:
+    """Bandwidths, flow rates and the elephant threshold times `factor` (what the VM carries)."""
+    if factor == 1:
+        return topo
+    links = tuple(
+        dataclasses.replace(lk, bw_mbit=lk.bw_mbit * factor if lk.bw_mbit else None)
+        for lk in topo.links
+    )
+    flows = tuple(dataclasses.replace(f, rate_mbit=f.rate_mbit * factor) for f in topo.flows)
+    features = dict(topo.features)
+    ele = dict(features.get("elephant") or {})  # type: ignore[call-overload]
+    if "elephant" in features:
+        ele["threshold_bytes"] = max(
+            1, int(ele.get("threshold_bytes", C.ELEPHANT_THRESHOLD_BYTES_DEFAULT) * factor)
+        )
+        features["elephant"] = ele
+    return dataclasses.replace(topo, links=links, flows=flows, features=features)
+
+
+def single_path(cfg: NodeConfig) -> NodeConfig:
+    """The node with every policy held to its first SID list (the single-path phase)."""
+    pols = tuple(dataclasses.replace(p, buckets=tuple(0 for _ in p.buckets)) for p in cfg.policies)
+    return dataclasses.replace(cfg, policies=pols)
+
+
+def choose_runner(requested: str) -> tuple[str, Callable[[str], SwitchRunner], str]:
+    """(name, runner factory, why) for the switch nodes."""
+    if requested not in ("auto", "reference"):
+        raise ICPNError(
+            f"--dataplane {requested!r}: only the reference software switch can run a network in"
+            " this version (auto picks it); the eBPF and BMv2 node runners are not wired yet"
+        )
+    why = "reference software switches (the contract itself, in Python, on AF_PACKET sockets)"
+    return "reference", lambda name: SoftwareSwitchRunner(name, "reference"), why
+
+
+class Scenario:
+    def __init__(
+        self,
+        topo: Topology,
+        run_dir: Path,
+        dataplane: str = "auto",
+        seconds: float = 5.0,
+        log: Callable[[str], None] = print,
+        scale: float = 1.0,
+    ) -> None:
+        self.scale = scale
+        self.topo = topo
+        self.plan: Plan = make_plan(topo)
+        self.run_dir = run_dir
+        self.seconds = seconds
+        self.log = log
+        self.dataplane, self.factory, self.why = choose_runner(dataplane)
+        self.emu: Emulation | None = None
+        self.runners: dict[str, SwitchRunner] = {}
+
+    def _runner(self, name: str) -> SwitchRunner:
+        runner = self.factory(name)
+        self.runners[name] = runner
+        return runner
+
+    def paths(self) -> list[PathUse]:
+        """Each policy's SID lists as the headend port towards their first segment's node."""
+        out: list[PathUse] = []
+        locators = {
+            s: ipaddress.IPv6Network(f"{self.plan.end_sid(s)}/48") for s in self.plan.switches
+        }
+        for head, cfg in self.plan.switches.items():
+            for pol in cfg.policies:
+                if pol.name.endswith("-reverse"):
+                    continue
+                for sl in pol.sid_lists:
+                    first = next(
+                        (s for s, net in locators.items() if sl.segments[0] in net), "egress"
+                    )
+                    port = next(
+                        (
+                            p
+                            for (n, p), (peer, _) in self.plan.wiring.items()
+                            if n == head and peer == first
+                        ),
+                        None,
+                    )
+                    if port is None:
+                        continue
+                    link = next(
+                        (lk for lk in self.topo.links if {lk.a, lk.b} == {head, first}), None
+                    )
+                    out.append(PathUse(pol.name, head, port, first, link.bw_mbit if link else None))
+        return out
+
+    def run(self, cli: bool = False) -> dict[str, Any]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log(f"icpn run: {self.topo.name}: data planes: {self.dataplane} — {self.why}")
+        if self.scale != 1:
+            self.log(
+                f"  scaled by {self.scale:g} to what this data plane carries: link bandwidths,"
+                " flow rates, elephant threshold"
+            )
+        t0 = time.monotonic()
+        self.emu = Emulation(self.topo, self.plan, self.run_dir, self._runner, log=self.log)
+        with self.emu:
+            self.log(
+                f"  network up: {len(self.plan.switches)} switches, {len(self.plan.hosts)} hosts"
+                f" in {time.monotonic() - t0:.1f} s (run directory {self.run_dir})"
+            )
+            collector = self._start_collector()
+            phases = []
+            has_policies = any(c.policies for c in self.plan.switches.values())
+            if has_policies:
+                phases.append(self._phase("single-path", single_path))
+            phases.append(self._phase("multi-path" if has_policies else "flows", None))
+            ifit = self._collector_snapshot(collector)
+            if cli:
+                from mininet.cli import CLI
+
+                self.log("  Mininet CLI (exit to tear the network down)")
+                CLI(self.emu.net)
+        report = self._report(phases, ifit)
+        (self.run_dir / "report.json").write_text(json.dumps(report, indent=1))
+        return report
+
+    def _start_collector(self) -> str | None:
+        col = next((n.name for n in self.topo.nodes if n.kind is Kind.COLLECTOR), None)
+        if col is None or self.emu is None:
+            return None
+        argv = [sys.executable, "-m", "pyctl.telemetry.collector", "--bind", "::"]
+        argv += ["--http-port", str(COLLECTOR_HTTP_PORT), "--synchronised"]
+        argv += ["--jsonl", str(self.run_dir / "ifit.jsonl")]
+        self.emu.popen(col, argv, "collector")
+        time.sleep(0.5)
+        return col
+
+    def _collector_snapshot(self, col: str | None) -> dict[str, Any]:
+        if col is None or self.emu is None:
+            return {}
+
+        def fetch() -> dict[str, Any]:
+            url = f"http://127.0.0.1:{COLLECTOR_HTTP_PORT}/flows"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                doc: dict[str, Any] = json.loads(resp.read())
+                return doc
+
+        try:
+            return self.emu.run_in(col, fetch)
+        except OSError as e:
+            self.log(f"  warning: IFIT collector did not answer ({e}); no telemetry in the report")
+            return {}
+
+    def _phase(self, name: str, transform: Callable[[NodeConfig], NodeConfig] | None) -> Phase:
+        assert self.emu is not None
+        for sw, cfg in self.plan.switches.items():
+            if cfg.policies:
+                self.runners[sw].apply(transform(cfg) if transform else cfg)
+        phase = Phase(name, self.seconds, paths=self.paths())
+        self.log(f"  phase {name}: {len(self.topo.flows)} flows for {self.seconds:.0f} s")
+        receivers = {}
+        for host in sorted({f.dst for f in self.topo.flows}):
+            stats = self.run_dir / f"{name}-rx-{host}.json"
+            argv = [sys.executable, "-m", "pyctl.net.traffic", "recv", "--stats", str(stats)]
+            argv += ["--duration", str(self.seconds + 2)]
+            receivers[host] = (self.emu.popen(host, argv, f"{name}-rx-{host}"), stats)
+        time.sleep(0.3)
+        senders = {}
+        for i, f in enumerate(self.topo.flows):
+            stats = self.run_dir / f"{name}-tx-{f.name}.json"
+            argv = [sys.executable, "-m", "pyctl.net.traffic", "send", "--stats", str(stats)]
+            argv += ["--dst", str(self.plan.hosts[f.dst].address), "--dport", str(f.dport)]
+            argv += ["--sport", str(f.sport + i), "--qp", hex(f.qp or 0x10 + i)]
+            argv += ["--rate-mbit", f"{f.rate_mbit:.3f}", "--duration", str(self.seconds)]
+            senders[f.name] = (self.emu.popen(f.src, argv, f"{name}-tx-{f.name}"), stats)
+        start = time.monotonic()
+        last = {p.port: self._tx_bytes(p.headend, p.port) for p in phase.paths}
+        last_t = start
+        shown = 0
+        while any(proc.poll() is None for proc, _ in senders.values()):
+            time.sleep(SAMPLE_S)
+            now = time.monotonic()
+            for p in phase.paths:
+                b = self._tx_bytes(p.headend, p.port)
+                mbit = (b - last[p.port]) * 8 / (now - last_t) / 1e6
+                p.samples.append((round(now - start, 2), mbit))
+                last[p.port] = b
+            last_t = now
+            if int(now - start) > shown:
+                shown = int(now - start)
+                self.log(f"    {shown}/{self.seconds:.0f} s")
+        for proc, _ in receivers.values():
+            proc.wait(self.seconds + 10)
+        for p in phase.paths:
+            busy = [m for t, m in p.samples if 0.5 <= t <= self.seconds - 0.25] or [0.0]
+            p.mbit = sum(busy) / len(busy)
+        rx: dict[str, Any] = {}
+        for _, stats in receivers.values():
+            if stats.exists():
+                rx.update(json.loads(stats.read_text()))
+        for i, f in enumerate(self.topo.flows):
+            res = FlowResult(f.name)
+            _, stats = senders[f.name]
+            if stats.exists():
+                tx = json.loads(stats.read_text())
+                res.sent_mbit = tx["bytes"] * 8 / max(tx["seconds"], 1e-9) / 1e6
+                res.cnps = tx["cnps"]
+            key = f"{self.plan.hosts[f.src].address}/{f.qp or 0x10 + i:#x}"
+            if key in rx:
+                got = rx[key]
+                span = max(got["last"] - got["first"], 1e-9)
+                res.received_mbit = got["bytes"] * 8 / span / 1e6
+                res.ce = got["ce"]
+            phase.flows.append(res)
+        return phase
+
+    def _tx_bytes(self, switch: str, port: int) -> int:
+        assert self.emu is not None
+        intf = self.emu.ifnames[(switch, port)]
+        # sysfs shows the root namespace here; ask the node's own netlink
+        out = self.emu.nodes[switch].cmd(f"ip -s -j link show dev {intf}")
+        try:
+            return int(json.loads(out)[0]["stats64"]["tx"]["bytes"])
+        except (ValueError, KeyError, IndexError):
+            return 0
+
+    def _report(self, phases: list[Phase], ifit: dict[str, Any]) -> dict[str, Any]:
+        names = {cfg.node_id: name for name, cfg in self.plan.switches.items()}
+        flows_by_id = {v: k for k, v in self.plan.flowmon_ids.items()}
+        telemetry = []
+        for fl in ifit.get("flows", []):
+            fid = fl.get("flowmon_id")
+            telemetry.append(
+                {
+                    "flow": flows_by_id.get(fid, str(fid)),
+                    "flowmon_id": fid,
+                    "path": [names.get(n, str(n)) for n in fl.get("path", [])],
+                    "path_changes": fl.get("path_changes", 0),
+                    "delay_us": fl.get("delay_us", {}),
+                    "hops": [
+                        {
+                            "from": names.get(h["from"], str(h["from"])),
+                            "to": names.get(h["to"], str(h["to"])),
+                            "delay_us": h["delay_us"],
+                        }
+                        for h in fl.get("hops", [])
+                    ],
+                }
+            )
+        return {
+            "topology": self.topo.name,
+            "dataplane": self.dataplane,
+            "why": self.why,
+            "seconds_per_phase": self.seconds,
+            "phases": [dataclasses.asdict(p) for p in phases],
+            "mean_utilisation": {p.name: p.mean_utilisation() for p in phases},
+            "ifit": telemetry,
+            "ifit_counters": ifit.get("counters", {}),
+            "warnings": self.emu.warnings if self.emu else [],
+        }
+
+
+def run_topology(
+    path: Path,
+    dataplane: str = "auto",
+    seconds: float = 5.0,
+    scale: float | None = None,
+    out_root: Path = Path("runs"),
+    cli: bool | None = None,
+) -> int:
+    from pyctl.net.report import render
+
+    if os.geteuid() != 0:
+        raise ICPNError("icpn run needs root (namespaces, links): run it with sudo")
+    topo = load_topology(path)
+    name, _, _ = choose_runner(dataplane)
+    factor = scale if scale is not None else (0.05 if name == "reference" else 1.0)
+    topo = scaled(topo, factor)
+    run_dir = out_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{topo.name}"
+    interactive = sys.stdin.isatty() if cli is None else cli
+    scenario = Scenario(topo, run_dir, dataplane, seconds, scale=factor)
+    report = scenario.run(cli=interactive)
+    print(render(report, run_dir))
+    return 0
