@@ -1,0 +1,107 @@
+"""End-to-end: real packets through Mininet networks built from topologies, via pyctl.testing.
+
+Switch nodes run the reference data plane on real interfaces (pyctl.net.swnode); the packets
+are sent and captured on the hosts' and switches' own interfaces.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from scapy.layers.inet import UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, IPv6ExtHdrSegmentRouting
+from scapy.packet import Raw
+
+from pyctl.packets import APNOption, IFITReport, roce_packet
+from pyctl.testing import Network
+
+TOPOS = Path(__file__).resolve().parent.parent / "topologies"
+
+
+def _roce(net: Network, src: str, dst: str, qp: int, size: int = 200) -> bytes:
+    h = net.plan.hosts[src]
+    pkt = roce_packet(
+        net.address(src),
+        net.address(dst),
+        dest_qp=qp,
+        payload=b"\x00" * size,
+        src_mac=h.mac,
+        dst_mac=h.gateway_mac,
+    )
+    return bytes(pkt)
+
+
+def test_ping_crosses_srv6_both_ways(icpn_network: Callable[..., Network]) -> None:
+    net = icpn_network(TOPOS / "minimal.yaml")
+    with net.capture("pe2", 1) as wire:
+        assert net.ping("ha", "hb", count=3) == 3
+    srv6 = [p for p in wire.packets if IPv6ExtHdrSegmentRouting in p]
+    # requests pe1 -> pe2 and replies pe2 -> pe1, each encapsulated with the planned SIDs
+    dsts = {p[IPv6].dst for p in srv6}
+    assert dsts == {"fc00:0:2:d6::", "fc00:0:1:d6::"}
+    assert len(srv6) >= 6
+
+
+def test_apn_inserted_by_the_edge_and_removed_at_egress(
+    icpn_network: Callable[..., Network],
+) -> None:
+    net = icpn_network(TOPOS / "minimal.yaml")
+    with net.capture("pe2", 1) as wire, net.capture("hb", 1) as host:
+        net.send("ha", _roce(net, "ha", "hb", qp=0x11))
+    (outer,) = [p for p in wire.packets if APNOption in p]
+    assert outer[APNOption].apn_id == 0x00010002  # APP group 1, USER group 2
+    (delivered,) = [p for p in host.packets if UDP in p and p[UDP].dport == 4791]
+    assert IPv6ExtHdrHopByHop not in delivered  # the outer header (and its APN) went at pe2
+    assert delivered[IPv6].src == net.address("ha")
+
+
+def test_ifit_traces_the_path_to_the_collector(icpn_network: Callable[..., Network]) -> None:
+    net = icpn_network(TOPOS / "ingest.yaml")
+    h = net.plan.hosts["src1"]
+    mouse = IPv6(src=net.address("src1"), dst=net.address("dc1")) / UDP(sport=7, dport=53)
+    with net.capture("collector", 1) as col:
+        net.send("src1", net.frame("src1", mouse / Raw(b"q")))
+    # (the collector host answers with ICMPv6 errors quoting the report: only what arrives counts)
+    arrived = [p for p in col.packets if IPv6 in p and p[IPv6].dst == net.address("collector")]
+    (report,) = [p[IFITReport] for p in arrived if IFITReport in p]
+    ids = [r.node_id for r in reversed(report.records())]
+    names = {cfg.node_id: n for n, cfg in net.plan.switches.items()}
+    path = [names[i] for i in ids]
+    assert path[0] == "pe-sh" and path[-1] == "pe-nx" and path[1] in {"p1", "p2", "p3", "p4"}
+    assert report.flowmon_id == net.plan.flowmon_ids["mice"]
+    assert h.address.exploded  # the plan gave the host its address
+
+
+def test_elephants_spread_over_the_four_paths(icpn_network: Callable[..., Network]) -> None:
+    topo_features = {"elephant": {"threshold_bytes": 3000, "window_us": 1_000_000}}
+    net = icpn_network(TOPOS / "ingest.yaml", features=topo_features)
+    flows = [
+        ("src1", "dc1", 0x101),
+        ("src1", "dc2", 0x102),
+        ("src2", "dc1", 0x103),
+        ("src2", "dc2", 0x104),
+    ]
+    for src, dst, qp in flows:  # 20 x ~270 B: past the 3,000-byte threshold, elephants now
+        net.send(src, _roce(net, src, dst, qp), count=20)
+    time.sleep(0.3)  # let the mice-phase packets drain before watching
+    ports = {p: net.plan.wiring[("pe-sh", p)][0] for p in range(3, 7)}  # pe-sh -> p1..p4
+    seen: dict[int, set[str]] = defaultdict(set)
+    caps = {}
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        for port in ports:
+            caps[port] = stack.enter_context(net.capture("pe-sh", port))
+        for src, dst, qp in flows:
+            net.send(src, _roce(net, src, dst, qp), count=5)
+    head = net.plan.switches["pe-sh"]
+    for port, cap in caps.items():
+        for p in cap.packets:
+            # leaving pe-sh only (dc hosts answer with ICMPv6 errors that quote the BTH)
+            if p.src == head.port(port).mac and p.haslayer("BTH"):
+                seen[p["BTH"].dqpn].add(ports[port])
+    assert {qp: len(v) for qp, v in seen.items()} == {0x101: 1, 0x102: 1, 0x103: 1, 0x104: 1}, seen
+    assert sorted(next(iter(v)) for v in seen.values()) == ["p1", "p2", "p3", "p4"]
