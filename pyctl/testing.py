@@ -16,6 +16,7 @@ Needs root (namespaces); a test using the fixture without root fails with that r
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import threading
@@ -30,7 +31,7 @@ import pytest
 
 from pyctl.controller.plan import Plan, make_plan
 from pyctl.errors import ICPNError
-from pyctl.net.emulation import Emulation
+from pyctl.net.emulation import Emulation, port_rates
 from pyctl.net.runners import SoftwareSwitchRunner
 from pyctl.net.topology import Topology, load_topology
 
@@ -63,7 +64,8 @@ class Network:
         self.runners: dict[str, SoftwareSwitchRunner] = {}
 
         def runner(name: str) -> SoftwareSwitchRunner:
-            self.runners[name] = SoftwareSwitchRunner(name, dataplane)
+            rates = port_rates(topo, self.plan, name)
+            self.runners[name] = SoftwareSwitchRunner(name, dataplane, rates)
             return self.runners[name]
 
         self.emu = Emulation(topo, self.plan, run_dir, runner, log=lambda _m: None)
@@ -95,9 +97,17 @@ class Network:
     def send(self, host: str, frame: bytes | Any, count: int = 1, gap_s: float = 0.0) -> None:
         """Put raw Ethernet frames on the wire from a host's interface."""
         sock = self._socket(host, 1)
+        data = bytes(frame)
         try:
             for _ in range(count):
-                sock.send(bytes(frame))
+                for _attempt in range(1000):
+                    try:
+                        sock.send(data)
+                        break
+                    except OSError as e:  # the host's qdisc is full: wait for it, as a host would
+                        if e.errno != errno.ENOBUFS:
+                            raise
+                        time.sleep(0.001)
                 if gap_s:
                     time.sleep(gap_s)
         finally:

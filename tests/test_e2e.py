@@ -105,3 +105,18 @@ def test_elephants_spread_over_the_four_paths(icpn_network: Callable[..., Networ
                 seen[p["BTH"].dqpn].add(ports[port])
     assert {qp: len(v) for qp, v in seen.items()} == {0x101: 1, 0x102: 1, 0x103: 1, 0x104: 1}, seen
     assert sorted(next(iter(v)) for v in seen.values()) == ["p1", "p2", "p3", "p4"]
+
+
+def test_ecn_marks_under_congestion_reach_the_receiver(
+    icpn_network: Callable[..., Network],
+) -> None:
+    """A burst into the 10 Mbit/s inter-DC link fills leaf-a's queue past Kmax: the outer header
+    is marked CE there, and leaf-b copies CE to the inner header as it decapsulates (RFC 6040)."""
+    net = icpn_network(TOPOS / "cross-dc.yaml")
+    with net.capture("gpu-b1", 1) as rx:
+        net.send("gpu-a1", _roce(net, "gpu-a1", "gpu-b1", qp=0x301, size=1000), count=150)
+    got = [p for p in rx.packets if p.haslayer("BTH") and p[IPv6].dst == net.address("gpu-b1")]
+    ecn = [p[IPv6].tc & 0b11 for p in got]
+    assert ecn.count(0b11) > 0, "no CE mark under congestion"
+    assert ecn[0] == 0b10  # the first packets met an empty queue: ECT(0), not marked
+    assert all(e in (0b10, 0b11) for e in ecn)

@@ -56,6 +56,17 @@ class LinkInfo:
     warnings: list[str] = field(default_factory=list)
 
 
+def port_rates(topo: Topology, plan: Plan, switch: str) -> dict[int, float]:
+    """Line rate (bit/s) of each shaped port of a switch, from its link's `bw_mbit`."""
+    links = {frozenset((lk.a, lk.b)): lk for lk in topo.links}
+    rates = {}
+    for (node, port), (peer, _) in plan.wiring.items():
+        lk = links.get(frozenset((node, peer)))
+        if node == switch and lk is not None and lk.bw_mbit:
+            rates[port] = lk.bw_mbit * 1e6
+    return rates
+
+
 def new_prefix() -> str:
     """`ic` + 3 hex digits of this PID: short enough for 15-character interface names."""
     return f"ic{os.getpid() % 4096:03x}"

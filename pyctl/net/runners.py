@@ -17,9 +17,12 @@ from pyctl.net.emulation import EmulationError
 class SoftwareSwitchRunner:
     """Runs `pyctl.net.swnode` (a data plane in Python on AF_PACKET sockets) in the node."""
 
-    def __init__(self, name: str, dataplane: str = "reference") -> None:
+    def __init__(
+        self, name: str, dataplane: str = "reference", rates: dict[int, float] | None = None
+    ) -> None:
         self.name = name
         self.dataplane = dataplane
+        self.rates = rates or {}  # port -> line rate (bit/s) for the virtual queues
         self.proc: subprocess.Popen[bytes] | None = None
         self.node: Any = None
         self.ifnames: dict[int, str] = {}
@@ -45,6 +48,8 @@ class SoftwareSwitchRunner:
         argv += ["--dataplane", self.dataplane, "--stats", str(nodes / f"{self.name}.stats.json")]
         for port, ifname in sorted(self.ifnames.items()):
             argv += ["--port", f"{port}={ifname}"]
+        for port, bps in sorted(self.rates.items()):
+            argv += ["--rate", f"{port}={bps:.0f}"]
         log = open(self.run_dir / "logs" / f"swnode-{self.name}.log", "ab")  # noqa: SIM115
         self.proc = self.node.popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()

@@ -25,7 +25,7 @@ from pyctl import constants as C
 from pyctl.controller.plan import Plan, make_plan
 from pyctl.errors import ICPNError
 from pyctl.model.node import NodeConfig
-from pyctl.net.emulation import Emulation, SwitchRunner
+from pyctl.net.emulation import Emulation, SwitchRunner, port_rates
 from pyctl.net.runners import SoftwareSwitchRunner
 from pyctl.net.topology import Kind, Topology, load_topology
 
@@ -107,6 +107,18 @@ def choose_runner(requested: str) -> tuple[str, Callable[[str], SwitchRunner], s
     return "reference", lambda name: SoftwareSwitchRunner(name, "reference"), why
 
 
+def _with_rates(
+    factory: Callable[[str], SwitchRunner], topo: Topology, plan: Plan
+) -> Callable[[str], SwitchRunner]:
+    def make(name: str) -> SwitchRunner:
+        runner = factory(name)
+        if isinstance(runner, SoftwareSwitchRunner):
+            runner.rates = port_rates(topo, plan, name)
+        return runner
+
+    return make
+
+
 class Scenario:
     def __init__(
         self,
@@ -128,7 +140,7 @@ class Scenario:
         self.runners: dict[str, SwitchRunner] = {}
 
     def _runner(self, name: str) -> SwitchRunner:
-        runner = self.factory(name)
+        runner = _with_rates(self.factory, self.topo, self.plan)(name)
         self.runners[name] = runner
         return runner
 

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import select
 import signal
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -33,6 +36,64 @@ SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
 
 
+@dataclass
+class VirtualQueues:
+    """Per-port egress queues drained at each port's line rate: what ECN (queue depth) and PFC
+    (ingress occupancy per priority) read, as the eBPF data plane models them too."""
+
+    rates: dict[int, float]  # port -> bits per second
+    queues: dict[int, deque[tuple[float, int, int, int]]] = field(default_factory=dict)
+    bytes: dict[int, int] = field(default_factory=dict)
+    ingress: dict[tuple[int, int], int] = field(default_factory=dict)
+    last_departure: dict[int, float] = field(default_factory=dict)
+
+    def drain(self, now: float) -> None:
+        for port, q in self.queues.items():
+            while q and q[0][0] <= now:
+                _, n, in_port, prio = q.popleft()
+                self.bytes[port] -= n
+                self.ingress[(in_port, prio)] -= n
+
+    def context(self, in_port: int, now: float) -> PacketContext:
+        self.drain(now)
+        return PacketContext(
+            in_port=in_port,
+            time_us=int(now * 1e6),
+            egress_queue_bytes=dict(self.bytes),
+            egress_queue_packets={p: len(q) for p, q in self.queues.items()},
+            ingress_queue_bytes=dict(self.ingress),
+            rand32=random.getrandbits(32),
+        )
+
+    def enqueue(self, port: int, nbytes: int, in_port: int, prio: int, now: float) -> None:
+        rate = self.rates.get(port)
+        if not rate:
+            return  # an unshaped port never queues
+        start = max(now, self.last_departure.get(port, 0.0))
+        departure = start + nbytes * 8 / rate
+        self.last_departure[port] = departure
+        self.queues.setdefault(port, deque()).append((departure, nbytes, in_port, prio))
+        self.bytes[port] = self.bytes.get(port, 0) + nbytes
+        self.ingress[(in_port, prio)] = self.ingress.get((in_port, prio), 0) + nbytes
+
+
+def _priority(frame: bytes) -> int:
+    """DSCP >> 3 of an IPv6/IPv4 frame (PFC priority); 0 for anything else."""
+    if len(frame) > 16 and frame[12:14] == b"\x86\xdd":
+        return ((frame[14] & 0x0F) << 4 | frame[15] >> 4) >> 5
+    if len(frame) > 16 and frame[12:14] == b"\x08\x00":
+        return frame[15] >> 5
+    return 0
+
+
+def _ecn(frame: bytes) -> int:
+    if len(frame) > 16 and frame[12:14] == b"\x86\xdd":
+        return (frame[15] >> 4) & 0b11
+    if len(frame) > 16 and frame[12:14] == b"\x08\x00":
+        return frame[15] & 0b11
+    return 0
+
+
 def open_port(ifname: str) -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)  # not our own transmissions
@@ -42,14 +103,21 @@ def open_port(ifname: str) -> socket.socket:
     return sock
 
 
-def serve(node_file: Path, ports: dict[int, str], dataplane: str, stats: Path | None) -> int:
+def serve(
+    node_file: Path,
+    ports: dict[int, str],
+    dataplane: str,
+    stats: Path | None,
+    rates: dict[int, float] | None = None,
+) -> int:
     node = node_from_dict(json.loads(node_file.read_text()), str(node_file))
     missing = {p.index for p in node.ports} - set(ports)
     if missing:
         raise ICPNError(f"--port: no interface given for port(s) {sorted(missing)}")
     socks = {port: open_port(name) for port, name in ports.items()}
     by_fd = {s.fileno(): port for port, s in socks.items()}
-    counts = {"in": 0, "out": 0, "dropped": 0}
+    counts = {"in": 0, "out": 0, "dropped": 0, "ce_marked": 0, "pfc_frames": 0}
+    vq = VirtualQueues(rates or {})
     drops: dict[str, int] = {}
     running = True
 
@@ -74,12 +142,17 @@ def serve(node_file: Path, ports: dict[int, str], dataplane: str, stats: Path | 
                     except BlockingIOError:
                         break
                     counts["in"] += 1
-                    ctx = PacketContext(in_port=port, time_us=time.monotonic_ns() // 1000)
-                    res = dp.process(frame, ctx)
+                    now = time.monotonic()
+                    res = dp.process(frame, vq.context(port, now))
                     if res.drop is not None:
                         counts["dropped"] += 1
                         drops[res.drop] = drops.get(res.drop, 0) + 1
                     for out in res.outputs:
+                        if out.frame[12:14] == b"\x88\x08":
+                            counts["pfc_frames"] += 1
+                        elif _ecn(out.frame) == 3 and _ecn(frame) != 3:
+                            counts["ce_marked"] += 1
+                        vq.enqueue(out.port, len(out.frame), port, _priority(frame), now)
                         try:
                             socks[out.port].send(out.frame)
                             counts["out"] += 1
@@ -96,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--port", action="append", default=[], metavar="N=IFNAME")
     ap.add_argument("--dataplane", default="reference")
     ap.add_argument("--stats", type=Path, help="JSON counters written on exit")
+    ap.add_argument(
+        "--rate", action="append", default=[], metavar="N=BPS", help="port N's line rate"
+    )
     args = ap.parse_args(argv)
     ports: dict[int, str] = {}
     for spec in args.port:
@@ -104,8 +180,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"swnode: --port {spec!r} is not N=IFNAME", file=sys.stderr)
             return 2
         ports[int(num)] = name
+    rates: dict[int, float] = {}
+    for spec in args.rate:
+        num, _, bps = spec.partition("=")
+        try:
+            rates[int(num)] = float(bps)
+        except ValueError:
+            print(f"swnode: --rate {spec!r} is not N=BPS", file=sys.stderr)
+            return 2
     try:
-        return serve(args.node, ports, args.dataplane, args.stats)
+        return serve(args.node, ports, args.dataplane, args.stats, rates)
     except ICPNError as e:
         print(f"swnode: error: {e}", file=sys.stderr)
         return 2

@@ -10,7 +10,9 @@ from pyctl.targets.base import DataPlane, Output, Result
 # name -> "module:Class"; imported lazily so a missing optional dependency only affects its plane.
 DATAPLANES: dict[str, str] = {
     "reference": "pyctl.targets.reference:ReferenceDataPlane",
+    "ebpf": "pyctl.targets.ebpf:EBPFDataPlane",
     "kernel": "pyctl.targets.kernel:KernelDataPlane",
+    "bmv2": "pyctl.targets.bmv2:BMv2DataPlane",
 }
 
 

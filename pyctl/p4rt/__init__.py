@@ -1,0 +1,56 @@
+"""P4Runtime client of ICPN: many switches, names resolved through the P4Info.
+
+from pyctl.p4rt import P4Info, Switch, TableEntry, LPM
+
+sw = Switch("s1", "127.0.0.1:9559", device_id=0)
+sw.connect()                                   # channel, stream, primary arbitration
+sw.set_pipeline("p4/build/icpn.p4info.txt", Path("p4/build/icpn.json"))
+sw.insert([TableEntry("my_sid", {"sid": LPM("fc00:1::", 48)}, "end",
+                      {"psp": 0, "csid": 0, "block": 0, "arg": 0, "csid_bits": 0})])
+"""
+
+from pyctl.p4rt.client import Digest, P4RuntimeController, PacketIn, Switch, Update
+from pyctl.p4rt.entities import (
+    LPM,
+    ActionProfileGroup,
+    ActionProfileMember,
+    CloneSession,
+    Codec,
+    CounterEntry,
+    Entity,
+    Exact,
+    MulticastGroup,
+    Optional,
+    Range,
+    TableEntry,
+    Ternary,
+    describe,
+)
+from pyctl.p4rt.errors import NotPrimaryError, P4InfoError, P4RuntimeError
+from pyctl.p4rt.p4info import P4Info
+
+__all__ = [
+    "LPM",
+    "ActionProfileGroup",
+    "ActionProfileMember",
+    "CloneSession",
+    "Codec",
+    "CounterEntry",
+    "Digest",
+    "Entity",
+    "Exact",
+    "MulticastGroup",
+    "NotPrimaryError",
+    "Optional",
+    "P4Info",
+    "P4InfoError",
+    "P4RuntimeController",
+    "P4RuntimeError",
+    "PacketIn",
+    "Range",
+    "Switch",
+    "TableEntry",
+    "Ternary",
+    "Update",
+    "describe",
+]

@@ -1,0 +1,99 @@
+"""Numbers shared by the P4 program and its controller (and no other data plane).
+
+Drop reasons travel from the switch to the controller as numbers in the packet-in header; clone
+sessions and port numbers are agreed on both sides. They are written here once and rendered into
+``p4/build/codes.p4`` by ``python -m pyctl.targets.bmv2.codes`` (the P4 build does it), so the P4
+source never types them again.
+"""
+
+from __future__ import annotations
+
+import sys
+
+CPU_PORT = 255  # simple_switch_grpc --cpu-port; packet-in / packet-out
+DROP_PORT = 511  # BMv2's default drop port
+
+# Clone sessions (P4Runtime CloneSessionEntry ids). A PFC frame leaves by the port it answers.
+REPORT_SESSION = 1  # IFIT report to the collector's port
+PFC_SESSION_BASE = 64  # session PFC_SESSION_BASE + port sends a PFC frame out `port`
+
+# Field lists preserved across clones (@field_list annotations in the P4 metadata).
+FIELD_LIST_CLONE = 1
+
+# What an I2E / E2E clone becomes in egress.
+CLONE_KIND_REPORT = 1
+CLONE_KIND_PFC = 2
+
+# packet_out.mode: how the switch treats a frame the controller sends.
+PKTOUT_DIRECT = 0  # out of packet_out.egress_port, no pipeline
+PKTOUT_PIPELINE = 1  # through the pipeline as if received on packet_out.in_port
+
+# node_cfg.flowlabel (FlowLabelMode) and node_cfg.ifit_role / egress_cfg.ifit_role (IFITRole).
+FLOWLABEL_HASH = 0
+FLOWLABEL_COPY = 1
+FLOWLABEL_ZERO = 2
+IFIT_ROLE_NONE = 0
+IFIT_ROLE_HEAD = 1
+IFIT_ROLE_TRANSIT = 2
+IFIT_ROLE_TAIL = 3
+
+# FIB address families (fib.family): IPv4 addresses are looked up as ::ffff:a.b.c.d.
+FAMILY_IPV4 = 4
+FAMILY_IPV6 = 6
+
+# Drop reasons (docs/pipeline.md). In test mode the switch sends a dropped frame to the CPU with
+# its reason instead of discarding it, so a test can tell *why*.
+DROP_REASONS: dict[str, int] = {
+    "not-ip": 1,
+    "bad-ipv6": 2,
+    "bad-ipv4": 3,
+    "bad-exthdr": 4,
+    "bad-srh": 5,
+    "bad-srh-le": 6,
+    "bad-srh-sl": 7,
+    "hop-limit": 8,
+    "sl-zero": 9,
+    "sl-nonzero": 10,
+    "no-srh": 11,
+    "bad-inner": 12,
+    "ecn-not-ect-ce": 13,
+    "no-route": 14,
+    "pfc-consumed": 15,
+    "pfc-held": 16,
+    "unsupported": 17,  # beyond a documented limit of the P4 program (docs/p4.md)
+}
+DROP_REASON_NAMES: dict[int, str] = {v: k for k, v in DROP_REASONS.items()}
+
+# Sizes of the P4 program's registers and header stacks (docs/p4.md "Limits").
+IOAM_MAX_WORDS = 40  # pre-allocated area words parsed: 8 nodes x 5 words
+APN_MAX_WORDS = 12  # APN-ID words + parameter words in one APN option
+CMS_MAX_ROWS = 4
+CMS_MAX_WIDTH = 4096
+ELEPHANT_SLOTS = 4096
+IFIT_COUNTER_FLOWS = 1024  # counter index = (FlowMonID % 1024) * 2 + L
+MAGIC_SHIFT_TIME = 80  # floor(t / d) = (t * ceil(2^80 / d)) >> 80 for t < 2^48, d < 2^32
+MAGIC_SHIFT_PAUSE = 88  # pause quanta -> µs: numerator < 2^46, line rate < 2^42
+
+
+def _exported() -> dict[str, int]:
+    return {k: v for k, v in globals().items() if k.isupper() and isinstance(v, int)}
+
+
+def p4_header() -> str:
+    lines = [
+        "// Generated from pyctl/targets/bmv2/codes.py by"
+        " `python -m pyctl.targets.bmv2.codes`; do not edit.",
+        "#ifndef ICPN_CODES_P4",
+        "#define ICPN_CODES_P4",
+    ]
+    lines += [f"#define ICPN_{k} {v}" for k, v in _exported().items()]
+    lines += [
+        f"#define DROP_{name.upper().replace('-', '_')} {code}"
+        for name, code in DROP_REASONS.items()
+    ]
+    lines.append("#endif")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(p4_header())

@@ -1,0 +1,491 @@
+"""NodeConfig -> the P4Runtime entities that program p4/icpn.p4 for that node.
+
+Pure: no switch, no gRPC. `node_program(node)` says everything the switch must hold; the
+controller writes it and can write it again after a restart. Table, field and action names are
+P4Info names (resolved to ids by `pyctl.p4rt`); the numbers shared with the P4 source come from
+`codes.py`. Configurations beyond the program's documented limits raise `P4Unsupported`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from pyctl import constants as C
+from pyctl.errors import DataPlaneUnavailable
+from pyctl.model.hashing import bucket_table
+from pyctl.model.node import (
+    Adjacency,
+    APNCarrier,
+    APNMark,
+    APNParams,
+    Behaviour,
+    EncapMode,
+    Flavour,
+    FlowLabelMode,
+    FlowMatch,
+    IFITRole,
+    LocalSID,
+    NodeConfig,
+    PacketContext,
+    SRv6Policy,
+)
+from pyctl.p4rt import LPM, CloneSession, Entity, TableEntry, Ternary
+from pyctl.targets.bmv2 import codes
+
+IOAM_NODE_LEN = 5
+
+
+class P4Unsupported(DataPlaneUnavailable):
+    """The node asks for something beyond a documented limit of the P4 program (docs/p4.md)."""
+
+
+_FLOWLABEL = {
+    FlowLabelMode.HASH: codes.FLOWLABEL_HASH,
+    FlowLabelMode.COPY: codes.FLOWLABEL_COPY,
+    FlowLabelMode.ZERO: codes.FLOWLABEL_ZERO,
+}
+_ROLE = {
+    IFITRole.NONE: codes.IFIT_ROLE_NONE,
+    IFITRole.HEAD: codes.IFIT_ROLE_HEAD,
+    IFITRole.TRANSIT: codes.IFIT_ROLE_TRANSIT,
+    IFITRole.TAIL: codes.IFIT_ROLE_TAIL,
+}
+
+MAX_PRIORITY = 1 << 20
+
+
+@dataclass
+class NodeProgram:
+    """Everything one node's switch holds, in the order it must be written."""
+
+    defaults: list[TableEntry] = field(default_factory=list)  # default-action modifications
+    entries: list[TableEntry] = field(default_factory=list)
+    clone_sessions: list[CloneSession] = field(default_factory=list)
+
+    def inserts(self) -> list[Entity]:
+        return [*self.clone_sessions, *self.entries]
+
+
+def magic(divisor: int, shift: int) -> int:
+    """ceil(2^shift / divisor): floor(n / divisor) == (n * magic) >> shift for the P4 ranges."""
+    if divisor <= 0:
+        raise ValueError(f"divisor must be positive, got {divisor}")
+    return -(-(1 << shift) // divisor)
+
+
+def mapped(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
+    """The 128-bit form the P4 program uses: IPv4 as ::ffff:a.b.c.d."""
+    if isinstance(addr, ipaddress.IPv4Address):
+        return 0xFFFF << 32 | int(addr)
+    return int(addr)
+
+
+def _prefix(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[int, int]:
+    """(value, prefix length) over 128 bits."""
+    if isinstance(net, ipaddress.IPv4Network):
+        return mapped(net.network_address), 96 + net.prefixlen
+    return int(net.network_address), net.prefixlen
+
+
+def _ternary_prefix(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Ternary:
+    value, plen = _prefix(net)
+    mask = ((1 << plen) - 1) << (128 - plen) if plen else 0
+    return Ternary(value, mask)
+
+
+def _exact_or_any(value: int | None, bits: int) -> Ternary:
+    if value is None:
+        return Ternary(0, 0)
+    return Ternary(value, (1 << bits) - 1)
+
+
+def flow_match_keys(m: FlowMatch) -> dict[str, Ternary]:
+    """The ternary keys of apn_classifier / ifit_flow / policy for a FlowMatch."""
+    keys = {
+        "src": _ternary_prefix(m.src) if m.src is not None else Ternary(0, 0),
+        "dst": _ternary_prefix(m.dst) if m.dst is not None else Ternary(0, 0),
+        "proto": _exact_or_any(m.proto, 8),
+        "sport": _exact_or_any(m.sport, 16),
+        "dport": _exact_or_any(m.dport, 16),
+        "dscp": _exact_or_any(m.dscp, 6),
+        "in_port": _exact_or_any(m.in_port, 16),
+    }
+    return keys
+
+
+def _by_order(i: int) -> int:
+    """P4Runtime priority: larger wins, so configuration order i gets MAX_PRIORITY - i."""
+    return MAX_PRIORITY - i
+
+
+def _mark_params(mark: APNMark) -> dict[str, int]:
+    params: APNParams = mark.params
+    values = [
+        (0x8000, params.bandwidth_kbps),
+        (0x4000, params.latency_us),
+        (0x2000, params.jitter_us),
+        (0x1000, params.loss_ppm),
+    ]
+    para_type = 0
+    words: list[int] = []
+    for bit, value in values:
+        if value is not None:
+            para_type |= bit
+            words.append(value)
+    words += [0] * (4 - len(words))
+    return {
+        "apn_id": mark.apn_id,
+        "id_type": mark.id_type,
+        "flags": mark.flags,
+        "para_type": para_type,
+        "nparams": sum(1 for _, v in values if v is not None),
+        "p0": words[0],
+        "p1": words[1],
+        "p2": words[2],
+        "p3": words[3],
+    }
+
+
+def _route_for(
+    node: NodeConfig, addr: ipaddress.IPv4Address | ipaddress.IPv6Address
+) -> Adjacency | None:
+    """The FIB (table 0) answer for an address: longest matching prefix."""
+    best = None
+    for r in node.routes:
+        if r.table == 0 and r.prefix.version == addr.version and addr in r.prefix:
+            if best is None or r.prefix.prefixlen > best.prefix.prefixlen:
+                best = r
+    return best.via if best is not None else None
+
+
+def check_limits(node: NodeConfig) -> list[str]:
+    """What this node asks of the P4 program that it cannot do (docs/p4.md "Limits")."""
+    problems: list[str] = []
+    for p in node.ports:
+        if not 0 < p.index < C.MAX_PORTS:
+            problems.append(f"port {p.index}: BMv2 ports are 1..{C.MAX_PORTS - 1} here")
+    if node.apn.carrier is not APNCarrier.HBH:
+        problems.append(f"apn.carrier {node.apn.carrier.value}: only 'hbh' is implemented in P4")
+    if node.apn.option_type != C.APN_OPT_TYPE_DEFAULT:
+        problems.append(
+            f"apn.option_type {node.apn.option_type:#x}: the P4 parser knows "
+            f"{C.APN_OPT_TYPE_DEFAULT:#x} only"
+        )
+    if node.ifit.trace_type != C.IOAM_TRACE_TYPE_DEFAULT:
+        problems.append(
+            f"ifit.trace_type {node.ifit.trace_type:#x}: the P4 program stamps the default "
+            f"{C.IOAM_TRACE_TYPE_DEFAULT:#x} only"
+        )
+    if node.ifit.max_nodes * IOAM_NODE_LEN > codes.IOAM_MAX_WORDS:
+        problems.append(
+            f"ifit.max_nodes {node.ifit.max_nodes}: at most "
+            f"{codes.IOAM_MAX_WORDS // IOAM_NODE_LEN} in P4"
+        )
+    if node.elephant.enabled:
+        if node.elephant.rows > codes.CMS_MAX_ROWS:
+            problems.append(f"elephant.rows {node.elephant.rows}: at most {codes.CMS_MAX_ROWS}")
+        if node.elephant.width > codes.CMS_MAX_WIDTH:
+            problems.append(f"elephant.width {node.elephant.width}: at most {codes.CMS_MAX_WIDTH}")
+    if node.ecn.enabled and node.ecn.kmax_packets >= 4096:
+        problems.append(f"ecn.kmax_packets {node.ecn.kmax_packets}: at most 4095 in P4")
+    for pol in node.policies:
+        for sl in pol.sid_lists:
+            if len(sl.segments) > C.MAX_SEGMENTS:
+                problems.append(
+                    f"policy {pol.name}: a SID list of {len(sl.segments)} segments "
+                    f"(at most {C.MAX_SEGMENTS})"
+                )
+    return problems
+
+
+def _local_sid(ls: LocalSID) -> TableEntry:
+    value, plen = int(ls.sid.network_address), ls.sid.prefixlen
+    match = {"sid": LPM(value, plen)}
+    b = ls.behaviour
+    if b in (Behaviour.END, Behaviour.END_X):
+        csid = Flavour.NEXT_CSID in ls.flavours
+        block = ((1 << ls.block_bits) - 1) << (128 - ls.block_bits) if csid else 0
+        after = ls.block_bits + ls.csid_bits
+        arg = (1 << (128 - after)) - 1 if csid and after < 128 else 0
+        params: dict[str, int | str] = {
+            "psp": int(Flavour.PSP in ls.flavours),
+            "csid": int(csid),
+            "block": block,
+            "arg": arg,
+            "csid_bits": ls.csid_bits if csid else 0,
+        }
+        if b is Behaviour.END:
+            return TableEntry("my_sid", match, "end", params)
+        assert ls.adjacency is not None  # the loader requires it for End.X
+        params |= {"port": ls.adjacency.port, "dmac": ls.adjacency.mac}
+        return TableEntry("my_sid", match, "end_x", params)
+    if b in (Behaviour.END_DT4, Behaviour.END_DT6, Behaviour.END_DT46):
+        action = {
+            Behaviour.END_DT4: "end_dt4",
+            Behaviour.END_DT6: "end_dt6",
+            Behaviour.END_DT46: "end_dt46",
+        }[b]
+        return TableEntry("my_sid", match, action, {"table_id": ls.table})
+    assert ls.adjacency is not None  # End.DX4 / End.DX6
+    action = "end_dx4" if b is Behaviour.END_DX4 else "end_dx6"
+    return TableEntry(
+        "my_sid", match, action, {"port": ls.adjacency.port, "dmac": ls.adjacency.mac}
+    )
+
+
+def _policy_entries(node: NodeConfig) -> list[TableEntry]:
+    out: list[TableEntry] = []
+    for pid, pol in enumerate(node.policies):
+        buckets = pol.buckets or bucket_table([s.weight for s in pol.sid_lists])
+        keys: dict[str, Ternary] = dict(flow_match_keys(pol.match))
+        if pol.match.apn_id is not None:
+            keys["apn_valid"] = Ternary(1, 1)
+            keys["apn_id"] = Ternary(pol.match.apn_id, (1 << 128) - 1)
+        else:
+            keys["apn_valid"] = Ternary(0, 0)
+            keys["apn_id"] = Ternary(0, 0)
+        out.append(
+            TableEntry(
+                "policy",
+                keys,
+                "set_policy",
+                {"policy_id": pid, "buckets": len(buckets), "deep": int(pol.deep_hash)},
+                priority=_by_order(pid),
+            )
+        )
+        for b, list_index in enumerate(buckets):
+            out.append(
+                TableEntry(
+                    "policy_bucket",
+                    {"policy": pid, "bucket": b},
+                    "use_list",
+                    {"sid_list": list_index},
+                )
+            )
+        for li, sl in enumerate(pol.sid_lists):
+            out.append(
+                TableEntry(
+                    "sid_list",
+                    {"policy": pid, "list": li},
+                    "encap",
+                    _encap_params(pol, sl.segments),
+                )
+            )
+    return out
+
+
+def _encap_params(pol: SRv6Policy, segments: tuple[ipaddress.IPv6Address, ...]) -> dict[str, int]:
+    """SRH segment list in wire order: List[0] = last segment; Red omits the first segment."""
+    n = len(segments)
+    in_srh = list(segments) if pol.mode is EncapMode.ENCAPS else list(segments[1:])
+    wire = list(reversed(in_srh))
+    params = {
+        "srh_segments": len(wire),
+        "segments_left": n - 1,
+        "first_sid": int(segments[0]),
+    }
+    for i in range(C.MAX_SEGMENTS):
+        params[f"seg{i}"] = int(wire[i]) if i < len(wire) else 0
+    return params
+
+
+def _ecn_entries(node: NodeConfig) -> list[TableEntry]:
+    e = node.ecn
+    kmin, kmax = e.kmin_packets, e.kmax_packets
+    top = int(e.pmax * (1 << 32))
+    out = []
+    for q in range(kmax + 1):
+        if q <= kmin:
+            out.append(TableEntry("ecn_prob", {"qdepth": q}, "mark_below", {"t": 0}))
+            continue
+        t = top * (q - kmin) // (kmax - kmin)
+        if t >= 1 << 32:
+            out.append(TableEntry("ecn_prob", {"qdepth": q}, "mark_always"))
+        else:
+            out.append(TableEntry("ecn_prob", {"qdepth": q}, "mark_below", {"t": t}))
+    return out
+
+
+def node_program(node: NodeConfig) -> NodeProgram:
+    """Every default action, table entry and clone session of `node` on p4/icpn.p4."""
+    problems = check_limits(node)
+    if problems:
+        raise P4Unsupported(f"node {node.name!r}: " + "; ".join(problems))
+    prog = NodeProgram()
+    role = _ROLE[node.ifit.role]
+    source = int(node.source) if node.source is not None else 0
+
+    # Node-wide settings (keyless tables: their default action).
+    prog.defaults.append(
+        TableEntry(
+            "node_cfg",
+            action="set_node",
+            params={
+                "source_addr": source,
+                "flowlabel": _FLOWLABEL[node.flowlabel],
+                "ifit": role,
+            },
+            default=True,
+        )
+    )
+    collector = node.ifit.collector
+    report_adj = _route_for(node, collector.address) if collector is not None else None
+    prog.defaults.append(
+        TableEntry(
+            "egress_cfg",
+            action="set_egress_node",
+            params={
+                "node": node.node_id,
+                "ifit": role,
+                "ecn_on": int(node.ecn.enabled),
+                "source_addr": source,
+                "collector_addr": int(collector.address) if collector is not None else 0,
+                "report_port": collector.port if collector is not None else C.IFIT_REPORT_PORT,
+                "report_dmac": report_adj.mac if report_adj is not None else 0,
+            },
+            default=True,
+        )
+    )
+    e = node.elephant
+    if e.enabled:
+        prog.defaults.append(
+            TableEntry(
+                "elephant_cfg",
+                action="set_elephant",
+                params={
+                    "cms_rows": e.rows,
+                    "cms_width": e.width,
+                    "window_div": magic(e.window_us, codes.MAGIC_SHIFT_TIME),
+                    "threshold_bytes": e.threshold_bytes,
+                    "idle": e.idle_windows,
+                },
+                default=True,
+            )
+        )
+    p = node.pfc
+    buffer_x = p.buffer_bytes
+    prog.defaults.append(
+        TableEntry(
+            "pfc_cfg",
+            action="set_pfc",
+            params={
+                "enabled": int(p.enabled),
+                "xoff_bytes": buffer_x * p.xoff_pct // 100,
+                "xon_bytes": -(-(buffer_x * p.xon_pct) // 100),
+                "pause": p.pause_time,
+                "dscp_priority": int(p.priority_from_dscp),
+                "priority": p.default_priority,
+                "drain_bytes_per_us": max(1, node.ecn.line_rate_bps // 8_000_000),
+                "quanta_div": magic(node.ecn.line_rate_bps, codes.MAGIC_SHIFT_PAUSE),
+            },
+            default=True,
+        )
+    )
+    if node.ifit.role is IFITRole.HEAD:
+        prog.defaults.append(
+            TableEntry(
+                "ifit_head_cfg",
+                action="set_ifit_head",
+                params={
+                    "period_div": magic(node.ifit.period_us, codes.MAGIC_SHIFT_TIME),
+                    "d_every_n": node.ifit.d_every,
+                    "namespace": node.ifit.namespace_id,
+                    "words": node.ifit.max_nodes * IOAM_NODE_LEN,
+                    "trace": node.ifit.trace_type,
+                },
+                default=True,
+            )
+        )
+
+    # Ports, FIB, local SIDs.
+    for port in node.ports:
+        prog.entries.append(
+            TableEntry("port_mac", {"port": port.index}, "set_port_mac", {"mac": port.mac})
+        )
+    for r in node.routes:
+        value, plen = _prefix(r.prefix)
+        family = codes.FAMILY_IPV4 if r.prefix.version == 4 else codes.FAMILY_IPV6
+        prog.entries.append(
+            TableEntry(
+                "fib",
+                {"vrf": r.table, "family": family, "addr": LPM(value, plen)},
+                "set_nexthop",
+                {"port": r.via.port, "dmac": r.via.mac},
+            )
+        )
+    prog.entries += [_local_sid(ls) for ls in node.local_sids]
+
+    # Headend: APN marks, policies, IFIT flows.
+    for qp, mark in node.apn.qp_map:
+        prog.entries.append(TableEntry("apn_qp", {"qp": qp}, "set_mark", _mark_params(mark)))
+    for i, cl in enumerate(node.apn.classifiers):
+        prog.entries.append(
+            TableEntry(
+                "apn_classifier",
+                dict(flow_match_keys(cl.match)),
+                "set_mark",
+                _mark_params(cl.mark),
+                priority=_by_order(i),
+            )
+        )
+    prog.entries += _policy_entries(node)
+    if node.ifit.role is IFITRole.HEAD:
+        slots: dict[int, int] = {}
+        for i, fl in enumerate(node.ifit.flows):
+            slot = slots.setdefault(fl.flowmon_id, len(slots))
+            prog.entries.append(
+                TableEntry(
+                    "ifit_flow",
+                    dict(flow_match_keys(fl.match)),
+                    "set_flowmon",
+                    {"flowmon_id": fl.flowmon_id, "flow_slot": slot},
+                    priority=_by_order(i),
+                )
+            )
+    if node.ecn.enabled:
+        prog.entries += _ecn_entries(node)
+
+    # Clone sessions: the IFIT report goes out of the FIB answer for the collector; a PFC frame
+    # goes back out of the port it answers.
+    if report_adj is not None:
+        prog.clone_sessions.append(CloneSession(codes.REPORT_SESSION, ((report_adj.port, 0),)))
+    for port in node.ports:
+        prog.clone_sessions.append(
+            CloneSession(codes.PFC_SESSION_BASE + port.index, ((port.index, 0),))
+        )
+    return prog
+
+
+@dataclass
+class ContextWrites:
+    """The test-mode entries that give the switch one PacketContext."""
+
+    default: TableEntry
+    qdepth: list[TableEntry]
+    ingress_queue: list[TableEntry]
+
+
+def context_writes(ctx: PacketContext) -> ContextWrites:
+    default = TableEntry(
+        "test_ctx",
+        action="set_context",
+        params={"time_us": ctx.time_us, "rand32": ctx.rand32},
+        default=True,
+    )
+    qdepth = [
+        TableEntry("test_qdepth", {"port": port}, "set_qdepth", {"packets": n})
+        for port, n in sorted(ctx.egress_queue_packets.items())
+    ]
+    ingress = [
+        TableEntry(
+            "test_ingress_queue", {"port": port, "priority": prio}, "set_occupancy", {"bytes": n}
+        )
+        for (port, prio), n in sorted(ctx.ingress_queue_bytes.items())
+    ]
+    return ContextWrites(default, qdepth, ingress)
+
+
+def live_context() -> TableEntry:
+    """test_ctx back to its initial default: real time, real random draws, real queues."""
+    return TableEntry("test_ctx", action="NoAction", default=True)

@@ -1,0 +1,309 @@
+"""The eBPF data plane: ebpf/build/icpn_node.bpf.o run through BPF_PROG_TEST_RUN.
+
+`configure` loads a fresh copy of the object (fresh maps: configuration and state are replaced
+together) and writes the maps from the `NodeConfig`; `process` writes the packet's
+`PacketContext` to the test_ctx map, runs the XDP program once on the frame, then reads the
+verdict map (forward to a port, or drop with a reason) and drains the aux_out queue (IFIT
+reports and PFC frames the node emitted).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import socket
+from pathlib import Path
+
+from pyctl import constants as C
+from pyctl.errors import ConfigError, ICPNError, PacketError
+from pyctl.model.node import NodeConfig, PacketContext
+from pyctl.targets.base import DataPlane, Output, Result
+from pyctl.targets.ebpf import attach as att
+from pyctl.targets.ebpf import libbpf
+from pyctl.targets.ebpf import maps as M
+from pyctl.targets.ebpf.writer import node_entries
+from pyctl.targets.reasons import DROP_REASONS, reason_name
+
+BUILD_DIR = Path(__file__).resolve().parents[3] / "ebpf" / "build"
+NODE_OBJECT = BUILD_DIR / "icpn_node.bpf.o"
+NODE_PROGRAM = "icpn_node"
+# An XDP test run gets one page: 256 bytes of headroom and the skb_shared_info are not data.
+MAX_FRAME = 4096 - 256 - 320
+
+# Features of the conformance vectors this data plane implements (pyctl.conformance.FEATURES).
+IMPLEMENTED: frozenset[str] = frozenset(
+    {
+        "End",
+        "End.X",
+        "End.DT4",
+        "End.DT6",
+        "End.DT46",
+        "End.DX4",
+        "End.DX6",
+        "PSP",
+        "NEXT-CSID",
+        "SRH-validation",
+        "forwarding",
+        "H.Encaps",
+        "H.Encaps.Red",
+        "APN",
+        "deep-hash",
+        "elephant",
+        "IFIT-head",
+        "IFIT-transit",
+        "IFIT-tail",
+        "ECN",
+        "PFC",
+    }
+)
+
+# Array maps configure() writes whole; the others (hash, LPM) start empty in a fresh object.
+_ARRAY_MAPS = ("ports", "policies", "policy_buckets", "sid_lists", "classifiers", "ifit_flows")
+
+
+@functools.lru_cache(maxsize=4)
+def _probe(path: str, mtime: float) -> str | None:
+    """Whether the kernel accepts the object (cached per build of it)."""
+    del mtime
+    try:
+        with libbpf.BPFObject(path) as obj:
+            obj.load()
+    except ICPNError as e:
+        return f"the kernel refuses {Path(path).name}: {str(e).splitlines()[0]}"
+    return None
+
+
+class EBPFDataPlane(DataPlane):
+    """The node pipeline as an XDP program, driven through BPF_PROG_TEST_RUN."""
+
+    name = "ebpf"
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        if os.geteuid() != 0:
+            return "needs root to load BPF programs (run with sudo)"
+        reason = libbpf.available()
+        if reason is not None:
+            return reason
+        if not NODE_OBJECT.is_file():
+            return f"{NODE_OBJECT.relative_to(BUILD_DIR.parents[1])} is not built: run `make build`"
+        return _probe(str(NODE_OBJECT), NODE_OBJECT.stat().st_mtime)
+
+    @classmethod
+    def supports(cls, covers: list[str]) -> str | None:
+        missing = [f for f in covers if f not in IMPLEMENTED]
+        if missing:
+            return f"not implemented in eBPF yet: {', '.join(missing)}"
+        return None
+
+    def __init__(self, obj_path: Path = NODE_OBJECT) -> None:
+        self._path = obj_path
+        self._obj: libbpf.BPFObject | None = None
+        self._node: NodeConfig | None = None
+        self._attached: list[tuple[int, att.XDPMode]] = []
+        self._netns: int | None = None  # fd of the namespace the ifindexes belong to
+        self._ports: dict[int, int] = {}  # attached port index -> ifindex
+
+    def _load(self) -> libbpf.BPFObject:
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+        obj = libbpf.BPFObject(self._path)
+        try:
+            obj.load()
+        except ICPNError:
+            obj.close()
+            raise
+        self._obj = obj
+        return obj
+
+    @property
+    def obj(self) -> libbpf.BPFObject:
+        if self._obj is None or self._node is None:
+            raise ICPNError("the eBPF data plane is not configured: call configure(node) first")
+        return self._obj
+
+    def configure(self, node: NodeConfig) -> None:
+        entries = node_entries(node)
+        self.detach()
+        obj = self._load()
+        obj.map("cfg").update(M.u32_key(0), entries.cfg)
+        for name, items in entries.entries.items():
+            m = obj.map(name)
+            for key, value in items:
+                m.update(key, value)
+        self._node = node
+
+    def map(self, name: str) -> libbpf.Map:
+        """A map of the loaded node program, for counters and inspection."""
+        return self.obj.map(name)
+
+    def _test_ctx(self, ctx: PacketContext) -> M.TestCtx:
+        t = M.TestCtx(time_us=ctx.time_us, rand32=ctx.rand32, in_port=ctx.in_port)
+        checks = (
+            ("time_us", ctx.time_us, 1 << 64),
+            ("rand32", ctx.rand32, 1 << 32),
+            ("in_port", ctx.in_port, C.MAX_PORTS),
+        )
+        for name, value, end in checks:
+            if not 0 <= value < end:
+                raise PacketError(f"PacketContext.{name} = {value!r} is out of range [0, {end})")
+        for field_name in ("egress_queue_bytes", "egress_queue_packets"):
+            arr = getattr(t, field_name)
+            for port, n in getattr(ctx, field_name).items():
+                if not 0 <= port < C.MAX_PORTS:
+                    raise PacketError(f"PacketContext.{field_name}: port {port!r} out of range")
+                arr[port] = n
+        for (port, prio), n in ctx.ingress_queue_bytes.items():
+            if not (0 <= port < C.MAX_PORTS and 0 <= prio < M.PRIORITIES):
+                raise PacketError(
+                    f"PacketContext.ingress_queue_bytes: ({port!r}, {prio!r}) is not "
+                    f"(port < {C.MAX_PORTS}, priority < {M.PRIORITIES})"
+                )
+            t.ingress_queue_bytes[port * M.PRIORITIES + prio] = n
+        return t
+
+    def process(self, frame: bytes, ctx: PacketContext) -> Result:
+        obj, node = self.obj, self._node
+        assert node is not None
+        if self._attached:
+            raise ICPNError("the eBPF node is attached to interfaces; process() is for test runs")
+        if ctx.in_port not in {p.index for p in node.ports}:
+            known = sorted(p.index for p in node.ports)
+            raise PacketError(f"ctx.in_port {ctx.in_port} is not a port of {node.name} {known}")
+        if not 14 <= len(frame) <= MAX_FRAME:
+            raise PacketError(f"frame of {len(frame)} bytes: the eBPF node takes 14..{MAX_FRAME}")
+        obj.map("test_ctx").update(M.u32_key(0), self._test_ctx(ctx))
+        aux = obj.map("aux_out")
+        while aux.pop() is not None:
+            pass
+        verdict = obj.map("verdict")
+        verdict.update(M.u32_key(0), M.Verdict())
+        run = obj.program(NODE_PROGRAM).test_run(frame)
+        raw = verdict.lookup(M.u32_key(0))
+        v = M.Verdict.from_buffer_copy(raw) if raw is not None else M.Verdict()
+        outputs = self.drain_aux()
+        if v.action == M.ACT_FORWARD:
+            return Result([*outputs, Output(v.port, run.data)])
+        if v.action == M.ACT_DROP:
+            return Result(outputs, drop=reason_name(v.drop))
+        raise ICPNError(f"icpn_node returned {run.retval} without a verdict (aborted)")
+
+    def stats(self) -> dict[str, int]:
+        """Packet counters summed over CPUs: rx, forward, aux, and drops by reason."""
+        m = self.obj.map("stats")
+        ncpu = m.buffer_size // 8
+        out: dict[str, int] = {}
+        names = {M.STAT_RX: "rx", M.STAT_FORWARD: "forward", M.STAT_AUX: "aux"}
+        names[M.STAT_AUX_LOST] = "aux-lost"
+        for code, reason in DROP_REASONS.items():
+            names[M.STAT_DROP_BASE + code] = f"drop:{reason}"
+        for idx, label in names.items():
+            raw = m.lookup(M.u32_key(idx)) or bytes(m.buffer_size)
+            out[label] = sum(int.from_bytes(raw[i * 8 : i * 8 + 8], "little") for i in range(ncpu))
+        return out
+
+    def ifit_counters(self) -> dict[tuple[int, int], tuple[int, int]]:
+        """(FlowMonID, colour) -> (packets, bytes), summed over CPUs."""
+        m = self.obj.map("ifit_counters")
+        size = ctypes.sizeof(M.Counter)
+        stride = (size + 7) // 8 * 8
+        out = {}
+        for key in m.keys():
+            k = M.IFITCounterKey.from_buffer_copy(key)
+            raw = m.lookup(key)
+            if raw is None:
+                continue
+            pk = by = 0
+            for i in range(len(raw) // stride):
+                c = M.Counter.from_buffer_copy(raw[i * stride : i * stride + size])
+                pk += c.packets
+                by += c.bytes
+            out[(k.flowmon_id, k.color)] = (pk, by)
+        return out
+
+    def attach(
+        self, ifindexes: dict[int, int], mode: att.XDPMode = "generic", kernel_fib: bool = False
+    ) -> None:
+        """Run the configured node on real interfaces (port index -> ifindex, in this network
+        namespace): the ports' maps get the ifindexes, test mode is switched off, and icpn_node
+        is attached as XDP to each. IFIT reports and PFC frames then wait in the aux_out queue
+        for an agent to send (`send_aux`). With `kernel_fib`, routes come from the namespace's
+        kernel FIB and neighbour table (bpf_fib_lookup) instead of the node's `routes`."""
+        obj, node = self.obj, self._node
+        assert node is not None
+        ports, if_port, tx_port = obj.map("ports"), obj.map("if_port"), obj.map("tx_port")
+        for index, ifindex in ifindexes.items():
+            raw = ports.lookup(M.u32_key(index))
+            port = M.Port.from_buffer_copy(raw) if raw else M.Port()
+            if not port.valid:
+                raise ConfigError(f"node {node.name}: ports", f"port {index} is not configured")
+            port.ifindex = ifindex
+            ports.update(M.u32_key(index), port)
+            if_port.update(M.u32_key(ifindex), M.u32_key(index))
+            tx_port.update(M.u32_key(index), M.u32_key(ifindex))
+        cfg_map = obj.map("cfg")
+        raw_cfg = cfg_map.lookup(M.u32_key(0))
+        cfg = M.Cfg.from_buffer_copy(raw_cfg) if raw_cfg else M.Cfg()
+        cfg.flags &= ~M.CFG_TEST_MODE
+        cfg.flags = cfg.flags | M.CFG_FIB_HELPER if kernel_fib else cfg.flags & ~M.CFG_FIB_HELPER
+        cfg_map.update(M.u32_key(0), cfg)
+        prog = obj.program(NODE_PROGRAM)
+        if self._netns is None:
+            self._netns = att.current_netns()
+        for ifindex in ifindexes.values():
+            att.attach_xdp(ifindex, prog.fd, mode)
+            self._attached.append((ifindex, mode))
+        self._ports.update(ifindexes)
+
+    def detach(self) -> None:
+        """Take icpn_node off every interface `attach` put it on (in the namespace it was in,
+        whichever thread calls this)."""
+        fd, self._netns = self._netns, None
+        self._ports.clear()
+        if fd is None:
+            return
+        try:
+            while self._attached:
+                ifindex, mode = self._attached.pop()
+                att.in_netns(fd, functools.partial(att.detach_xdp, ifindex, mode))
+        finally:
+            os.close(fd)
+
+    def send_aux(self) -> int:
+        """Live mode: send the frames the node queued (IFIT reports, PFC frames) out of their
+        ports, from the namespace the node is attached in; returns how many were sent. An agent
+        calls this periodically (XDP cannot create frames of its own)."""
+        if self._netns is None:
+            raise ICPNError("send_aux() needs the node attached to interfaces (attach())")
+        frames = self.drain_aux()
+        ifindex = dict(self._ports)
+
+        def send() -> int:
+            sent = 0
+            for out in frames:
+                if out.port not in ifindex:
+                    continue
+                with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+                    sock.bind((socket.if_indextoname(ifindex[out.port]), 0))
+                    sock.send(out.frame)
+                sent += 1
+            return sent
+
+        return att.in_netns(self._netns, send)
+
+    def drain_aux(self) -> list[Output]:
+        """Frames the node emitted besides forwarding (IFIT reports, PFC), oldest first."""
+        aux, out = self.obj.map("aux_out"), []
+        while (item := aux.pop()) is not None:
+            f = M.Frame.from_buffer_copy(item)
+            out.append(Output(f.port, bytes(f.data[: f.len])))
+        return out
+
+    def close(self) -> None:
+        self.detach()
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+        self._node = None

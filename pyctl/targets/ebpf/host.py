@@ -1,0 +1,102 @@
+"""Application-side APN marking: ebpf/build/icpn_host_apn.bpf.o on a host's tc egress hook.
+
+An application opts in with ``setsockopt(SOL_SOCKET, SO_MARK, m)``; the program inserts the APN
+option that `apn.socket_marks` maps `m` to (SPEC 2, docs/pipeline.md 3). `HostAPN.process` runs it
+through BPF_PROG_TEST_RUN with the skb mark set, `attach` puts it on an interface.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from pyctl.errors import ConfigError, ICPNError, PacketError
+from pyctl.model.node import APNCarrier, NodeConfig
+from pyctl.targets.ebpf import attach as att
+from pyctl.targets.ebpf import libbpf
+from pyctl.targets.ebpf import maps as M
+from pyctl.targets.ebpf.dataplane import BUILD_DIR, MAX_FRAME
+from pyctl.targets.ebpf.writer import socket_mark_entries
+
+HOST_OBJECT = BUILD_DIR / "icpn_host_apn.bpf.o"
+HOST_PROGRAM = "icpn_host_apn"
+TC_ACT_OK = 0
+# BPF_PROG_TEST_RUN of a tc program refuses an IP frame shorter than its fixed IP header.
+MIN_IP_FRAME = {b"\x86\xdd": 14 + 40, b"\x08\x00": 14 + 20}
+
+
+def skb_ctx(mark: int) -> bytes:
+    """The start of a struct __sk_buff for a test run: len and pkt_type 0, then the mark."""
+    if not 0 <= mark <= 0xFFFFFFFF:
+        raise PacketError(f"skb mark {mark!r} is not a 32-bit value")
+    return struct.pack("=III", 0, 0, mark)
+
+
+class HostAPN:
+    """The host program loaded, its maps written from a node's `apn` settings."""
+
+    def __init__(self, node: NodeConfig, obj_path: Path = HOST_OBJECT) -> None:
+        carrier = node.apn.carrier
+        if carrier is APNCarrier.SRH_TLV:
+            raise ConfigError(
+                f"node {node.name}: apn.carrier",
+                "srh-tlv cannot be inserted by a host (no SRH); use hbh or doh",
+            )
+        entries = socket_mark_entries(node)
+        self._obj = libbpf.BPFObject(obj_path)
+        try:
+            self._obj.load()
+        except ICPNError:
+            self._obj.close()
+            raise
+        cfg = M.HostCfg(
+            carrier=M.CARRIER_HBH if carrier is APNCarrier.HBH else M.CARRIER_DOH,
+            opt_type=node.apn.option_type,
+        )
+        self._obj.map("host_cfg").update(M.u32_key(0), cfg)
+        marks = self._obj.map("socket_marks")
+        for key, value in entries:
+            marks.update(key, value)
+        self._attached: list[int] = []
+
+    @property
+    def program(self) -> libbpf.Program:
+        return self._obj.program(HOST_PROGRAM)
+
+    def process(self, frame: bytes, mark: int) -> bytes:
+        """The frame as it leaves the host when sent by a socket with SO_MARK `mark`."""
+        if not 14 <= len(frame) <= MAX_FRAME:
+            raise PacketError(
+                f"frame of {len(frame)} bytes: the host program takes 14..{MAX_FRAME}"
+            )
+        least = MIN_IP_FRAME.get(frame[12:14], 14)
+        if len(frame) < least:
+            raise PacketError(
+                f"a {len(frame)}-byte IP frame cannot be test-run (the kernel wants >= {least})"
+            )
+        run = self.program.test_run(frame, ctx=skb_ctx(mark))
+        if run.retval != TC_ACT_OK:
+            raise ICPNError(f"{HOST_PROGRAM} returned {run.retval}, expected TC_ACT_OK")
+        return run.data
+
+    def marked(self) -> int:
+        """Packets the program has given an APN option."""
+        raw = self._obj.map("host_cfg").lookup(M.u32_key(0))
+        return M.HostCfg.from_buffer_copy(raw).n_marked if raw else 0
+
+    def attach(self, ifindex: int) -> None:
+        """Mark the interface's outgoing packets (tc egress, clsact)."""
+        att.attach_tc(ifindex, self.program.fd, "egress", name=HOST_PROGRAM)
+        self._attached.append(ifindex)
+
+    def close(self) -> None:
+        for ifindex in self._attached:
+            att.detach_tc(ifindex)
+        self._attached.clear()
+        self._obj.close()
+
+    def __enter__(self) -> HostAPN:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,364 @@
+"""Map layouts of the eBPF data plane, mirrored from ebpf/include/layout.h, and the codes they use.
+
+The C structs are the definition; the ctypes classes below mirror them field for field (same
+names, same order) and tests/test_ebpf_loader.py checks sizes and offsets against the BTF of the
+built object. The integer codes (behaviours, flags, table sizes) are defined here once and
+rendered into ebpf/build/icpn_ebpf.h by `c_header()` (ebpf/Makefile).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+from pyctl import constants as C
+
+# --- codes shared with the C programs (rendered as ICPN_<NAME>) -------------------------------
+
+# verdict.action
+ACT_FORWARD = 1
+ACT_DROP = 2
+ACT_PASS = 3
+# cfg.flags
+CFG_TEST_MODE = 1 << 0
+CFG_FIB_HELPER = 1 << 1
+CFG_ELEPHANT = 1 << 2
+CFG_ECN = 1 << 3
+CFG_PFC = 1 << 4
+CFG_APN_KEEP = 1 << 5
+CFG_PFC_PRIO_DSCP = 1 << 6
+# icpn_sid.behaviour
+B_END = 1
+B_END_X = 2
+B_END_DT4 = 3
+B_END_DT6 = 4
+B_END_DT46 = 5
+B_END_DX4 = 6
+B_END_DX6 = 7
+# icpn_sid.flavours
+FL_PSP = 1 << 0
+FL_NEXT_CSID = 1 << 1
+# cfg.flowlabel_mode
+FLOWLABEL_HASH = 0
+FLOWLABEL_COPY = 1
+FLOWLABEL_ZERO = 2
+# cfg.apn_carrier
+CARRIER_HBH = 0
+CARRIER_DOH = 1
+CARRIER_SRH_TLV = 2
+# cfg.ifit_role
+IFIT_NONE = 0
+IFIT_HEAD = 1
+IFIT_TRANSIT = 2
+IFIT_TAIL = 3
+# icpn_match.fields
+M_SRC = 1 << 0
+M_DST = 1 << 1
+M_PROTO = 1 << 2
+M_SPORT = 1 << 3
+M_DPORT = 1 << 4
+M_DSCP = 1 << 5
+M_IN_PORT = 1 << 6
+M_APN_ID = 1 << 7
+# hashing: CRC-32 IEEE, reflected polynomial (zlib.crc32, pyctl.model.hashing.crc32)
+CRC32_POLY = 0xEDB88320
+# table sizes
+PRIORITIES = 8
+MAX_ROUTES = 4096
+MAX_SIDS = 1024
+MAX_POLICIES = 16
+MAX_BUCKETS = 4096
+MAX_CLASSIFIERS = 32
+MAX_QPS = 4096
+MAX_IFIT_FLOWS = 32
+MAX_FLOWS = 65536
+MAX_CMS_ROWS = 8
+MAX_CMS_WIDTH = 65536
+CMS_CELLS = MAX_CMS_ROWS * MAX_CMS_WIDTH
+APN_DATA_MAX = 36
+AUX_FRAME_MAX = 512
+AUX_QUEUE_LEN = 64
+MAX_SOCKET_MARKS = 1024
+# stats map: index STAT_DROP_BASE + drop code counts drops of that reason
+STAT_RX = 0
+STAT_FORWARD = 1
+STAT_AUX = 2
+STAT_AUX_LOST = 3
+STAT_DROP_BASE = 16
+N_STATS = 64
+
+
+def _codes() -> dict[str, int]:
+    return {
+        k: v
+        for k, v in globals().items()
+        if k.isupper() and isinstance(v, int) and not k.startswith("_")
+    }
+
+
+def c_header() -> str:
+    lines = [
+        "/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */",
+        "/* Generated from pyctl/targets/ebpf/maps.py; do not edit. */",
+        "#ifndef ICPN_EBPF_H",
+        "#define ICPN_EBPF_H",
+    ]
+    lines += [f"#define ICPN_{k} {v:#x}" for k, v in _codes().items()]
+    lines.append("#endif")
+    return "\n".join(lines) + "\n"
+
+
+# --- ctypes mirrors of layout.h -----------------------------------------------------------------
+
+u8, u16, u32, u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64
+
+
+class CStruct(ctypes.Structure):
+    """A mirror of a struct of layout.h; `_c_name_` is its C name (for the BTF check)."""
+
+    _c_name_: str = ""
+
+
+class Cfg(CStruct):
+    _c_name_ = "icpn_cfg"
+    _fields_ = [
+        ("flags", u32),
+        ("node_id", u32),
+        ("source", u8 * 16),
+        ("collector", u8 * 16),
+        ("collector_port", u16),
+        ("flowlabel_mode", u8),
+        ("apn_carrier", u8),
+        ("apn_opt_type", u8),
+        ("apn_srh_tlv_type", u8),
+        ("ifit_role", u8),
+        ("ioam_node_len", u8),
+        ("ioam_max_nodes", u8),
+        ("n_policies", u8),
+        ("n_classifiers", u8),
+        ("n_ifit_flows", u8),
+        ("ioam_namespace", u16),
+        ("pfc_default_prio", u8),
+        ("pfc_xoff_pct", u8),
+        ("ioam_trace_type", u32),
+        ("ifit_d_every", u32),
+        ("pfc_xon_pct", u8),
+        ("pad0", u8),
+        ("pfc_pause_time", u16),
+        ("cms_rows", u32),
+        ("cms_width", u32),
+        ("elephant_idle_windows", u32),
+        ("ifit_period_us", u64),
+        ("elephant_window_us", u64),
+        ("elephant_threshold", u64),
+        ("ecn_kmin_bytes", u64),
+        ("ecn_kmax_bytes", u64),
+        ("ecn_pmax_t", u64),
+        ("line_rate_bps", u64),
+        ("pfc_buffer_bytes", u64),
+    ]
+
+
+class Port(CStruct):
+    _c_name_ = "icpn_port"
+    _fields_ = [("mac", u8 * 6), ("valid", u8), ("pad", u8), ("ifindex", u32)]
+
+
+class Nexthop(CStruct):
+    _c_name_ = "icpn_nexthop"
+    _fields_ = [("port", u32), ("mac", u8 * 6), ("pad", u8 * 2)]
+
+
+class Fib6Key(CStruct):
+    _c_name_ = "icpn_fib6_key"
+    _fields_ = [("prefixlen", u32), ("table", u32), ("addr", u8 * 16)]
+
+
+class Fib4Key(CStruct):
+    _c_name_ = "icpn_fib4_key"
+    _fields_ = [("prefixlen", u32), ("table", u32), ("addr", u8 * 4)]
+
+
+class SIDKey(CStruct):
+    _c_name_ = "icpn_sid_key"
+    _fields_ = [("prefixlen", u32), ("addr", u8 * 16)]
+
+
+class SID(CStruct):
+    _c_name_ = "icpn_sid"
+    _fields_ = [
+        ("behaviour", u8),
+        ("flavours", u8),
+        ("block_bits", u8),
+        ("csid_bits", u8),
+        ("table", u32),
+        ("adj", Nexthop),
+    ]
+
+
+class Match(CStruct):
+    _c_name_ = "icpn_match"
+    _fields_ = [
+        ("src", u64 * 2),
+        ("src_mask", u64 * 2),
+        ("dst", u64 * 2),
+        ("dst_mask", u64 * 2),
+        ("apn_id", u8 * 16),
+        ("fields", u32),
+        ("proto", u8),
+        ("dscp", u8),
+        ("in_port", u8),
+        ("family", u8),
+        ("sport", u16),
+        ("dport", u16),
+        ("pad", u32),
+    ]
+
+
+class APNMark(CStruct):
+    _c_name_ = "icpn_apn_mark"
+    _fields_ = [
+        ("id", u8 * 16),
+        ("data", u8 * APN_DATA_MAX),
+        ("data_len", u8),
+        ("id_len", u8),
+        ("pad", u8 * 2),
+    ]
+
+
+class Classifier(CStruct):
+    _c_name_ = "icpn_classifier"
+    _fields_ = [("match", Match), ("mark", APNMark)]
+
+
+class Policy(CStruct):
+    _c_name_ = "icpn_policy"
+    _fields_ = [
+        ("match", Match),
+        ("n_buckets", u32),
+        ("deep_hash", u8),
+        ("n_lists", u8),
+        ("pad", u8 * 2),
+    ]
+
+
+class SIDList(CStruct):
+    _c_name_ = "icpn_sidlist"
+    _fields_ = [
+        ("da", u8 * 16),
+        ("segs", (u8 * 16) * C.MAX_SEGMENTS),
+        ("n_segs", u8),
+        ("n_total", u8),
+        ("pad", u8 * 6),
+    ]
+
+
+class IFITFlow(CStruct):
+    _c_name_ = "icpn_ifit_flow"
+    _fields_ = [("match", Match), ("flowmon_id", u32), ("pad", u32)]
+
+
+class IFITPeriod(CStruct):
+    _c_name_ = "icpn_ifit_period"
+    _fields_ = [("period", u64), ("count", u64)]
+
+
+class IFITCounterKey(CStruct):
+    _c_name_ = "icpn_ifit_ckey"
+    _fields_ = [("flowmon_id", u32), ("color", u32)]
+
+
+class Counter(CStruct):
+    _c_name_ = "icpn_counter"
+    _fields_ = [("packets", u64), ("bytes", u64)]
+
+
+class CMSCell(CStruct):
+    _c_name_ = "icpn_cms_cell"
+    _fields_ = [("epoch", u64), ("bytes", u64)]
+
+
+class ElephantState(CStruct):
+    _c_name_ = "icpn_el_state"
+    _fields_ = [("window", u64), ("epoch", u64)]
+
+
+class FlowKey(CStruct):
+    _c_name_ = "icpn_flow_key"
+    _fields_ = [("b", u8 * C.FLOW_KEY_LEN), ("pad", u8 * (40 - C.FLOW_KEY_LEN))]
+
+
+class Elephant(CStruct):
+    _c_name_ = "icpn_elephant"
+    _fields_ = [("last_window", u64), ("elephant", u64)]
+
+
+class VQueue(CStruct):
+    _c_name_ = "icpn_vqueue"
+    _fields_ = [("bytes", u64), ("last_ns", u64)]
+
+
+class PFCState(CStruct):
+    _c_name_ = "icpn_pfc_state"
+    _fields_ = [("paused_until_us", u64), ("xoff_sent", u32), ("pad", u32)]
+
+
+class TestCtx(CStruct):
+    _c_name_ = "icpn_test_ctx"
+    _fields_ = [
+        ("time_us", u64),
+        ("rand32", u32),
+        ("in_port", u32),
+        ("egress_queue_bytes", u64 * C.MAX_PORTS),
+        ("egress_queue_packets", u64 * C.MAX_PORTS),
+        ("ingress_queue_bytes", u64 * (C.MAX_PORTS * PRIORITIES)),
+    ]
+
+
+class Verdict(CStruct):
+    _c_name_ = "icpn_verdict"
+    _fields_ = [("action", u32), ("port", u32), ("drop", u32), ("n_aux", u32)]
+
+
+class HostCfg(CStruct):
+    _c_name_ = "icpn_host_cfg"
+    _fields_ = [("carrier", u8), ("opt_type", u8), ("pad", u8 * 2), ("n_marked", u32)]
+
+
+class Frame(CStruct):
+    _c_name_ = "icpn_frame"
+    _fields_ = [("port", u32), ("len", u32), ("data", u8 * AUX_FRAME_MAX)]
+
+
+STRUCTS: tuple[type[CStruct], ...] = (
+    Cfg,
+    Port,
+    Nexthop,
+    Fib6Key,
+    Fib4Key,
+    SIDKey,
+    SID,
+    Match,
+    APNMark,
+    Classifier,
+    Policy,
+    SIDList,
+    IFITFlow,
+    IFITPeriod,
+    IFITCounterKey,
+    Counter,
+    CMSCell,
+    ElephantState,
+    FlowKey,
+    Elephant,
+    VQueue,
+    PFCState,
+    TestCtx,
+    Verdict,
+    HostCfg,
+    Frame,
+)
+
+
+def u32_key(i: int) -> bytes:
+    return i.to_bytes(4, sys.byteorder)
