@@ -134,7 +134,7 @@ def serve(
         dp.configure(node)
         print(f"swnode {node.name}: {dataplane} on {ports}", flush=True)
         while running:
-            for fd, _ in poller.poll(200):
+            for fd, _ in poller.poll(50):
                 port = by_fd[fd]
                 for _ in range(64):  # drain a burst before polling again
                     try:
