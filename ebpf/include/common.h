@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* Includes, helpers and the packet-access layer every ICPN program uses.
+ *
+ * Packets are read and written with the load/store-bytes helpers at explicit offsets rather than
+ * with direct packet pointers: the pipeline moves headers around (encapsulation, PSP, APN
+ * insertion), which invalidates packet pointers, and offsets that walk extension-header chains
+ * keep the verifier's range tracking simple. The same code compiles for XDP and for tc
+ * (ICPN_TC defined) through the CTX and pkt_* macros below.
+ */
+#ifndef ICPN_COMMON_H
+#define ICPN_COMMON_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ipv6.h>
+#include <linux/ip.h>
+#include <linux/udp.h>
+#include <linux/seg6.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "icpn_consts.h"
+#include "icpn_ebpf.h"
+
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+#define __noinline __attribute__((noinline))
+/* A function the verifier checks once on its own (a BPF "global function"). */
+#define ICPN_STAGE __noinline
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* barrier_var() (bpf_helpers.h) hides a value from clang's range reasoning, so that the bound
+ * check written after it is the one the verifier sees. */
+
+#ifdef ICPN_TC
+#define CTX struct __sk_buff
+#define pkt_len(ctx) ((__u32)(ctx)->len)
+#define pkt_load(ctx, off, buf, n) bpf_skb_load_bytes(ctx, off, buf, n)
+#define pkt_store(ctx, off, buf, n) bpf_skb_store_bytes(ctx, off, (void *)(buf), n, 0)
+#else
+#define CTX struct xdp_md
+#define pkt_len(ctx) ((__u32)bpf_xdp_get_buff_len(ctx))
+#define pkt_load(ctx, off, buf, n) bpf_xdp_load_bytes(ctx, off, buf, n)
+/* the helper is declared with a non-const buffer; it only reads it */
+#define pkt_store(ctx, off, buf, n) bpf_xdp_store_bytes(ctx, off, (void *)(buf), n)
+#endif
+
+/* Largest frame the programs handle (an XDP buffer is one page). */
+#define ICPN_MAX_FRAME 4096
+
+#endif

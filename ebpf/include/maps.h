@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* The maps of the node program (layouts in layout.h, mirrored by pyctl/targets/ebpf/maps.py).
+ *
+ * test_ctx and verdict are plain arrays, not per-CPU: a test run executes on whichever CPU the
+ * syscall is on, and user space must read exactly the entry the program wrote. Only test mode
+ * (ICPN_CFG_TEST_MODE) touches them, and test runs of one object are serialised by pyctl.
+ */
+#ifndef ICPN_MAPS_H
+#define ICPN_MAPS_H
+
+#include "layout.h"
+
+#define ICPN_ARRAY(_name, _n, _val)                                                          \
+	struct {                                                                             \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                            \
+		__uint(max_entries, _n);                                                     \
+		__type(key, __u32);                                                          \
+		__type(value, _val);                                                         \
+	} _name SEC(".maps")
+
+#define ICPN_MAP(_name, _type, _n, _key, _val)                                               \
+	struct {                                                                             \
+		__uint(type, _type);                                                         \
+		__uint(max_entries, _n);                                                     \
+		__type(key, _key);                                                           \
+		__type(value, _val);                                                         \
+	} _name SEC(".maps")
+
+#define ICPN_LPM(_name, _n, _key, _val)                                                      \
+	struct {                                                                             \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                         \
+		__uint(max_entries, _n);                                                     \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                                        \
+		__type(key, _key);                                                           \
+		__type(value, _val);                                                         \
+	} _name SEC(".maps")
+
+ICPN_ARRAY(cfg, 1, struct icpn_cfg);
+ICPN_ARRAY(ports, ICPN_MAX_PORTS, struct icpn_port);
+ICPN_MAP(if_port, BPF_MAP_TYPE_HASH, ICPN_MAX_PORTS, __u32, __u32); /* ifindex -> port */
+ICPN_MAP(tx_port, BPF_MAP_TYPE_DEVMAP, ICPN_MAX_PORTS, __u32, __u32); /* port -> ifindex */
+
+ICPN_LPM(fib6, ICPN_MAX_ROUTES, struct icpn_fib6_key, struct icpn_nexthop);
+ICPN_LPM(fib4, ICPN_MAX_ROUTES, struct icpn_fib4_key, struct icpn_nexthop);
+ICPN_LPM(my_sids, ICPN_MAX_SIDS, struct icpn_sid_key, struct icpn_sid);
+
+ICPN_ARRAY(policies, ICPN_MAX_POLICIES, struct icpn_policy);
+ICPN_ARRAY(policy_buckets, ICPN_MAX_POLICIES *ICPN_MAX_BUCKETS, __u32);
+ICPN_ARRAY(sid_lists, ICPN_MAX_POLICIES *ICPN_MAX_SID_LISTS, struct icpn_sidlist);
+
+ICPN_ARRAY(classifiers, ICPN_MAX_CLASSIFIERS, struct icpn_classifier);
+ICPN_MAP(qp_map, BPF_MAP_TYPE_HASH, ICPN_MAX_QPS, __u32, struct icpn_apn_mark);
+
+ICPN_ARRAY(ifit_flows, ICPN_MAX_IFIT_FLOWS, struct icpn_ifit_flow);
+ICPN_MAP(ifit_periods, BPF_MAP_TYPE_HASH, ICPN_MAX_IFIT_FLOWS, __u32, struct icpn_ifit_period);
+ICPN_MAP(ifit_counters, BPF_MAP_TYPE_PERCPU_HASH, 2 * ICPN_MAX_IFIT_FLOWS, struct icpn_ifit_ckey,
+	 struct icpn_counter);
+
+ICPN_ARRAY(cms, ICPN_CMS_CELLS, struct icpn_cms_cell);
+ICPN_ARRAY(el_state, 1, struct icpn_el_state);
+ICPN_MAP(elephants, BPF_MAP_TYPE_LRU_HASH, ICPN_MAX_FLOWS, struct icpn_flow_key,
+	 struct icpn_elephant);
+
+ICPN_ARRAY(vqueues, ICPN_MAX_PORTS, struct icpn_vqueue);
+ICPN_ARRAY(pfc_state, ICPN_MAX_PORTS *ICPN_PRIORITIES, struct icpn_pfc_state);
+
+ICPN_ARRAY(test_ctx, 1, struct icpn_test_ctx);
+ICPN_ARRAY(verdict, 1, struct icpn_verdict);
+ICPN_MAP(stats, BPF_MAP_TYPE_PERCPU_ARRAY, ICPN_N_STATS, __u32, __u64);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, ICPN_AUX_QUEUE_LEN);
+	__type(value, struct icpn_frame);
+} aux_out SEC(".maps");
+
+#endif

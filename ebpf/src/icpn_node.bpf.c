@@ -1,0 +1,835 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/* icpn_node: the ICPN node pipeline as one XDP program (docs/pipeline.md section 1).
+ *
+ * Each stage is a BPF global function, which the verifier checks once on its own instead of
+ * once per path through the whole pipeline; stages share the per-CPU scratch state.
+ *
+ * Test mode (ICPN_CFG_TEST_MODE in cfg): time, queue depths, the ECN random draw and the ingress
+ * port come from the test_ctx map instead of the kernel, and the verdict (forward to a port, or
+ * drop with a reason) is written to the verdict map, which pyctl reads after BPF_PROG_TEST_RUN
+ * together with data_out. Extra frames (IFIT reports, PFC frames) go to the aux_out queue in
+ * both modes: in test mode pyctl drains it after each run, a live node's agent sends them.
+ */
+#include "common.h"
+#include "maps.h"
+#include "state.h"
+#include "parsing.h"
+#include "pktops.h"
+#include "fib.h"
+#include "l3.h"
+#include "srv6.h"
+#include "classify.h"
+#include "ifit.h"
+#include "congestion.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
+{
+	for (int i = 0; i < ETH_ALEN; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
+static __always_inline int test_mode(const struct icpn_cfg *c)
+{
+	return c->flags & ICPN_CFG_TEST_MODE;
+}
+
+static __always_inline int route(struct xdp_md *ctx, const struct icpn_cfg *c,
+				 struct icpn_scratch *s, __u32 table, const __u64 dst[2])
+{
+	struct icpn_pkt *p = &s->p;
+	int v6 = p->l3_proto == ETH_P_IPV6;
+
+	if (c->flags & ICPN_CFG_FIB_HELPER)
+		return fib_kernel_lookup(ctx, v6, table, p->src, dst, p->tc, &s->nh);
+	return v6 ? fib6_lookup(table, dst, &s->nh) : fib4_lookup(table, dst, &s->nh);
+}
+
+/* Record parse results the IFIT report names the flow by. */
+static __always_inline void set_origin(struct icpn_scratch *s)
+{
+	s->origin_proto = s->p.l4_proto;
+	s->origin_sport = s->p.sport;
+	s->origin_dport = s->p.dport;
+}
+
+/* Parse, and trim link padding after the IP packet (pyctl's reference forwards IP bytes). */
+static __always_inline int parse_trim(struct xdp_md *ctx, struct icpn_scratch *s)
+{
+	int rc = parse_packet(ctx, &s->p);
+
+	if (rc)
+		return rc;
+	if (s->p.len > s->p.ip_end) {
+		if (bpf_xdp_adjust_tail(ctx, -(int)(s->p.len - s->p.ip_end)) < 0)
+			return ICPN_DROP_TOO_BIG;
+		s->p.len = s->p.ip_end;
+	}
+	return 0;
+}
+
+/* --- steps 1-2: PFC ------------------------------------------------------------------------ */
+
+ICPN_STAGE int stage_pfc(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+	struct icpn_pfc_state *st;
+	struct icpn_port *port;
+	__u8 h[ETH_HLEN + PFC_BODY_LEN];
+	__u32 in_port, prio, proto;
+	__u64 occ = 0;
+	int has_tos = 0;
+
+	if (!s || !c)
+		return R_DROP;
+	if (pkt_load(ctx, 0, h, ETH_HLEN) < 0)
+		return drop(s, ICPN_DROP_NOT_IP);
+	proto = ((__u32)h[12] << 8) | h[13];
+	in_port = s->p.in_port;
+	/* Step 0: a router takes frames to its port's MAC; MAC Control (PFC) frames may also use
+	 * the reserved multicast address (IEEE 802.3 Annex 31B). */
+	port = bpf_map_lookup_elem(&ports, &in_port);
+	if (!port || !mac_equal(h, port->mac)) {
+		if (proto != ICPN_PFC_ETHERTYPE || !mac_equal(h, pfc_dst_mac))
+			return drop(s, ICPN_DROP_NOT_FOR_ME);
+	}
+	if (proto == ICPN_PFC_ETHERTYPE) {
+		/* Step 1: a PFC frame pauses the priorities it enables on in_port; it is consumed. */
+		if (pkt_load(ctx, 0, h, sizeof(h)) < 0 ||
+		    (((__u16)h[14] << 8) | h[15]) != ICPN_PFC_OPCODE)
+			return drop(s, ICPN_DROP_NOT_IP);
+		if ((c->flags & ICPN_CFG_PFC) && c->line_rate_bps) {
+			for (__u32 pr = 0; pr < ICPN_PRIORITIES; pr++) {
+				__u64 quanta = ((__u64)h[18 + pr * 2] << 8) | h[19 + pr * 2];
+
+				if (!(h[17] & (1 << pr)))
+					continue;
+				st = pfc_state_of(in_port, pr);
+				if (st)
+					st->paused_until_us =
+						s->p.now_us + quanta * PFC_QUANTUM_BITS * 1000000ULL /
+								      c->line_rate_bps;
+			}
+		}
+		return drop(s, ICPN_DROP_PFC_CONSUMED);
+	}
+	if (!(c->flags & ICPN_CFG_PFC))
+		return R_CONT;
+	/* Step 2: XOFF / XON back out of in_port from the ingress-queue occupancy. */
+	if ((proto == ETH_P_IPV6 || proto == ETH_P_IP) && pkt_load(ctx, ETH_HLEN, h, 2) == 0) {
+		has_tos = 1;
+		h[2] = proto == ETH_P_IPV6 ? (__u8)(h[0] << 4) | (h[1] >> 4) : h[1];
+	}
+	prio = pfc_priority(c, has_tos, h[2]);
+	if (test_mode(c)) {
+		struct icpn_test_ctx *t = get_test_ctx();
+		__u32 idx = (in_port & (ICPN_MAX_PORTS - 1)) * ICPN_PRIORITIES + prio;
+
+		if (t && idx < ICPN_MAX_PORTS * ICPN_PRIORITIES)
+			occ = t->ingress_queue_bytes[idx];
+	}
+	st = pfc_state_of(in_port, prio);
+	if (!st)
+		return R_CONT;
+	if (occ * 100 > (__u64)c->pfc_xoff_pct * c->pfc_buffer_bytes) {
+		st->xoff_sent = 1;
+		pfc_emit(s, port->mac, in_port, prio, c->pfc_pause_time);
+	} else if (occ * 100 < (__u64)c->pfc_xon_pct * c->pfc_buffer_bytes && st->xoff_sent) {
+		st->xoff_sent = 0;
+		pfc_emit(s, port->mac, in_port, prio, 0);
+	}
+	return R_CONT;
+}
+
+/* --- step 3: parse ----------------------------------------------------------------------- */
+
+ICPN_STAGE int stage_parse(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	int rc;
+
+	if (!s)
+		return R_DROP;
+	rc = parse_trim(ctx, s);
+	if (rc)
+		return drop(s, rc);
+	if (is_link_local(&s->p, s->p.src) || is_link_local(&s->p, s->p.dst))
+		return drop(s, ICPN_DROP_LINK_LOCAL);
+	set_origin(s);
+	return R_CONT;
+}
+
+/* --- step 4: endpoint behaviours ----------------------------------------------------------- */
+
+/* A decapsulating IFIT tail reports from the outer header it removes: take what the report
+ * needs (the AltMark, the trace and its filled area) before it goes. */
+static __always_inline void tail_capture(struct xdp_md *ctx, struct icpn_scratch *s,
+					 const struct icpn_cfg *c)
+{
+	struct icpn_ifit_view *v = &s->iv;
+
+	ifit_find(ctx, s, c);
+	v->hop_limit = s->p.hop_limit - 1;
+	if (v->has_trace &&
+	    ifit_copy_filled(ctx, s, v->remaining >= v->node_len ? v->node_len * 4 : 0) < 0)
+		v->has_trace = 0;
+}
+
+/* End.DT4 / DT6 / DT46 / DX4 / DX6 (RFC 8986 4.4-4.8): SRH (if any) valid with SL 0, the outer
+ * header and its extension headers removed, CE copied (RFC 6040), then a lookup in the SID's
+ * table or its adjacency, and the inner hop limit decremented. */
+static __always_inline int endpoint_decap(struct xdp_md *ctx, struct icpn_scratch *s,
+					  const struct icpn_cfg *c, const struct icpn_sid *sid)
+{
+	struct icpn_pkt *p = &s->p;
+	__u8 b = sid->behaviour, inner = p->l4_proto, outer_ce, tc;
+	int want6 = b == ICPN_B_END_DT6 || b == ICPN_B_END_DT46 || b == ICPN_B_END_DX6;
+	int want4 = b == ICPN_B_END_DT4 || b == ICPN_B_END_DT46 || b == ICPN_B_END_DX4;
+	__u32 outer;
+	__be16 proto;
+	int rc;
+
+	if (has_srh(p)) {
+		struct ipv6_sr_hdr srh;
+
+		rc = srh_check(ctx, p, &srh);
+		if (rc)
+			return drop(s, rc);
+		if (srh.segments_left != 0)
+			return drop(s, ICPN_DROP_SL_NONZERO);
+	}
+	if (!((inner == ICPN_IPPROTO_IPV6 && want6) || (inner == ICPN_IPPROTO_IPIP && want4)))
+		return drop(s, ICPN_DROP_BAD_INNER);
+	if (c->ifit_role == ICPN_IFIT_TAIL)
+		tail_capture(ctx, s, c);
+	outer_ce = (p->tc & 3) == ICPN_ECN_CE;
+	outer = p->l4_off - ETH_HLEN;
+	proto = bpf_htons(inner == ICPN_IPPROTO_IPV6 ? ETH_P_IPV6 : ETH_P_IP);
+	if (outer > ICPN_MAX_FRAME || pkt_pop_front(ctx, outer) < 0 ||
+	    pkt_store(ctx, ETH_HLEN - 2, &proto, 2) < 0)
+		return drop(s, ICPN_DROP_BAD_INNER);
+	s->decap = 1;
+	rc = parse_trim(ctx, s);
+	if (rc)
+		return drop(s, rc);
+	if (is_link_local(p, p->src) || is_link_local(p, p->dst))
+		return drop(s, ICPN_DROP_LINK_LOCAL);
+	set_origin(s);
+	tc = p->tc;
+	if (outer_ce && (tc & 3) != ICPN_ECN_CE) {
+		if ((tc & 3) == 0)
+			return drop(s, ICPN_DROP_ECN_NOT_ECT_CE);
+		tc |= ICPN_ECN_CE;
+	}
+	if (b == ICPN_B_END_DX4 || b == ICPN_B_END_DX6)
+		s->nh = sid->adj;
+	else if (route(ctx, c, s, sid->table, p->dst) < 0)
+		return drop(s, ICPN_DROP_NO_ROUTE);
+	if (p->hop_limit <= 1)
+		return drop(s, ICPN_DROP_HOP_LIMIT);
+	if (ip_set_tc(ctx, p, tc) < 0 || ip_set_hop_limit(ctx, p, p->hop_limit - 1) < 0)
+		return drop(s, ICPN_DROP_BAD_INNER);
+	return R_OUT;
+}
+
+/* My-SID table (step 4); R_CONT when the destination is not a local SID. `again`: the lookup of
+ * a DA that End wrote, where a miss is R_ROUTE (the FIB, table 0). */
+ICPN_STAGE int stage_endpoint(struct xdp_md *ctx, int again)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+	struct icpn_sid_key k = { .prefixlen = 128 };
+	struct icpn_sid *v, sid;
+	int rc;
+
+	if (!s || !c)
+		return R_DROP;
+	s->table = 0;
+	if (s->p.l3_proto != ETH_P_IPV6)
+		return again ? R_ROUTE : R_CONT;
+	__builtin_memcpy(k.addr, s->p.dst, 16);
+	v = bpf_map_lookup_elem(&my_sids, &k);
+	if (!v)
+		return again ? R_ROUTE : R_CONT;
+	if (again && ++s->passes >= ICPN_MAX_SID_PASSES)
+		return drop(s, ICPN_DROP_SID_LOOP);
+	sid = *v;
+	switch (sid.behaviour) {
+	case ICPN_B_END:
+	case ICPN_B_END_X:
+		if (sid.flavours & ICPN_FL_NEXT_CSID) {
+			rc = srv6_next_csid(ctx, s, &sid);
+			if (rc != R_CONT)
+				return rc;
+		}
+		return srv6_end(ctx, s, &sid);
+	case ICPN_B_END_DT4:
+	case ICPN_B_END_DT6:
+	case ICPN_B_END_DT46:
+	case ICPN_B_END_DX4:
+	case ICPN_B_END_DX6:
+		return endpoint_decap(ctx, s, c, &sid);
+	}
+	return drop(s, ICPN_DROP_NO_ROUTE);
+}
+
+/* --- step 5: headend ----------------------------------------------------------------------- */
+
+/* First entry of a match table that matches the packet: classifiers, policies and IFIT flows
+ * all start with their struct icpn_match. */
+struct match_loop {
+	struct icpn_scratch *s;
+	void *table;
+	__u32 n;
+	int with_apn;
+	__s32 found;
+};
+
+static long match_step(__u32 i, void *data)
+{
+	struct match_loop *m = data;
+	struct icpn_match *e;
+
+	if (i >= m->n)
+		return 1;
+	e = bpf_map_lookup_elem(m->table, &i);
+	if (e && flow_matches(e, m->s, m->with_apn)) {
+		m->found = i;
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline __s32 first_match(struct icpn_scratch *s, void *table, __u32 n,
+					 int with_apn)
+{
+	struct match_loop m = { .s = s, .table = table, .n = n, .with_apn = with_apn, .found = -1 };
+
+	bpf_loop(ICPN_MAX_CLASSIFIERS, match_step, &m, 0);
+	return m.found;
+}
+
+/* The packet's APN-ID (pipeline.md 3): QP map, else the option it carries, else the first
+ * matching classifier. */
+static __always_inline void classify_apn(struct xdp_md *ctx, struct icpn_scratch *s,
+					 const struct icpn_cfg *c)
+{
+	struct icpn_classifier *cl;
+	__u32 i;
+	__s32 found;
+
+	s->has_apn = 0;
+	s->apn_carried = 0;
+	if (s->p.is_roce) {
+		struct icpn_apn_mark *m = bpf_map_lookup_elem(&qp_map, &s->p.qp);
+
+		if (m) {
+			apn_from_mark(s, m);
+			return;
+		}
+	}
+	if (apn_from_packet(ctx, s, c->apn_opt_type))
+		return;
+	found = first_match(s, &classifiers, c->n_classifiers, 0);
+	if (found < 0)
+		return;
+	i = found;
+	cl = bpf_map_lookup_elem(&classifiers, &i);
+	if (cl)
+		apn_from_mark(s, &cl->mark);
+}
+
+/* Step 5a: the flow key, elephant detection and the APN-ID. */
+ICPN_STAGE int stage_classify(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+
+	if (!s || !c)
+		return R_DROP;
+	flow_key(s);
+	s->elephant = 0;
+	if (c->flags & ICPN_CFG_ELEPHANT)
+		s->elephant = elephant_observe(s, c, s->p.ip_end - ETH_HLEN);
+	classify_apn(ctx, s, c);
+	return R_CONT;
+}
+
+/* IFIT head (pipeline.md 4): the first matching flow gets AltMark + IOAM; L is the period's
+ * parity, D is set on packets 0, d_every, 2*d_every ... of each period. */
+static __always_inline void ifit_head(struct icpn_scratch *s, const struct icpn_cfg *c)
+{
+	struct icpn_ifit_period fresh = {}, *pe;
+	struct icpn_ifit_flow *f;
+	__u64 period, count;
+	__u32 i, id;
+	__s32 found;
+
+	s->ifit_head = 0;
+	if (c->ifit_role != ICPN_IFIT_HEAD || !c->ifit_period_us || !c->ifit_d_every)
+		return;
+	found = first_match(s, &ifit_flows, c->n_ifit_flows, 1);
+	if (found < 0)
+		return;
+	i = found;
+	f = bpf_map_lookup_elem(&ifit_flows, &i);
+	if (!f)
+		return;
+	id = f->flowmon_id;
+	period = s->p.now_us / c->ifit_period_us;
+	pe = bpf_map_lookup_elem(&ifit_periods, &id);
+	count = pe && pe->period == period ? pe->count : 0;
+	fresh.period = period;
+	fresh.count = count + 1;
+	bpf_map_update_elem(&ifit_periods, &id, &fresh, BPF_ANY);
+	s->ifit_flow = (id << 12) | ((__u32)(period & 1) << 11) |
+		       ((count % c->ifit_d_every == 0) << 10);
+	s->ifit_head = 1;
+}
+
+static __always_inline __u32 apn_hash(const struct icpn_scratch *s)
+{
+	switch (s->apn_id_len) {
+	case 4:
+		return crc32(&s->apn_data[4], 4);
+	case 8:
+		return crc32(&s->apn_data[4], 8);
+	}
+	return crc32(&s->apn_data[4], 16);
+}
+
+/* Step 5b: the first matching policy, its SID list by (deep) hashing (pipeline.md 3), the outer
+ * flow label and the IFIT head options. R_ENCAP, or R_CONT when no policy matches. */
+ICPN_STAGE int stage_policy(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+	struct icpn_policy *pol;
+	__u32 i, h, idx, *li;
+	__s32 found;
+
+	/* a global function's arguments must be valid at every call: keep clang from passing an
+	 * unused ctx as garbage */
+	barrier_var(ctx);
+	if (!s || !c)
+		return R_DROP;
+	found = first_match(s, &policies, c->n_policies, 1);
+	if (found < 0)
+		return R_CONT;
+	i = found;
+	pol = bpf_map_lookup_elem(&policies, &i);
+	if (!pol || !pol->n_buckets)
+		return R_CONT;
+	if (s->elephant && s->has_apn && pol->deep_hash)
+		h = apn_hash(s);
+	else
+		h = crc32(s->key.b, ICPN_FLOW_KEY_LEN);
+	idx = (i & (ICPN_MAX_POLICIES - 1)) * ICPN_MAX_BUCKETS + h % pol->n_buckets;
+	li = bpf_map_lookup_elem(&policy_buckets, &idx);
+	if (!li)
+		return R_CONT;
+	s->sl_idx = (i & (ICPN_MAX_POLICIES - 1)) * ICPN_MAX_SID_LISTS +
+		    (*li & (ICPN_MAX_SID_LISTS - 1));
+	if (c->flowlabel_mode == ICPN_FLOWLABEL_HASH)
+		s->label = crc32(s->key.b, ICPN_FLOW_KEY_LEN) & 0xfffff;
+	else if (c->flowlabel_mode == ICPN_FLOWLABEL_COPY)
+		s->label = s->p.flowlabel;
+	else
+		s->label = 0;
+	ifit_head(s, c);
+	return R_ENCAP;
+}
+
+/* Step 5c: H.Encaps / H.Encaps.Red on the chosen SID list. */
+ICPN_STAGE int stage_encap(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+	struct icpn_sidlist *sl;
+	__u32 idx;
+
+	if (!s || !c)
+		return R_DROP;
+	idx = s->sl_idx;
+	sl = bpf_map_lookup_elem(&sid_lists, &idx);
+	if (!sl)
+		return R_CONT;
+	return srv6_encap(ctx, s, c, sl, s->label);
+}
+
+/* Step 5d: no policy matched; an APN-marking edge inserts the option into the packet (not
+ * when the packet already carries one, for IPv4, or for the srh-tlv carrier). */
+ICPN_STAGE int stage_apn_insert(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+	int rc;
+
+	if (!s || !c)
+		return R_DROP;
+	if (!s->has_apn || s->apn_carried || s->p.l3_proto != ETH_P_IPV6 ||
+	    c->apn_carrier == ICPN_CARRIER_SRH_TLV)
+		return R_CONT;
+	rc = apn_insert_header(ctx, &s->p,
+			       c->apn_carrier == ICPN_CARRIER_HBH ? ICPN_IPPROTO_HOPOPTS
+								  : ICPN_IPPROTO_DSTOPTS,
+			       c->apn_opt_type, s->apn_data, s->apn_len, s->zeros, s->chunk);
+	if (rc < 0)
+		return drop(s, ICPN_DROP_TOO_BIG);
+	if (rc == 0 && parse_packet(ctx, &s->p) != 0)
+		return drop(s, ICPN_DROP_TOO_BIG);
+	return R_CONT;
+}
+
+/* --- step 6: forwarding ------------------------------------------------------------------ */
+
+/* FIB lookup (table 0) on the destination, hop limit check, decrement. */
+ICPN_STAGE int stage_transit(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+
+	if (!s || !c)
+		return R_DROP;
+	if (route(ctx, c, s, 0, s->p.dst) < 0)
+		return drop(s, ICPN_DROP_NO_ROUTE);
+	if (s->p.hop_limit <= 1)
+		return drop(s, ICPN_DROP_HOP_LIMIT);
+	if (ip_set_hop_limit(ctx, &s->p, s->p.hop_limit - 1) < 0)
+		return drop(s, ICPN_DROP_BAD_IPV4);
+	return R_OUT;
+}
+
+/* A destination an endpoint behaviour has just set (the hop limit is done already). */
+ICPN_STAGE int stage_route(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+
+	if (!s || !c)
+		return R_DROP;
+	if (route(ctx, c, s, s->table, s->p.dst) < 0)
+		return drop(s, ICPN_DROP_NO_ROUTE);
+	return R_OUT;
+}
+
+/* --- step 7: IFIT -------------------------------------------------------------------------- */
+
+struct strip_walk {
+	struct xdp_md *ctx;
+	struct icpn_scratch *s;
+	__u32 r;	/* next option to read */
+	__u32 w;	/* where the next kept option goes */
+	__u32 end;
+	int err;
+};
+
+/* Compact the HBH's options in place, leaving out AltMark, IOAM and padding. */
+static long strip_step(__u32 i, void *data)
+{
+	struct strip_walk *sw = data;
+	__u8 h[2];
+	__u32 n;
+
+	if (sw->r >= sw->end || pkt_load(sw->ctx, sw->r, h, 1) < 0)
+		return 1;
+	if (h[0] == ICPN_IPV6_OPT_PAD1) {
+		sw->r += 1;
+		return 0;
+	}
+	if (sw->r + 2 > sw->end || pkt_load(sw->ctx, sw->r, h, 2) < 0 ||
+	    sw->r + 2 + h[1] > sw->end)
+		return 1;
+	n = 2 + h[1];
+	if (h[0] != ICPN_ALTMARK_OPT_TYPE && h[0] != ICPN_IOAM_OPT_TYPE &&
+	    h[0] != ICPN_IPV6_OPT_PADN) {
+		if (pkt_move(sw->ctx, sw->w, sw->r, n, sw->s->chunk) < 0) {
+			sw->err = 1;
+			return 1;
+		}
+		sw->w += n;
+	}
+	sw->r += n;
+	return 0;
+}
+
+/* pipeline.md 4: a tail that does not decapsulate removes the IFIT options from the HBH, lays
+ * the others out again (padding to 8n) and removes the HBH when none remain. */
+static __always_inline int ifit_strip(struct xdp_md *ctx, struct icpn_scratch *s)
+{
+	struct icpn_pkt *p = &s->p;
+	__u32 off = p->ext[0].off, len = p->ext[0].len, kept, nlen;
+	struct strip_walk sw = { .ctx = ctx, .s = s, .r = off + 2, .w = off + 2, .end = off + len };
+	__u8 h[2];
+
+	bpf_loop(2048, strip_step, &sw, 0);
+	if (sw.err || sw.w < off + 2)
+		return -1;
+	kept = sw.w - off - 2;
+	if (kept == 0) {
+		if (pkt_load(ctx, off, h, 1) < 0 || pkt_store(ctx, p->ext[0].named_at, h, 1) < 0)
+			return -1;
+		nlen = 0;
+	} else {
+		nlen = (2 + kept + 7) & ~7U;
+		h[0] = nlen / 8 - 1;
+		if (pad_write(ctx, s->zeros, sw.w, off + nlen - sw.w, ICPN_IPV6_OPT_PAD1,
+			      ICPN_IPV6_OPT_PADN) < 0 ||
+		    pkt_store(ctx, off + 1, h, 1) < 0)
+			return -1;
+	}
+	if (nlen > len || ip6_set_plen(ctx, p->ip_end - (len - nlen)) < 0 ||
+	    pkt_remove(ctx, off + nlen, len - nlen, s->chunk) < 0)
+		return -1;
+	return parse_packet(ctx, p) ? -1 : 0;
+}
+
+struct copy_ctx {
+	struct icpn_scratch *s;
+	__u32 n;
+};
+
+static long record_copy_step(__u32 i, void *data)
+{
+	struct copy_ctx *cc = data;
+
+	if (i >= cc->n || i >= ICPN_RECORD_MAX)
+		return 1;
+	cc->s->frame.data[ICPN_REPORT_HDR + i] = cc->s->record[i];
+	return 0;
+}
+
+/* Copy this node's record in front of the node data already in the report frame. */
+static __always_inline void report_put_record(struct icpn_scratch *s, __u32 n)
+{
+	struct copy_ctx cc = { .s = s, .n = n };
+
+	bpf_loop(ICPN_RECORD_MAX, record_copy_step, &cc, 0);
+}
+
+/* The tail's report, out of the route to the collector (none without a route). */
+ICPN_STAGE int stage_report(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+	struct icpn_nexthop saved, to_collector;
+	__u64 collector[2];
+	struct icpn_port *port;
+	__u32 idx;
+
+	if (!s || !c)
+		return 0;
+	saved = s->nh;
+	__builtin_memcpy(collector, c->collector, 16);
+	if (c->flags & ICPN_CFG_FIB_HELPER) {
+		if (fib_kernel_lookup(ctx, 1, 0, collector, collector, 0, &s->nh) < 0)
+			return 0;
+	} else if (fib6_lookup(0, collector, &s->nh) < 0) {
+		return 0;
+	}
+	to_collector = s->nh;
+	s->nh = saved;
+	idx = to_collector.port;
+	port = bpf_map_lookup_elem(&ports, &idx);
+	if (port)
+		ifit_report(s, c, &to_collector, port->mac);
+	return 0;
+}
+
+/* Count and stamp the IFIT options of the outer IPv6 header as the packet leaves (or, at a
+ * decapsulating tail, of the outer header it removed); the tail reports and strips. */
+ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+	struct icpn_ifit_view *v;
+	__u32 queue = 0, port;
+
+	if (!s || !c)
+		return R_DROP;
+	v = &s->iv;
+	if (c->ifit_role == ICPN_IFIT_NONE)
+		return R_OUT;
+	if (s->decap && c->ifit_role != ICPN_IFIT_TAIL)
+		return R_OUT;
+	if (!s->decap) {
+		if (s->p.l3_proto != ETH_P_IPV6)
+			return R_OUT;
+		ifit_find(ctx, s, c);
+		v->hop_limit = s->p.hop_limit;
+	}
+	ifit_count(v);
+	if (!v->has_trace)
+		return R_OUT;
+	port = s->nh.port;
+	if (test_mode(c)) {
+		struct icpn_test_ctx *t = get_test_ctx();
+
+		if (t && port < ICPN_MAX_PORTS)
+			queue = t->egress_queue_packets[port];
+	}
+	ifit_record(s, c, queue);
+	if (s->decap) {
+		/* the outer header is gone: stamp the report's copy of its area */
+		if (v->remaining >= v->node_len) {
+			v->remaining -= v->node_len;
+			report_put_record(s, (__u32)v->node_len * 4);
+		}
+		stage_report(ctx);
+		return R_OUT;
+	}
+	if (ifit_stamp_packet(ctx, s) < 0)
+		return drop(s, ICPN_DROP_BAD_EXTHDR);
+	if (c->ifit_role != ICPN_IFIT_TAIL)
+		return R_OUT;
+	if (ifit_copy_filled(ctx, s, 0) == 0)
+		stage_report(ctx);
+	if (ifit_strip(ctx, s) < 0)
+		return drop(s, ICPN_DROP_BAD_EXTHDR);
+	return R_OUT;
+}
+
+/* --- step 8: ECN, PFC pause, Ethernet ----------------------------------------------------- */
+
+ICPN_STAGE int stage_egress(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+	struct icpn_port *port;
+	struct ethhdr eth;
+	__u32 idx;
+
+	if (!s || !c)
+		return R_DROP;
+	idx = s->nh.port;
+	if (c->flags & ICPN_CFG_ECN) {
+		__u8 ecn = s->p.tc & 3;
+		__u64 q = 0;
+
+		if (test_mode(c)) {
+			struct icpn_test_ctx *t = get_test_ctx();
+
+			if (t && idx < ICPN_MAX_PORTS)
+				q = t->egress_queue_bytes[idx];
+		} else {
+			q = vqueue_depth(c, idx, s->p.ip_end);
+		}
+		if ((ecn == 1 || ecn == 2) && (__u64)s->p.rand32 < ecn_threshold(c, q) &&
+		    ip_set_tc(ctx, &s->p, s->p.tc | ICPN_ECN_CE) < 0)
+			return drop(s, ICPN_DROP_BAD_IPV4);
+	}
+	if (c->flags & ICPN_CFG_PFC) {
+		struct icpn_pfc_state *st = pfc_state_of(idx, pfc_priority(c, 1, s->p.tc));
+
+		if (st && st->paused_until_us > s->p.now_us)
+			return drop(s, ICPN_DROP_PFC_HELD);
+	}
+	port = bpf_map_lookup_elem(&ports, &idx);
+	if (!port || !port->valid)
+		return drop(s, ICPN_DROP_NO_ROUTE);
+	__builtin_memcpy(eth.h_dest, s->nh.mac, ETH_ALEN);
+	__builtin_memcpy(eth.h_source, port->mac, ETH_ALEN);
+	eth.h_proto = bpf_htons(s->p.l3_proto);
+	if (pkt_store(ctx, 0, &eth, sizeof(eth)) < 0)
+		return drop(s, ICPN_DROP_NO_ROUTE);
+	return R_OUT;
+}
+
+ICPN_STAGE int icpn_pipeline(struct xdp_md *ctx)
+{
+	int rc;
+
+	rc = stage_pfc(ctx);
+	if (rc != R_CONT)
+		return rc;
+	rc = stage_parse(ctx);
+	if (rc != R_CONT)
+		return rc;
+	rc = stage_endpoint(ctx, 0);
+	/* End, then the SID it wrote, on one node (as Linux does); stage_endpoint drops the packet
+	 * (sid-loop) at the MAX_SID_PASSES-th chained SID */
+	for (int i = 0; i < ICPN_MAX_SID_PASSES && rc == R_AGAIN; i++)
+		rc = stage_endpoint(ctx, 1);
+	if (rc == R_CONT) {
+		rc = stage_classify(ctx);
+		if (rc == R_CONT)
+			rc = stage_policy(ctx);
+		if (rc == R_ENCAP)
+			rc = stage_encap(ctx);
+		else if (rc == R_CONT)
+			rc = stage_apn_insert(ctx);
+		if (rc == R_CONT)
+			rc = stage_transit(ctx);
+	} else if (rc == R_ROUTE) {
+		rc = stage_route(ctx);
+	}
+	if (rc == R_OUT)
+		rc = stage_ifit(ctx);
+	if (rc == R_OUT)
+		rc = stage_egress(ctx);
+	return rc;
+}
+
+/* --- entry --------------------------------------------------------------------------------- */
+
+SEC("xdp")
+int icpn_node(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+	int test, rc, act;
+	__u32 zero = 0;
+
+	if (!s || !c)
+		return XDP_ABORTED;
+	test = test_mode(c);
+	s->drop = 0;
+	s->n_aux = 0;
+	s->decap = 0;
+	s->passes = 0;
+	s->has_apn = 0;
+	s->ifit_head = 0;
+	__builtin_memset(&s->iv, 0, sizeof(s->iv));
+	__builtin_memset(&s->nh, 0, sizeof(s->nh));
+	if (test) {
+		struct icpn_test_ctx *t = get_test_ctx();
+
+		if (!t)
+			return XDP_ABORTED;
+		s->p.in_port = t->in_port;
+		s->p.now_us = t->time_us;
+		s->p.rand32 = t->rand32;
+	} else {
+		__u32 ifindex = ctx->ingress_ifindex, *port = bpf_map_lookup_elem(&if_port, &ifindex);
+
+		s->p.in_port = port ? *port : ICPN_MAX_PORTS;
+		s->p.now_us = bpf_ktime_get_ns() / 1000;
+		s->p.rand32 = bpf_get_prandom_u32();
+	}
+	stat_inc(ICPN_STAT_RX);
+	rc = icpn_pipeline(ctx);
+	if (rc == R_OUT) {
+		stat_inc(ICPN_STAT_FORWARD);
+		act = test ? XDP_TX : (int)bpf_redirect_map(&tx_port, s->nh.port, XDP_DROP);
+	} else {
+		if (rc != R_DROP || s->drop == 0)
+			s->drop = ICPN_DROP_NO_ROUTE;
+		stat_inc(ICPN_STAT_DROP_BASE + (s->drop & 31));
+		act = XDP_DROP;
+	}
+	if (test) {
+		struct icpn_verdict *v = bpf_map_lookup_elem(&verdict, &zero);
+
+		if (v) {
+			v->action = rc == R_OUT ? ICPN_ACT_FORWARD : ICPN_ACT_DROP;
+			v->port = s->nh.port;
+			v->drop = rc == R_OUT ? 0 : s->drop;
+			v->n_aux = s->n_aux;
+		}
+	}
+	return act;
+}

@@ -1,0 +1,263 @@
+"""icpn_node through BPF_PROG_TEST_RUN, compared with the reference plane on scenarios the
+conformance vectors do not cover: header pushes beyond the XDP headroom, SID chains, state that
+builds up (elephants, IFIT counters, PFC), counters, and the errors the target reports."""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from ebpf_nodes import node, node_dict
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import HBHOptUnknown, IPv6, IPv6ExtHdrHopByHop, IPv6ExtHdrSegmentRouting
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from pyctl import conformance
+from pyctl.errors import ConfigError, ICPNError, PacketError
+from pyctl.model.load import node_from_dict
+from pyctl.model.node import NodeConfig, PacketContext
+from pyctl.packets import pfc_frame
+from pyctl.targets import dataplane_class
+from pyctl.targets.base import Result
+from pyctl.targets.ebpf import EBPFDataPlane
+from pyctl.targets.ebpf.dataplane import MAX_FRAME
+from pyctl.targets.reference import ReferenceDataPlane
+
+pytestmark = pytest.mark.root
+
+A_MAC, B_MAC, D_MAC = "02:00:00:00:0a:01", "02:00:00:00:0b:01", "02:00:00:00:0d:01"
+
+
+def _same(a: Result, b: Result) -> bool:
+    return a.drop == b.drop and Counter((o.port, o.frame) for o in a.outputs) == Counter(
+        (o.port, o.frame) for o in b.outputs
+    )
+
+
+def _show(r: Result) -> str:
+    return f"{r.drop} {[(o.port, o.frame.hex()) for o in r.outputs]}"
+
+
+class Pair:
+    """The same node on both planes; `run` asserts they agree and returns the eBPF result."""
+
+    def __init__(self, n: NodeConfig) -> None:
+        self.node = n
+        self.ebpf, self.ref = EBPFDataPlane(), ReferenceDataPlane()
+        self.ebpf.configure(n)
+        self.ref.configure(n)
+
+    def run(self, frame: bytes, ctx: PacketContext) -> Result:
+        got, want = self.ebpf.process(frame, ctx), self.ref.process(frame, ctx)
+        assert _same(got, want), f"frame {frame.hex()}\n ebpf {_show(got)}\n ref  {_show(want)}"
+        return got
+
+
+@pytest.fixture
+def pair_of() -> Iterator[Any]:
+    made: list[Pair] = []
+
+    def make(n: NodeConfig) -> Pair:
+        made.append(Pair(n))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for p in made:
+            p.ebpf.close()
+
+
+def _headend(**overrides: Any) -> NodeConfig:
+    d = node_dict("headend")
+    d.update(copy.deepcopy(overrides))
+    return node_from_dict(d, "test")
+
+
+def _to_site2(payload: int = 11, **ip: Any) -> bytes:
+    fields = {"src": "2001:db8:1::1", "dst": "2001:db8:2::2", "hlim": 64, **ip}
+    pkt = Ether(src="02:00:00:00:00:01", dst=A_MAC) / IPv6(**fields)
+    return bytes(pkt / UDP(sport=40000, dport=5000) / Raw(bytes(payload)))
+
+
+# --- the registry, availability and features --------------------------------------------------
+
+
+def test_registered_and_available() -> None:
+    assert dataplane_class("ebpf") is EBPFDataPlane
+    assert EBPFDataPlane.unavailable() is None
+
+
+def test_supports_every_conformance_feature_and_names_unknown_ones() -> None:
+    assert EBPFDataPlane.supports(list(conformance.FEATURES)) is None
+    assert EBPFDataPlane.supports(["End", "teleport"]) == "not implemented in eBPF yet: teleport"
+
+
+# --- header pushes and removals ---------------------------------------------------------------
+
+
+def test_encapsulation_larger_than_the_xdp_headroom(pair_of: Any) -> None:
+    """8 segments, a 64-bit APN-ID with parameters and an IFIT trace: a 400-byte push, which
+    takes the grow-the-tail-and-move path instead of bpf_xdp_adjust_head."""
+    p = pair_of(node("headend"))
+    frame = _to_site2(tc=46 << 2 | 2)  # DSCP 46 -> the 64-bit APN with parameters
+    ctx = PacketContext(in_port=1, time_us=5_000)
+    res = p.run(frame, ctx)
+    out = res.outputs[-1].frame
+    assert res.drop is None and len(out) - len(frame) > 256
+    assert IPv6(out[14:]).nh == 0  # HBH first: APN, AltMark, IOAM
+
+
+def test_big_frame_encapsulated_and_too_big_frame_refused(pair_of: Any) -> None:
+    p = pair_of(node("headend"))
+    big = _to_site2(payload=2800)
+    p.run(big, PacketContext(in_port=1, time_us=1))
+    with pytest.raises(PacketError, match=f"takes 14..{MAX_FRAME}"):
+        p.ebpf.process(_to_site2(payload=MAX_FRAME), PacketContext(in_port=1))
+
+
+def test_end_then_local_dt6_on_one_node_and_sid_loop(pair_of: Any) -> None:
+    p = pair_of(node("transit"))
+    inner = IPv6(src="2001:db8:1::1", dst="2001:db8:2::2") / UDP() / Raw(b"x")
+    e = Ether(src="02:00:00:00:0a:02", dst=B_MAC)
+    chained = (
+        e
+        / IPv6(src="fc00:a::1", dst="fc00:b::1")
+        / IPv6ExtHdrSegmentRouting(addresses=["fc00:b::d6", "fc00:b::1"], segleft=1)
+        / inner
+    )
+    res = p.run(bytes(chained), PacketContext(in_port=1))
+    assert res.drop is None and IPv6(res.outputs[0].frame[14:]).dst == "2001:db8:2::2"
+    looping = (
+        e
+        / IPv6(src="fc00:a::1", dst="fc00:b::1")
+        / IPv6ExtHdrSegmentRouting(addresses=["fc00:b::1"] * 10, segleft=9)
+        / inner
+    )
+    assert p.run(bytes(looping), PacketContext(in_port=1)).drop == "sid-loop"
+
+
+def test_ipv4_with_options_checksum_checked_and_updated(pair_of: Any) -> None:
+    p = pair_of(node("transit"))
+    pkt = (
+        Ether(src="02:00:00:00:0a:02", dst=B_MAC)
+        / IP(src="10.0.1.1", dst="10.0.2.2", ttl=9, options=b"\x94\x04\x00\x00")
+        / UDP()
+        / Raw(b"y")
+    )
+    res = p.run(bytes(pkt), PacketContext(in_port=1))
+    out = IP(res.outputs[0].frame[14:])
+    assert out.ttl == 8 and out.ihl == 6
+    broken = bytearray(bytes(pkt))
+    broken[14 + 10] ^= 0xFF
+    assert p.run(bytes(broken), PacketContext(in_port=1)).drop == "bad-ipv4"
+
+
+# --- state that builds up ---------------------------------------------------------------------
+
+
+def test_elephants_and_ifit_counters_evolve_like_the_reference(pair_of: Any) -> None:
+    p = pair_of(node("headend"))
+    rng = random.Random(7)
+    t = 0
+    for _ in range(300):
+        t = max(0, t + rng.randrange(-400, 900))
+        frame = _to_site2(payload=rng.choice((100, 900, 1400)), fl=rng.randrange(3))
+        p.run(frame, PacketContext(in_port=1, time_us=t, rand32=rng.randrange(1 << 32)))
+    assert p.ebpf.stats()["forward"] == 300
+
+
+def test_ifit_counters_match_the_reference(pair_of: Any) -> None:
+    p = pair_of(node("transit"))
+    alt = HBHOptUnknown(otype=0x12, optdata=bytes.fromhex("12345800"))
+    for i in range(5):
+        pkt = (
+            Ether(src="02:00:00:00:0a:02", dst=B_MAC)
+            / IPv6(src="fc00:a::1", dst="fc00:d::1")
+            / IPv6ExtHdrHopByHop(options=[alt])
+            / UDP()
+            / Raw(bytes(i * 10))
+        )
+        p.run(bytes(pkt), PacketContext(in_port=1, time_us=i))
+    assert p.ebpf.ifit_counters() == p.ref.counters() == {(0x12345, 1): (5, 5 * 56 + 100)}
+
+
+def test_pfc_pause_xoff_xon_like_the_reference(pair_of: Any) -> None:
+    p = pair_of(node("transit"))
+    pause = bytes(pfc_frame("02:00:00:00:0a:02", {0: 1000}))
+    assert p.run(pause, PacketContext(in_port=2, time_us=0)).drop == "pfc-consumed"
+    to_port2 = bytes(
+        Ether(src="02:00:00:00:0a:02", dst=B_MAC)
+        / IPv6(src="2001:db8:1::1", dst="2001:db8:2::2")
+        / UDP()
+    )
+    assert p.run(to_port2, PacketContext(in_port=1, time_us=100)).drop == "pfc-held"
+    assert p.run(to_port2, PacketContext(in_port=1, time_us=600)).drop is None
+    full = {(1, 0): 9_000}
+    res = p.run(to_port2, PacketContext(in_port=1, time_us=700, ingress_queue_bytes=full))
+    assert [o.port for o in res.outputs] == [1, 2]  # XOFF back to port 1, packet to port 2
+    res = p.run(to_port2, PacketContext(in_port=1, time_us=800))
+    assert [o.port for o in res.outputs] == [1, 2]  # XON
+
+
+def test_stats_count_received_forwarded_and_dropped(pair_of: Any) -> None:
+    p = pair_of(node("transit"))
+    good = bytes(
+        Ether(src="02:00:00:00:0a:02", dst=B_MAC) / IPv6(src="fc00:a::1", dst="fc00:d::1") / UDP()
+    )
+    p.run(good, PacketContext(in_port=1))
+    p.run(good[:20], PacketContext(in_port=1))
+    p.run(bytes(Ether(src="02:00:00:00:0a:02", dst="02:00:00:00:99:99")), PacketContext(in_port=1))
+    stats = p.ebpf.stats()
+    assert (stats["rx"], stats["forward"]) == (3, 1)
+    assert stats["drop:bad-ipv6"] == 1 and stats["drop:not-for-me"] == 1
+
+
+def test_configure_replaces_configuration_and_state(pair_of: Any) -> None:
+    p = pair_of(node("transit"))
+    pause = bytes(pfc_frame("02:00:00:00:0a:02", {0: 0xFFFF}))
+    p.run(pause, PacketContext(in_port=2, time_us=0))
+    n = node("transit")
+    p.ebpf.configure(n)
+    p.ref.configure(n)
+    to_port2 = bytes(
+        Ether(src="02:00:00:00:0a:02", dst=B_MAC)
+        / IPv6(src="2001:db8:1::1", dst="2001:db8:2::2")
+        / UDP()
+    )
+    assert p.run(to_port2, PacketContext(in_port=1, time_us=1)).drop is None
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def test_process_before_configure_is_an_error() -> None:
+    with EBPFDataPlane() as dp, pytest.raises(ICPNError, match="configure"):
+        dp.process(_to_site2(), PacketContext(in_port=1))
+
+
+def test_unknown_in_port_and_bad_context_are_packet_errors() -> None:
+    with EBPFDataPlane() as dp:
+        dp.configure(node("transit"))
+        with pytest.raises(PacketError, match="in_port 9 is not a port of B"):
+            dp.process(_to_site2(), PacketContext(in_port=9))
+        with pytest.raises(PacketError, match="rand32"):
+            dp.process(_to_site2(), PacketContext(in_port=1, rand32=1 << 32))
+        with pytest.raises(PacketError, match=r"ingress_queue_bytes: \(1, 9\)"):
+            dp.process(_to_site2(), PacketContext(in_port=1, ingress_queue_bytes={(1, 9): 1}))
+
+
+def test_what_the_maps_cannot_hold_is_a_config_error() -> None:
+    d = node_dict("headend")
+    d["policies"] = [dict(d["policies"][2], name=f"p{i}") for i in range(17)]
+    with EBPFDataPlane() as dp, pytest.raises(ConfigError, match="policies: 17 entries"):
+        dp.configure(node_from_dict(d, "test"))
+    d = node_dict("headend")
+    d["ifit"] = dict(d["ifit"], max_nodes=16, trace_type=0xFFFFFC)
+    with EBPFDataPlane() as dp, pytest.raises(ConfigError, match="ifit"):
+        dp.configure(node_from_dict(d, "test"))
