@@ -596,7 +596,7 @@ def test_ifit_report_records_from_whole_area() -> None:
 
 
 def test_ifit_report_port_is_configurable() -> None:
-    raw = bytes(UDP(dport=6000) / Raw(IFIT_COUNTER_REPORT))
+    raw = bytes(UDP(sport=40000, dport=6000) / Raw(IFIT_COUNTER_REPORT))  # not sport 53: DNS
     assert IFITReport not in UDP(raw)
     register_ifit_report_port(6000)
     try:
