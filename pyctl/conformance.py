@@ -23,33 +23,8 @@ from pyctl.model.fields import Field
 from pyctl.model.load import node_from_dict, node_from_field
 from pyctl.model.node import NodeConfig, PacketContext
 from pyctl.targets import DATAPLANES, dataplane_class, open_dataplane
-from pyctl.targets.base import DataPlane, Result
+from pyctl.targets.base import FEATURES, DataPlane, Result
 from pyctl.targets.reasons import DROP_CODES
-
-# The features a vector may claim to cover (a data plane's `supports()` is asked about these).
-FEATURES: tuple[str, ...] = (
-    "End",
-    "End.X",
-    "End.DT4",
-    "End.DT6",
-    "End.DT46",
-    "End.DX4",
-    "End.DX6",
-    "PSP",
-    "NEXT-CSID",
-    "H.Encaps",
-    "H.Encaps.Red",
-    "SRH-validation",
-    "APN",
-    "deep-hash",
-    "elephant",
-    "IFIT-head",
-    "IFIT-transit",
-    "IFIT-tail",
-    "ECN",
-    "PFC",
-    "forwarding",
-)
 
 # The drop reasons docs/pipeline.md defines (one table for every data plane); a vector naming
 # another one has a typo.

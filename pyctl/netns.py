@@ -184,7 +184,8 @@ def owner_pid(name: str, prefix: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process with this PID exists (it may belong to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -199,7 +200,7 @@ def cleanup_stale(prefix: str) -> list[str]:
     removed = []
     for name in names(prefix):
         pid = owner_pid(name, prefix)
-        if pid is not None and pid != os.getpid() and not _alive(pid):
+        if pid is not None and pid != os.getpid() and not alive(pid):
             Netns(name).delete()
             removed.append(name)
     return removed
@@ -235,6 +236,7 @@ __all__ = [
     "Netns",
     "NetnsError",
     "add_veth",
+    "alive",
     "cleanup_stale",
     "create",
     "ip",

@@ -28,6 +28,7 @@ from pyctl.controller.plan import Plan
 from pyctl.errors import ICPNError
 from pyctl.model.node import NodeConfig
 from pyctl.net.topology import Link, Topology
+from pyctl.netns import alive
 
 REGISTRY = Path("/run/icpn")
 CLONE_NEWNET = 0x40000000
@@ -349,16 +350,6 @@ def _delete_root_links(prefix: str) -> list[str]:
     return gone
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def cleanup_stale() -> list[str]:
     """Remove what runs whose owner process is gone left behind: their processes and links."""
     if not REGISTRY.is_dir():
@@ -370,7 +361,7 @@ def cleanup_stale() -> list[str]:
         except (OSError, ValueError):
             f.unlink(missing_ok=True)
             continue
-        if _alive(int(data.get("owner", 0))):
+        if alive(int(data.get("owner", 0))):
             continue
         for pid in data.get("pids", []):
             try:

@@ -7,6 +7,32 @@ from dataclasses import dataclass, field
 
 from pyctl.model.node import NodeConfig, PacketContext
 
+# The features a conformance vector may cover; a data plane's optional `supports(covers)`
+# answers for these (None = supported, else the reason).
+FEATURES: tuple[str, ...] = (
+    "End",
+    "End.X",
+    "End.DT4",
+    "End.DT6",
+    "End.DT46",
+    "End.DX4",
+    "End.DX6",
+    "PSP",
+    "NEXT-CSID",
+    "H.Encaps",
+    "H.Encaps.Red",
+    "SRH-validation",
+    "APN",
+    "deep-hash",
+    "elephant",
+    "IFIT-head",
+    "IFIT-transit",
+    "IFIT-tail",
+    "ECN",
+    "PFC",
+    "forwarding",
+)
+
 
 @dataclass(frozen=True)
 class Output:

@@ -13,12 +13,14 @@ import ctypes
 import functools
 import os
 import socket
+import struct
+from collections.abc import Callable
 from pathlib import Path
 
 from pyctl import constants as C
 from pyctl.errors import ConfigError, ICPNError, PacketError
 from pyctl.model.node import NodeConfig, PacketContext
-from pyctl.targets.base import DataPlane, Output, Result
+from pyctl.targets.base import FEATURES, DataPlane, Output, Result
 from pyctl.targets.ebpf import attach as att
 from pyctl.targets.ebpf import libbpf
 from pyctl.targets.ebpf import maps as M
@@ -31,32 +33,8 @@ NODE_PROGRAM = "icpn_node"
 # An XDP test run gets one page: 256 bytes of headroom and the skb_shared_info are not data.
 MAX_FRAME = 4096 - 256 - 320
 
-# Features of the conformance vectors this data plane implements (pyctl.conformance.FEATURES).
-IMPLEMENTED: frozenset[str] = frozenset(
-    {
-        "End",
-        "End.X",
-        "End.DT4",
-        "End.DT6",
-        "End.DT46",
-        "End.DX4",
-        "End.DX6",
-        "PSP",
-        "NEXT-CSID",
-        "SRH-validation",
-        "forwarding",
-        "H.Encaps",
-        "H.Encaps.Red",
-        "APN",
-        "deep-hash",
-        "elephant",
-        "IFIT-head",
-        "IFIT-transit",
-        "IFIT-tail",
-        "ECN",
-        "PFC",
-    }
-)
+# Every feature of the conformance vectors (pyctl.targets.base.FEATURES) is implemented.
+IMPLEMENTED: frozenset[str] = frozenset(FEATURES)
 
 # Array maps configure() writes whole; the others (hash, LPM) start empty in a fresh object.
 _ARRAY_MAPS = ("ports", "policies", "policy_buckets", "sid_lists", "classifiers", "ifit_flows")
@@ -199,10 +177,76 @@ class EBPFDataPlane(DataPlane):
         names[M.STAT_AUX_LOST] = "aux-lost"
         for code, reason in DROP_REASONS.items():
             names[M.STAT_DROP_BASE + code] = f"drop:{reason}"
+        names[M.STAT_DROP_BASE + M.DROP_QUEUE_FULL] = "drop:queue-full"
         for idx, label in names.items():
             raw = m.lookup(M.u32_key(idx)) or bytes(m.buffer_size)
             out[label] = sum(int.from_bytes(raw[i * 8 : i * 8 + 8], "little") for i in range(ncpu))
         return out
+
+    def port_stats(self) -> dict[int, dict[str, int]]:
+        """Per-port egress counters summed over CPUs (ports with any traffic): tx_packets,
+        tx_bytes, queue_drops and queue_drop_bytes (live tail drops), ce_marked."""
+        m = self.obj.map("port_stats")
+        size = ctypes.sizeof(M.PortStats)
+        stride = (size + 7) // 8 * 8
+        names = [f[0] for f in M.PortStats._fields_]
+        out: dict[int, dict[str, int]] = {}
+        for port in range(C.MAX_PORTS):
+            raw = m.lookup(M.u32_key(port))
+            if raw is None:
+                continue
+            total = dict.fromkeys(names, 0)
+            for i in range(len(raw) // stride):
+                st = M.PortStats.from_buffer_copy(raw[i * stride : i * stride + size])
+                for name in names:
+                    total[name] += getattr(st, name)
+            if any(total.values()):
+                out[port] = total
+        return out
+
+    def shape_ports(self, shapes: dict[int, tuple[int, int]]) -> None:
+        """Live mode: port -> (line rate in bit/s, buffer in bytes). Each port's virtual queue
+        drains at its rate, and a packet that would take it past the buffer is dropped
+        (`drop:queue-full`, counted per port); a buffer of 0 means no limit. Test runs ignore
+        this (their queue depths come from the PacketContext)."""
+        node = self._node
+        m = self.obj.map("port_shape")
+        known = {p.index for p in node.ports} if node else set()
+        for port, (rate, limit) in shapes.items():
+            if port not in known:
+                raise ConfigError("shape_ports", f"port {port} is not a port of the node")
+            if not (0 < rate < 1 << 64 and 0 <= limit < 1 << 64):
+                raise ConfigError(f"shape_ports: port {port}", f"rate {rate} / buffer {limit}")
+            m.update(M.u32_key(port), M.PortShape(rate_bps=rate, limit_bytes=limit))
+
+    def set_tap(self, port: int, on: bool) -> None:
+        """Live capture: copy every frame `port` receives and sends to the `taps` ring (XDP takes
+        frames before packet sockets see them, and redirects past them)."""
+        if not 0 <= port < C.MAX_PORTS:
+            raise ConfigError("set_tap", f"port {port} is out of range [0, {C.MAX_PORTS})")
+        self.obj.map("tap_ports").update(M.u32_key(port), M.u32_key(1 if on else 0))
+
+    def tap_reader(self, on_frame: Callable[[int, int, bytes], None]) -> libbpf.RingBuffer:
+        """A reader of the `taps` ring: its `poll` calls `on_frame(port, direction, frame)`
+        (direction `maps.TAP_IN` or `TAP_OUT`; frames are cut at `maps.TAP_SNAP` octets)."""
+
+        def record(raw: bytes) -> None:
+            if len(raw) < M.TAP_HEADER:
+                return
+            port, direction, _length, caplen = struct.unpack_from("=IIII", raw)
+            on_frame(port, direction, raw[M.TAP_HEADER : M.TAP_HEADER + caplen])
+
+        return libbpf.RingBuffer(self.obj.map("taps"), record)
+
+    def hand_over(self) -> None:
+        """Forget the interfaces this node is attached to without detaching it: another loaded
+        node has replaced its program there (a re-push without a gap). `close()` then only
+        releases this object's program and maps."""
+        self._attached.clear()
+        self._ports.clear()
+        if self._netns is not None:
+            os.close(self._netns)
+            self._netns = None
 
     def ifit_counters(self) -> dict[tuple[int, int], tuple[int, int]]:
         """(FlowMonID, colour) -> (packets, bytes), summed over CPUs."""
