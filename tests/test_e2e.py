@@ -120,3 +120,33 @@ def test_ecn_marks_under_congestion_reach_the_receiver(
     assert ecn.count(0b11) > 0, "no CE mark under congestion"
     assert ecn[0] == 0b10  # the first packets met an empty queue: ECT(0), not marked
     assert all(e in (0b10, 0b11) for e in ecn)
+
+
+def test_pfc_pauses_an_incast_without_loss(icpn_network: Callable[..., Network]) -> None:
+    """Three senders at 6 Mbit/s into a 10 Mbit/s port: the switch pauses them with PFC frames
+    (their ingress share of the buffer passes XOFF) and they hold their packets: zero loss."""
+    import json
+    import sys
+
+    net = icpn_network(TOPOS / "incast.yaml")
+    run = net.emu.run_dir
+    py = [sys.executable, "-m", "pyctl.net.traffic"]
+    rx = net.emu.popen(
+        "rx", [*py, "recv", "--duration", "5", "--stats", str(run / "rx.json")], "rx"
+    )
+    time.sleep(0.3)
+    senders = []
+    for i, host in enumerate(("s1", "s2", "s3")):
+        argv = [*py, "send", "--dst", net.address("rx"), "--qp", hex(0x501 + i), "--size", "1000"]
+        argv += ["--rate-mbit", "6", "--duration", "2", "--stats", str(run / f"{host}.json")]
+        argv += ["--pfc-iface", net.emu.ifnames[(host, 1)], "--line-rate-mbit", "100"]
+        senders.append(net.emu.popen(host, argv, host))
+    for proc in senders:
+        assert proc.wait(20) == 0
+    assert rx.wait(20) == 0
+    sent = [json.loads((run / f"{h}.json").read_text()) for h in ("s1", "s2", "s3")]
+    got = json.loads((run / "rx.json").read_text())
+    assert sum(s["pfc_pauses"] for s in sent) > 0, "no PFC pause reached the senders"
+    assert sum(f["packets"] for f in got.values()) == sum(s["packets"] for s in sent)  # lossless
+    tor = net.switch_stats("tor")
+    assert tor["counts"]["pfc_frames"] > 0 and "tx-full" not in tor["drops"]

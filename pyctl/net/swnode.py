@@ -7,7 +7,10 @@ interface's qdisc, so link shaping (HTB) and queues apply. The kernel of the nam
 route the same frames: the runner turns IPv6/IPv4 forwarding off there.
 
 Slow (tens of thousands of packets per second) but exact: it is the contract itself on the
-wire, useful to debug a topology and as the oracle beside the eBPF nodes.
+wire, useful to debug a topology and as the oracle beside the eBPF nodes. A frame the model
+drops as `pfc-held` (its egress port paused for its priority) is held and retried in order
+until the pause ends, so a PFC pause loses nothing (a held frame goes through the pipeline again
+when retried: its elephant and IFIT counters count it once more).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from types import FrameType
 from pyctl.errors import ICPNError
 from pyctl.model import PacketContext, node_from_dict
 from pyctl.targets import open_dataplane
+from pyctl.targets.base import Result
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -94,6 +98,33 @@ def _ecn(frame: bytes) -> int:
     return 0
 
 
+def _emit(
+    res: Result,
+    frame: bytes,
+    in_port: int,
+    now: float,
+    socks: dict[int, socket.socket],
+    vq: VirtualQueues,
+    counts: dict[str, int],
+    drops: dict[str, int],
+) -> None:
+    """Count a result and send its outputs (through each port's qdisc)."""
+    if res.drop is not None and res.drop != "pfc-held":
+        counts["dropped"] += 1
+        drops[res.drop] = drops.get(res.drop, 0) + 1
+    for out in res.outputs:
+        if out.frame[12:14] == b"\x88\x08":
+            counts["pfc_frames"] += 1
+        elif _ecn(out.frame) == 3 and _ecn(frame) != 3:
+            counts["ce_marked"] += 1
+        vq.enqueue(out.port, len(out.frame), in_port, _priority(frame), now)
+        try:
+            socks[out.port].send(out.frame)
+            counts["out"] += 1
+        except OSError:  # queue full (ENOBUFS): the frame is lost, as on a wire
+            drops["tx-full"] = drops.get("tx-full", 0) + 1
+
+
 def open_port(ifname: str) -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)  # not our own transmissions
@@ -116,7 +147,7 @@ def serve(
         raise ICPNError(f"--port: no interface given for port(s) {sorted(missing)}")
     socks = {port: open_port(name) for port, name in ports.items()}
     by_fd = {s.fileno(): port for port, s in socks.items()}
-    counts = {"in": 0, "out": 0, "dropped": 0, "ce_marked": 0, "pfc_frames": 0}
+    counts = {"in": 0, "out": 0, "dropped": 0, "ce_marked": 0, "pfc_frames": 0, "held": 0}
     vq = VirtualQueues(rates or {})
     drops: dict[str, int] = {}
     running = True
@@ -127,6 +158,7 @@ def serve(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    held: deque[tuple[bytes, int]] = deque()  # frames a PFC pause holds (lossless), in order
     poller = select.poll()
     for fd in by_fd:
         poller.register(fd, select.POLLIN)
@@ -134,7 +166,15 @@ def serve(
         dp.configure(node)
         print(f"swnode {node.name}: {dataplane} on {ports}", flush=True)
         while running:
-            for fd, _ in poller.poll(50):
+            while held:  # retry the held frames, oldest first, until one is still paused
+                frame, in_port = held[0]
+                now = time.monotonic()
+                res = dp.process(frame, vq.context(in_port, now))
+                if res.drop == "pfc-held":
+                    break
+                held.popleft()
+                _emit(res, frame, in_port, now, socks, vq, counts, drops)
+            for fd, _ in poller.poll(2 if held else 50):
                 port = by_fd[fd]
                 for _ in range(64):  # drain a burst before polling again
                     try:
@@ -143,21 +183,16 @@ def serve(
                         break
                     counts["in"] += 1
                     now = time.monotonic()
+                    if held:  # keep the order behind frames already held
+                        held.append((frame, port))
+                        continue
                     res = dp.process(frame, vq.context(port, now))
-                    if res.drop is not None:
-                        counts["dropped"] += 1
-                        drops[res.drop] = drops.get(res.drop, 0) + 1
-                    for out in res.outputs:
-                        if out.frame[12:14] == b"\x88\x08":
-                            counts["pfc_frames"] += 1
-                        elif _ecn(out.frame) == 3 and _ecn(frame) != 3:
-                            counts["ce_marked"] += 1
-                        vq.enqueue(out.port, len(out.frame), port, _priority(frame), now)
-                        try:
-                            socks[out.port].send(out.frame)
-                            counts["out"] += 1
-                        except OSError:  # queue full (ENOBUFS): the frame is lost, as on a wire
-                            drops["tx-full"] = drops.get("tx-full", 0) + 1
+                    if res.drop == "pfc-held":
+                        counts["held"] += 1
+                        held.append((frame, port))
+                        _emit(res, frame, port, now, socks, vq, counts, drops)  # PFC frames
+                        continue
+                    _emit(res, frame, port, now, socks, vq, counts, drops)
     if stats is not None:
         stats.write_text(json.dumps({"counts": counts, "drops": drops}))
     return 0

@@ -11,6 +11,9 @@ as JSON to `--stats` when it ends (duration over, or SIGTERM).
 * The receiver counts packets, bytes and CE marks per (source, QP) from the received traffic
   class (IPV6_RECVTCLASS), and answers CE-marked packets with a CNP (BTH opcode 0x81, BECN set)
   sent back to the packet's source address and port, at most one per QP every 50 us.
+* With `--pfc-iface`, the sender also honours PFC pause frames for its priority (TC >> 5)
+  arriving on its interface: it holds its packets for the pause time (quanta of 512 bit times
+  at `--line-rate-mbit`) or until a time-0 frame resumes it.
   Real RoCEv2 sends CNPs to port 4791 and demultiplexes by QP; a kernel UDP socket cannot, so
   the CNP goes to the sender's own port (a documented simplification).
 """
@@ -57,6 +60,7 @@ class SenderStats:
     packets: int = 0
     bytes: int = 0
     cnps: int = 0
+    pfc_pauses: int = 0
     seconds: float = 0.0
     rate_samples: list[tuple[float, float]] = field(default_factory=list)  # (t, Mbit/s)
 
@@ -86,6 +90,36 @@ class Stopper:
         return not self.stopped and time.monotonic() < self.deadline
 
 
+class PFCListener:
+    """Honours PFC frames (IEEE 802.1Qbb) received on the sending interface for our priority:
+    the sender holds its packets while paused (a Linux veth would ignore them)."""
+
+    def __init__(self, ifname: str, priority: int, line_rate_bps: float) -> None:
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(C.PFC_ETHERTYPE))
+        self.sock.bind((ifname, 0))
+        self.sock.setblocking(False)
+        self.priority = priority
+        self.rate = line_rate_bps
+        self.paused_until = 0.0
+        self.pauses = 0
+
+    def poll(self, now: float) -> bool:
+        """Read pending PFC frames; True while our priority is paused."""
+        try:
+            while True:
+                frame = self.sock.recv(128)
+                if len(frame) < 34 or struct.unpack_from("!H", frame, 14)[0] != C.PFC_OPCODE:
+                    continue
+                vector = struct.unpack_from("!H", frame, 16)[0]
+                if vector >> self.priority & 1:
+                    quanta = struct.unpack_from("!H", frame, 18 + 2 * self.priority)[0]
+                    self.paused_until = now + quanta * 512 / self.rate
+                    self.pauses += quanta > 0
+        except BlockingIOError:
+            pass
+        return now < self.paused_until
+
+
 def send(args: argparse.Namespace) -> SenderStats:
     family = socket.AF_INET6 if ":" in args.dst else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -101,6 +135,11 @@ def send(args: argparse.Namespace) -> SenderStats:
     target = args.rate_mbit * 1e6
     rate = target
     stats = SenderStats(args.dst, args.qp)
+    pfc = (
+        PFCListener(args.pfc_iface, args.tclass >> 5, args.line_rate_mbit * 1e6)
+        if args.pfc_iface
+        else None
+    )
     stop = Stopper(args.duration)
     start = last_cnp = last_sample = time.monotonic()
     next_send = start
@@ -122,6 +161,10 @@ def send(args: argparse.Namespace) -> SenderStats:
         if now - last_sample >= 0.1:
             stats.rate_samples.append((round(now - start, 3), round(rate / 1e6, 3)))
             last_sample = now
+        if pfc is not None and pfc.poll(now):
+            time.sleep(0.0002)
+            next_send = max(next_send, time.monotonic())
+            continue
         if now < next_send:
             time.sleep(min(next_send - now, 0.001))
             continue
@@ -136,6 +179,7 @@ def send(args: argparse.Namespace) -> SenderStats:
         stats.bytes += len(packet)
         next_send = max(next_send + len(packet) * 8 / rate, now - 0.01)
     stats.seconds = round(time.monotonic() - start, 3)
+    stats.pfc_pauses = pfc.pauses if pfc is not None else 0
     return stats
 
 
@@ -185,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tclass", type=lambda x: int(x, 0), default=ECT0)
     s.add_argument("--mark", type=lambda x: int(x, 0), default=0, help="SO_MARK (host APN)")
     s.add_argument("--duration", type=float, default=5.0)
+    s.add_argument("--pfc-iface", help="honour PFC pause frames received on this interface")
+    s.add_argument("--line-rate-mbit", type=float, default=1000.0, help="for PFC pause quanta")
     s.add_argument("--stats", required=True, help="JSON file written at the end")
     r = sub.add_parser("recv", help="count packets, bytes and CE per (source, QP); answer CNPs")
     r.add_argument("--port", type=int, default=C.ROCEV2_UDP_PORT)
