@@ -35,7 +35,7 @@ def _roce(net: Network, src: str, dst: str, qp: int, size: int = 200) -> bytes:
 
 
 def test_ping_crosses_srv6_both_ways(icpn_network: Callable[..., Network]) -> None:
-    net = icpn_network(TOPOS / "minimal.yaml")
+    net = icpn_network(TOPOS / "minimal.yaml", dataplane="reference")
     with net.capture("pe2", 1) as wire:
         assert net.ping("ha", "hb", count=3) == 3
     srv6 = [p for p in wire.packets if IPv6ExtHdrSegmentRouting in p]
@@ -48,7 +48,7 @@ def test_ping_crosses_srv6_both_ways(icpn_network: Callable[..., Network]) -> No
 def test_apn_inserted_by_the_edge_and_removed_at_egress(
     icpn_network: Callable[..., Network],
 ) -> None:
-    net = icpn_network(TOPOS / "minimal.yaml")
+    net = icpn_network(TOPOS / "minimal.yaml", dataplane="reference")
     with net.capture("pe2", 1) as wire, net.capture("hb", 1) as host:
         net.send("ha", _roce(net, "ha", "hb", qp=0x11))
     (outer,) = [p for p in wire.packets if APNOption in p]
@@ -59,7 +59,7 @@ def test_apn_inserted_by_the_edge_and_removed_at_egress(
 
 
 def test_ifit_traces_the_path_to_the_collector(icpn_network: Callable[..., Network]) -> None:
-    net = icpn_network(TOPOS / "ingest.yaml")
+    net = icpn_network(TOPOS / "ingest.yaml", dataplane="reference")
     h = net.plan.hosts["src1"]
     mouse = IPv6(src=net.address("src1"), dst=net.address("dc1")) / UDP(sport=7, dport=53)
     with net.capture("collector", 1) as col:
@@ -77,7 +77,7 @@ def test_ifit_traces_the_path_to_the_collector(icpn_network: Callable[..., Netwo
 
 def test_elephants_spread_over_the_four_paths(icpn_network: Callable[..., Network]) -> None:
     topo_features = {"elephant": {"threshold_bytes": 3000, "window_us": 1_000_000}}
-    net = icpn_network(TOPOS / "ingest.yaml", features=topo_features)
+    net = icpn_network(TOPOS / "ingest.yaml", dataplane="reference", features=topo_features)
     flows = [
         ("src1", "dc1", 0x101),
         ("src1", "dc2", 0x102),
@@ -112,7 +112,7 @@ def test_ecn_marks_under_congestion_reach_the_receiver(
 ) -> None:
     """A burst into the 10 Mbit/s inter-DC link fills leaf-a's queue past Kmax: the outer header
     is marked CE there, and leaf-b copies CE to the inner header as it decapsulates (RFC 6040)."""
-    net = icpn_network(TOPOS / "cross-dc.yaml")
+    net = icpn_network(TOPOS / "cross-dc.yaml", dataplane="reference")
     with net.capture("gpu-b1", 1) as rx:
         net.send("gpu-a1", _roce(net, "gpu-a1", "gpu-b1", qp=0x301, size=1000), count=150)
     got = [p for p in rx.packets if p.haslayer("BTH") and p[IPv6].dst == net.address("gpu-b1")]
@@ -128,7 +128,7 @@ def test_pfc_pauses_an_incast_without_loss(icpn_network: Callable[..., Network])
     import json
     import sys
 
-    net = icpn_network(TOPOS / "incast.yaml")
+    net = icpn_network(TOPOS / "incast.yaml", dataplane="reference")
     run = net.emu.run_dir
     py = [sys.executable, "-m", "pyctl.net.traffic"]
     rx = net.emu.popen(
