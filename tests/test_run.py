@@ -28,6 +28,8 @@ def test_run_minimal_writes_a_report_and_cleans_up(tmp_path: Path) -> None:
             str(TOPOS / "minimal.yaml"),
             "--seconds",
             "2",
+            "--dataplane",
+            "reference",
             "--no-cli",
             "--runs",
             str(tmp_path),
