@@ -65,6 +65,10 @@ class SoftwareSwitchRunner:
             time.sleep(0.05)
         raise EmulationError(f"switch {self.name}: swnode did not start within 10 s ({logfile})")
 
+    def alive(self) -> bool:
+        """Whether the switch process is running (the controller restores it when not)."""
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
