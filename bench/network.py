@@ -1,12 +1,13 @@
 """Network bring-up, programming and teardown time for 10, 50 and 100 nodes, side by side.
 
-    sudo .venv/bin/python bench/network.py [--sizes 10,50,100] [--runner reference|none]
+    sudo .venv/bin/python bench/network.py [--sizes 10,50,100] [--runner reference|ebpf|none]
 
 A synthetic topology of N nodes (half switches in a chain of pairs, half hosts, one collector)
 is planned by the controller and brought up in Mininet. Printed per size: plan time (intent to
 every table entry), bring-up (namespaces, links, shaping), programming (switch nodes started
-with their configurations), teardown, and the ratio of the total to the 30 s target for 100
-nodes on a 2-core machine.
+with their configurations: a swnode process each, or the XDP program loaded, its maps written
+and attached to every port with `--runner ebpf`), teardown, and the ratio of the total to the
+30 s target for 100 nodes on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pyctl.controller.plan import make_plan
 from pyctl.model.fields import Field
 from pyctl.model.node import NodeConfig
-from pyctl.net.emulation import Emulation
-from pyctl.net.runners import SoftwareSwitchRunner
+from pyctl.net.emulation import Emulation, SwitchRunner, port_rates
+from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
 from pyctl.net.topology import topology_from_field
 
 TARGET_S = 30.0
@@ -72,7 +74,14 @@ def measure(n: int, runner: str) -> dict[str, float]:
     plan = make_plan(topo)
     t_plan = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
-        factory = (lambda name: NoopRunner()) if runner == "none" else SoftwareSwitchRunner
+        factories: dict[str, Callable[[str], SwitchRunner]] = {
+            "none": lambda name: NoopRunner(),
+            "reference": SoftwareSwitchRunner,
+            "ebpf": lambda name: EBPFSwitchRunner(
+                name, port_rates(topo, plan, name), port_buffers(topo, plan, name)
+            ),
+        }
+        factory = factories[runner]
         emu = Emulation(topo, plan, Path(tmp), factory, log=lambda _m: None)
         t1 = time.perf_counter()
         emu.start()
@@ -86,7 +95,7 @@ def measure(n: int, runner: str) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="10,50,100")
-    ap.add_argument("--runner", choices=("reference", "none"), default="reference")
+    ap.add_argument("--runner", choices=("reference", "ebpf", "none"), default="reference")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     print(f"network bring-up, switch runner: {args.runner} (target: 100 nodes in {TARGET_S:.0f} s)")

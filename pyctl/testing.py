@@ -30,12 +30,18 @@ from typing import Any
 import pytest
 
 from pyctl.controller.plan import Plan, make_plan
-from pyctl.errors import ICPNError
+from pyctl.errors import ConfigError, ICPNError
+from pyctl.model.fields import Field
+from pyctl.model.load import parse_apn
+from pyctl.model.node import APNConfig, NodeConfig, Role
 from pyctl.net.emulation import Emulation, port_rates
-from pyctl.net.runners import SoftwareSwitchRunner
+from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
 from pyctl.net.topology import Topology, load_topology
+from pyctl.targets.ebpf.attach import ifindex_of
+from pyctl.targets.ebpf.host import HostAPN
 
 ETH_P_ALL = 0x0003
+SO_MARK = 36
 
 
 @dataclass
@@ -61,18 +67,62 @@ class Network:
             raise ICPNError("an ICPN network needs root (namespaces and links)")
         self.topo = topo
         self.plan: Plan = make_plan(topo)
-        self.runners: dict[str, SoftwareSwitchRunner] = {}
+        self.dataplane = dataplane
+        self.runners: dict[str, SoftwareSwitchRunner | EBPFSwitchRunner] = {}
 
-        def runner(name: str) -> SoftwareSwitchRunner:
+        def runner(name: str) -> SoftwareSwitchRunner | EBPFSwitchRunner:
             rates = port_rates(topo, self.plan, name)
-            self.runners[name] = SoftwareSwitchRunner(name, dataplane, rates)
+            if dataplane == "ebpf":  # the XDP node program itself on the ports
+                buffers = port_buffers(topo, self.plan, name)
+                self.runners[name] = EBPFSwitchRunner(name, rates, buffers)
+            else:  # a data plane in Python on AF_PACKET sockets (pyctl.net.swnode)
+                self.runners[name] = SoftwareSwitchRunner(name, dataplane, rates)
             return self.runners[name]
 
+        self.host_apns: list[HostAPN] = []
         self.emu = Emulation(topo, self.plan, run_dir, runner, log=lambda _m: None)
         self.emu.start()
 
     def close(self) -> None:
-        self.emu.stop()
+        try:
+            for hp in self.host_apns:
+                hp.close()
+            self.host_apns.clear()
+        finally:
+            self.emu.stop()
+
+    def host_apn(self, host: str) -> HostAPN:
+        """Application-side APN on `host`: the tc program `icpn_host_apn` on the egress hook of
+        the host's interface, with the topology's `apn.socket_marks` (SO_MARK -> APN-ID). A
+        socket that sets one of those marks (`send_marked`) gets the APN option from the host
+        itself; other traffic leaves unchanged. Removed when the network closes."""
+        raw = self.topo.features.get("apn")
+        apn = parse_apn(Field(raw, "apn", self.topo.source)) if raw is not None else APNConfig()
+        if not apn.socket_marks:
+            raise ConfigError(f"{self.topo.source}: apn.socket_marks", "empty: nothing to mark")
+        if host not in self.plan.hosts:
+            raise ConfigError("host_apn", f"{host!r} is not a host of {self.topo.name}")
+        hp = HostAPN(NodeConfig(name=host, role=Role.HOST, node_id=0, ports=(), apn=apn))
+        ifname = self.emu.ifnames[(host, 1)]
+        try:
+            self.emu.run_in(host, lambda: hp.attach(ifindex_of(ifname)))
+        except ICPNError:
+            hp.close()
+            raise
+        self.host_apns.append(hp)
+        return hp
+
+    def send_marked(self, host: str, dst: str, payload: bytes, dport: int, mark: int) -> None:
+        """Send one UDP datagram from `host`'s own stack with SO_MARK `mark` (as an application
+        that opted into APN would)."""
+        addr = self.address(dst)
+
+        def send() -> None:
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
+                sock.sendto(payload, (addr, dport))
+
+        self.emu.run_in(host, send)
 
     def address(self, host: str) -> str:
         return str(self.plan.hosts[host].address)
@@ -116,7 +166,18 @@ class Network:
     @contextmanager
     def capture(self, node: str, port: int = 1, settle_s: float = 0.3) -> Iterator[Capture]:
         """Collect every frame on `node`'s interface `port` (both directions) during the block,
-        plus `settle_s` after it for frames still in flight."""
+        plus `settle_s` after it for frames still in flight. On an eBPF switch the frames come
+        from the node program's capture ring (a packet socket there sees nothing: XDP takes
+        frames first and redirects past it)."""
+        runner = self.runners.get(node)
+        if isinstance(runner, EBPFSwitchRunner):
+            with runner.tap(port) as frames:
+                cap = Capture(frames)
+                time.sleep(0.05)
+                yield cap
+                time.sleep(settle_s)
+            cap.frames = list(frames)
+            return
         sock = self._socket(node, port)
         sock.settimeout(0.05)
         cap = Capture()
@@ -150,10 +211,13 @@ class Network:
         return int(out.split()[0]) if out.strip() else 0
 
     def switch_stats(self, name: str) -> dict[str, Any]:
-        """The software switch's counters (written when it stops: restarts it to read them)."""
+        """A switch node's counters. An eBPF node is read live (`EBPFSwitchRunner.stats`); a
+        software switch writes them when it stops, so it is restarted to read them."""
         import json
 
         runner = self.runners[name]
+        if isinstance(runner, EBPFSwitchRunner):
+            return runner.stats()
         runner.stop()
         stats = json.loads((self.emu.run_dir / "nodes" / f"{name}.stats.json").read_text())
         runner.apply(self.plan.switches[name])
@@ -163,7 +227,9 @@ class Network:
 
 @pytest.fixture
 def icpn_network(tmp_path: Path) -> Iterator[Callable[..., Network]]:
-    """Factory: `icpn_network(topology_path, dataplane="reference")` -> a running `Network`."""
+    """Factory: `icpn_network(topology_path, dataplane="reference")` -> a running `Network`.
+    `dataplane="ebpf"` runs the XDP node program on the switches' ports (EBPFSwitchRunner);
+    any other name runs that data plane in Python on the ports (pyctl.net.swnode)."""
     started: list[Network] = []
 
     def start(topology: str | Path, dataplane: str = "reference", **overrides: Any) -> Network:

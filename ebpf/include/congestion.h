@@ -23,20 +23,52 @@ static __always_inline __u64 ecn_threshold(const struct icpn_cfg *c, __u64 q)
 	return c->ecn_pmax_t * (q - c->ecn_kmin_bytes) / (c->ecn_kmax_bytes - c->ecn_kmin_bytes);
 }
 
-/* Live mode: the port's virtual queue, drained at line rate since the last packet, then this
- * packet added. Returns the depth the packet found. */
-static __always_inline __u64 vqueue_depth(const struct icpn_cfg *c, __u32 port, __u32 len)
+/* Live mode: the egress port's virtual queue (docs/pipeline.md 5; SPEC's eBPF queue model),
+ * drained at the port's line rate. Stores in *depth the bytes the packet finds queued and adds
+ * the packet; returns -1 without adding it when that would exceed the port's buffer (tail drop).
+ * A port with no rate (no shape, no ECN line rate) never queues. The queue is one word that
+ * every CPU updates with compare-and-swap; a backlog is kept below 1 s so that the arithmetic
+ * (microseconds x bit/s) cannot overflow. */
+#define VQ_MAX_BACKLOG_NS 1000000000ULL
+#define VQ_CAS_TRIES 8
+
+static __always_inline int vqueue_enqueue(const struct icpn_cfg *c, __u32 port, __u32 len,
+					  __u64 *depth)
 {
 	struct icpn_vqueue *vq = bpf_map_lookup_elem(&vqueues, &port);
-	__u64 now = bpf_ktime_get_ns(), drained, q;
+	struct icpn_port_shape *sh = bpf_map_lookup_elem(&port_shape, &port);
+	__u64 rate = c->flags & ICPN_CFG_ECN ? c->line_rate_bps : 0, limit = 0;
+	__u64 now, old, start, next, q = 0;
 
-	if (!vq)
+	*depth = 0;
+	if (sh && sh->rate_bps) {
+		rate = sh->rate_bps;
+		limit = sh->limit_bytes;
+	}
+	if (!vq || !rate)
 		return 0;
-	drained = vq->last_ns ? (now - vq->last_ns) * c->line_rate_bps / 8000000000ULL : 0;
-	q = vq->bytes > drained ? vq->bytes - drained : 0;
-	vq->bytes = q + len;
-	vq->last_ns = now;
-	return q;
+	now = bpf_ktime_get_ns();
+	for (int i = 0; i < VQ_CAS_TRIES; i++) {
+		old = vq->busy_until_ns;
+		start = old > now ? old : now;
+		q = (start - now) / 1000 * rate / 8000000;
+		if (limit && q + len > limit) {
+			*depth = q;
+			return -1;
+		}
+		next = start + (__u64)len * 8000000000ULL / rate;
+		if (next > now + VQ_MAX_BACKLOG_NS)
+			next = now + VQ_MAX_BACKLOG_NS;
+		if (__sync_val_compare_and_swap(&vq->busy_until_ns, old, next) == old)
+			break;
+	}
+	*depth = q;
+	return 0;
+}
+
+static __always_inline struct icpn_port_stats *port_stats_of(__u32 port)
+{
+	return bpf_map_lookup_elem(&port_stats, &port);
 }
 
 /* SPEC 5 priority: the 3 high bits of the DSCP, or the configured default. */

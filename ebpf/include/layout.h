@@ -184,10 +184,27 @@ struct icpn_elephant {
 	__u64 elephant;		/* 1 once its estimate reached the threshold */
 };
 
-/* ECN virtual queue of a port (live mode): bytes queued, drained at line rate. */
+/* Virtual queue of a port (live mode): the kernel time (ns) at which the bytes queued so far
+ * will have left at the port's line rate; the depth a packet finds is (busy_until - now) * rate.
+ * One word, so that every CPU updates it with one compare-and-swap. */
 struct icpn_vqueue {
-	__u64 bytes;
-	__u64 last_ns;
+	__u64 busy_until_ns;
+};
+
+/* A port's line (live mode): the virtual queue drains at rate_bps (0: cfg.line_rate_bps) and
+ * a packet that would take it past limit_bytes is dropped (0: no limit). */
+struct icpn_port_shape {
+	__u64 rate_bps;
+	__u64 limit_bytes;
+};
+
+/* Per-port egress counters (per CPU). */
+struct icpn_port_stats {
+	__u64 tx_packets;	/* forwarded out of the port */
+	__u64 tx_bytes;
+	__u64 queue_drops;	/* live: tail-dropped, the virtual queue was full */
+	__u64 queue_drop_bytes;
+	__u64 ce_marked;	/* ECN CE set by this node on the way out */
 };
 
 /* PFC state of (port, priority). */
@@ -195,6 +212,17 @@ struct icpn_pfc_state {
 	__u64 paused_until_us;	/* egress: do not send this priority before then */
 	__u32 xoff_sent;	/* ingress: we told the neighbour to pause */
 	__u32 pad;
+};
+
+/* Live capture: a frame as it arrived on (dir ICPN_TAP_IN) or left (ICPN_TAP_OUT) a port whose
+ * tap_ports entry is set; data holds its first caplen octets. The ring gets the header and the
+ * caplen octets only. */
+struct icpn_tap {
+	__u32 port;
+	__u32 dir;
+	__u32 len;
+	__u32 caplen;
+	__u8 data[ICPN_TAP_SNAP];
 };
 
 /* Test mode: what PacketContext supplies instead of clocks, queues and randomness. */

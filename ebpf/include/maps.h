@@ -62,11 +62,23 @@ ICPN_MAP(elephants, BPF_MAP_TYPE_LRU_HASH, ICPN_MAX_FLOWS, struct icpn_flow_key,
 	 struct icpn_elephant);
 
 ICPN_ARRAY(vqueues, ICPN_MAX_PORTS, struct icpn_vqueue);
+ICPN_ARRAY(port_shape, ICPN_MAX_PORTS, struct icpn_port_shape);
+ICPN_MAP(port_stats, BPF_MAP_TYPE_PERCPU_ARRAY, ICPN_MAX_PORTS, __u32, struct icpn_port_stats);
 ICPN_ARRAY(pfc_state, ICPN_MAX_PORTS *ICPN_PRIORITIES, struct icpn_pfc_state);
 
 ICPN_ARRAY(test_ctx, 1, struct icpn_test_ctx);
 ICPN_ARRAY(verdict, 1, struct icpn_verdict);
 ICPN_MAP(stats, BPF_MAP_TYPE_PERCPU_ARRAY, ICPN_N_STATS, __u32, __u64);
+
+/* Live capture: ports whose frames are copied to the taps ring (1 = on), and the per-CPU
+ * buffer a copy is assembled in. */
+ICPN_ARRAY(tap_ports, ICPN_MAX_PORTS, __u32);
+ICPN_MAP(tap_buf, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct icpn_tap);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, ICPN_TAP_RING_BYTES);
+} taps SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_QUEUE);

@@ -699,28 +699,40 @@ ICPN_STAGE int stage_egress(struct xdp_md *ctx)
 {
 	struct icpn_scratch *s = get_scratch();
 	struct icpn_cfg *c = get_cfg();
+	struct icpn_port_stats *ps;
 	struct icpn_port *port;
 	struct ethhdr eth;
+	__u64 q = 0;
 	__u32 idx;
 
 	if (!s || !c)
 		return R_DROP;
 	idx = s->nh.port;
+	ps = port_stats_of(idx);
+	/* Live mode: the packet joins its port's virtual queue, or is tail-dropped when the queue
+	 * is full (a link's capacity, since XDP_REDIRECT bypasses qdiscs); ECN reads the depth. */
+	if (!test_mode(c) && vqueue_enqueue(c, idx, s->p.ip_end, &q) < 0) {
+		if (ps) {
+			ps->queue_drops++;
+			ps->queue_drop_bytes += s->p.ip_end;
+		}
+		return drop(s, ICPN_DROP_QUEUE_FULL);
+	}
 	if (c->flags & ICPN_CFG_ECN) {
 		__u8 ecn = s->p.tc & 3;
-		__u64 q = 0;
 
 		if (test_mode(c)) {
 			struct icpn_test_ctx *t = get_test_ctx();
 
 			if (t && idx < ICPN_MAX_PORTS)
 				q = t->egress_queue_bytes[idx];
-		} else {
-			q = vqueue_depth(c, idx, s->p.ip_end);
 		}
-		if ((ecn == 1 || ecn == 2) && (__u64)s->p.rand32 < ecn_threshold(c, q) &&
-		    ip_set_tc(ctx, &s->p, s->p.tc | ICPN_ECN_CE) < 0)
-			return drop(s, ICPN_DROP_BAD_IPV4);
+		if ((ecn == 1 || ecn == 2) && (__u64)s->p.rand32 < ecn_threshold(c, q)) {
+			if (ip_set_tc(ctx, &s->p, s->p.tc | ICPN_ECN_CE) < 0)
+				return drop(s, ICPN_DROP_BAD_IPV4);
+			if (ps)
+				ps->ce_marked++;
+		}
 	}
 	if (c->flags & ICPN_CFG_PFC) {
 		struct icpn_pfc_state *st = pfc_state_of(idx, pfc_priority(c, 1, s->p.tc));
@@ -736,6 +748,10 @@ ICPN_STAGE int stage_egress(struct xdp_md *ctx)
 	eth.h_proto = bpf_htons(s->p.l3_proto);
 	if (pkt_store(ctx, 0, &eth, sizeof(eth)) < 0)
 		return drop(s, ICPN_DROP_NO_ROUTE);
+	if (ps) {
+		ps->tx_packets++;
+		ps->tx_bytes += s->p.ip_end;
+	}
 	return R_OUT;
 }
 
@@ -774,6 +790,34 @@ ICPN_STAGE int icpn_pipeline(struct xdp_md *ctx)
 	return rc;
 }
 
+/* Live capture: copy the frame to the taps ring when its port is tapped (a packet socket on a
+ * port sees nothing XDP redirects or drops). */
+ICPN_STAGE int tap_frame(struct xdp_md *ctx, __u32 port, __u32 dir)
+{
+	__u32 zero = 0, len, caplen, *on;
+	struct icpn_tap *t;
+
+	on = bpf_map_lookup_elem(&tap_ports, &port);
+	if (!on || !*on)
+		return 0;
+	t = bpf_map_lookup_elem(&tap_buf, &zero);
+	if (!t)
+		return 0;
+	len = bpf_xdp_get_buff_len(ctx);
+	caplen = len < ICPN_TAP_SNAP ? len : ICPN_TAP_SNAP;
+	barrier_var(caplen);
+	if (caplen < 1 || caplen > ICPN_TAP_SNAP)
+		return 0;
+	if (bpf_xdp_load_bytes(ctx, 0, t->data, caplen) < 0)
+		return 0;
+	t->port = port;
+	t->dir = dir;
+	t->len = len;
+	t->caplen = caplen;
+	bpf_ringbuf_output(&taps, t, offsetof(struct icpn_tap, data) + caplen, 0);
+	return 0;
+}
+
 /* --- entry --------------------------------------------------------------------------------- */
 
 SEC("xdp")
@@ -809,11 +853,14 @@ int icpn_node(struct xdp_md *ctx)
 		s->p.in_port = port ? *port : ICPN_MAX_PORTS;
 		s->p.now_us = bpf_ktime_get_ns() / 1000;
 		s->p.rand32 = bpf_get_prandom_u32();
+		tap_frame(ctx, s->p.in_port, ICPN_TAP_IN);
 	}
 	stat_inc(ICPN_STAT_RX);
 	rc = icpn_pipeline(ctx);
 	if (rc == R_OUT) {
 		stat_inc(ICPN_STAT_FORWARD);
+		if (!test)
+			tap_frame(ctx, s->nh.port, ICPN_TAP_OUT);
 		act = test ? XDP_TX : (int)bpf_redirect_map(&tx_port, s->nh.port, XDP_DROP);
 	} else {
 		if (rc != R_DROP || s->drop == 0)

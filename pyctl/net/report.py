@@ -45,7 +45,7 @@ def render(report: dict[str, Any], run_dir: Path) -> str:
             + "   (paper: 20% single path -> over 90% with multi-path transfer)"
         )
     if phases:
-        header = ["flow"] + [f"{p['name']} sent/recv Mbit/s  CE  CNP" for p in phases]
+        header = ["flow"] + [f"{p['name']} sent/recv Mbit/s  CE  CNP  PFC" for p in phases]
         rows = []
         for i, f in enumerate(phases[0]["flows"]):
             row = [f["name"]]
@@ -53,6 +53,7 @@ def render(report: dict[str, Any], run_dir: Path) -> str:
                 g = ph["flows"][i]
                 row.append(
                     f"{g['sent_mbit']:7.2f}/{g['received_mbit']:7.2f} {g['ce']:4d} {g['cnps']:4d}"
+                    f" {g.get('pfc_pauses', 0):4d}"
                 )
             rows.append(row)
         lines += ["", *_table(header, rows)]
@@ -74,6 +75,19 @@ def render(report: dict[str, Any], run_dir: Path) -> str:
                 hm = h["delay_us"].get("avg") if isinstance(h["delay_us"], dict) else None
                 if isinstance(hm, int | float):
                     lines.append(f"      {h['from']} -> {h['to']}: {hm:.0f} us")
+    switches = report.get("switches") or {}
+    if switches:
+        lines += [
+            "",
+            "switches (last phase): frames in/out, CE marked, PFC frames sent, held, drops",
+        ]
+        for name, st in switches.items():
+            c = st.get("counts", {})
+            drops = ", ".join(f"{k} {v}" for k, v in st.get("drops", {}).items()) or "none"
+            lines.append(
+                f"  {name}: {c.get('in', 0)}/{c.get('out', 0)}, CE {c.get('ce_marked', 0)},"
+                f" PFC {c.get('pfc_frames', 0)}, held {c.get('held', 0)}, drops: {drops}"
+            )
     for w in report.get("warnings", []):
         lines.append(f"warning: {w}")
     plots = plot(report, run_dir)

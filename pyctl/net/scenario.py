@@ -26,8 +26,9 @@ from pyctl.controller.plan import Plan, make_plan
 from pyctl.errors import ICPNError
 from pyctl.model.node import NodeConfig
 from pyctl.net.emulation import Emulation, SwitchRunner, port_rates
-from pyctl.net.runners import SoftwareSwitchRunner
+from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
 from pyctl.net.topology import Kind, Topology, load_topology
+from pyctl.targets.ebpf import EBPFDataPlane
 
 COLLECTOR_HTTP_PORT = 9391
 SAMPLE_S = 0.25
@@ -57,6 +58,7 @@ class FlowResult:
     received_mbit: float = 0.0
     ce: int = 0
     cnps: int = 0
+    pfc_pauses: int = 0
 
 
 @dataclass
@@ -65,6 +67,8 @@ class Phase:
     seconds: float
     paths: list[PathUse] = field(default_factory=list)
     flows: list[FlowResult] = field(default_factory=list)
+    # eBPF switch nodes: what each did during the phase (forwarded, tail-dropped, CE-marked)
+    switches: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def mean_utilisation(self) -> float | None:
         used = [p.utilisation for p in self.paths if p.utilisation is not None]
@@ -96,14 +100,32 @@ def single_path(cfg: NodeConfig) -> NodeConfig:
     return dataclasses.replace(cfg, policies=pols)
 
 
+RUNNERS = ("auto", "ebpf", "reference")
+
+
 def choose_runner(requested: str) -> tuple[str, Callable[[str], SwitchRunner], str]:
-    """(name, runner factory, why) for the switch nodes."""
-    if requested not in ("auto", "reference"):
+    """(name, runner factory, why) for the switch nodes: `ebpf` (the XDP node program),
+    `reference` (the Python contract on AF_PACKET sockets), or `auto`: eBPF when it can run on
+    this machine, else the reference software switch."""
+    if requested not in RUNNERS:
         raise ICPNError(
-            f"--dataplane {requested!r}: only the reference software switch can run a network in"
-            " this version (auto picks it); the eBPF and BMv2 node runners are not wired yet"
+            f"--dataplane {requested!r}: the switch nodes run `ebpf`, `reference` or `auto`"
+            " (BMv2 nodes are not wired into networks yet)"
         )
+    reason = EBPFDataPlane.unavailable() if requested != "reference" else None
+    if requested == "ebpf" and reason is not None:
+        raise ICPNError(f"--dataplane ebpf: the eBPF data plane cannot run here: {reason}")
+    if requested != "reference" and reason is None:
+        why = (
+            "eBPF switch nodes (icpn_node as XDP on every port; links policed at line rate by"
+            " per-port virtual queues)"
+        )
+        if requested == "auto":
+            why += ", chosen because the eBPF data plane can run here"
+        return "ebpf", lambda name: EBPFSwitchRunner(name), why
     why = "reference software switches (the contract itself, in Python, on AF_PACKET sockets)"
+    if requested == "auto":
+        why += f", chosen because the eBPF data plane cannot run here: {reason}"
     return "reference", lambda name: SoftwareSwitchRunner(name, "reference"), why
 
 
@@ -114,6 +136,9 @@ def _with_rates(
         runner = factory(name)
         if isinstance(runner, SoftwareSwitchRunner):
             runner.rates = port_rates(topo, plan, name)
+        elif isinstance(runner, EBPFSwitchRunner):
+            runner.rates = port_rates(topo, plan, name)
+            runner.buffers = port_buffers(topo, plan, name)
         return runner
 
     return make
@@ -202,6 +227,7 @@ class Scenario:
                 self.log("  Mininet CLI (exit to tear the network down)")
                 CLI(self.emu.net)
         report = self._report(phases, ifit)
+        report["switches"] = self._switch_counters()
         (self.run_dir / "report.json").write_text(json.dumps(report, indent=1))
         return report
 
@@ -238,6 +264,7 @@ class Scenario:
             if cfg.policies:
                 self.runners[sw].apply(transform(cfg) if transform else cfg)
         phase = Phase(name, self.seconds, paths=self.paths())
+        before = self._switch_counts()
         self.log(f"  phase {name}: {len(self.topo.flows)} flows for {self.seconds:.0f} s")
         receivers = {}
         for host in sorted({f.dst for f in self.topo.flows}):
@@ -253,6 +280,10 @@ class Scenario:
             argv += ["--dst", str(self.plan.hosts[f.dst].address), "--dport", str(f.dport)]
             argv += ["--sport", str(f.sport + i), "--qp", hex(f.qp or 0x10 + i)]
             argv += ["--rate-mbit", f"{f.rate_mbit:.3f}", "--duration", str(self.seconds)]
+            if "pfc" in self.topo.features:  # senders honour PFC pauses (lossless transport)
+                link = next(lk for lk in self.topo.links if f.src in (lk.a, lk.b))
+                argv += ["--pfc-iface", self.emu.ifnames[(f.src, 1)]]
+                argv += ["--line-rate-mbit", str(link.bw_mbit or 1000)]
             senders[f.name] = (self.emu.popen(f.src, argv, f"{name}-tx-{f.name}"), stats)
         start = time.monotonic()
         last = {p.port: self._tx_bytes(p.headend, p.port) for p in phase.paths}
@@ -272,6 +303,9 @@ class Scenario:
                 self.log(f"    {shown}/{self.seconds:.0f} s")
         for proc, _ in receivers.values():
             proc.wait(self.seconds + 10)
+        for sw, now_counts in self._switch_counts().items():
+            was = before.get(sw, {})
+            phase.switches[sw] = {k: v - was.get(k, 0) for k, v in now_counts.items()}
         for p in phase.paths:
             busy = [m for t, m in p.samples if 0.5 <= t <= self.seconds - 0.25] or [0.0]
             p.mbit = sum(busy) / len(busy)
@@ -286,6 +320,7 @@ class Scenario:
                 tx = json.loads(stats.read_text())
                 res.sent_mbit = tx["bytes"] * 8 / max(tx["seconds"], 1e-9) / 1e6
                 res.cnps = tx["cnps"]
+                res.pfc_pauses = tx.get("pfc_pauses", 0)
             key = f"{self.plan.hosts[f.src].address}/{f.qp or 0x10 + i:#x}"
             if key in rx:
                 got = rx[key]
@@ -294,6 +329,20 @@ class Scenario:
                 res.ce = got["ce"]
             phase.flows.append(res)
         return phase
+
+    def _switch_counts(self) -> dict[str, dict[str, int]]:
+        """Totals of the eBPF switch nodes (the others keep theirs until they stop)."""
+        out = {}
+        for sw, runner in self.runners.items():
+            if isinstance(runner, EBPFSwitchRunner):
+                st = runner.stats()
+                out[sw] = {
+                    "forwarded": st["counts"]["out"],
+                    "dropped": st["counts"]["dropped"],
+                    "queue_drops": st["drops"].get("queue-full", 0),
+                    "ce_marked": st["counts"]["ce_marked"],
+                }
+        return out
 
     def _tx_bytes(self, switch: str, port: int) -> int:
         assert self.emu is not None
@@ -304,6 +353,15 @@ class Scenario:
             return int(json.loads(out)[0]["stats64"]["tx"]["bytes"])
         except (ValueError, KeyError, IndexError):
             return 0
+
+    def _switch_counters(self) -> dict[str, Any]:
+        """What each software switch counted in the last phase (written when it stopped)."""
+        out: dict[str, Any] = {}
+        for name in self.plan.switches:
+            f = self.run_dir / "nodes" / f"{name}.stats.json"
+            if f.exists():
+                out[name] = json.loads(f.read_text())
+        return out
 
     def _report(self, phases: list[Phase], ifit: dict[str, Any]) -> dict[str, Any]:
         names = {cfg.node_id: name for name, cfg in self.plan.switches.items()}

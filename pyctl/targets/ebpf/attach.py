@@ -111,6 +111,18 @@ def detach_xdp(ifindex: int, mode: XDPMode = "native") -> None:
             raise _netlink(f"detaching XDP from ifindex {ifindex}", e) from None
 
 
+def xdp_prog_id(ifindex: int) -> int | None:
+    """Id of the XDP program on an interface of this namespace (either mode), None if none."""
+    with IPRoute() as ipr:
+        try:
+            (link,) = ipr.get_links(ifindex)
+        except NetlinkError as e:
+            raise _netlink(f"reading ifindex {ifindex}", e) from None
+    xdp = link.get_attr("IFLA_XDP")
+    prog = xdp.get_attr("IFLA_XDP_PROG_ID") if xdp is not None else None
+    return int(prog) if prog else None
+
+
 def attach_tc(ifindex: int, prog_fd: int, direction: Direction, name: str = "icpn") -> None:
     """Add a clsact qdisc if missing, then a direct-action bpf filter on the given hook."""
     with IPRoute() as ipr:

@@ -238,6 +238,15 @@ class EBPFDataPlane(DataPlane):
 
         return libbpf.RingBuffer(self.obj.map("taps"), record)
 
+    def program_id(self) -> int:
+        """The kernel's id of the loaded node program (what an interface reports attached)."""
+        fdinfo = Path(f"/proc/self/fdinfo/{self.obj.program(NODE_PROGRAM).fd}").read_text()
+        for line in fdinfo.splitlines():
+            key, _, value = line.partition(":")
+            if key == "prog_id":
+                return int(value)
+        raise ICPNError(f"{NODE_PROGRAM}: the kernel reports no prog_id for its fd")
+
     def hand_over(self) -> None:
         """Forget the interfaces this node is attached to without detaching it: another loaded
         node has replaced its program there (a re-push without a gap). `close()` then only

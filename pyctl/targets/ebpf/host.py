@@ -7,6 +7,8 @@ through BPF_PROG_TEST_RUN with the skb mark set, `attach` puts it on an interfac
 
 from __future__ import annotations
 
+import functools
+import os
 import struct
 from pathlib import Path
 
@@ -58,6 +60,7 @@ class HostAPN:
         for key, value in entries:
             marks.update(key, value)
         self._attached: list[int] = []
+        self._netns: int | None = None  # fd of the namespace the ifindexes belong to
 
     @property
     def program(self) -> libbpf.Program:
@@ -85,15 +88,28 @@ class HostAPN:
         return M.HostCfg.from_buffer_copy(raw).n_marked if raw else 0
 
     def attach(self, ifindex: int) -> None:
-        """Mark the interface's outgoing packets (tc egress, clsact)."""
+        """Mark the interface's outgoing packets (tc egress, clsact). The ifindex is one of the
+        calling thread's network namespace; every attach of one HostAPN is in one namespace."""
+        if self._netns is not None and not att.same_netns(self._netns):
+            raise ICPNError(f"{HOST_PROGRAM}: already attached in another network namespace")
         att.attach_tc(ifindex, self.program.fd, "egress", name=HOST_PROGRAM)
+        if self._netns is None:
+            self._netns = att.current_netns()
         self._attached.append(ifindex)
 
     def close(self) -> None:
-        for ifindex in self._attached:
-            att.detach_tc(ifindex)
-        self._attached.clear()
-        self._obj.close()
+        """Detach from every interface (in the namespace `attach` ran in, whichever thread
+        calls this), then release the program and its maps."""
+        fd, self._netns = self._netns, None
+        try:
+            while self._attached and fd is not None:
+                ifindex = self._attached.pop()
+                att.in_netns(fd, functools.partial(att.detach_tc, ifindex))
+        finally:
+            self._attached.clear()
+            if fd is not None:
+                os.close(fd)
+            self._obj.close()
 
     def __enter__(self) -> HostAPN:
         return self

@@ -12,7 +12,7 @@ import functools
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ BPF_EXIST = 2
 BPF_MAP_TYPE_PERCPU_HASH = 5
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_LRU_PERCPU_HASH = 10
+BPF_MAP_TYPE_RINGBUF = 27
 _PERCPU_TYPES = (BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH)
 
 BPF_PROG_TYPE_SCHED_CLS = 3
@@ -82,6 +83,8 @@ class _BTFMember(ctypes.Structure):
 
 
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+# ring_buffer_sample_fn: int (*)(void *ctx, void *data, size_t size)
+_SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 
 
 class _Libbpf:
@@ -152,6 +155,9 @@ class _Libbpf:
             "bpf_map_lookup_and_delete_elem": (i, [i, vp, vp]),
             "bpf_prog_test_run_opts": (i, [i, ctypes.POINTER(_TestRunOpts)]),
             "libbpf_num_possible_cpus": (i, []),
+            "ring_buffer__new": (vp, [i, _SAMPLE_FN, vp, vp]),
+            "ring_buffer__poll": (i, [vp, i]),
+            "ring_buffer__free": (None, [vp]),
             "btf__parse_elf": (vp, [cp, vp]),
             "btf__free": (None, [vp]),
             "btf__find_by_name_kind": (ctypes.c_int32, [vp, cp, u32]),
@@ -386,6 +392,40 @@ class Map:
         rc = _libbpf().lib.bpf_map__pin(self._ptr, str(path).encode())
         if rc != 0:
             raise ICPNError(f"cannot pin map {self.name!r} at {path}: {_errno_text(rc)}")
+
+
+class RingBuffer:
+    """A BPF_MAP_TYPE_RINGBUF map read with libbpf's ring_buffer: `poll` calls `on_record`
+    with the bytes of every record committed so far (on the polling thread)."""
+
+    def __init__(self, ring: Map, on_record: Callable[[bytes], None]) -> None:
+        if ring.map_type != BPF_MAP_TYPE_RINGBUF:
+            raise ICPNError(f"map {ring.name!r} is not a ring buffer")
+        self.name = ring.name
+
+        def sample(_ctx: int | None, data: int | None, size: int) -> int:
+            on_record(ctypes.string_at(data, size) if data else b"")
+            return 0
+
+        self._cb = _SAMPLE_FN(sample)  # kept alive as long as libbpf may call it
+        ptr = _libbpf().lib.ring_buffer__new(ring.fd, self._cb, None, None)
+        if not ptr:
+            raise ICPNError(f"ring buffer {ring.name!r}: {os.strerror(ctypes.get_errno())}")
+        self._ptr: int | None = ptr
+
+    def poll(self, timeout_ms: int) -> int:
+        """Wait up to `timeout_ms` for records and consume them; how many were consumed."""
+        if self._ptr is None:
+            raise ICPNError(f"ring buffer {self.name!r} is closed")
+        rc = int(_libbpf().lib.ring_buffer__poll(self._ptr, timeout_ms))
+        if rc < 0 and rc != -errno.EINTR:
+            raise ICPNError(f"ring buffer {self.name!r}: poll failed: {_errno_text(rc)}")
+        return max(rc, 0)
+
+    def close(self) -> None:
+        if self._ptr is not None:
+            _libbpf().lib.ring_buffer__free(self._ptr)
+            self._ptr = None
 
 
 class BPFObject:

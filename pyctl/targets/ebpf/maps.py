@@ -79,6 +79,11 @@ APN_DATA_MAX = 36
 AUX_FRAME_MAX = 512
 AUX_QUEUE_LEN = 64
 MAX_SOCKET_MARKS = 1024
+# live capture (tap_ports, taps): snap length, ring size (a power-of-2 number of pages), dir
+TAP_SNAP = 2048
+TAP_RING_BYTES = 1 << 19
+TAP_IN = 0
+TAP_OUT = 1
 # stats map: index STAT_DROP_BASE + drop code counts drops of that reason
 STAT_RX = 0
 STAT_FORWARD = 1
@@ -86,6 +91,9 @@ STAT_AUX = 2
 STAT_AUX_LOST = 3
 STAT_DROP_BASE = 16
 N_STATS = 64
+# A live-only drop (not a contract reason, test runs never produce it): the egress port's
+# virtual queue is full (tail drop at the port's buffer). Counted at STAT_DROP_BASE + 31.
+DROP_QUEUE_FULL = 31
 
 
 def _codes() -> dict[str, int]:
@@ -295,12 +303,42 @@ class Elephant(CStruct):
 
 class VQueue(CStruct):
     _c_name_ = "icpn_vqueue"
-    _fields_ = [("bytes", u64), ("last_ns", u64)]
+    _fields_ = [("busy_until_ns", u64)]
+
+
+class PortShape(CStruct):
+    _c_name_ = "icpn_port_shape"
+    _fields_ = [("rate_bps", u64), ("limit_bytes", u64)]
+
+
+class PortStats(CStruct):
+    _c_name_ = "icpn_port_stats"
+    _fields_ = [
+        ("tx_packets", u64),
+        ("tx_bytes", u64),
+        ("queue_drops", u64),
+        ("queue_drop_bytes", u64),
+        ("ce_marked", u64),
+    ]
 
 
 class PFCState(CStruct):
     _c_name_ = "icpn_pfc_state"
     _fields_ = [("paused_until_us", u64), ("xoff_sent", u32), ("pad", u32)]
+
+
+class Tap(CStruct):
+    _c_name_ = "icpn_tap"
+    _fields_ = [
+        ("port", u32),
+        ("dir", u32),
+        ("len", u32),
+        ("caplen", u32),
+        ("data", u8 * TAP_SNAP),
+    ]
+
+
+TAP_HEADER = Tap.data.offset
 
 
 class TestCtx(CStruct):
@@ -352,7 +390,10 @@ STRUCTS: tuple[type[CStruct], ...] = (
     FlowKey,
     Elephant,
     VQueue,
+    PortShape,
+    PortStats,
     PFCState,
+    Tap,
     TestCtx,
     Verdict,
     HostCfg,

@@ -1,0 +1,320 @@
+"""End-to-end on the eBPF data plane: the tests of test_e2e.py with every switch node running
+icpn_node as XDP on its ports (pyctl.net.runners.EBPFSwitchRunner), plus what only live nodes
+have: links policed at line rate by the nodes' virtual queues, and application-side APN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, IPv6ExtHdrSegmentRouting
+from scapy.packet import Raw
+
+from pyctl.controller.controller import Controller
+from pyctl.errors import ICPNError
+from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner
+from pyctl.net.scenario import choose_runner
+from pyctl.net.topology import load_topology
+from pyctl.packets import APNOption, IFITReport, roce_packet
+from pyctl.targets.ebpf import EBPFDataPlane
+from pyctl.testing import Network
+
+pytestmark = pytest.mark.root
+
+TOPOS = Path(__file__).resolve().parent.parent / "topologies"
+
+
+def _roce(net: Network, src: str, dst: str, qp: int, size: int = 200) -> bytes:
+    h = net.plan.hosts[src]
+    pkt = roce_packet(
+        net.address(src),
+        net.address(dst),
+        dest_qp=qp,
+        payload=b"\x00" * size,
+        src_mac=h.mac,
+        dst_mac=h.gateway_mac,
+    )
+    return bytes(pkt)
+
+
+def test_ping_crosses_srv6_both_ways(icpn_network: Callable[..., Network]) -> None:
+    net = icpn_network(TOPOS / "minimal.yaml", dataplane="ebpf")
+    with net.capture("pe2", 1) as wire:
+        assert net.ping("ha", "hb", count=3) == 3
+    srv6 = [p for p in wire.packets if IPv6ExtHdrSegmentRouting in p]
+    dsts = {p[IPv6].dst for p in srv6}
+    assert dsts == {"fc00:0:2:d6::", "fc00:0:1:d6::"}
+    assert len(srv6) >= 6
+    stats = net.switch_stats("pe1")
+    assert stats["counts"]["out"] >= 6  # requests encapsulated, replies decapsulated
+
+
+def test_apn_inserted_by_the_edge_and_removed_at_egress(
+    icpn_network: Callable[..., Network],
+) -> None:
+    net = icpn_network(TOPOS / "minimal.yaml", dataplane="ebpf")
+    with net.capture("pe2", 1) as wire, net.capture("hb", 1) as host:
+        net.send("ha", _roce(net, "ha", "hb", qp=0x11))
+    (outer,) = [p for p in wire.packets if APNOption in p]
+    assert outer[APNOption].apn_id == 0x00010002  # APP group 1, USER group 2
+    (delivered,) = [p for p in host.packets if UDP in p and p[UDP].dport == 4791]
+    assert IPv6ExtHdrHopByHop not in delivered
+    assert delivered[IPv6].src == net.address("ha")
+
+
+def test_ifit_traces_the_path_to_the_collector(icpn_network: Callable[..., Network]) -> None:
+    """The tail's report is queued by XDP and sent by the runner's agent; the record times are
+    the kernel's CLOCK_MONOTONIC on every node, so each hop's delay is small and positive."""
+    net = icpn_network(TOPOS / "ingest.yaml", dataplane="ebpf")
+    mouse = IPv6(src=net.address("src1"), dst=net.address("dc1")) / UDP(sport=7, dport=53)
+    with net.capture("collector", 1) as col:
+        net.send("src1", net.frame("src1", mouse / Raw(b"q")))
+    arrived = [p for p in col.packets if IPv6 in p and p[IPv6].dst == net.address("collector")]
+    (report,) = [p[IFITReport] for p in arrived if IFITReport in p]
+    records = list(reversed(report.records()))
+    names = {cfg.node_id: n for n, cfg in net.plan.switches.items()}
+    path = [names[r.node_id] for r in records]
+    assert path[0] == "pe-sh" and path[-1] == "pe-nx" and path[1] in {"p1", "p2", "p3", "p4"}
+    assert report.flowmon_id == net.plan.flowmon_ids["mice"]
+    times = [r.ts_sec * 1_000_000 + r.ts_subsec for r in records]
+    hops = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(0 <= d < 100_000 for d in hops), hops  # one clock: per-hop delays make sense
+    assert net.switch_stats("pe-nx")["aux"]["sent"] >= 1
+
+
+def test_elephants_spread_over_the_four_paths(icpn_network: Callable[..., Network]) -> None:
+    topo_features = {"elephant": {"threshold_bytes": 3000, "window_us": 1_000_000}}
+    net = icpn_network(TOPOS / "ingest.yaml", dataplane="ebpf", features=topo_features)
+    flows = [
+        ("src1", "dc1", 0x101),
+        ("src1", "dc2", 0x102),
+        ("src2", "dc1", 0x103),
+        ("src2", "dc2", 0x104),
+    ]
+    for src, dst, qp in flows:  # 20 x ~270 B: past the 3,000-byte threshold, elephants now
+        net.send(src, _roce(net, src, dst, qp), count=20)
+    time.sleep(0.3)
+    ports = {p: net.plan.wiring[("pe-sh", p)][0] for p in range(3, 7)}  # pe-sh -> p1..p4
+    seen: dict[int, set[str]] = defaultdict(set)
+    caps = {}
+    with ExitStack() as stack:
+        for port in ports:
+            caps[port] = stack.enter_context(net.capture("pe-sh", port))
+        for src, dst, qp in flows:
+            net.send(src, _roce(net, src, dst, qp), count=5)
+    head = net.plan.switches["pe-sh"]
+    for port, cap in caps.items():
+        for p in cap.packets:
+            if p.src == head.port(port).mac and p.haslayer("BTH"):
+                seen[p["BTH"].dqpn].add(ports[port])
+    assert {qp: len(v) for qp, v in seen.items()} == {0x101: 1, 0x102: 1, 0x103: 1, 0x104: 1}, seen
+    assert sorted(next(iter(v)) for v in seen.values()) == ["p1", "p2", "p3", "p4"]
+
+
+def test_ecn_marks_under_congestion_reach_the_receiver(
+    icpn_network: Callable[..., Network],
+) -> None:
+    """A burst into the 10 Mbit/s inter-DC link fills leaf-a's virtual queue past Kmax: the
+    outer header is marked CE there and leaf-b copies CE to the inner header (RFC 6040)."""
+    net = icpn_network(TOPOS / "cross-dc.yaml", dataplane="ebpf")
+    with net.capture("gpu-b1", 1) as rx:
+        net.send("gpu-a1", _roce(net, "gpu-a1", "gpu-b1", qp=0x301, size=1000), count=150)
+    got = [p for p in rx.packets if p.haslayer("BTH") and p[IPv6].dst == net.address("gpu-b1")]
+    ecn = [p[IPv6].tc & 0b11 for p in got]
+    assert ecn.count(0b11) > 0, "no CE mark under congestion"
+    assert ecn[0] == 0b10
+    assert all(e in (0b10, 0b11) for e in ecn)
+    # XDP polices (no pacing): the burst leaves leaf-a at once and queues again at dci, so
+    # both mark; every CE the receiver saw was set by one of them, counted per egress port
+    marked = {
+        sw: sum(p["ce_marked"] for p in net.switch_stats(sw)["ports"].values())
+        for sw in ("leaf-a", "dci")
+    }
+    assert marked["leaf-a"] > 0
+    assert sum(marked.values()) == ecn.count(0b11), marked
+
+
+def test_application_side_apn_from_the_hosts_own_tc_program(
+    icpn_network: Callable[..., Network],
+) -> None:
+    """A host socket with SO_MARK 7 gets its APN option from the host's own tc egress program
+    (apn.socket_marks); the headend carries that APN-ID in the outer header over SRv6, and the
+    delivered packet keeps the host's option. An unmarked socket's packet leaves unmarked."""
+    marks = {"apn": {"socket_marks": [{"mark": 7, "apn_id": 0x00050006}]}}
+    net = icpn_network(TOPOS / "minimal.yaml", dataplane="ebpf", features=marks)
+    hp = net.host_apn("ha")
+    with net.capture("pe2", 1) as wire, net.capture("hb", 1) as host:
+        net.send_marked("ha", "hb", b"marked", dport=9000, mark=7)
+        net.send_marked("ha", "hb", b"plain", dport=9001, mark=0)
+    assert hp.marked() == 1
+    to_b = [p for p in wire.packets if IPv6 in p and p[IPv6].dst == "fc00:0:2:d6::"]  # to pe2
+    assert [p[APNOption].apn_id for p in to_b if APNOption in p] == [0x00050006]
+    assert len(to_b) == 2 and all(IPv6ExtHdrSegmentRouting in p for p in to_b)
+    got = {p[UDP].dport: p for p in host.packets if UDP in p and p[IPv6].dst == net.address("hb")}
+    assert got[9000][APNOption].apn_id == 0x00050006  # the host's own option, end to end
+    assert bytes(got[9000][UDP].payload) == b"marked"
+    assert IPv6ExtHdrHopByHop not in got[9001] and bytes(got[9001][UDP].payload) == b"plain"
+
+
+def _port_to(net: Network, switch: str, peer: str) -> int:
+    return next(p for (n, p), (q, _) in net.plan.wiring.items() if n == switch and q == peer)
+
+
+def test_a_full_virtual_queue_tail_drops_at_the_links_capacity(
+    icpn_network: Callable[..., Network],
+) -> None:
+    """XDP_REDIRECT bypasses qdiscs, so the node polices each port at its line rate: a burst
+    into the 10 Mbit/s inter-DC link (a 16-frame buffer here) passes the buffer's worth plus
+    what the line drains meanwhile; the rest is dropped and counted as `queue-full`."""
+    topo = load_topology(TOPOS / "cross-dc.yaml")
+    links = tuple(
+        dataclasses.replace(lk, queue_packets=16) if {lk.a, lk.b} == {"leaf-a", "dci"} else lk
+        for lk in topo.links
+    )
+    net = icpn_network(TOPOS / "cross-dc.yaml", dataplane="ebpf", links=links)
+    port = _port_to(net, "leaf-a", "dci")
+    buffer = 16 * (9000 + 14)
+    frame = _roce(net, "gpu-a1", "gpu-b1", qp=0x301, size=1000)
+    t0 = time.monotonic()
+    net.send("gpu-a1", frame, count=300)
+    elapsed = time.monotonic() - t0
+    time.sleep(0.2)
+    st = net.switch_stats("leaf-a")
+    out = st["ports"][str(port)]
+    assert out["queue_drops"] > 0
+    assert out["tx_packets"] + out["queue_drops"] == 300
+    assert st["drops"]["queue-full"] == out["queue_drops"]
+    line = 10e6 / 8 * elapsed  # bytes the 10 Mbit/s line drained while the burst arrived
+    big = out["tx_bytes"] / out["tx_packets"]
+    assert buffer - big <= out["tx_bytes"] <= buffer + line + big, (out, elapsed)
+
+
+def test_repush_swaps_the_program_in_place_and_stop_releases_everything(
+    icpn_network: Callable[..., Network],
+) -> None:
+    net = icpn_network(TOPOS / "minimal.yaml", dataplane="ebpf")
+    runner = net.runners["pe1"]
+    assert isinstance(runner, EBPFSwitchRunner)
+    node = net.emu.nodes["pe1"]
+    ifname = net.emu.ifnames[("pe1", 2)]
+
+    def prog_id() -> int | None:
+        xdp = json.loads(node.cmd(f"ip -j -d link show dev {ifname}"))[0].get("xdp")
+        return int(xdp["prog"]["id"]) if xdp else None
+
+    fds = _bpf_fds()
+    before = prog_id()
+    assert before is not None
+    runner.apply(net.plan.switches["pe1"])  # the controller's re-push
+    after = prog_id()
+    assert after is not None and after != before
+    assert _bpf_fds() == fds  # the old program and its maps were released
+    assert net.ping("ha", "hb", count=2) == 2
+    runner.stop()
+    assert prog_id() is None
+    assert (net.emu.run_dir / "nodes" / "pe1.stats.json").is_file()
+    assert _bpf_fds() < fds
+    assert not [t for t in threading.enumerate() if t.name == "icpn-agent-pe1"]
+
+
+def _bpf_fds() -> int:
+    """This process's open BPF program and map descriptors."""
+    n = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            n += os.readlink(fd).startswith(("anon_inode:bpf-prog", "anon_inode:bpf-map"))
+        except OSError:
+            continue
+    return n
+
+
+def _links_with_prefix(prefix: str) -> list[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    return [n for line in out.splitlines() if (n := line.split(": ")[1]).startswith(prefix)]
+
+
+def test_run_on_ebpf_writes_a_report_and_leaves_nothing(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "pyctl.cli", "run", str(TOPOS / "minimal.yaml")]
+    argv += ["--dataplane", "ebpf", "--seconds", "2", "--no-cli", "--runs", str(tmp_path)]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    ) as proc:
+        stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    prefix = f"ic{proc.pid % 4096:03x}"  # what that run named its nodes and links
+    assert stdout.splitlines()[0].startswith("icpn run: minimal: data planes: ebpf — eBPF")
+    (run_dir,) = tmp_path.iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["dataplane"] == "ebpf"
+    single, multi = report["phases"]
+    assert (single["name"], multi["name"]) == ("single-path", "multi-path")
+    (flow,) = multi["flows"]
+    assert flow["received_mbit"] > 0.8 * flow["sent_mbit"] > 0
+    assert multi["switches"]["pe1"]["forwarded"] > 100  # the eBPF nodes' own counters
+    (trace,) = report["ifit"]
+    assert trace["path"] == ["pe1", "pe2"] and trace["delay_us"]["count"] > 10
+    assert sorted(p.name for p in (run_dir / "nodes").iterdir()) == [
+        "pe1.stats.json",
+        "pe2.stats.json",
+    ]
+    assert _links_with_prefix(prefix) == []
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(run_dir) not in ps  # no sender, receiver or collector of the run is left
+    assert f"mininet:{prefix}" not in ps  # nor a node's shell
+    assert not (Path("/run/icpn") / f"{prefix}.json").exists()
+    pinned = Path("/sys/fs/bpf")
+    assert not (pinned.is_dir() and any("icpn" in p.name for p in pinned.iterdir()))
+
+
+def test_choose_runner_prefers_ebpf_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert EBPFDataPlane.unavailable() is None  # root and a built object: the suite's setting
+    name, factory, why = choose_runner("auto")
+    assert (name, type(factory("s1"))) == ("ebpf", EBPFSwitchRunner)
+    assert "chosen because the eBPF data plane can run here" in why
+    assert choose_runner("reference")[0] == "reference"
+    monkeypatch.setattr(EBPFDataPlane, "unavailable", classmethod(lambda cls: "no BPF here"))
+    name, factory, why = choose_runner("auto")
+    assert (name, type(factory("s1"))) == ("reference", SoftwareSwitchRunner)
+    assert why.endswith("cannot run here: no BPF here")
+    with pytest.raises(ICPNError, match="--dataplane ebpf: .*no BPF here"):
+        choose_runner("ebpf")
+    with pytest.raises(ICPNError, match="--dataplane 'bmv2'"):
+        choose_runner("bmv2")
+
+
+def test_the_controller_restores_an_ebpf_node_whose_program_was_removed(
+    icpn_network: Callable[..., Network],
+) -> None:
+    """Someone takes XDP off one of pe2's ports: the node is not alive any more, the network
+    breaks, and the controller's watch re-pushes pe2's configuration onto every port."""
+    net = icpn_network(TOPOS / "minimal.yaml", dataplane="ebpf")
+    runners = {n: r for n, r in net.runners.items() if isinstance(r, EBPFSwitchRunner)}
+    assert all(r.alive() for r in runners.values())
+    ctl = Controller(dict(net.plan.switches), runners, log=lambda _m: None)
+    assert ctl.reconcile() == []
+    ifname = net.emu.ifnames[("pe2", 1)]
+    net.emu.nodes["pe2"].cmd(f"ip link set dev {ifname} xdpgeneric off")
+    assert not runners["pe2"].alive()
+    assert net.ping("ha", "hb", count=2) == 0
+    stop = ctl.watch(interval_s=0.2)
+    try:
+        deadline = time.monotonic() + 10
+        while not ctl.restarts and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop()
+    assert ctl.restarts == {"pe2": 1}
+    assert runners["pe2"].alive()
+    assert net.ping("ha", "hb", count=2) == 2
