@@ -267,11 +267,12 @@ class Scenario:
         before = self._switch_counts()
         self.log(f"  phase {name}: {len(self.topo.flows)} flows for {self.seconds:.0f} s")
         receivers = {}
-        for host in sorted({f.dst for f in self.topo.flows}):
-            stats = self.run_dir / f"{name}-rx-{host}.json"
+        for host, dport in sorted({(f.dst, f.dport) for f in self.topo.flows}):
+            tag = f"{name}-rx-{host}-{dport}"
+            stats = self.run_dir / f"{tag}.json"
             argv = [sys.executable, "-m", "pyctl.net.traffic", "recv", "--stats", str(stats)]
-            argv += ["--duration", str(self.seconds + 2)]
-            receivers[host] = (self.emu.popen(host, argv, f"{name}-rx-{host}"), stats)
+            argv += ["--port", str(dport), "--duration", str(self.seconds + 2)]
+            receivers[(host, dport)] = (self.emu.popen(host, argv, tag), stats)
         time.sleep(0.3)
         senders = {}
         for i, f in enumerate(self.topo.flows):
