@@ -48,6 +48,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+BENCHES = {
+    "ebpf": "ebpf_srv6.py",
+    "path": "srv6_path.py",
+    "network": "network.py",
+    "collector": "collector.py",
+}
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "bench" / BENCHES[args.name]
+    if not script.exists():
+        raise ICPNError(f"bench: {script} not found (benchmarks run from a source checkout)")
+    return subprocess.run([sys.executable, str(script), *args.args], check=False).returncode
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pyctl.demo import run_demo
 
@@ -115,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     r.add_argument("topology", metavar="TOPOLOGY.yaml")
-    r.add_argument("--dataplane", default="auto", help="auto (default) or reference")
+    r.add_argument(
+        "--dataplane",
+        default="auto",
+        help="switch nodes: ebpf, reference, or auto (default: ebpf when it can run here)",
+    )
     r.add_argument("--seconds", type=float, default=5.0, help="traffic time per phase (5)")
     r.add_argument(
         "--scale", type=float, default=None, help="bandwidth/rate factor (default: per data plane)"
@@ -123,6 +144,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--runs", default="runs", help="where run directories go (runs/)")
     r.add_argument("--no-cli", action="store_true", help="never open the Mininet CLI")
     r.set_defaults(func=_cmd_run)
+
+    from pyctl.experiments import cli as experiments_cli
+
+    x = sub.add_parser(
+        "experiment",
+        help="run one of the paper's pilots; print its figures beside the paper's",
+        description=experiments_cli.DESCRIPTION,
+    )
+    experiments_cli.add_arguments(x)
+    x.set_defaults(func=experiments_cli.run)
+
+    b = sub.add_parser(
+        "bench",
+        help="run a benchmark script of bench/ (ebpf, path, network, collector)",
+        description=(
+            "Run one of the benchmarks under bench/ from a source checkout; each prints its "
+            "figures side by side with their targets. Extra arguments go to the script."
+        ),
+    )
+    b.add_argument("name", choices=sorted(BENCHES), help="which benchmark")
+    b.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    b.set_defaults(func=_cmd_bench)
 
     m = sub.add_parser(
         "demo",

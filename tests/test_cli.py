@@ -102,5 +102,15 @@ def test_console_script_help() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "pyctl.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for cmd in ("packet", "vectors", "dissect", "demo", "collector", "sched"):
+    for cmd in (
+        "packet",
+        "vectors",
+        "dissect",
+        "demo",
+        "run",
+        "experiment",
+        "collector",
+        "sched",
+        "bench",
+    ):
         assert cmd in out

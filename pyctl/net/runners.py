@@ -70,17 +70,17 @@ class SoftwareSwitchRunner:
             argv += ["--port", f"{port}={ifname}"]
         for port, bps in sorted(self.rates.items()):
             argv += ["--rate", f"{port}={bps:.0f}"]
-        log = open(self.run_dir / "logs" / f"swnode-{self.name}.log", "ab")  # noqa: SIM115
+        logfile = self.run_dir / "logs" / f"swnode-{self.name}.log"
+        log = open(logfile, "ab")  # noqa: SIM115 (handed to the process)
+        start = log.tell()  # a restart appends: only what this start writes counts
         self.proc = self.node.popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + 10
-        logfile = self.run_dir / "logs" / f"swnode-{self.name}.log"
         while time.monotonic() < deadline:
+            written = logfile.read_bytes()[start:].decode(errors="replace")
             if self.proc is None or self.proc.poll() is not None:
-                raise EmulationError(
-                    f"switch {self.name}: swnode exited: {logfile.read_text()[-500:]}"
-                )
-            if f"swnode {cfg.name}:" in logfile.read_text():
+                raise EmulationError(f"switch {self.name}: swnode exited: {written[-500:]}")
+            if f"swnode {cfg.name}:" in written:
                 return
             time.sleep(0.05)
         raise EmulationError(f"switch {self.name}: swnode did not start within 10 s ({logfile})")
@@ -233,6 +233,19 @@ class EBPFSwitchRunner:
         if old is not None:
             old.hand_over()  # its interfaces run the new program now
             old.close()
+
+    def ifit_counters(self) -> dict[tuple[int, int], tuple[int, int]]:
+        """The node's IFIT counters: (FlowMonID, colour) -> (packets, bytes)."""
+        with self._lock:
+            return self._dp.ifit_counters() if self._dp is not None else {}
+
+    def set_port_rate(self, port: int, bps: float) -> None:
+        """Change a port's line rate in place (no reload: the node keeps its state)."""
+        with self._lock:
+            self.rates[port] = bps
+            if self._dp is not None:
+                buffer = self.buffers.get(port, DEFAULT_BUFFER_BYTES)
+                self._dp.shape_ports({port: (int(bps), buffer)})
 
     def alive(self) -> bool:
         """Whether the node's program is still on every port and its agent runs (the controller

@@ -1,0 +1,630 @@
+"""What the paper's pilots share as experiments: options, a network session with timed phases,
+the paper's figures beside the emulated ones, and the report (text, report.json, PNGs).
+
+An experiment (one module each) builds its topology, runs phases on an `ExperimentScenario` —
+the `icpn run` machinery (`pyctl.net.scenario.Scenario`: Mininet emulation, RoCEv2-like
+traffic, headend port sampling, IFIT collector) with flows chosen per phase, actions at set
+times within a phase (re-push a node, change a sender's rate, degrade a link) — and returns
+its figures and what it scaled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyctl import constants as C
+from pyctl.controller.plan import Plan
+from pyctl.errors import ConfigError
+from pyctl.model.fields import Field
+from pyctl.model.node import NodeConfig
+from pyctl.net.emulation import Emulation, netem_available
+from pyctl.net.runners import SoftwareSwitchRunner
+from pyctl.net.scenario import SAMPLE_S, FlowResult, Phase, Scenario, choose_runner, scaled
+from pyctl.net.topology import FlowIntent, Topology, load_topology, topology_from_field
+
+TOPOLOGIES = Path(__file__).resolve().parent.parent.parent / "topologies"
+ETH_P_ALL = 0x0003
+UDP6_FRAME_OVERHEAD = 14 + 40 + 8  # Ethernet, IPv6 and UDP headers of a decapsulated frame
+ROCE_PAYLOAD = 4096  # UDP payload a packet (BTH included): RoCEv2's usual 4 KB MTU
+# The Python switch forwards a few thousand packets a second: `icpn run` scales by 0.05 with
+# 1000-octet packets; four times larger packets carry four times the bits at that packet rate.
+REFERENCE_SCALE = 0.2
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run an experiment (the `icpn experiment` options)."""
+
+    dataplane: str = "auto"
+    seconds: float = 5.0
+    scale: float | None = None  # None: per data plane, as `icpn run`
+    runs: Path = Path("runs")
+    cli: bool = False
+    log: Callable[[str], None] = print
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.seconds <= 3600:
+            raise ConfigError("--seconds", f"{self.seconds} is out of range [1, 3600]")
+        if self.scale is not None and not 1e-4 <= self.scale <= 100:
+            raise ConfigError("--scale", f"{self.scale} is out of range [0.0001, 100]")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One headline figure: as the paper states it, and as this run measured it."""
+
+    what: str
+    paper: str
+    emulated: str
+    value: float | None = None  # the emulated figure as a number (ratios as 0..1)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """One thing the experiment scales down (or leaves out), and why."""
+
+    what: str
+    paper: str
+    here: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Action:
+    """Something the controller does `at_s` seconds into a phase."""
+
+    at_s: float
+    label: str
+    do: Callable[[], None]
+
+
+@dataclass
+class TimedPhase(Phase):
+    """A phase with the actions taken during it ((seconds into the phase, label))."""
+
+    events: list[tuple[float, str]] = field(default_factory=list)
+    sample_s: float = SAMPLE_S
+    # "node:port" -> (t, Mbit/s of UDP payload sent there): frame bytes less Ethernet/IPv6/UDP
+    watched: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+
+@dataclass
+class _Sender:
+    flow: FlowIntent
+    index: int
+    rate_mbit: float
+    deadline: float  # monotonic
+    runs: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        return any(proc.poll() is None for proc, _ in self.runs)
+
+
+@dataclass
+class Outcome:
+    name: str
+    report: dict[str, Any]
+    run_dir: Path
+    text: str
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def resolve_scale(dataplane: str, scale: float | None) -> tuple[str, float]:
+    """(data plane name, bandwidth factor): the reference switch defaults to 0.2, others 1."""
+    name, _, _ = choose_runner(dataplane)
+    if scale is not None:
+        return name, scale
+    return name, REFERENCE_SCALE if name == "reference" else 1.0
+
+
+def topology(source: str | Mapping[str, Any], where: str = "<experiment>") -> Topology:
+    """A topology from a file under topologies/ (by name) or from a dict (the YAML schema)."""
+    if isinstance(source, str):
+        return load_topology(TOPOLOGIES / source)
+    return topology_from_field(Field(dict(source), "", where))
+
+
+def run_dir_for(opts: Options, name: str) -> Path:
+    return opts.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-experiment-{name}"
+
+
+def path_delay_ms(topo: Topology, nodes: Sequence[str]) -> float:
+    """Configured propagation delay (one way) along consecutive nodes, from the links' delay_ms."""
+    links = {frozenset((lk.a, lk.b)): lk for lk in topo.links}
+    total = 0.0
+    for a, b in zip(nodes, nodes[1:], strict=False):
+        lk = links.get(frozenset((a, b)))
+        if lk is None:
+            raise ConfigError(topo.source, f"no link between {a!r} and {b!r}")
+        total += lk.delay_ms
+    return total
+
+
+def ifit_delays_us(plan: Plan, ifit: Mapping[str, Any], flows: Sequence[str]) -> list[float]:
+    """Mean one-way delay (µs) the collector measured for each IFIT flow of these names."""
+    ids = {plan.flowmon_ids[n] for n in flows if n in plan.flowmon_ids}
+    out = []
+    for fl in ifit.get("flows", []):
+        avg = (fl.get("delay_us") or {}).get("avg")
+        if fl.get("flowmon_id") in ids and isinstance(avg, int | float):
+            out.append(float(avg))
+    return out
+
+
+def port_towards(plan: Plan, node: str, peer: str) -> int:
+    """The port of `node` whose link leads to `peer`."""
+    for (n, port), (other, _) in plan.wiring.items():
+        if n == node and other == peer:
+            return port
+    raise ConfigError("topology", f"{node!r} has no link to {peer!r}")
+
+
+class ExperimentScenario(Scenario):
+    """`Scenario` with a session the experiment drives: phases of chosen flows, timed actions."""
+
+    def __init__(
+        self,
+        topo: Topology,
+        run_dir: Path,
+        dataplane: str = "auto",
+        seconds: float = 5.0,
+        log: Callable[[str], None] = print,
+        scale: float = 1.0,
+        payload: int = ROCE_PAYLOAD,
+    ) -> None:
+        super().__init__(topo, run_dir, dataplane, seconds, log, scale)
+        self.payload = payload
+        self.lock = threading.Lock()  # node shells and switch restarts, one at a time
+        self.collector_node: str | None = None
+        self.senders: dict[str, _Sender] = {}
+        self.delay_emulated = False
+        self._phase_start = 0.0
+        self._phase_name = ""
+        self.configs: dict[str, NodeConfig] = dict(self.plan.switches)  # as last pushed
+
+    @contextmanager
+    def session(self, collector: bool = True, cli: bool = False) -> Iterator[Emulation]:
+        """The network up (and the IFIT collector process, unless told not to) until the end."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log(f"  data planes: {self.dataplane} — {self.why}")
+        self.delay_emulated = netem_available()
+        t0 = time.monotonic()
+        self.emu = Emulation(self.topo, self.plan, self.run_dir, self._runner, log=self.log)
+        with self.emu:
+            self.log(
+                f"  network up: {len(self.plan.switches)} switches, {len(self.plan.hosts)} hosts"
+                f" in {time.monotonic() - t0:.1f} s (run directory {self.run_dir})"
+            )
+            try:
+                if collector:
+                    self.collector_node = self._start_collector()
+                yield self.emu
+                if cli:
+                    from mininet.cli import CLI
+
+                    self.log("  Mininet CLI (exit to tear the network down)")
+                    CLI(self.emu.net)
+            finally:
+                self._stop_senders()
+
+    def ifit(self) -> dict[str, Any]:
+        """The collector process's /flows document (empty without a collector)."""
+        return self._collector_snapshot(self.collector_node)
+
+    def apply(self, switch: str, cfg: NodeConfig) -> None:
+        """The controller re-pushes a switch's configuration (thread-safe)."""
+        with self.lock:
+            self.runners[switch].apply(cfg)
+            self.configs[switch] = cfg
+
+    def sh(self, node: str, cmd: str) -> str:
+        """A shell command in a node (thread-safe with the sampler)."""
+        assert self.emu is not None
+        with self.lock:
+            out: str = self.emu.nodes[node].cmd(cmd)
+            return out
+
+    def elapsed(self) -> float:
+        """Seconds since the current phase's traffic started."""
+        return time.monotonic() - self._phase_start
+
+    def phase(
+        self,
+        name: str,
+        flows: Sequence[FlowIntent] | None = None,
+        *,
+        configs: Mapping[str, NodeConfig] | None = None,
+        seconds: float | None = None,
+        actions: Sequence[Action] = (),
+        sample_s: float = SAMPLE_S,
+        watch: Sequence[tuple[str, int]] = (),
+    ) -> TimedPhase:
+        """Run `flows` (default: all) for `seconds`, after pushing `configs` to their switches;
+        sample every headend path port (and the UDP payload rate sent out of each `watch`
+        port); run each action when its time comes."""
+        assert self.emu is not None
+        secs = self.seconds if seconds is None else seconds
+        for sw, cfg in (configs or {}).items():
+            self.apply(sw, cfg)
+        chosen = list(self.topo.flows if flows is None else flows)
+        names = [f.name for f in self.topo.flows]
+        phase = TimedPhase(name, secs, paths=self.paths(), sample_s=sample_s)
+        counts_before = self._switch_counts()
+        self.log(f"  phase {name}: {len(chosen)} flows for {secs:g} s")
+        receivers = []
+        for host in sorted({f.dst for f in chosen}):
+            stats = self.run_dir / f"{name}-rx-{host}.json"
+            argv = [sys.executable, "-m", "pyctl.net.traffic", "recv", "--stats", str(stats)]
+            argv += ["--duration", str(secs + 2)]
+            receivers.append((self.emu.popen(host, argv, f"{name}-rx-{host}"), stats))
+        time.sleep(0.3)
+        self.senders = {}
+        self._phase_name = name
+        start = self._phase_start = time.monotonic()
+        for f in chosen:
+            sender = _Sender(f, names.index(f.name), f.rate_mbit, start + secs)
+            self.senders[f.name] = sender
+            self._start_sender(sender)
+        last = {(p.headend, p.port): self._tx(p.headend, p.port) for p in phase.paths}
+        last_w = {w: self._tx_counts(*w) for w in watch}
+        phase.watched = {f"{n}:{p}": [] for n, p in watch}
+        last_t = start
+        pending = sorted(actions, key=lambda a: a.at_s)
+        shown = 0
+        while any(s.alive() for s in self.senders.values()):
+            time.sleep(max(0.0, sample_s - (time.monotonic() - last_t)))
+            now = time.monotonic()
+            for p in phase.paths:
+                b = self._tx(p.headend, p.port)
+                mbit = (b - last[(p.headend, p.port)]) * 8 / max(now - last_t, 1e-6) / 1e6
+                p.samples.append((round(now - start, 3), mbit))
+                last[(p.headend, p.port)] = b
+            for w in watch:
+                (b, n), (b0, n0) = self._tx_counts(*w), last_w[w]
+                payload = (b - b0) - (n - n0) * UDP6_FRAME_OVERHEAD
+                mbit = payload * 8 / max(now - last_t, 1e-6) / 1e6
+                phase.watched[f"{w[0]}:{w[1]}"].append((round(now - start, 3), mbit))
+                last_w[w] = (b, n)
+            last_t = now
+            while pending and now - start >= pending[0].at_s:
+                action = pending.pop(0)
+                action.do()
+                phase.events.append((round(time.monotonic() - start, 3), action.label))
+                self.log(f"    {time.monotonic() - start:.2f} s: {action.label}")
+            if int(now - start) > shown:
+                shown = int(now - start)
+                self.log(f"    {shown}/{secs:g} s")
+        for proc, _ in receivers:
+            proc.wait(secs + 10)
+        for sw, now_counts in self._switch_counts().items():
+            was = counts_before.get(sw, {})
+            phase.switches[sw] = {k: v - was.get(k, 0) for k, v in now_counts.items()}
+        for p in phase.paths:
+            busy = [m for t, m in p.samples if 0.5 <= t <= secs - 0.25] or [0.0]
+            p.mbit = sum(busy) / len(busy)
+        rx: dict[str, Any] = {}
+        for _, stats in receivers:
+            if stats.exists():
+                rx.update(json.loads(stats.read_text()))
+        for f in chosen:
+            phase.flows.append(self._flow_result(self.senders[f.name], rx))
+        self.senders = {}
+        return phase
+
+    def set_rate(self, flow: str, rate_mbit: float) -> None:
+        """Restart `flow`'s sender at `rate_mbit` for the rest of the phase (same QP and ports)."""
+        sender = self.senders[flow]
+        proc, _ = sender.runs[-1]
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(5)
+        sender.rate_mbit = rate_mbit
+        if sender.deadline - time.monotonic() > 0.05:
+            self._start_sender(sender)
+
+    def _start_sender(self, s: _Sender) -> None:
+        assert self.emu is not None
+        f, i = s.flow, s.index
+        n = len(s.runs)
+        tag = f"{self._phase_name}-tx-{f.name}" + (f"-{n}" if n else "")
+        stats = self.run_dir / f"{tag}.json"
+        remaining = max(0.1, s.deadline - time.monotonic())
+        argv = [sys.executable, "-m", "pyctl.net.traffic", "send", "--stats", str(stats)]
+        argv += ["--dst", str(self.plan.hosts[f.dst].address), "--dport", str(f.dport)]
+        argv += ["--sport", str(f.sport + i), "--qp", hex(f.qp or 0x10 + i)]
+        argv += ["--rate-mbit", f"{s.rate_mbit:.3f}", "--duration", f"{remaining:.3f}"]
+        argv += ["--size", str(self.payload)]
+        s.runs.append((self.emu.popen(f.src, argv, tag), stats))
+
+    def _flow_result(self, s: _Sender, rx: Mapping[str, Any]) -> FlowResult:
+        f, i = s.flow, s.index
+        res = FlowResult(f.name)
+        sent = secs = 0.0
+        for _, stats in s.runs:
+            if stats.exists():
+                tx = json.loads(stats.read_text())
+                sent += tx["bytes"]
+                secs += tx["seconds"]
+                res.cnps += tx["cnps"]
+        res.sent_mbit = sent * 8 / max(secs, 1e-9) / 1e6
+        got = rx.get(f"{self.plan.hosts[f.src].address}/{f.qp or 0x10 + i:#x}")
+        if got is not None:
+            span = max(got["last"] - got["first"], 1e-9)
+            res.received_mbit = got["bytes"] * 8 / span / 1e6
+            res.ce = got["ce"]
+        return res
+
+    def _tx(self, switch: str, port: int) -> int:
+        with self.lock:
+            return self._tx_bytes(switch, port)
+
+    def _tx_counts(self, node: str, port: int) -> tuple[int, int]:
+        """(bytes, packets) sent out of a node's port, from the node's own netlink."""
+        assert self.emu is not None
+        out = self.sh(node, f"ip -s -j link show dev {self.emu.ifnames[(node, port)]}")
+        try:
+            tx = json.loads(out)[0]["stats64"]["tx"]
+            return int(tx["bytes"]), int(tx["packets"])
+        except (ValueError, KeyError, IndexError):
+            return 0, 0
+
+    def _stop_senders(self) -> None:
+        for s in self.senders.values():
+            for proc, _ in s.runs:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(5)
+        self.senders = {}
+
+    def set_link_rate(self, a: str, b: str, mbit: float) -> str:
+        """Shape the link a-b down (or back up) on a's side; how, per data plane.
+
+        A software switch sends through the interface's qdisc: its HTB class gets the new rate
+        (the queue then adds delay, and drops when full). An eBPF node forwards with
+        XDP_REDIRECT, which bypasses qdiscs: its port's line rate (the virtual queue, which
+        tail-drops but adds no delay) is changed in place when the runner offers
+        `set_port_rate(port, bps)`, else by re-loading the node (fresh state: its counters and
+        elephant table start again).
+        """
+        assert self.emu is not None
+        port = port_towards(self.plan, a, b)
+        intf = self.emu.ifnames[(a, port)]
+        runner = self.runners[a]
+        if isinstance(runner, SoftwareSwitchRunner):
+            kbit = max(1, round(mbit * 1000))
+            cmd = (
+                f"tc class replace dev {intf} parent 1: classid 1:1 htb rate {kbit}kbit"
+                f" ceil {kbit}kbit; echo rc=$?"
+            )
+            out = self.sh(a, cmd)
+            if "rc=0" not in out:
+                raise ConfigError(f"link {a}-{b}", f"cannot shape {intf}: {out.strip()}")
+            return f"HTB rate of {intf}"
+        rates = getattr(runner, "rates", None)
+        if not isinstance(rates, dict):
+            raise ConfigError(f"link {a}-{b}", f"the {self.dataplane} node cannot be reshaped")
+        set_port_rate = getattr(runner, "set_port_rate", None)
+        with self.lock:
+            rates[port] = mbit * 1e6
+            if callable(set_port_rate):
+                set_port_rate(port, mbit * 1e6)
+                return f"line rate of {a}'s port {port} (virtual queue, in place)"
+            runner.apply(self.configs[a])
+        return f"line rate of {a}'s port {port} (virtual queue; node re-loaded)"
+
+    def report(
+        self,
+        name: str,
+        title: str,
+        phases: Sequence[Phase],
+        ifit: Mapping[str, Any],
+        figures: Sequence[Figure],
+        scaling: Sequence[Scaled],
+        model: Sequence[str] = (),
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Scenario's report (phases, paths, flows, IFIT) plus the experiment's figures."""
+        report = self._report(list(phases), dict(ifit))
+        report.update(
+            experiment=name,
+            title=title,
+            scale=self.scale,
+            emulation_prefix=self.emu.prefix if self.emu is not None else None,
+            delay_emulated=self.delay_emulated,
+            events={p.name: p.events for p in phases if isinstance(p, TimedPhase)},
+            figures=[dataclasses.asdict(f) for f in figures],
+            scaled=[dataclasses.asdict(s) for s in scaling],
+            model=list(model),
+            **extra,
+        )
+        return report
+
+
+class Sniffer:
+    """Frames arriving on one interface of a node, for a short while, from a thread.
+
+    A packet socket sees them on a software switch; an eBPF node takes frames before packet
+    sockets would, so its runner's capture (`tap(port)`, both directions) is used instead.
+    """
+
+    def __init__(self, scenario: ExperimentScenario, node: str, port: int) -> None:
+        assert scenario.emu is not None
+        ifname = scenario.emu.ifnames[(node, port)]
+        self.port = port
+        self.frames: list[bytes] = []
+        self._thread: threading.Thread | None = None
+        self._tap: Callable[[int], AbstractContextManager[list[bytes]]] | None = None
+        self._sock: socket.socket | None = None
+        tap = getattr(scenario.runners.get(node), "tap", None)
+        if callable(tap):
+            self._tap = tap
+            return
+
+        def make() -> socket.socket:
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            s.bind((ifname, 0))
+            s.settimeout(0.05)
+            return s
+
+        self._sock = scenario.emu.run_in(node, make)  # the socket stays in the namespace
+
+    def start(self, seconds: float, limit: int = 50) -> Sniffer:
+        def from_socket(sock: socket.socket) -> None:
+            end = time.monotonic() + seconds
+            try:
+                while time.monotonic() < end and len(self.frames) < limit:
+                    try:
+                        self.frames.append(sock.recv(65536))
+                    except TimeoutError:
+                        continue
+            finally:
+                sock.close()
+
+        def from_tap(tap: Callable[[int], AbstractContextManager[list[bytes]]]) -> None:
+            with tap(self.port) as frames:
+                time.sleep(seconds)
+            self.frames = list(frames)[:limit]
+
+        if self._tap is not None:
+            self._thread = threading.Thread(target=from_tap, args=(self._tap,), daemon=True)
+        elif self._sock is not None:
+            self._thread = threading.Thread(target=from_socket, args=(self._sock,), daemon=True)
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def wait(self) -> list[bytes]:
+        if self._thread is not None:
+            self._thread.join()
+        elif self._sock is not None:
+            self._sock.close()
+        return self.frames
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(r: Sequence[str]) -> str:
+        cells = zip(r, widths, strict=True)
+        return indent + "  ".join(c.ljust(w) for c, w in cells).rstrip()
+
+    return [fmt(header), indent + "  ".join("-" * w for w in widths), *[fmt(r) for r in rows]]
+
+
+def render(report: Mapping[str, Any], run_dir: Path, plots: Sequence[Path]) -> str:
+    """The text a person reads: paper beside emulated, what is scaled, per phase, the model."""
+    lines = [
+        f"== experiment {report['experiment']}: {report['title']}",
+        f"   on {report['dataplane']}, {report['seconds_per_phase']:g} s a phase,"
+        f" bandwidth scale {report['scale']:g}",
+        "",
+        "paper vs emulated:",
+        *table(
+            ["figure", "paper", "emulated", "note"],
+            [[f["what"], f["paper"], f["emulated"], f["note"]] for f in report["figures"]],
+        ),
+        "",
+        "what is scaled, and why:",
+    ]
+    for s in report["scaled"]:
+        lines.append(f"  * {s['what']}: paper {s['paper']} -> here {s['here']} ({s['why']})")
+    if report["model"]:
+        lines += ["", "how the figures are computed:"]
+        lines += [f"  * {m}" for m in report["model"]]
+    if report.get("story"):
+        lines += ["", "what happened:"]
+        lines += [f"  {m}" for m in report["story"]]
+    phases = [p for p in report["phases"] if p["paths"]]
+    if phases:
+        rows = []
+        for i, p in enumerate(phases[0]["paths"]):
+            row = [f"{p['headend']}:{p['port']} -> {p['first_hop']}"]
+            row.append(f"{p['bw_mbit']:g}" if p["bw_mbit"] else "-")
+            for ph in phases:
+                q = ph["paths"][i]
+                util = q["mbit"] / q["bw_mbit"] if q["bw_mbit"] else None
+                row.append(f"{q['mbit']:7.2f} {pct(util):>6}")
+            rows.append(row)
+        header = ["path (headend port -> first hop)", "Mbit/s"]
+        header += [f"{ph['name']}: Mbit/s util" for ph in phases]
+        lines += ["", "paths (mean over the phase):", *table(header, rows)]
+    flow_rows = []
+    for ph in report["phases"]:
+        for f in ph["flows"]:
+            flow_rows.append(
+                [
+                    ph["name"],
+                    f["name"],
+                    f"{f['sent_mbit']:.2f}",
+                    f"{f['received_mbit']:.2f}",
+                    str(f["ce"]),
+                    str(f["cnps"]),
+                ]
+            )
+    if flow_rows:
+        header = ["phase", "flow", "sent Mbit/s", "received Mbit/s", "CE", "CNP"]
+        lines += ["", "flows:", *table(header, flow_rows)]
+    for w in report.get("warnings", []):
+        lines.append(f"warning: {w}")
+    lines += ["", f"report: {run_dir / 'report.json'}" + "".join(f", {p}" for p in plots)]
+    return "\n".join(lines)
+
+
+def finish(
+    name: str,
+    report: dict[str, Any],
+    run_dir: Path,
+    extra_plots: Callable[[Mapping[str, Any], Path], list[Path]] | None = None,
+) -> Outcome:
+    """Write report.json and the PNGs; the text for the terminal."""
+    from pyctl.net.report import plot
+
+    (run_dir / "report.json").write_text(json.dumps(report, indent=1))
+    plots = plot(report, run_dir)
+    if extra_plots is not None:
+        plots += extra_plots(report, run_dir)
+    return Outcome(name, report, run_dir, render(report, run_dir, plots))
+
+
+def scaled_topology(topo: Topology, factor: float) -> Topology:
+    """`scaled` (link bandwidths, flow rates, elephant threshold), and SLA bandwidths too."""
+    topo = scaled(topo, factor)
+    flows = tuple(
+        dataclasses.replace(
+            f, sla=dataclasses.replace(f.sla, bandwidth_mbit=f.sla.bandwidth_mbit * factor)
+        )
+        if f.sla.bandwidth_mbit
+        else f
+        for f in topo.flows
+    )
+    return dataclasses.replace(topo, flows=flows)
+
+
+def roce(flows: Sequence[FlowIntent]) -> list[FlowIntent]:
+    """The RoCEv2 flows (the traffic receivers listen on UDP 4791 only)."""
+    return [f for f in flows if f.dport == C.ROCEV2_UDP_PORT]
+
+
+def plt_module() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -1,0 +1,557 @@
+"""reroute: a path degrades mid-transfer, IFIT sees it, the scheduler moves the flow.
+
+An application's flow (with a latency and loss SLA) runs from an edge site to a data centre;
+the headend has two SRv6 paths, via `pa` and via `pb`. The compute-aware scheduler
+(`pyctl.sched.Scheduler`) places the flow on the better path, and the controller steers it
+there: the headend's configuration gets a policy of the flow's own, pinned to that SID list,
+ahead of the planned ones, and the flow's IFIT FlowMonID names the path (100 + SID-list
+index), then it is re-pushed. An IFIT collector runs in this process, in the collector node's
+namespace, with a `CollectorFeed` that hands the scheduler each colour period's figures.
+
+Part-way through, the link from the headend to `pa` is shaped down hard (below the flow's
+rate). On the software switch the queue then adds delay and drops; the scheduler sees the
+path's one-way delay above the SLA at the end of a colour period, moves the flow to `pb`, and
+the report shows the IFIT path before and after, with the time from the degradation to the
+decision and to the first packet traced on the new path (within two colour periods). On eBPF
+nodes the shaping is a virtual queue that drops without delaying; the path's loss is then
+what IFIT can see, from counter records the control plane exports each period (when the
+switch runner offers `ifit_counters()`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any
+
+from pyctl import constants as C
+from pyctl.errors import ConfigError
+from pyctl.experiments.common import (
+    Action,
+    ExperimentScenario,
+    Figure,
+    Options,
+    Outcome,
+    Scaled,
+    finish,
+    path_delay_ms,
+    plt_module,
+    resolve_scale,
+    run_dir_for,
+    scaled_topology,
+    topology,
+)
+from pyctl.model.node import FlowMatch, NodeConfig, SRv6Policy
+from pyctl.net.runners import SoftwareSwitchRunner
+from pyctl.net.topology import FlowIntent
+from pyctl.sched import SLA, CollectorFeed, DecisionLog, Job, Path, Scheduler, Site
+from pyctl.sched.model import KIND_RESTEER
+from pyctl.telemetry import (
+    ClockConfig,
+    Collector,
+    CollectorConfig,
+    CollectorServer,
+    JsonLinesSink,
+    encode_counter_report,
+)
+
+NAME = "reroute"
+TITLE = "a path degrades mid-transfer: IFIT sees it, the scheduler moves the flow"
+PERIOD_US = 500_000  # colour period: short, so that two periods are one second
+SLA_LATENCY_US = 5_000  # one way: tight for the edge, far above the nodes' own delay
+SLA_LOSS_PPM = 20_000
+DEGRADE_TO = 0.25  # the degraded link carries a quarter of the flow's rate
+DEGRADE_AT = 0.4  # share of the phase before the degradation
+PATH_FLOWMON = 100  # the flow's IFIT FlowMonID on SID list i is 100 + i
+HEAD, EGRESS, VIA = "pe1", "pe2", ("pa", "pb")
+
+TOPOLOGY: dict[str, Any] = {
+    "name": "reroute",
+    "description": "An edge site and a DC joined by two SRv6 paths; one of them degrades.",
+    "sites": [{"name": "edge"}, {"name": "dc", "gpus": 64}],
+    "nodes": [
+        {"name": "app", "kind": "host", "site": "edge"},
+        {"name": HEAD, "kind": "auto", "role": "headend", "site": "edge"},
+        {"name": VIA[0], "kind": "auto", "role": "transit"},
+        {"name": VIA[1], "kind": "auto", "role": "transit"},
+        {"name": EGRESS, "kind": "auto", "role": "egress", "site": "dc"},
+        {"name": "server", "kind": "host", "site": "dc"},
+        {"name": "collector", "kind": "collector"},
+    ],
+    "links": [
+        {"a": "app", "b": HEAD, "bw_mbit": 400},
+        {"a": HEAD, "b": VIA[0], "bw_mbit": 100, "delay_ms": 1, "queue_packets": 16},
+        {"a": HEAD, "b": VIA[1], "bw_mbit": 100, "delay_ms": 2, "queue_packets": 16},
+        {"a": VIA[0], "b": EGRESS, "bw_mbit": 100},
+        {"a": VIA[1], "b": EGRESS, "bw_mbit": 100},
+        {"a": EGRESS, "b": "server", "bw_mbit": 400},
+        {"a": EGRESS, "b": "collector"},
+    ],
+    "policies": [
+        {"name": "edge-to-dc", "headend": HEAD, "egress": EGRESS, "paths": [["pa"], ["pb"]]}
+    ],
+    "flows": [
+        {
+            "name": "inference",
+            "src": "app",
+            "dst": "server",
+            "dport": 4791,
+            "qp": 0x601,
+            "apn": {"app": 6, "user": 1},
+            "rate_mbit": 40,
+            "sla": {"latency_us": SLA_LATENCY_US, "loss_ppm": SLA_LOSS_PPM},
+        }
+    ],
+    "ifit": {"period_us": PERIOD_US},
+}
+
+
+@dataclass(frozen=True)
+class Traced:
+    """One IFIT trace report as the collector received it."""
+
+    time: float  # collector's wall clock
+    flowmon_id: int
+    path: tuple[int, ...]
+    one_way_us: float | None
+
+
+class TimelineSink:
+    """Collector events: each trace report kept as a `Traced`; the others go to `inner`."""
+
+    def __init__(self, inner: JsonLinesSink) -> None:
+        self.inner = inner
+        self.reports: list[Traced] = []
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        if event.get("type") == "report":
+            hops = event.get("hops") or []
+            head_ts, tail_ts = (hops[0].get("ts_us") if hops else None), event.get("ts_us")
+            delay = None if head_ts is None or tail_ts is None else float(tail_ts - head_ts)
+            path = tuple(int(h["node"]) for h in hops if h.get("node") is not None)
+            self.reports.append(Traced(float(event["time"]), int(event["flowmon_id"]), path, delay))
+        elif event.get("type") != "counter":
+            self.inner.emit(event)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+
+class PlanSteerer:
+    """The controller's side of a decision: pin the job's flow to the path's SID list.
+
+    The headend gets its planned configuration plus a policy matching only the flow, with the
+    chosen SID list, ahead of the planned policies; the flow's IFIT FlowMonID becomes the
+    path's. The configuration is re-pushed to the switch (`ExperimentScenario.apply`).
+    """
+
+    def __init__(self, sc: ExperimentScenario, flows: Sequence[FlowIntent]) -> None:
+        self.sc = sc
+        self.flows = {f.name: f for f in flows}
+        self.pushes: list[dict[str, Any]] = []
+
+    def steer(self, job: Job, path: Path) -> None:
+        flow = self.flows.get(job.name)
+        if flow is None:
+            raise ConfigError("job.name", f"{job.name!r} is not a flow of this topology")
+        plan = self.sc.plan
+        cfg = plan.switches[path.headend]
+        pol, i = _sid_list(cfg, path)
+        sl = pol.sid_lists[i]
+        index = [f.name for f in self.sc.topo.flows].index(flow.name)
+        src, dst = plan.hosts[flow.src].address, plan.hosts[flow.dst].address
+        match = FlowMatch(
+            src=ipaddress.ip_network(src),
+            dst=ipaddress.ip_network(dst),
+            proto=flow.proto,
+            sport=flow.sport + index,
+            dport=flow.dport,
+        )
+        pinned = SRv6Policy(
+            name=f"{job.name}-pinned",
+            match=match,
+            sid_lists=(sl,),
+            mode=pol.mode,
+            buckets=tuple(0 for _ in pol.buckets) or (0,),
+            deep_hash=False,
+        )
+        fid = plan.flowmon_ids.get(flow.name)
+        ifit_flows = tuple(
+            dataclasses.replace(x, flowmon_id=PATH_FLOWMON + i) if x.flowmon_id == fid else x
+            for x in cfg.ifit.flows
+        )
+        new = dataclasses.replace(
+            cfg,
+            policies=(pinned, *cfg.policies),
+            ifit=dataclasses.replace(cfg.ifit, flows=ifit_flows),
+        )
+        t0 = time.time()
+        self.sc.apply(path.headend, new)
+        self.pushes.append(
+            {"job": job.name, "path": path.name, "time": t0, "took_s": round(time.time() - t0, 3)}
+        )
+
+
+def _sid_list(cfg: NodeConfig, path: Path) -> tuple[SRv6Policy, int]:
+    """The policy of `cfg` with the path's SID list, and that list's index."""
+    for pol in cfg.policies:
+        for i, sl in enumerate(pol.sid_lists):
+            if tuple(str(s) for s in sl.segments) == path.segments:
+                return pol, i
+    raise ConfigError(f"path {path.name}", f"no SID list of {path.headend} is {path.segments}")
+
+
+class CounterExporter:
+    """The control plane's IFIT counter export (docs/pipeline.md 4): at the end of each colour
+    period of the nodes' clock, every switch whose runner offers `ifit_counters()` (running
+    totals per (FlowMonID, colour)) reports what the closed colour counted in that period (the
+    difference from the totals two periods earlier; a total that went down means the node was
+    re-loaded, and counts from 0); the feed then evaluates the paths at once."""
+
+    def __init__(
+        self, sc: ExperimentScenario, collector: Collector, feed: CollectorFeed, guard_s: float
+    ) -> None:
+        self.sc, self.collector, self.feed, self.guard_s = sc, collector, feed, guard_s
+        self.sources: dict[str, Callable[[], Mapping[tuple[int, int], tuple[int, int]]]] = {
+            name: getattr(runner, "ifit_counters")  # noqa: B009 (optional runner method)
+            for name, runner in sc.runners.items()
+            if callable(getattr(runner, "ifit_counters", None))
+        }
+        self.exported = 0
+        self._totals: dict[tuple[str, int, int], tuple[int, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ifit-counters", daemon=True)
+
+    def start(self) -> None:
+        if self.sources:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        period = PERIOD_US / 1e6
+        while True:
+            now = time.monotonic()
+            boundary = (int(now / period) + 1) * period
+            if self._stop.wait(boundary + self.guard_s - now):
+                return
+            now_us = int(time.monotonic() * 1e6)
+            closed = (now_us // PERIOD_US - 1) & 1
+            for name, read in self.sources.items():
+                node_id = self.sc.configs[name].node_id
+                try:
+                    counters = read()
+                except Exception:  # noqa: BLE001 - a node being re-loaded: skip this period
+                    continue
+                for (fid, colour), (packets, octets) in counters.items():
+                    if colour != closed:
+                        continue
+                    was_p, was_o = self._totals.get((name, fid, colour), (0, 0))
+                    self._totals[(name, fid, colour)] = (packets, octets)
+                    if packets >= was_p and octets >= was_o:
+                        packets, octets = packets - was_p, octets - was_o
+                    report = encode_counter_report(
+                        flowmon_id=fid, colour=colour, node_id=node_id, ts_us=now_us,
+                        packets=packets, octets=octets,
+                    )  # fmt: skip
+                    self.collector.feed(report, None, time.time())
+                    self.exported += 1
+            self.feed.on_period(time.time())
+
+
+def _segments(
+    reports: Sequence[Traced], names: Mapping[int, str], t0: float
+) -> list[dict[str, Any]]:
+    """Runs of consecutive reports over one path: the IFIT path history, with times."""
+    out: list[dict[str, Any]] = []
+    for r in reports:
+        path = " -> ".join(names.get(n, str(n)) for n in r.path)
+        if out and out[-1]["path"] == path:
+            out[-1]["until_s"] = round(r.time - t0, 3)
+            out[-1]["reports"] += 1
+        else:
+            out.append({"path": path, "from_s": round(r.time - t0, 3),
+                        "until_s": round(r.time - t0, 3), "reports": 1})  # fmt: skip
+    return out
+
+
+def _story(
+    placed: Mapping[str, Any],
+    deg: Mapping[str, Any],
+    resteer: Mapping[str, Any] | None,
+    reports: Sequence[Traced],
+    old: tuple[int, ...],
+    new: tuple[int, ...],
+    names: Mapping[int, str],
+    t0: float,
+) -> list[str]:
+    """The run in a few lines, times in seconds into the phase (collector receive times)."""
+
+    def path(nodes: tuple[int, ...]) -> str:
+        return " -> ".join(names.get(n, str(n)) for n in nodes)
+
+    lines = [f"placed {placed['job']} on {placed['path']} ({path(old)})"]
+    if "at_s" in deg:
+        lines.append(f"{deg['at_s']:6.2f} s  degraded {HEAD}-{VIA[0]}: {deg['how']}")
+    if resteer is not None:
+        lines.append(f"{resteer['time'] - t0:6.2f} s  scheduler: {resteer['reason']}")
+    on_old = [r.time - t0 for r in reports if r.path == old]
+    on_new = [r.time - t0 for r in reports if r.path == new]
+    lines.append("IFIT path history:")
+    if on_old:
+        lines.append(f"  {on_old[0]:6.2f} s  {path(old)} ({len(on_old)} reports)")
+    if on_new:
+        late = [t for t in on_old if t > on_new[0]]
+        lines.append(f"  {on_new[0]:6.2f} s  {path(new)} ({len(on_new)} reports)")
+        if late:
+            lines.append(
+                f"  {late[0]:6.2f} - {late[-1]:.2f} s: {len(late)} more reports over {path(old)}"
+                " (packets that were queued on the degraded link)"
+            )
+    return lines
+
+
+def _why_not(sc: ExperimentScenario, exporter: CounterExporter) -> str:
+    """Why no re-steer happened, when the data plane explains it."""
+    if isinstance(next(iter(sc.runners.values()), None), SoftwareSwitchRunner):
+        return "no re-steer: the path's delay and loss stayed within the SLA"
+    if not exporter.sources:
+        return (
+            f"no re-steer: {sc.dataplane} nodes do not delay packets (their queues only drop),"
+            " and their runner offers no ifit_counters() for the loss per colour period"
+        )
+    return "no re-steer: the path's loss stayed within the SLA"
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    return sum(got) / len(got) if got else None
+
+
+def run(opts: Options) -> Outcome:
+    dataplane, factor = resolve_scale(opts.dataplane, opts.scale)
+    base = topology(TOPOLOGY, "reroute")
+    topo = scaled_topology(base, factor)
+    run_dir = run_dir_for(opts, NAME)
+    opts.log(f"icpn experiment {NAME}: {TITLE}")
+    sc = ExperimentScenario(topo, run_dir, opts.dataplane, opts.seconds, opts.log, factor)
+    (flow,) = topo.flows
+    plan = sc.plan
+    ids = {name: cfg.node_id for name, cfg in plan.switches.items()}
+    names = {v: k for k, v in ids.items()}
+    (policy,) = [p for p in plan.switches[HEAD].policies if not p.name.endswith("-reverse")]
+    paths = [
+        Path(
+            name=f"via-{via}",
+            headend=HEAD,
+            site="dc",
+            segments=tuple(str(s) for s in sl.segments),
+            nodes=(ids[HEAD], ids[via], ids[EGRESS]),
+            flowmon_id=PATH_FLOWMON + i,
+            capacity_kbps=int(
+                min(lk.bw_mbit or 0 for lk in topo.links if via in (lk.a, lk.b)) * 1000
+            ),
+            nominal_delay_us=max(1, int(1000 * path_delay_ms(base, [HEAD, via, EGRESS]))),
+        )
+        for i, (via, sl) in enumerate(zip(VIA, policy.sid_lists, strict=True))
+    ]
+    job = Job(flow.name, HEAD, SLA(max_latency_us=SLA_LATENCY_US, max_loss_ppm=SLA_LOSS_PPM),
+              gpus=0, site="dc")  # fmt: skip
+    degraded_mbit = DEGRADE_TO * flow.rate_mbit
+    degrade_at = round(DEGRADE_AT * opts.seconds, 2)
+    deg: dict[str, Any] = {}
+    steerer = PlanSteerer(sc, [flow])
+
+    def degrade() -> None:
+        deg["wall"], deg["at_s"] = time.time(), sc.elapsed()
+        deg["how"] = sc.set_link_rate(HEAD, VIA[0], degraded_mbit)
+        deg["took_s"] = round(time.time() - deg["wall"], 3)
+
+    with (
+        sc.session(collector=False, cli=opts.cli) as emu,
+        open(run_dir / "ifit.jsonl", "w") as ifit_file,
+        open(run_dir / "decisions.jsonl", "w") as decisions_file,
+    ):
+        sink = TimelineSink(JsonLinesSink(ifit_file))
+        config = CollectorConfig(
+            period_s=PERIOD_US / 1e6,
+            clock=ClockConfig(synchronised=True),
+            report_events=True,
+        )
+        collector = Collector(config, sink)
+        server = emu.run_in(
+            "collector",
+            lambda: CollectorServer(collector, bind="::", port=C.IFIT_REPORT_PORT, http_port=None),
+        )
+        sched = Scheduler(
+            [Site("dc", 64)], paths, steerer=steerer, decision_log=DecisionLog(decisions_file)
+        )
+        feed = CollectorFeed(collector, sched)
+        exporter = CounterExporter(sc, collector, feed, guard_s=0.05)
+        server.start()
+        try:
+            placed = sched.place(job)
+            opts.log(f"  scheduler: {placed.kind} {placed.job} on {placed.path}: {placed.reason}")
+            exporter.start()
+            phase = sc.phase(
+                "reroute",
+                [flow],
+                actions=[
+                    Action(
+                        degrade_at, f"degrade {HEAD}-{VIA[0]} to {degraded_mbit:g} Mbit/s", degrade
+                    )
+                ],
+                sample_s=0.1,
+            )
+        finally:
+            exporter.stop()
+            server.stop()
+        snapshot = collector.snapshot()
+    decisions = [d.as_dict() for d in sched.log.tail(100)]
+    t_deg = deg.get("wall")
+    t0 = (t_deg - deg["at_s"]) if t_deg is not None else time.time() - opts.seconds
+    resteer = next(
+        (d for d in decisions if d["kind"] == KIND_RESTEER and t_deg and d["time"] >= t_deg), None
+    )
+    old_nodes, new_nodes = paths[0].nodes, paths[1].nodes
+    reports = sorted(sink.reports, key=lambda r: r.time)
+    moved = next(
+        (r for r in reports if t_deg is not None and r.time >= t_deg and r.path == new_nodes), None
+    )
+    last_old = max((r.time for r in reports if r.path == old_nodes), default=None)
+    period = PERIOD_US / 1e6
+    to_decision = resteer["time"] - t_deg if resteer and t_deg else None
+    to_move = moved.time - t_deg if moved and t_deg else None
+    before = _mean(
+        [r.one_way_us for r in reports if r.path == old_nodes and t_deg and r.time < t_deg]
+    )
+    during = [r.one_way_us for r in reports if r.path == old_nodes and t_deg and r.time >= t_deg]
+    after = _mean(
+        [
+            r.one_way_us
+            for r in reports
+            if moved and r.path == new_nodes and r.time > moved.time + 0.2
+        ]
+    )
+
+    def ms(us: float | None) -> str:
+        return "-" if us is None else f"{us / 1000:.1f} ms"
+
+    def periods(s: float | None) -> str:
+        return "- (not moved)" if s is None else f"{s:.2f} s = {s / period:.2f} colour periods"
+
+    push = next((p for p in steerer.pushes if t_deg and p["time"] >= t_deg), None)
+    settle = moved.time - resteer["time"] if moved and resteer else None
+    worst = max((d for d in during if d is not None), default=None)
+    delays = f"{ms(before)} / {ms(_mean(during))} (max {ms(worst)}) / {ms(after)}"
+    drained = (
+        "-"
+        if last_old is None or moved is None
+        else f"{last_old - moved.time:+.2f} s after the move"
+    )
+    new_path = " -> ".join(names[n] for n in new_nodes)
+    why = resteer["reason"][:90] + "..." if resteer else "no re-steer decision"
+    budget = "- (issue: within two colour periods)"
+    took = None if push is None else push["took_s"]
+    how_push = f"re-push returned after {1000 * took:.0f} ms" if took is not None else ""
+    figures = [
+        Figure("degradation -> scheduler decision", budget, periods(to_decision),
+               None if to_decision is None else to_decision / period, why),
+        Figure("degradation -> flow traced on the new path", budget, periods(to_move),
+               None if to_move is None else to_move / period, f"first IFIT report over {new_path}"),
+        Figure("one-way delay: before / degraded / after", "-", delays, None, "IFIT, per report"),
+        Figure("decision -> first packet traced on the new path", "-",
+               "-" if settle is None else f"{1000 * settle:.0f} ms", settle,
+               f"the {dataplane} headend takes the new configuration; {how_push}"),
+        Figure("last report over the old path", "-", drained, None,
+               "packets already queued on the degraded link"),
+    ]  # fmt: skip
+    capacity = (paths[0].capacity_kbps or 0) / 1000
+    scaling = [
+        Scaled("paths and flow", "not stated (no such figure in the paper)",
+               f"two paths of {capacity:g} Mbit/s, a {flow.rate_mbit:g} Mbit/s flow",
+               f"x{factor:g}: what the {dataplane} data plane forwards here"),
+        Scaled("degradation", "a path degrades (delay or loss)",
+               f"{HEAD}-{VIA[0]} shaped to {degraded_mbit:g} Mbit/s, a quarter of the flow, with a"
+               " 16-packet queue", "no netem here: a rate cut is what can degrade a link; on the"
+               " software switch it queues (delay) and drops, on eBPF it drops"),
+        Scaled("colour period", "typically 1 s or more", f"{period:g} s",
+               "short, so that the two-period budget is one second"),
+        Scaled("SLA", "the application's", f"one-way delay <= {SLA_LATENCY_US / 1000:g} ms, loss <="
+               f" {SLA_LOSS_PPM / 1e4:g}%", "well above the emulated nodes' own delay"),
+    ]  # fmt: skip
+    model = [
+        "the IFIT collector runs in this process (in the collector node's namespace); at the end"
+        " of each colour period a CollectorFeed hands the scheduler each path's figures (the"
+        " one-way delay and loss of its FlowMonID in the period just closed)",
+        "the scheduler re-steers when the measured delay or loss passes the SLA; the controller"
+        " pins the flow to the new SID list (a policy of its own) and re-pushes the headend",
+        "times are the collector's receive times (wall clock) against the moment the shaping"
+        " command was issued",
+    ]
+    report = sc.report(
+        NAME,
+        TITLE,
+        [phase],
+        snapshot,
+        figures,
+        scaling,
+        model,
+        period_s=period,
+        degradation=dict(deg),
+        placement=placed.as_dict(),
+        decisions=decisions,
+        pushes=steerer.pushes,
+        to_decision_s=to_decision,
+        to_move_s=to_move,
+        moved=moved is not None,
+        path_history=_segments(reports, names, t0),
+        timeline=[
+            (
+                round(r.time - t0, 4),
+                names.get(r.path[1], "?") if len(r.path) > 1 else "?",
+                r.one_way_us,
+            )
+            for r in reports
+        ],  # fmt: skip
+        counter_records=exporter.exported,
+        story=_story(placed.as_dict(), deg, resteer, reports, old_nodes, new_nodes, names, t0)
+        + ([] if resteer is not None else [_why_not(sc, exporter)]),
+    )
+    return finish(NAME, report, run_dir, _plot)
+
+
+def _plot(report: Mapping[str, Any], run_dir: FsPath) -> list[FsPath]:
+    plt = plt_module()
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    for via, colour in zip(VIA, ("#c44", "#48c"), strict=True):
+        pts = [(t, d / 1000) for t, v, d in report["timeline"] if v == via and d is not None]
+        ax.scatter([t for t, _ in pts], [d for _, d in pts], s=4, color=colour, label=f"via {via}")
+    deg = report["degradation"].get("at_s")
+    marks = [(deg, "degradation", "black")]
+    t0 = (report["degradation"].get("wall") or 0) - (deg or 0)
+    for d in report["decisions"]:
+        if d["kind"] == KIND_RESTEER:
+            marks.append((d["time"] - t0, "decision", "green"))
+    for x, label, colour in marks:
+        if x is not None:
+            ax.axvline(x, color=colour, linestyle="--", label=label)
+    ax.axhline(SLA_LATENCY_US / 1000, color="grey", linestyle=":", label="SLA")
+    ax.set_yscale("log")
+    ax.set_xlabel("s")
+    ax.set_ylabel("IFIT one-way delay, ms")
+    ax.set_title(f"reroute: colour period {report['period_s']:g} s")
+    ax.legend(fontsize="small", loc="upper left")
+    fig.tight_layout()
+    out = run_dir / "reroute-timeline.png"
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return [out]

@@ -1,0 +1,278 @@
+"""The paper's pilots as experiments (pyctl.experiments, `icpn experiment`).
+
+The models and the controller's steering are checked offline; then each experiment runs once
+on a real Mininet network of reference software switches (short phases, small scale) and its
+report is held to the headline relation where it is robust, and to leaving nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path as FsPath
+from typing import Any
+
+import pytest
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, IPv6ExtHdrSegmentRouting
+from scapy.layers.l2 import Ether
+
+from pyctl.errors import ConfigError
+from pyctl.experiments import cross_dc, elastic, ingest, remote_storage, reroute, run_experiment
+from pyctl.experiments.common import ExperimentScenario, Options, port_towards, topology
+from pyctl.model.hashing import FlowKey, flow_hash
+from pyctl.model.node import NodeConfig, PacketContext
+from pyctl.packets import APNOption, roce_packet
+from pyctl.sched import SLA, CollectorFeed, Job, Path, RecordingSteerer, Scheduler, Site
+from pyctl.targets import open_dataplane
+from pyctl.telemetry import Collector, CollectorConfig, HopRecord, encode_trace_report
+
+
+def _quiet(message: str) -> None:
+    return None
+
+
+def _opts(seconds: float, scale: float, runs: FsPath) -> Options:
+    return Options(dataplane="reference", seconds=seconds, scale=scale, runs=runs, log=_quiet)
+
+
+def _links(prefix: str) -> list[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    return [ln for ln in out.splitlines() if f": {prefix}" in ln]
+
+
+def _left_behind(report: dict[str, Any], run_dir: FsPath) -> list[str]:
+    """Links of the run's emulation prefix and processes started for it that still exist."""
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    procs = [line for line in ps.splitlines() if str(run_dir) in line]
+    return _links(report["emulation_prefix"]) + procs
+
+
+def _figure(report: dict[str, Any], start: str) -> dict[str, Any]:
+    (fig,) = [f for f in report["figures"] if f["what"].startswith(start)]
+    return fig
+
+
+# --- offline: models and the controller's side --------------------------------------------
+
+
+def test_storage_step_model() -> None:
+    model = remote_storage.StepModel(compute_s=1.0, batch_bits=100e6)  # 0.1 s at 1000 Mbit/s
+    assert model.step_s(1000, 0.0) == pytest.approx(1.1)
+    assert model.efficiency(1000, 0.0, 1000, 0.0) == pytest.approx(1.0)
+    # half the goodput and a 2 ms round trip: 1.1 / (1 + 0.2 + 0.002)
+    assert model.efficiency(1000, 0.0, 500, 0.002) == pytest.approx(1.1 / 1.202)
+    assert model.step_s(0, 0.0) == float("inf")
+
+
+def test_cross_dc_all_reduce_model() -> None:
+    # 2 + 2 GPUs, fabric 160, interconnect 10 (16:1), one-DC exchange 1% of 1 s at line rate
+    m = cross_dc.AllReduceModel.for_fraction(1.0, 0.01, 160, gpus_per_dc=2)
+    assert m.one_dc_s(160) == pytest.approx(0.01)
+    g = m.gradient_bits / 160e6  # G at fabric line rate
+    assert m.two_dc_s(160, 10, 0.006) == pytest.approx(g + 16 * g + 0.006)
+    assert m.performance(160, 160 * 1.5, 0.0) == pytest.approx(1.01 / (1 + g + g / 1.5))
+    assert m.performance(160, 10, 0.006) < 0.95  # 16:1 at 1%: the paper's 95% is out of reach
+    assert m.performance(160, 0, 0.0) == 0.0
+
+
+def test_ecmp_phase_turns_deep_hashing_off_and_the_threshold_follows_the_path() -> None:
+    topo = topology("ingest.yaml")
+    sc = ExperimentScenario(topo, FsPath("/nonexistent"), "reference", 1.0, lambda _m: None)
+    head = sc.plan.switches["pe-sh"]
+    assert all(p.deep_hash for p in head.policies)
+    ecmp = ingest.ecmp_5tuple(head)
+    assert [p.deep_hash for p in ecmp.policies] == [False] * len(head.policies)
+    assert [p.buckets for p in ecmp.policies] == [p.buckets for p in head.policies]
+    shared = ingest.with_elephant_share(topo, path_mbit=100)  # 5% of 100 Mbit/s, 100 ms windows
+    assert shared.features["elephant"] == {"window_us": 100000, "threshold_bytes": 62500}
+
+
+def test_apn_bandwidth_is_read_from_the_wire() -> None:
+    frame = (
+        Ether()
+        / IPv6()
+        / IPv6ExtHdrHopByHop(options=[APNOption(apn_id=0x50001, para_type=0x8000, params=[80000])])
+    )
+    plain = Ether() / IPv6()
+    assert elastic.apn_bandwidths([bytes(frame), bytes(plain)]) == [80000]
+
+
+def test_steering_pins_the_flow_to_the_chosen_sid_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controller's configuration sends the flow (and only it) down the new path, with
+    its IFIT FlowMonID naming that path: checked by pushing packets through the reference."""
+    topo = topology(reroute.TOPOLOGY, "reroute")
+    sc = ExperimentScenario(topo, FsPath("/nonexistent"), "reference", 1.0, lambda _m: None)
+    pushed: list[tuple[str, NodeConfig]] = []
+    monkeypatch.setattr(sc, "apply", lambda sw, cfg: pushed.append((sw, cfg)))
+    (flow,) = topo.flows
+    policy = sc.plan.switches["pe1"].policies[0]
+    via_pb = Path(
+        "via-pb", "pe1", "dc", tuple(str(s) for s in policy.sid_lists[1].segments), (1, 3, 4)
+    )
+    steerer = reroute.PlanSteerer(sc, [flow])
+    steerer.steer(Job(flow.name, "pe1", site="dc"), via_pb)
+    ((switch, cfg),) = pushed
+    assert switch == "pe1" and cfg.policies[0].name == "inference-pinned"
+    assert [f.flowmon_id for f in cfg.ifit.flows] == [reroute.PATH_FLOWMON + 1]
+    app, server = sc.plan.hosts["app"], sc.plan.hosts["server"]
+    dp = open_dataplane("reference")
+    dp.configure(cfg)
+
+    def out(sport: int) -> tuple[int, list[str]]:
+        frame = roce_packet(str(app.address), str(server.address), dest_qp=flow.qp or 0,
+                            sport=sport, src_mac=app.mac, dst_mac=app.gateway_mac)  # fmt: skip
+        (o,) = dp.process(bytes(frame), PacketContext(in_port=app.switch_port)).outputs
+        srh = Ether(o.frame)[IPv6ExtHdrSegmentRouting]
+        return o.port, [str(a) for a in srh.addresses]
+
+    port, segments = out(flow.sport)
+    assert port == port_towards(sc.plan, "pe1", "pb")
+    assert list(reversed(segments)) == list(via_pb.segments)
+    # another flow of the same hosts (other UDP source port) keeps the planned policy's hashing
+    key = FlowKey(app.address, server.address, flow.proto, qp=flow.qp)
+    planned = policy.buckets[flow_hash(key) % len(policy.buckets)]
+    other_port, _ = out(flow.sport + 1)
+    assert other_port == port_towards(sc.plan, "pe1", reroute.VIA[planned])
+    with pytest.raises(ConfigError, match="no SID list"):
+        steerer.steer(Job(flow.name, "pe1"), dataclasses.replace(via_pb, segments=("fc00::9",)))
+
+
+def test_counter_export_turns_loss_into_a_resteer() -> None:
+    """The eBPF path of the reroute experiment: counter records from the nodes' IFIT counters
+    (running totals, one node re-loaded half-way) give the path's loss, the scheduler moves."""
+
+    class Counting:
+        def __init__(self, per_period: int) -> None:
+            self.per_period, self.totals = per_period, {0: 0, 1: 0}
+
+        def ifit_counters(self) -> dict[tuple[int, int], tuple[int, int]]:
+            colour = int(time.monotonic() / (reroute.PERIOD_US / 1e6) - 1) & 1
+            self.totals[colour] += self.per_period
+            return {(100, c): (n, 1000 * n) for c, n in self.totals.items()}
+
+    topo = topology(reroute.TOPOLOGY, "reroute")
+    sc = ExperimentScenario(topo, FsPath("/nonexistent"), "reference", 1.0, lambda _m: None)
+    ids = {n: c.node_id for n, c in sc.plan.switches.items()}
+    sc.runners = {"pe1": Counting(100), "pa": Counting(60), "pe2": Counting(60)}  # type: ignore[dict-item]
+    collector = Collector(CollectorConfig(period_s=reroute.PERIOD_US / 1e6))
+    path = (ids["pe1"], ids["pa"], ids["pe2"])
+    hops = [HopRecord(node_id=n, hop_limit=64, ingress_if=1, egress_if=2, ts_us=0) for n in path]
+    collector.feed(encode_trace_report(flowmon_id=100, colour=0, hops=hops, src="2001:db8::1",
+                                       dst="2001:db8:2::1"))  # fmt: skip
+    paths = [
+        Path("a", "pe1", "dc", ("fc00:0:2::",), path, flowmon_id=100, nominal_delay_us=1),
+        Path("b", "pe1", "dc", ("fc00:0:3::",), (), flowmon_id=101, nominal_delay_us=2),
+    ]
+    steerer = RecordingSteerer()
+    sched = Scheduler([Site("dc", 8)], paths, steerer=steerer)
+    sched.place(Job("f", "pe1", SLA(max_loss_ppm=20_000), site="dc"))
+    exporter = reroute.CounterExporter(sc, collector, CollectorFeed(collector, sched), 0.02)
+    exporter.start()
+    try:
+        deadline = time.monotonic() + 6 * reroute.PERIOD_US / 1e6
+        while ("f", "b") not in steerer.calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        exporter.stop()
+    assert steerer.calls == [("f", "a"), ("f", "b")]
+    assert exporter.exported >= 3
+    (moved,) = [d for d in sched.log.tail() if d.kind == "resteer"]
+    assert "loss 400000 ppm" in moved.reason
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ConfigError, match="--seconds"):
+        Options(seconds=0.2)
+    with pytest.raises(ConfigError, match="--scale"):
+        Options(scale=0)
+    with pytest.raises(ConfigError, match="not one of"):
+        run_experiment("nope", Options())
+
+
+# --- on the network (reference software switches) ----------------------------------------
+
+
+def test_ingest_multi_path_beats_one_path_and_ecmp(tmp_path: FsPath) -> None:
+    out = run_experiment("ingest", _opts(2, 0.1, tmp_path))
+    r = out.report
+    util, used = r["utilisation"], r["paths_used"]
+    assert used == {"single-path": 1, "ecmp-5tuple": 2, "apn-deep-hash": 4}
+    assert util["apn-deep-hash"] > util["ecmp-5tuple"] + 0.2 > util["single-path"] + 0.3
+    assert util["apn-deep-hash"] > 0.75
+    assert _figure(r, "backbone port utilisation, APN")["paper"] == "over 90%"
+    assert "paper vs emulated" in out.text and "what is scaled" in out.text
+    for png in ("utilisation.png", "ingest-utilisation.png"):
+        assert (out.run_dir / png).stat().st_size > 1000
+    assert json.loads((out.run_dir / "report.json").read_text())["experiment"] == "ingest"
+    assert _left_behind(r, out.run_dir) == []
+
+
+def test_elastic_through_the_cli_follows_the_new_intent(tmp_path: FsPath) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyctl.cli", "experiment", "elastic", "--dataplane", "reference",
+         "--seconds", "3", "--scale", "0.1", "--no-cli", "--runs", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "paper vs emulated" in proc.stdout and "N x 1 Gbit/s" in proc.stdout
+    (run_dir,) = tmp_path.iterdir()
+    r = json.loads((run_dir / "report.json").read_text())
+    before, after = r["intent_mbit"]["before"], r["intent_mbit"]["after"]
+    assert after == pytest.approx(40 * before)
+    assert r["measured_mbit"]["before"] == pytest.approx(before, rel=0.3)
+    assert r["measured_mbit"]["after"] == pytest.approx(after, rel=0.25)
+    assert r["follow_s"] is not None and r["follow_s"] < 1.5
+    apn = r["apn_bandwidth_kbps"]  # what the headend put on the wire, before and after
+    assert set(apn["before"]) == {round(before * 1000)}
+    assert set(apn["after"]) == {round(after * 1000)}
+    assert (run_dir / "elastic-rate.png").stat().st_size > 1000
+    assert _left_behind(r, run_dir) == []
+
+
+def test_remote_storage_efficiency_from_measured_goodput(tmp_path: FsPath) -> None:
+    out = run_experiment("remote-storage", _opts(2, 0.1, tmp_path))
+    r = out.report
+    g, rtt = r["goodput_mbit"], r["rtt_s"]
+    assert g["local"] > 0.8 * 30 and g["remote"] > 0.8 * 30  # 300 Mbit/s demand x 0.1
+    assert rtt == {"local": 0.0, "remote": pytest.approx(0.002)}  # 200 km: 1 ms each way
+    m = remote_storage.StepModel(r["step_model"]["compute_s"], r["step_model"]["batch_bits"])
+    eff = m.efficiency(g["local"], rtt["local"], g["remote"], rtt["remote"])
+    assert r["efficiency"] == pytest.approx(eff) and 0.5 < eff < 1.05
+    assert _figure(r, "compute efficiency")["paper"] == "97%"
+    assert (out.run_dir / "remote-storage-efficiency.png").stat().st_size > 1000
+    assert _left_behind(r, out.run_dir) == []
+
+
+def test_cross_dc_converged_link_costs_performance(tmp_path: FsPath) -> None:
+    out = run_experiment("cross-dc", _opts(2, 0.2, tmp_path))
+    r = out.report
+    assert _figure(r, "interconnect convergence")["value"] == 16
+    g = r["goodput_mbit"]
+    assert 0 < g["interconnect"] < g["fabric_per_gpu"] / 8  # 16:1, shared by two flows
+    assert 0.3 < r["performance"] < 0.95
+    assert r["keeps_95_fraction"] is not None and r["keeps_95_fraction"] < cross_dc.COMM_FRACTION
+    assert (out.run_dir / "cross-dc-performance.png").stat().st_size > 1000
+    assert _left_behind(r, out.run_dir) == []
+
+
+def test_reroute_moves_the_flow_within_two_colour_periods(tmp_path: FsPath) -> None:
+    out = run_experiment("reroute", _opts(4, 0.2, tmp_path))
+    r = out.report
+    period = r["period_s"]
+    assert r["placement"]["path"] == "via-pa"
+    (move,) = [d for d in r["decisions"] if d["kind"] == "resteer"]
+    assert (move["previous_path"], move["path"]) == ("via-pa", "via-pb")
+    assert "> SLA" in move["reason"]
+    assert r["moved"] and 0 < r["to_decision_s"] <= r["to_move_s"] < 2 * period
+    history = r["path_history"]
+    assert history[0]["path"] == "pe1 -> pa -> pe2" and history[-1]["path"] == "pe1 -> pb -> pe2"
+    deg_at = r["degradation"]["at_s"]
+    assert history[0]["from_s"] < deg_at < history[-1]["from_s"]
+    before = [d for t, via, d in r["timeline"] if via == "pa" and t < deg_at and d is not None]
+    assert sum(before) / len(before) < reroute.SLA_LATENCY_US
+    assert (out.run_dir / "reroute-timeline.png").stat().st_size > 1000
+    assert (out.run_dir / "decisions.jsonl").read_text().count('"resteer"') == 1
+    assert _left_behind(r, out.run_dir) == []
