@@ -134,6 +134,21 @@ class Network:
         h = self.plan.hosts[host]
         return bytes(Ether(src=h.mac, dst=h.gateway_mac) / payload)
 
+    def roce(self, src: str, dst: str, qp: int, size: int = 200) -> bytes:
+        """A RoCEv2 packet (UDP 4791, BTH to `qp`, ECT(0)) from host `src` to host `dst`."""
+        from pyctl.packets import roce_packet
+
+        h = self.plan.hosts[src]
+        pkt = roce_packet(
+            self.address(src),
+            self.address(dst),
+            dest_qp=qp,
+            payload=b"\x00" * size,
+            src_mac=h.mac,
+            dst_mac=h.gateway_mac,
+        )
+        return bytes(pkt)
+
     def _socket(self, node: str, port: int) -> socket.socket:
         ifname = self.emu.ifnames[(node, port)]
 

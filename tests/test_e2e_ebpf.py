@@ -1,6 +1,6 @@
-"""End-to-end on the eBPF data plane: the tests of test_e2e.py with every switch node running
-icpn_node as XDP on its ports (pyctl.net.runners.EBPFSwitchRunner), plus what only live nodes
-have: links policed at line rate by the nodes' virtual queues, and application-side APN.
+"""End-to-end on live eBPF nodes (pyctl.net.runners.EBPFSwitchRunner): what only they have,
+links policed at line rate by the nodes' virtual queues, application-side APN from a host's own
+tc program, in-place re-push; tests/test_e2e.py runs the shared behaviours on both data planes.
 """
 
 from __future__ import annotations
@@ -12,138 +12,25 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, IPv6ExtHdrSegmentRouting
-from scapy.packet import Raw
 
 from pyctl.controller.controller import Controller
 from pyctl.errors import ICPNError
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner
 from pyctl.net.scenario import choose_runner
 from pyctl.net.topology import load_topology
-from pyctl.packets import APNOption, IFITReport, roce_packet
+from pyctl.packets import APNOption
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.testing import Network
 
 pytestmark = pytest.mark.root
 
 TOPOS = Path(__file__).resolve().parent.parent / "topologies"
-
-
-def _roce(net: Network, src: str, dst: str, qp: int, size: int = 200) -> bytes:
-    h = net.plan.hosts[src]
-    pkt = roce_packet(
-        net.address(src),
-        net.address(dst),
-        dest_qp=qp,
-        payload=b"\x00" * size,
-        src_mac=h.mac,
-        dst_mac=h.gateway_mac,
-    )
-    return bytes(pkt)
-
-
-def test_ping_crosses_srv6_both_ways(icpn_network: Callable[..., Network]) -> None:
-    net = icpn_network(TOPOS / "minimal.yaml", dataplane="ebpf")
-    with net.capture("pe2", 1) as wire:
-        assert net.ping("ha", "hb", count=3) == 3
-    srv6 = [p for p in wire.packets if IPv6ExtHdrSegmentRouting in p]
-    dsts = {p[IPv6].dst for p in srv6}
-    assert dsts == {"fc00:0:2:d6::", "fc00:0:1:d6::"}
-    assert len(srv6) >= 6
-    stats = net.switch_stats("pe1")
-    assert stats["counts"]["out"] >= 6  # requests encapsulated, replies decapsulated
-
-
-def test_apn_inserted_by_the_edge_and_removed_at_egress(
-    icpn_network: Callable[..., Network],
-) -> None:
-    net = icpn_network(TOPOS / "minimal.yaml", dataplane="ebpf")
-    with net.capture("pe2", 1) as wire, net.capture("hb", 1) as host:
-        net.send("ha", _roce(net, "ha", "hb", qp=0x11))
-    (outer,) = [p for p in wire.packets if APNOption in p]
-    assert outer[APNOption].apn_id == 0x00010002  # APP group 1, USER group 2
-    (delivered,) = [p for p in host.packets if UDP in p and p[UDP].dport == 4791]
-    assert IPv6ExtHdrHopByHop not in delivered
-    assert delivered[IPv6].src == net.address("ha")
-
-
-def test_ifit_traces_the_path_to_the_collector(icpn_network: Callable[..., Network]) -> None:
-    """The tail's report is queued by XDP and sent by the runner's agent; the record times are
-    the kernel's CLOCK_MONOTONIC on every node, so each hop's delay is small and positive."""
-    net = icpn_network(TOPOS / "ingest.yaml", dataplane="ebpf")
-    mouse = IPv6(src=net.address("src1"), dst=net.address("dc1")) / UDP(sport=7, dport=53)
-    with net.capture("collector", 1) as col:
-        net.send("src1", net.frame("src1", mouse / Raw(b"q")))
-    arrived = [p for p in col.packets if IPv6 in p and p[IPv6].dst == net.address("collector")]
-    (report,) = [p[IFITReport] for p in arrived if IFITReport in p]
-    records = list(reversed(report.records()))
-    names = {cfg.node_id: n for n, cfg in net.plan.switches.items()}
-    path = [names[r.node_id] for r in records]
-    assert path[0] == "pe-sh" and path[-1] == "pe-nx" and path[1] in {"p1", "p2", "p3", "p4"}
-    assert report.flowmon_id == net.plan.flowmon_ids["mice"]
-    times = [r.ts_sec * 1_000_000 + r.ts_subsec for r in records]
-    hops = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert all(0 <= d < 100_000 for d in hops), hops  # one clock: per-hop delays make sense
-    assert net.switch_stats("pe-nx")["aux"]["sent"] >= 1
-
-
-def test_elephants_spread_over_the_four_paths(icpn_network: Callable[..., Network]) -> None:
-    topo_features = {"elephant": {"threshold_bytes": 3000, "window_us": 1_000_000}}
-    net = icpn_network(TOPOS / "ingest.yaml", dataplane="ebpf", features=topo_features)
-    flows = [
-        ("src1", "dc1", 0x101),
-        ("src1", "dc2", 0x102),
-        ("src2", "dc1", 0x103),
-        ("src2", "dc2", 0x104),
-    ]
-    for src, dst, qp in flows:  # 20 x ~270 B: past the 3,000-byte threshold, elephants now
-        net.send(src, _roce(net, src, dst, qp), count=20)
-    time.sleep(0.3)
-    ports = {p: net.plan.wiring[("pe-sh", p)][0] for p in range(3, 7)}  # pe-sh -> p1..p4
-    seen: dict[int, set[str]] = defaultdict(set)
-    caps = {}
-    with ExitStack() as stack:
-        for port in ports:
-            caps[port] = stack.enter_context(net.capture("pe-sh", port))
-        for src, dst, qp in flows:
-            net.send(src, _roce(net, src, dst, qp), count=5)
-    head = net.plan.switches["pe-sh"]
-    for port, cap in caps.items():
-        for p in cap.packets:
-            if p.src == head.port(port).mac and p.haslayer("BTH"):
-                seen[p["BTH"].dqpn].add(ports[port])
-    assert {qp: len(v) for qp, v in seen.items()} == {0x101: 1, 0x102: 1, 0x103: 1, 0x104: 1}, seen
-    assert sorted(next(iter(v)) for v in seen.values()) == ["p1", "p2", "p3", "p4"]
-
-
-def test_ecn_marks_under_congestion_reach_the_receiver(
-    icpn_network: Callable[..., Network],
-) -> None:
-    """A burst into the 10 Mbit/s inter-DC link fills leaf-a's virtual queue past Kmax: the
-    outer header is marked CE there and leaf-b copies CE to the inner header (RFC 6040)."""
-    net = icpn_network(TOPOS / "cross-dc.yaml", dataplane="ebpf")
-    with net.capture("gpu-b1", 1) as rx:
-        net.send("gpu-a1", _roce(net, "gpu-a1", "gpu-b1", qp=0x301, size=1000), count=150)
-    got = [p for p in rx.packets if p.haslayer("BTH") and p[IPv6].dst == net.address("gpu-b1")]
-    ecn = [p[IPv6].tc & 0b11 for p in got]
-    assert ecn.count(0b11) > 0, "no CE mark under congestion"
-    assert ecn[0] == 0b10
-    assert all(e in (0b10, 0b11) for e in ecn)
-    # XDP polices (no pacing): the burst leaves leaf-a at once and queues again at dci, so
-    # both mark; every CE the receiver saw was set by one of them, counted per egress port
-    marked = {
-        sw: sum(p["ce_marked"] for p in net.switch_stats(sw)["ports"].values())
-        for sw in ("leaf-a", "dci")
-    }
-    assert marked["leaf-a"] > 0
-    assert sum(marked.values()) == ecn.count(0b11), marked
 
 
 def test_application_side_apn_from_the_hosts_own_tc_program(
@@ -186,7 +73,7 @@ def test_a_full_virtual_queue_tail_drops_at_the_links_capacity(
     net = icpn_network(TOPOS / "cross-dc.yaml", dataplane="ebpf", links=links)
     port = _port_to(net, "leaf-a", "dci")
     buffer = 16 * (9000 + 14)
-    frame = _roce(net, "gpu-a1", "gpu-b1", qp=0x301, size=1000)
+    frame = net.roce("gpu-a1", "gpu-b1", qp=0x301, size=1000)
     t0 = time.monotonic()
     net.send("gpu-a1", frame, count=300)
     elapsed = time.monotonic() - t0
