@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
             "plane; print verdict, egress port and a summary per packet; write outputs to -o."
         ),
     )
-    p.add_argument("--dataplane", default="reference", help="reference (default), ebpf, kernel")
+    p.add_argument(
+        "--dataplane", default="reference", help="reference (default), ebpf, kernel, bmv2"
+    )
     p.add_argument("--node", required=True, metavar="NODE.yaml", help="node configuration")
     p.add_argument("--in-port", type=int, default=None, help="ingress port (default: first port)")
     p.add_argument("-o", "--output", metavar="OUT.pcap", help="write every output frame here")
@@ -154,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     experiments_cli.add_arguments(x)
     x.set_defaults(func=experiments_cli.run)
+
+    from pyctl.p4rt.shell import add_parser as add_shell
+
+    add_shell(sub)
 
     b = sub.add_parser(
         "bench",

@@ -124,6 +124,8 @@ class Switch:
             options=[
                 ("grpc.max_send_message_length", MAX_MESSAGE),
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
+                # a refused batch carries one p4.v1.Error per update in its trailers
+                ("grpc.max_metadata_size", MAX_MESSAGE),
             ],
         )
         try:
@@ -257,11 +259,15 @@ class Switch:
     def write(self, updates: Sequence[Update], batch: int = DEFAULT_BATCH) -> None:
         """Send updates in WriteRequests of `batch` updates each (in order)."""
         codec = self._require_codec()
-        encoded = [
-            p4runtime_pb2.Update(type=_UPDATE_TYPES[u.kind], entity=codec.entity(u.entity))
-            for u in updates
-        ]
-        self.write_encoded(encoded, updates, batch)
+        stub = self._require_stub()
+        election = self._election()
+        for start in range(0, len(updates), batch):
+            chunk = updates[start : start + batch]
+            req = p4runtime_pb2.WriteRequest(device_id=self.device_id, election_id=election)
+            for u in chunk:
+                upd = req.updates.add(type=_UPDATE_TYPES[u.kind])
+                codec.fill_entity(upd.entity, u.entity)
+            self._send(stub, req, chunk)
 
     def write_encoded(
         self,
@@ -269,16 +275,24 @@ class Switch:
         updates: Sequence[Update] | None = None,
         batch: int = DEFAULT_BATCH,
     ) -> None:
+        """Send already-encoded updates (`updates`, when given, name them in errors)."""
         stub = self._require_stub()
         for start in range(0, len(encoded), batch):
-            chunk = encoded[start : start + batch]
             req = p4runtime_pb2.WriteRequest(device_id=self.device_id, election_id=self._election())
-            req.updates.extend(chunk)
-            try:
-                stub.Write(req, timeout=self.timeout)
-            except grpc.RpcError as e:
-                originals = updates[start : start + batch] if updates is not None else None
-                raise self._write_error(e, originals) from None
+            req.updates.extend(encoded[start : start + batch])
+            originals = updates[start : start + batch] if updates is not None else None
+            self._send(stub, req, originals)
+
+    def _send(
+        self,
+        stub: p4runtime_pb2_grpc.P4RuntimeStub,
+        req: p4runtime_pb2.WriteRequest,
+        originals: Sequence[Update] | None,
+    ) -> None:
+        try:
+            stub.Write(req, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise self._write_error(e, originals) from None
 
     def insert(self, entities: Iterable[Entity], batch: int = DEFAULT_BATCH) -> None:
         self.write([Update("insert", e) for e in entities], batch)

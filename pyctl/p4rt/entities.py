@@ -158,24 +158,43 @@ def describe(entity: Entity) -> str:
     return f"multicast group {entity.group_id}"
 
 
+class _Where:
+    """The entity's description, computed only when an error needs it."""
+
+    __slots__ = ("entity", "suffix")
+
+    def __init__(self, entity: Entity, suffix: str = "") -> None:
+        self.entity = entity
+        self.suffix = suffix
+
+    def __str__(self) -> str:
+        return describe(self.entity) + self.suffix
+
+
 class Codec:
     """Encodes entities to P4Runtime protobuf and decodes them back, through one P4Info."""
 
     def __init__(self, p4info: P4Info) -> None:
         self.p4info = p4info
+        self._priority_tables: dict[int, bool] = {}
 
     # ---- encoding ----------------------------------------------------------------------------
 
     def entity(self, obj: Entity) -> p4runtime_pb2.Entity:
         ent = p4runtime_pb2.Entity()
+        self.fill_entity(ent, obj)
+        return ent
+
+    def fill_entity(self, ent: p4runtime_pb2.Entity, obj: Entity) -> None:
+        """Encode obj into ent in place (no intermediate messages to copy)."""
         if isinstance(obj, TableEntry):
-            ent.table_entry.CopyFrom(self.table_entry(obj))
+            self._fill_table_entry(ent.table_entry, obj)
         elif isinstance(obj, ActionProfileMember):
             prof = self.p4info.action_profiles.get(obj.profile)
             m = ent.action_profile_member
             m.action_profile_id = prof.id
             m.member_id = obj.member_id
-            m.action.CopyFrom(self._action(obj.action, obj.params, describe(obj)))
+            self._fill_action(m.action, self.p4info.action(obj.action), obj.params, _Where(obj))
         elif isinstance(obj, ActionProfileGroup):
             prof = self.p4info.action_profiles.get(obj.profile)
             g = ent.action_profile_group
@@ -209,29 +228,37 @@ class Codec:
             mg.multicast_group_id = obj.group_id
             for port, instance in obj.replicas:
                 mg.replicas.add(egress_port=port, instance=instance)
-        return ent
 
     def table_entry(self, obj: TableEntry) -> p4runtime_pb2.TableEntry:
-        table = self.p4info.table(obj.table)
-        where = describe(obj)
-        te = p4runtime_pb2.TableEntry(table_id=table.id)
-        if obj.default:
-            te.is_default_action = True
-            if obj.match:
-                raise P4InfoError("a default entry has no match", entity=where)
-        else:
-            for name, m in obj.match.items():
-                fm = self._field_match(table, name, m, where)
-                if fm is not None:
-                    te.match.append(fm)
-            needs_priority = any(
+        te = p4runtime_pb2.TableEntry()
+        self._fill_table_entry(te, obj)
+        return te
+
+    def _needs_priority(self, table: TableInfo) -> bool:
+        cached = self._priority_tables.get(table.id)
+        if cached is None:
+            cached = any(
                 f.match_type in ("ternary", "range", "optional")
                 for f in table.match_fields.values()
             )
-            if needs_priority and obj.priority <= 0:
+            self._priority_tables[table.id] = cached
+        return cached
+
+    def _fill_table_entry(self, te: p4runtime_pb2.TableEntry, obj: TableEntry) -> None:
+        table = self.p4info.table(obj.table)
+        where = _Where(obj)
+        te.table_id = table.id
+        if obj.default:
+            te.is_default_action = True
+            if obj.match:
+                raise P4InfoError("a default entry has no match", entity=str(where))
+        else:
+            for name, m in obj.match.items():
+                self._field_match(te, table, name, m, where)
+            if self._needs_priority(table) and obj.priority <= 0:
                 raise P4InfoError(
                     "a table with ternary, range or optional fields needs a priority > 0",
-                    entity=where,
+                    entity=str(where),
                     field="priority",
                 )
             te.priority = obj.priority
@@ -241,78 +268,80 @@ class Codec:
             te.action.action_profile_group_id = obj.group_id
         elif obj.action is not None:
             action = self.p4info.action(obj.action)
-            self.p4info.check_action_of(table, action)
-            te.action.action.CopyFrom(self._action_msg(action, obj.params, where))
+            if action.id not in table.action_ids:
+                self.p4info.check_action_of(table, action)
+            self._fill_action(te.action.action, action, obj.params, where)
         elif not obj.default:
-            raise P4InfoError("the entry has no action", entity=where)
-        return te
+            raise P4InfoError("the entry has no action", entity=str(where))
 
     def _field_match(
-        self, table: TableInfo, name: str, m: Match | Value, where: str
-    ) -> p4runtime_pb2.FieldMatch | None:
-        info = self.p4info.match_field(table, name)
+        self,
+        te: p4runtime_pb2.TableEntry,
+        table: TableInfo,
+        name: str,
+        m: Match | Value,
+        where: _Where,
+    ) -> None:
+        info = table.match_fields.get(name) or self.p4info.match_field(table, name)
         if not isinstance(m, Exact | LPM | Ternary | Range | Optional):
             m = Exact(m) if info.match_type == "exact" else _default_match(info, m)
-        kind = {Exact: "exact", LPM: "lpm", Ternary: "ternary", Range: "range"}.get(
-            type(m), "optional"
-        )
+        kind = _KINDS[type(m)]
         if kind != info.match_type:
             raise P4InfoError(
-                f"is a {info.match_type} field, given a {kind} match", entity=where, field=name
+                f"is a {info.match_type} field, given a {kind} match", entity=str(where), field=name
             )
-        fm = p4runtime_pb2.FieldMatch(field_id=info.id)
         bw = info.bitwidth
         if isinstance(m, Exact):
-            fm.exact.value = encode(m.value, bw, where, name)
+            te.match.add(field_id=info.id).exact.value = encode(m.value, bw, where, name)
         elif isinstance(m, LPM):
             if not 0 <= m.prefix_len <= bw:
                 raise P4InfoError(
-                    f"prefix length {m.prefix_len} is not in 0..{bw}", entity=where, field=name
+                    f"prefix length {m.prefix_len} is not in 0..{bw}", entity=str(where), field=name
                 )
             if m.prefix_len == 0:
-                return None  # don't care: omitted (P4Runtime spec 9.1.1)
+                return  # don't care: omitted (P4Runtime spec 9.1.1)
             mask = ((1 << m.prefix_len) - 1) << (bw - m.prefix_len)
+            fm = te.match.add(field_id=info.id)
             fm.lpm.value = encode(to_int(m.value, where, name) & mask, bw, where, name)
             fm.lpm.prefix_len = m.prefix_len
         elif isinstance(m, Ternary):
             mask = to_int(m.mask, where, name)
             if mask == 0:
-                return None
+                return
+            fm = te.match.add(field_id=info.id)
             fm.ternary.value = encode(to_int(m.value, where, name) & mask, bw, where, name)
             fm.ternary.mask = encode(mask, bw, where, name)
         elif isinstance(m, Range):
             low, high = to_int(m.low, where, name), to_int(m.high, where, name)
             if low > high:
-                raise P4InfoError(f"range {low}..{high} is empty", entity=where, field=name)
+                raise P4InfoError(f"range {low}..{high} is empty", entity=str(where), field=name)
             if low == 0 and high == (1 << bw) - 1:
-                return None
+                return
+            fm = te.match.add(field_id=info.id)
             fm.range.low = encode(low, bw, where, name)
             fm.range.high = encode(high, bw, where, name)
         else:
-            fm.optional.value = encode(m.value, bw, where, name)
-        return fm
+            te.match.add(field_id=info.id).optional.value = encode(m.value, bw, where, name)
 
-    def _action(self, name: str, params: Mapping[str, Value], where: str) -> p4runtime_pb2.Action:
-        return self._action_msg(self.p4info.action(name), params, where)
-
-    def _action_msg(
-        self, action: ActionInfo, params: Mapping[str, Value], where: str
-    ) -> p4runtime_pb2.Action:
-        msg = p4runtime_pb2.Action(action_id=action.id)
-        missing = [p for p in action.params if p not in params]
-        if missing:
-            raise P4InfoError(
-                f"action {action.name} needs parameter(s) {', '.join(missing)}",
-                entity=where,
-                field=missing[0],
-            )
+    def _fill_action(
+        self,
+        msg: p4runtime_pb2.Action,
+        action: ActionInfo,
+        params: Mapping[str, Value],
+        where: _Where,
+    ) -> None:
+        msg.action_id = action.id
+        if len(params) != len(action.params) or any(p not in params for p in action.params):
+            missing = [p for p in action.params if p not in params]
+            if missing:
+                raise P4InfoError(
+                    f"action {action.name} needs parameter(s) {', '.join(missing)}",
+                    entity=str(where),
+                    field=missing[0],
+                )
         for pname, value in params.items():
-            info = self.p4info.action_param(action, pname)
-            msg.params.add(
-                param_id=info.id,
-                value=encode(value, info.bitwidth, f"{where} {action.name}", pname),
-            )
-        return msg
+            info = action.params.get(pname) or self.p4info.action_param(action, pname)
+            msg.params.add(param_id=info.id, value=encode(value, info.bitwidth, where, pname))
 
     # ---- decoding (reads) --------------------------------------------------------------------
 
@@ -363,6 +392,15 @@ class Codec:
         names = list(entity.match)
         names += list(entity.params)
         return names
+
+
+_KINDS: dict[type, str] = {
+    Exact: "exact",
+    LPM: "lpm",
+    Ternary: "ternary",
+    Range: "range",
+    Optional: "optional",
+}
 
 
 def _default_match(info: FieldInfo, value: Value) -> Match:

@@ -243,7 +243,7 @@ class P4Info:
 Value = int | bytes | str | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def to_int(value: Value, where: str, field_name: str) -> int:
+def to_int(value: Value, where: object, field_name: str) -> int:
     """An integer from an int, bytes, an IP address or a MAC / IP / number string."""
     if isinstance(value, bool):
         return int(value)
@@ -262,16 +262,18 @@ def to_int(value: Value, where: str, field_name: str) -> int:
         return int(text, 0)
     except ValueError:
         raise P4InfoError(
-            f"{value!r} is not a number, MAC or IP address", entity=where, field=field_name
+            f"{value!r} is not a number, MAC or IP address", entity=str(where), field=field_name
         ) from None
 
 
-def encode(value: Value, bitwidth: int, where: str, field_name: str) -> bytes:
+def encode(value: Value, bitwidth: int, where: object, field_name: str) -> bytes:
     """The value as a byte string of the field's width (ceil(bitwidth / 8) octets)."""
     number = to_int(value, where, field_name)
     if number < 0 or number >= 1 << bitwidth:
         raise P4InfoError(
-            f"value {number:#x} does not fit in {bitwidth} bits", entity=where, field=field_name
+            f"value {number:#x} does not fit in {bitwidth} bits",
+            entity=str(where),
+            field=field_name,
         )
     return number.to_bytes((bitwidth + 7) // 8, "big")
 

@@ -41,31 +41,13 @@ IFIT_ROLE_TAIL = 3
 FAMILY_IPV4 = 4
 FAMILY_IPV6 = 6
 
-# Drop reasons (docs/pipeline.md). In test mode the switch sends a dropped frame to the CPU with
-# its reason instead of discarding it, so a test can tell *why*.
-DROP_REASONS: dict[str, int] = {
-    "not-ip": 1,
-    "bad-ipv6": 2,
-    "bad-ipv4": 3,
-    "bad-exthdr": 4,
-    "bad-srh": 5,
-    "bad-srh-le": 6,
-    "bad-srh-sl": 7,
-    "hop-limit": 8,
-    "sl-zero": 9,
-    "sl-nonzero": 10,
-    "no-srh": 11,
-    "bad-inner": 12,
-    "ecn-not-ect-ce": 13,
-    "no-route": 14,
-    "pfc-consumed": 15,
-    "pfc-held": 16,
-    "unsupported": 17,  # beyond a documented limit of the P4 program (docs/p4.md)
-}
-DROP_REASON_NAMES: dict[int, str] = {v: k for k, v in DROP_REASONS.items()}
+# Drop reasons are pyctl.constants.DROP_* (consts.p4: ICPN_DROP_*, names in
+# pyctl.targets.reasons); this one is the P4 program's own: a packet beyond a documented limit.
+DROP_P4_LIMIT = 250
+DROP_P4_LIMIT_NAME = "p4-limit"
 
 # Sizes of the P4 program's registers and header stacks (docs/p4.md "Limits").
-IOAM_MAX_WORDS = 40  # pre-allocated area words parsed: 8 nodes x 5 words
+IOAM_MAX_NODES = 8  # pre-allocated area parsed as node records of 5 words (NodeLen 5)
 APN_MAX_WORDS = 12  # APN-ID words + parameter words in one APN option
 CMS_MAX_ROWS = 4
 CMS_MAX_WIDTH = 4096
@@ -87,10 +69,6 @@ def p4_header() -> str:
         "#define ICPN_CODES_P4",
     ]
     lines += [f"#define ICPN_{k} {v}" for k, v in _exported().items()]
-    lines += [
-        f"#define DROP_{name.upper().replace('-', '_')} {code}"
-        for name, code in DROP_REASONS.items()
-    ]
     lines.append("#endif")
     return "\n".join(lines) + "\n"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import socket
 import tempfile
 import time
@@ -26,6 +27,7 @@ from pyctl.targets.bmv2 import build, codes
 from pyctl.targets.bmv2.links import PACKET_OUTGOING, VethLinks
 from pyctl.targets.bmv2.process import SwitchProcess, SwitchSpec
 from pyctl.targets.bmv2.writer import NodeProgram, context_writes, node_program
+from pyctl.targets.reasons import reason_name
 
 # Every feature name the conformance vectors use; the P4 program implements them all, within
 # the limits of docs/p4.md (configure() raises P4Unsupported past them).
@@ -57,14 +59,23 @@ SUPPORTED = frozenset(
 
 LIMITS = (
     "IOAM: default trace type 0xF20000 only, at most 8 nodes; APN: HBH carrier and option type "
-    "0x1E only; SRH: at most 8 segments at an endpoint; ECN thresholds in packets (enq_qdepth)"
+    "0x1E only; SRH: at most 8 segments at an endpoint, 4 TLVs validated; ECN thresholds in "
+    "packets (enq_qdepth); no sid-loop / too-big (docs/p4.md)"
 )
+
+
+def drop_name(code: int) -> str:
+    """The docs/pipeline.md name of a drop code the switch reported."""
+    if code == codes.DROP_P4_LIMIT:
+        return codes.DROP_P4_LIMIT_NAME
+    return reason_name(code)
 
 
 class BMv2DataPlane(DataPlane):
     name = "bmv2"
 
     def __init__(self, log: bool = False, pcap: bool = False, settle_s: float = 0.05) -> None:
+        """log / pcap: keep a debug log / pcaps of every port in the run directory (kept)."""
         self.log = log
         self.pcap = pcap
         self.settle_s = settle_s
@@ -94,9 +105,12 @@ class BMv2DataPlane(DataPlane):
         return None
 
     @classmethod
-    def supports(cls, covers: Iterable[str]) -> bool:
-        """True when every feature is implemented here (see LIMITS for what is not)."""
-        return all(c in SUPPORTED for c in covers)
+    def supports(cls, covers: Iterable[str]) -> str | None:
+        """None when every feature is implemented here, else why not (see LIMITS for the rest)."""
+        missing = sorted(set(covers) - SUPPORTED)
+        if missing:
+            return f"not implemented in p4/icpn.p4: {', '.join(missing)}"
+        return None
 
     # ---- switch lifecycle --------------------------------------------------------------------
 
@@ -232,7 +246,7 @@ class BMv2DataPlane(DataPlane):
             while pkt is not None:
                 reason = pkt.metadata.get("reason", 0)
                 if reason:
-                    drop = codes.DROP_REASON_NAMES.get(reason, f"reason-{reason}")
+                    drop = drop_name(reason)
                     verdict = got = True
                 pkt = self.switch.packet_in(timeout=0)
             if got:
@@ -257,3 +271,5 @@ class BMv2DataPlane(DataPlane):
 
     def close(self) -> None:
         self._teardown()
+        if not (self.log or self.pcap):
+            shutil.rmtree(self.run_dir, ignore_errors=True)

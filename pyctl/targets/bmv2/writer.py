@@ -120,6 +120,8 @@ def _by_order(i: int) -> int:
 
 
 def _mark_params(mark: APNMark) -> dict[str, int]:
+    """set_mark's parameters: the APN-ID, and the option's words in wire order (ID words, then
+    one word per parameter in para_type bit order: bandwidth, latency, jitter, loss)."""
     params: APNParams = mark.params
     values = [
         (0x8000, params.bandwidth_kbps),
@@ -128,23 +130,22 @@ def _mark_params(mark: APNMark) -> dict[str, int]:
         (0x1000, params.loss_ppm),
     ]
     para_type = 0
-    words: list[int] = []
+    id_words = {C.APN_ID_TYPE_32: 1, C.APN_ID_TYPE_64: 2, C.APN_ID_TYPE_128: 4}[mark.id_type]
+    words = [(mark.apn_id >> (32 * (id_words - 1 - i))) & 0xFFFFFFFF for i in range(id_words)]
     for bit, value in values:
         if value is not None:
             para_type |= bit
             words.append(value)
-    words += [0] * (4 - len(words))
-    return {
+    out = {
         "apn_id": mark.apn_id,
         "id_type": mark.id_type,
         "flags": mark.flags,
         "para_type": para_type,
-        "nparams": sum(1 for _, v in values if v is not None),
-        "p0": words[0],
-        "p1": words[1],
-        "p2": words[2],
-        "p3": words[3],
+        "nwords": len(words),
     }
+    for i in range(8):
+        out[f"w{i}"] = words[i] if i < len(words) else 0
+    return out
 
 
 def _route_for(
@@ -177,11 +178,8 @@ def check_limits(node: NodeConfig) -> list[str]:
             f"ifit.trace_type {node.ifit.trace_type:#x}: the P4 program stamps the default "
             f"{C.IOAM_TRACE_TYPE_DEFAULT:#x} only"
         )
-    if node.ifit.max_nodes * IOAM_NODE_LEN > codes.IOAM_MAX_WORDS:
-        problems.append(
-            f"ifit.max_nodes {node.ifit.max_nodes}: at most "
-            f"{codes.IOAM_MAX_WORDS // IOAM_NODE_LEN} in P4"
-        )
+    if not 1 <= node.ifit.max_nodes <= codes.IOAM_MAX_NODES:
+        problems.append(f"ifit.max_nodes {node.ifit.max_nodes}: 1..{codes.IOAM_MAX_NODES} in P4")
     if node.elephant.enabled:
         if node.elephant.rows > codes.CMS_MAX_ROWS:
             problems.append(f"elephant.rows {node.elephant.rows}: at most {codes.CMS_MAX_ROWS}")
@@ -254,40 +252,24 @@ def _policy_entries(node: NodeConfig) -> list[TableEntry]:
                 priority=_by_order(pid),
             )
         )
+        encaps = [_encap(pol, sl.segments) for sl in pol.sid_lists]
         for b, list_index in enumerate(buckets):
-            out.append(
-                TableEntry(
-                    "policy_bucket",
-                    {"policy": pid, "bucket": b},
-                    "use_list",
-                    {"sid_list": list_index},
-                )
-            )
-        for li, sl in enumerate(pol.sid_lists):
-            out.append(
-                TableEntry(
-                    "sid_list",
-                    {"policy": pid, "list": li},
-                    "encap",
-                    _encap_params(pol, sl.segments),
-                )
-            )
+            action, params = encaps[list_index]
+            out.append(TableEntry("policy_bucket", {"policy": pid, "bucket": b}, action, params))
     return out
 
 
-def _encap_params(pol: SRv6Policy, segments: tuple[ipaddress.IPv6Address, ...]) -> dict[str, int]:
-    """SRH segment list in wire order: List[0] = last segment; Red omits the first segment."""
+def _encap(
+    pol: SRv6Policy, segments: tuple[ipaddress.IPv6Address, ...]
+) -> tuple[str, dict[str, int]]:
+    """(encapN, params): the SRH list in wire order, List[0] = last segment; Red omits S1."""
     n = len(segments)
     in_srh = list(segments) if pol.mode is EncapMode.ENCAPS else list(segments[1:])
     wire = list(reversed(in_srh))
-    params = {
-        "srh_segments": len(wire),
-        "segments_left": n - 1,
-        "first_sid": int(segments[0]),
-    }
-    for i in range(C.MAX_SEGMENTS):
-        params[f"seg{i}"] = int(wire[i]) if i < len(wire) else 0
-    return params
+    params = {"segments_left": n - 1, "first_sid": int(segments[0])}
+    for i, sid in enumerate(wire):
+        params[f"seg{i}"] = int(sid)
+    return f"encap{len(wire)}", params
 
 
 def _ecn_entries(node: NodeConfig) -> list[TableEntry]:
@@ -386,12 +368,12 @@ def node_program(node: NodeConfig) -> NodeProgram:
         prog.defaults.append(
             TableEntry(
                 "ifit_head_cfg",
-                action="set_ifit_head",
+                # set_ifit_headN lays out the empty area of N = max_nodes records
+                action=f"set_ifit_head{node.ifit.max_nodes}",
                 params={
                     "period_div": magic(node.ifit.period_us, codes.MAGIC_SHIFT_TIME),
                     "d_every_n": node.ifit.d_every,
                     "namespace": node.ifit.namespace_id,
-                    "words": node.ifit.max_nodes * IOAM_NODE_LEN,
                     "trace": node.ifit.trace_type,
                 },
                 default=True,
@@ -402,6 +384,9 @@ def node_program(node: NodeConfig) -> NodeProgram:
     for port in node.ports:
         prog.entries.append(
             TableEntry("port_mac", {"port": port.index}, "set_port_mac", {"mac": port.mac})
+        )
+        prog.entries.append(
+            TableEntry("port_in", {"port": port.index}, "set_in_mac", {"mac": port.mac})
         )
     for r in node.routes:
         value, plen = _prefix(r.prefix)

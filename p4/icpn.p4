@@ -1,0 +1,548 @@
+// ICPN node pipeline for BMv2 simple_switch_grpc (v1model), programmed over P4Runtime.
+//
+// The wire contract is ../shared/SPEC.md with the choices of docs/pipeline.md; this program
+// follows docs/pipeline.md section 1 step by step (the step numbers below are its numbers).
+// Limits of this data plane are listed in docs/p4.md.
+//
+// Build: make -C p4   (renders build/consts.p4 from pyctl/constants.py and build/codes.p4 from
+// pyctl/targets/bmv2/codes.py, then runs p4c-bm2-ss).
+
+#include <core.p4>
+#include <v1model.p4>
+
+#include "consts.p4"
+#include "codes.p4"
+
+#include "include/headers.p4"
+#include "include/parser.p4"
+#include "include/hashing.p4"
+#include "include/apn.p4"
+#include "include/ifit.p4"
+#include "include/srv6.p4"
+#include "include/congestion.p4"
+#include "include/deparser.p4"
+
+const bit<32> INSTANCE_NORMAL = 0;
+const bit<32> INSTANCE_INGRESS_CLONE = 1;
+const bit<32> INSTANCE_EGRESS_CLONE = 2;
+
+control IcpnVerifyChecksum(inout headers_t hdr, inout meta_t meta) {
+    apply {
+        verify_checksum(hdr.ipv4.isValid(),
+            { hdr.ipv4.version, hdr.ipv4.ihl, hdr.ipv4.tos, hdr.ipv4.total_len, hdr.ipv4.id,
+              hdr.ipv4.flags, hdr.ipv4.frag_offset, hdr.ipv4.ttl, hdr.ipv4.protocol,
+              hdr.ipv4.src, hdr.ipv4.dst, hdr.ipv4_opts },
+            hdr.ipv4.checksum, HashAlgorithm.csum16);
+    }
+}
+
+control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metadata_t sm) {
+    ip6_t  source;
+    bit<8> flowlabel_mode;
+    bit<8> ifit_role;
+    mac_t  in_mac;
+    opt_generic_t no_option;
+
+    PfcIngress() pfc;
+    PfcHold() pfc_hold;
+    FlowKey() flow_key;
+    SRv6Endpoint() endpoint;
+    ApnClassify() apn;
+    Elephant() elephant;
+    Headend() headend;
+    ApnFill() apn_mark;
+    IfitStrip() ifit_strip;
+    HbhLayout() hbh_layout;
+    HbhLayout() e_hbh_layout;
+    Ipv4DecTtl() ipv4_ttl;
+    Ipv4DecTtl() in4_ttl;
+
+    action drop(bit<16> reason) {
+        meta.drop_reason = reason;
+    }
+
+    // Test mode: the controller supplies the time and the random draw of PacketContext, and
+    // the switch reports drops to the CPU port with their reason.
+    action set_context(bit<48> time_us, bit<32> rand32) {
+        meta.test_mode = 1;
+        meta.now_us = time_us;
+        meta.rand32 = rand32;
+    }
+
+    table test_ctx {
+        actions = { set_context; NoAction; }
+        default_action = NoAction();
+        size = 1;
+    }
+
+    action set_node(ip6_t source_addr, bit<8> flowlabel, bit<8> ifit) {
+        source = source_addr;
+        flowlabel_mode = flowlabel;
+        ifit_role = ifit;
+    }
+
+    table node_cfg {
+        actions = { set_node; NoAction; }
+        default_action = NoAction();
+        size = 1;
+    }
+
+    action set_in_mac(mac_t mac) {
+        in_mac = mac;
+    }
+
+    // The MAC of each port, for the not-for-me check.
+    table port_in {
+        key = { meta.in_port: exact @name("port"); }
+        actions = { set_in_mac; NoAction; }
+        default_action = NoAction();
+        size = 512;
+    }
+
+    action set_nexthop(port_t port, mac_t dmac) {
+        meta.out_port = (bit<16>)port;
+        meta.nh_mac = dmac;
+        meta.routed = 1;
+    }
+
+    // FIB: (table, family, address); IPv4 as ::ffff:a.b.c.d/(96 + prefix length).
+    table fib {
+        key = {
+            meta.fib_vrf:    exact @name("vrf");
+            meta.fib_family: exact @name("family");
+            meta.fib_addr:   lpm   @name("addr");
+        }
+        actions = { set_nexthop; NoAction; }
+        default_action = NoAction();
+        size = 4096;
+    }
+
+    apply {
+        no_option.setInvalid();
+        source = 0;
+        flowlabel_mode = ICPN_FLOWLABEL_HASH;
+        ifit_role = ICPN_IFIT_ROLE_NONE;
+        meta.in_port = (bit<16>)sm.ingress_port;
+        meta.now_us = sm.ingress_global_timestamp;
+        meta.frame_len = sm.packet_length;
+        random(meta.rand32, 32w0, 32w0xFFFFFFFF);
+        if (hdr.packet_out.isValid()) {
+            meta.frame_len = sm.packet_length - 6;
+            if (hdr.packet_out.mode == ICPN_PKTOUT_DIRECT) {
+                sm.egress_spec = (port_t)hdr.packet_out.egress_port;
+                hdr.packet_out.setInvalid();
+                meta.bypass = 1;
+                exit;
+            }
+            meta.in_port = hdr.packet_out.in_port;
+            hdr.packet_out.setInvalid();
+        }
+        test_ctx.apply();
+        node_cfg.apply();
+
+        // 0. A router takes only frames to its port's MAC (and PFC frames to their group MAC).
+        in_mac = 0;
+        port_in.apply();
+        if (!hdr.ethernet.isValid()) {
+            drop(ICPN_DROP_NOT_IP);
+        } else if (hdr.ethernet.dst != in_mac
+                   && !(hdr.ethernet.ether_type == ICPN_PFC_ETHERTYPE
+                        && hdr.ethernet.dst == PFC_DST_MAC)) {
+            drop(ICPN_DROP_NOT_FOR_ME);
+        }
+
+        // 1-2. PFC frames in (consumed), PFC frames out for a full ingress queue.
+        if (meta.drop_reason == 0) {
+            pfc.apply(hdr, meta);
+        }
+
+        // 3. Parse errors and validation. A routing header the parser could not finish is
+        // bad-srh at a local SID and bad-exthdr elsewhere, so it waits for the My-SID lookup.
+        bit<1> rh_error = 0;
+        bit<1> tlv_error = 0;
+        if (meta.drop_reason == 0 && sm.parser_error == error.BadSrhTlv) {
+            tlv_error = 1;    // only a segment endpoint looks at the TLVs
+        } else if (meta.drop_reason == 0 && sm.parser_error != error.NoError) {
+            bit<8> stage = meta.parse_stage;
+            if (stage >= STAGE_INNER) {
+                // an incomplete inner packet or transport header is not an error here
+            } else if (stage >= STAGE_EXT2) {
+                drop(ICPN_DROP_BAD_EXTHDR);
+            } else if (stage >= STAGE_RH) {
+                rh_error = 1;
+            } else if (stage >= STAGE_EXTHDR) {
+                drop(ICPN_DROP_BAD_EXTHDR);
+            } else if (stage >= STAGE_IPV4) {
+                drop(ICPN_DROP_BAD_IPV4);
+            } else if (stage >= STAGE_IPV6) {
+                drop(ICPN_DROP_BAD_IPV6);
+            } else {
+                drop(ICPN_DROP_NOT_IP);
+            }
+        }
+        if (meta.drop_reason == 0) {
+            if (hdr.ipv6.isValid()) {
+                if (hdr.ipv6.version != 6
+                    || (bit<32>)hdr.ipv6.payload_len + 54 > meta.frame_len) {
+                    drop(ICPN_DROP_BAD_IPV6);
+                } else if (hdr.ipv6.src[127:118] == 0x3FA || hdr.ipv6.dst[127:118] == 0x3FA) {
+                    drop(ICPN_DROP_LINK_LOCAL);
+                }
+            } else if (hdr.ipv4.isValid()) {
+                // RFC 1812 5.2.2: a router checks the header checksum; IHL*4 <= total length.
+                if ((bit<32>)hdr.ipv4.total_len + 14 > meta.frame_len
+                    || (bit<16>)hdr.ipv4.ihl * 4 > hdr.ipv4.total_len
+                    || sm.checksum_error == 1) {
+                    drop(ICPN_DROP_BAD_IPV4);
+                } else if (hdr.ipv4.src[31:16] == 0xA9FE || hdr.ipv4.dst[31:16] == 0xA9FE) {
+                    drop(ICPN_DROP_LINK_LOCAL);
+                }
+            } else {
+                drop(ICPN_DROP_NOT_IP);
+            }
+        }
+
+        bit<1> tail = 0;
+        bit<1> has_trace = 0;    // (decapsulation removes the outer HBH before the tail acts)
+        if (meta.drop_reason == 0) {
+            flow_key.apply(hdr, meta);
+            if (ifit_role != ICPN_IFIT_ROLE_NONE && hdr.altmark.isValid()) {
+                ifit_counts.count((bit<32>)(hdr.altmark.flowmon_id[9:0] ++ hdr.altmark.l));
+            }
+            if (ifit_role == ICPN_IFIT_ROLE_TAIL && hdr.ipv6.isValid()
+                && (hdr.altmark.isValid() || hdr.ioam.isValid())) {
+                tail = 1;
+                if (hdr.trace.isValid()) {
+                    has_trace = 1;
+                }
+            }
+            // 4. My-SID.
+            if (hdr.ipv6.isValid()) {
+                endpoint.apply(hdr, meta, rh_error, tlv_error);
+            }
+            if (meta.behaviour == 0 && rh_error == 1) {
+                drop(ICPN_DROP_BAD_EXTHDR);
+            }
+        }
+
+        if (meta.drop_reason == 0 && meta.behaviour == 0) {
+            // 5. Headend: APN-ID, elephants, policy, encapsulation (and IFIT head).
+            apn.apply(hdr, meta);
+            elephant.apply(meta);
+            headend.apply(hdr, meta, source, flowlabel_mode, ifit_role);
+            if (meta.ifit_head == 1) {
+                ifit_counts.count((bit<32>)(meta.flowmon_id[9:0] ++ meta.ifit_l));
+            }
+            if (meta.encap == 0) {
+                // 6. Transit forwarding on the destination.
+                meta.fib_lookup = 1;
+                meta.fib_vrf = 0;
+                if (hdr.ipv6.isValid()) {
+                    meta.fib_family = ICPN_FAMILY_IPV6;
+                    meta.fib_addr = hdr.ipv6.dst;
+                } else {
+                    meta.fib_family = ICPN_FAMILY_IPV4;
+                    meta.fib_addr = V4_MAPPED(hdr.ipv4.dst);
+                }
+            }
+            meta.hl_check = 1;
+        }
+
+        if (meta.drop_reason == 0 && meta.fib_lookup == 1) {
+            fib.apply();
+            if (meta.routed == 0) {
+                drop(ICPN_DROP_NO_ROUTE);
+            }
+        }
+
+        // A decapsulated packet: its own hop limit / TTL, after the lookup (docs/pipeline.md 2).
+        if (meta.drop_reason == 0 && meta.decap == 1) {
+            if (hdr.in6.isValid()) {
+                if (hdr.in6.hop_limit <= 1) {
+                    drop(ICPN_DROP_HOP_LIMIT);
+                } else {
+                    hdr.in6.hop_limit = hdr.in6.hop_limit - 1;
+                }
+            } else if (hdr.in4.ttl <= 1) {
+                drop(ICPN_DROP_HOP_LIMIT);
+            } else {
+                in4_ttl.apply(hdr.in4);
+            }
+        }
+
+        if (meta.drop_reason == 0 && meta.hl_check == 1) {
+            // Transit decrements the hop limit / TTL; a headend's outer header already has
+            // the received one minus one.
+            if (hdr.ipv6.isValid()) {
+                if (hdr.ipv6.hop_limit <= 1) {
+                    drop(ICPN_DROP_HOP_LIMIT);
+                } else if (meta.encap == 0) {
+                    hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;
+                    meta.hop_limit_out = hdr.ipv6.hop_limit;
+                }
+            } else {
+                if (hdr.ipv4.ttl <= 1) {
+                    drop(ICPN_DROP_HOP_LIMIT);
+                } else if (meta.encap == 0) {
+                    ipv4_ttl.apply(hdr.ipv4);
+                }
+            }
+        }
+
+        // Network-side APN marking without encapsulation: a new HBH[APN, padding] right after
+        // the IPv6 header; a packet that has a HBH keeps it as it is.
+        if (meta.drop_reason == 0 && meta.behaviour == 0 && meta.encap == 0
+            && meta.apn_valid == 1 && meta.apn_from_pkt == 0 && hdr.ipv6.isValid()
+            && !hdr.hbh.isValid()) {
+            hdr.hbh.setValid();
+            hdr.hbh.next_hdr = hdr.ipv6.next_hdr;
+            hdr.hbh.len = 0;
+            hdr.ipv6.next_hdr = ICPN_IPPROTO_HOPOPTS;
+            meta.hbh_len_in = 0;
+            apn_mark.apply(hdr.apn, hdr.apn_w, meta);
+        }
+
+        // PFC: a packet for a paused (port, priority) is held.
+        if (meta.drop_reason == 0) {
+            pfc_hold.apply(meta);
+        }
+
+        // IFIT tail: the report is built from an I2E clone; a tail that does not decapsulate
+        // removes the IFIT options itself.
+        if (meta.drop_reason == 0 && tail == 1) {
+            meta.report = has_trace;
+            if (meta.decap == 0) {
+                ifit_strip.apply(hdr, meta);
+            }
+        }
+
+        if (meta.drop_reason == 0) {
+            // Lengths: every HBH leaves in the docs/pipeline.md layout.
+            if (hdr.hbh.isValid()) {
+                bit<16> hbh_total;
+                hbh_layout.apply(hdr.hbh, hdr.apn, hdr.altmark, hdr.unk0, hdr.unk1, hdr.ioam,
+                                 hdr.pad_a, hdr.pad_e, hbh_total);
+                hdr.ipv6.payload_len = hdr.ipv6.payload_len + hbh_total - meta.hbh_len_in;
+            }
+            if (hdr.e_ipv6.isValid()) {
+                bit<16> outer = 0;
+                if (hdr.e_hbh.isValid()) {
+                    e_hbh_layout.apply(hdr.e_hbh, hdr.e_apn, hdr.e_altmark, no_option, no_option,
+                                       hdr.e_ioam, hdr.e_pad_a, hdr.e_pad_e, outer);
+                }
+                if (hdr.e_srh.isValid()) {
+                    outer = outer + ((bit<16>)hdr.e_srh.len + 1) * 8;
+                }
+                if (hdr.ipv6.isValid()) {
+                    hdr.e_ipv6.payload_len = outer + 40 + hdr.ipv6.payload_len;
+                } else {
+                    hdr.e_ipv6.payload_len = outer + hdr.ipv4.total_len;
+                }
+            }
+            sm.egress_spec = (port_t)meta.out_port;
+            if (meta.report == 1) {
+                meta.clone_kind = ICPN_CLONE_KIND_REPORT;
+                clone_preserving_field_list(CloneType.I2E, ICPN_REPORT_SESSION,
+                                            ICPN_FIELD_LIST_CLONE);
+            } else if (meta.pfc_emit == 1) {
+                meta.clone_kind = ICPN_CLONE_KIND_PFC;
+                clone_preserving_field_list(CloneType.I2E,
+                                            ICPN_PFC_SESSION_BASE + (bit<32>)meta.in_port,
+                                            ICPN_FIELD_LIST_CLONE);
+            }
+        } else {
+            if (meta.pfc_emit == 1) {
+                meta.clone_kind = ICPN_CLONE_KIND_PFC;
+                clone_preserving_field_list(CloneType.I2E,
+                                            ICPN_PFC_SESSION_BASE + (bit<32>)meta.in_port,
+                                            ICPN_FIELD_LIST_CLONE);
+            }
+            if (meta.test_mode == 1) {
+                sm.egress_spec = ICPN_CPU_PORT;
+                hdr.packet_in.setValid();
+                hdr.packet_in.ingress_port = meta.in_port;
+                hdr.packet_in.reason = meta.drop_reason;
+            } else {
+                mark_to_drop(sm);
+            }
+        }
+    }
+}
+
+control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metadata_t sm) {
+    bit<24> node_id;
+    bit<8>  ifit_role;
+    bit<1>  ecn_enabled;
+    ip6_t   source;
+    ip6_t   collector;
+    bit<16> collector_port;
+    mac_t   collector_mac;
+    mac_t   src_mac;
+    bit<16> qd_port;
+    bit<32> qdepth;
+
+    FlowKey() report_key;
+    IoamRecord() record_head;
+    IoamRecord() record_transit;
+    IoamRecord() record_tail;
+    IoamStamp() stamp_head;
+    IoamStamp() stamp_transit;
+    IoamStamp() stamp_tail;
+    IfitReport() ifit_report;
+    PfcFrame() pfc_frame;
+    Ecn() ecn;
+
+    action set_egress_node(bit<24> node, bit<8> ifit, bit<1> ecn_on, ip6_t source_addr,
+                ip6_t collector_addr, bit<16> report_port, mac_t report_dmac) {
+        node_id = node;
+        ifit_role = ifit;
+        ecn_enabled = ecn_on;
+        source = source_addr;
+        collector = collector_addr;
+        collector_port = report_port;
+        collector_mac = report_dmac;
+    }
+
+    table egress_cfg {
+        actions = { set_egress_node; NoAction; }
+        default_action = NoAction();
+        size = 1;
+    }
+
+    action set_port_mac(mac_t mac) {
+        src_mac = mac;
+    }
+
+    table port_mac {
+        key = { sm.egress_port: exact @name("port"); }
+        actions = { set_port_mac; NoAction; }
+        default_action = NoAction();
+        size = 512;
+    }
+
+    action set_qdepth(bit<32> packets) {
+        qdepth = packets;
+    }
+
+    // Test mode: PacketContext.egress_queue_packets (no entry: 0).
+    table test_qdepth {
+        key = { qd_port: exact @name("port"); }
+        actions = { set_qdepth; NoAction; }
+        default_action = NoAction();
+        size = 512;
+    }
+
+    apply {
+        node_id = 0;
+        ifit_role = ICPN_IFIT_ROLE_NONE;
+        ecn_enabled = 0;
+        source = 0;
+        collector = 0;
+        collector_port = ICPN_IFIT_REPORT_PORT;
+        collector_mac = 0;
+        src_mac = 0;
+        if (meta.bypass == 1) {
+            exit;
+        }
+        egress_cfg.apply();
+        port_mac.apply();
+        bit<32> r0;
+        bit<32> r1;
+        bit<32> r2;
+        bit<32> r3;
+        bit<32> r4;
+        bool is_clone = sm.instance_type == INSTANCE_INGRESS_CLONE
+                        || sm.instance_type == INSTANCE_EGRESS_CLONE;
+        // Queue depth of the data packet's egress port (a report clone's is the port the
+        // forwarded packet took: the last depth seen there).
+        qd_port = (bit<16>)sm.egress_port;
+        qdepth = (bit<32>)sm.enq_qdepth;
+        if (is_clone) {
+            qd_port = meta.out_port;
+            last_qdepth.read(qdepth, (bit<32>)meta.out_port & 511);
+        }
+        if (meta.test_mode == 1) {
+            qdepth = 0;
+            test_qdepth.apply();
+        }
+        if (is_clone) {
+            if (meta.clone_kind == ICPN_CLONE_KIND_PFC) {
+                pfc_frame.apply(hdr, meta, src_mac);
+            } else if (meta.clone_kind == ICPN_CLONE_KIND_REPORT) {
+                // The tail's own record, with what the forwarded packet saw.
+                report_key.apply(hdr, meta);
+                record_tail.apply(meta.hop_limit_out, node_id, meta.in_port, meta.out_port,
+                                  meta.now_us, qdepth, r0, r1, r2, r3, r4);
+                stamp_tail.apply(hdr.trace, hdr.ioam_n, meta.ioam_nodes, r0, r1, r2, r3, r4);
+                ifit_report.apply(hdr, meta, source, collector, collector_port, node_id,
+                                  collector_mac);
+                hdr.ethernet.src = src_mac;
+            }
+        } else if (sm.egress_port != ICPN_CPU_PORT) {
+            last_qdepth.write((bit<32>)sm.egress_port, (bit<32>)sm.enq_qdepth);
+
+            // 7. IOAM stamping in the outermost HBH.
+            if (ifit_role != ICPN_IFIT_ROLE_NONE) {
+                if (hdr.e_trace.isValid()) {
+                    record_head.apply(hdr.e_ipv6.hop_limit, node_id, meta.in_port,
+                                      (bit<16>)sm.egress_port, meta.now_us, qdepth,
+                                      r0, r1, r2, r3, r4);
+                    stamp_head.apply(hdr.e_trace, hdr.e_ioam_n,
+                                     (bit<8>)((((bit<16>)hdr.e_ioam.len - 10) * 13) >> 8),
+                                     r0, r1, r2, r3, r4);
+                } else if (hdr.trace.isValid() && hdr.ipv6.isValid()) {
+                    record_transit.apply(hdr.ipv6.hop_limit, node_id, meta.in_port,
+                                         (bit<16>)sm.egress_port, meta.now_us, qdepth,
+                                         r0, r1, r2, r3, r4);
+                    stamp_transit.apply(hdr.trace, hdr.ioam_n, meta.ioam_nodes,
+                                        r0, r1, r2, r3, r4);
+                }
+            }
+
+            // 8. ECN on the outermost header, then the Ethernet rewrite.
+            if (ecn_enabled == 1) {
+                ecn.apply(hdr, meta, qdepth);
+            }
+            hdr.ethernet.src = src_mac;
+            hdr.ethernet.dst = meta.nh_mac;
+            // The frame carries exactly the IP packet: link-layer padding goes.
+            if (hdr.e_ipv6.isValid()) {
+                truncate(54 + (bit<32>)hdr.e_ipv6.payload_len);
+            } else if (hdr.ipv6.isValid()) {
+                truncate(54 + (bit<32>)hdr.ipv6.payload_len);
+            } else if (hdr.ipv4.isValid()) {
+                truncate(14 + (bit<32>)hdr.ipv4.total_len);
+            } else if (hdr.in6.isValid()) {
+                truncate(54 + (bit<32>)hdr.in6.payload_len);
+            } else if (hdr.in4.isValid()) {
+                truncate(14 + (bit<32>)hdr.in4.total_len);
+            }
+
+            // A tail that sent its report by I2E clone sends a PFC frame by E2E clone.
+            if (meta.report == 1 && meta.pfc_emit == 1) {
+                meta.clone_kind = ICPN_CLONE_KIND_PFC;
+                clone_preserving_field_list(CloneType.E2E,
+                                            ICPN_PFC_SESSION_BASE + (bit<32>)meta.in_port,
+                                            ICPN_FIELD_LIST_CLONE);
+            }
+        }
+    }
+}
+
+
+control IcpnComputeChecksum(inout headers_t hdr, inout meta_t meta) {
+    apply {
+        // IFIT report: UDP checksum over the IPv6 pseudo-header, the UDP header and the
+        // report (headers that are not valid take no part in the sum).
+        update_checksum(hdr.r_udp.isValid(),
+            { hdr.e_ipv6.src, hdr.e_ipv6.dst, 16w0, hdr.r_udp.len, 24w0, 8w17,
+              hdr.r_udp.sport, hdr.r_udp.dport, hdr.r_udp.len, 16w0,
+              hdr.r_hdr, hdr.r_tuple,
+              hdr.ioam_n[0], hdr.ioam_n[1], hdr.ioam_n[2], hdr.ioam_n[3], hdr.ioam_n[4],
+              hdr.ioam_n[5], hdr.ioam_n[6], hdr.ioam_n[7] },
+            hdr.r_udp.checksum, HashAlgorithm.csum16);
+    }
+}
+
+V1Switch(IcpnParser(), IcpnVerifyChecksum(), IcpnIngress(), IcpnEgress(), IcpnComputeChecksum(),
+         IcpnDeparser()) main;

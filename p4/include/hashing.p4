@@ -1,0 +1,148 @@
+// Flow key, CRC-32 flow hash, count-min elephant detection (docs/pipeline.md section 3).
+// CRC-32 is v1model's HashAlgorithm.crc32 (reflected IEEE, init and xor-out 0xFFFFFFFF): the
+// same value as zlib.crc32 over the same octets, which is what pyctl.model.hashing computes.
+#ifndef ICPN_HASHING_P4
+#define ICPN_HASHING_P4
+
+// floor(t / d) for t < 2^48 and 0 < d < 2^32: (t * ceil(2^80 / d)) >> 80 (exact; the controller
+// computes the multiplier, see pyctl/targets/bmv2/writer.py magic()).
+#define MAGIC_DIV(T, M) ((bit<48>)(((bit<160>)(T) * (bit<160>)(M)) >> ICPN_MAGIC_SHIFT_TIME))
+
+// Maps an IPv4 address into ::ffff:a.b.c.d (the flow key's and the FIB's address form).
+#define V4_MAPPED(A) ((ip6_t)(16w0xFFFF ++ (A)))
+
+// The flow key of the innermost packet: src(16) dst(16) proto(1) then sport(2) dport(2), or
+// 0x00 QP(3) for RoCEv2; also the DSCP and IP length the classifiers and the sketch use.
+control FlowKey(in headers_t hdr, inout meta_t meta) {
+    apply {
+        meta.k_proto = meta.l4_proto;
+        if (hdr.in6.isValid()) {
+            meta.k_family = 6;
+            meta.k_src = hdr.in6.src;
+            meta.k_dst = hdr.in6.dst;
+            meta.dscp = hdr.in6.tc[7:2];
+            meta.ip_len = (bit<32>)hdr.in6.payload_len + 40;
+        } else if (hdr.in4.isValid()) {
+            meta.k_family = 4;
+            meta.k_src = V4_MAPPED(hdr.in4.src);
+            meta.k_dst = V4_MAPPED(hdr.in4.dst);
+            meta.dscp = hdr.in4.tos[7:2];
+            meta.ip_len = (bit<32>)hdr.in4.total_len;
+        } else if (hdr.ipv6.isValid()) {
+            meta.k_family = 6;
+            meta.k_src = hdr.ipv6.src;
+            meta.k_dst = hdr.ipv6.dst;
+            meta.dscp = hdr.ipv6.tc[7:2];
+            meta.ip_len = (bit<32>)hdr.ipv6.payload_len + 40;
+        } else {
+            meta.k_family = 4;
+            meta.k_src = V4_MAPPED(hdr.ipv4.src);
+            meta.k_dst = V4_MAPPED(hdr.ipv4.dst);
+            meta.dscp = hdr.ipv4.tos[7:2];
+            meta.ip_len = (bit<32>)hdr.ipv4.total_len;
+        }
+        meta.sport = 0;
+        meta.dport = 0;
+        if (hdr.l4.isValid()) {
+            meta.sport = hdr.l4.sport;
+            meta.dport = hdr.l4.dport;
+        }
+        if (hdr.bth.isValid()) {
+            meta.k_tail = 8w0 ++ hdr.bth.dest_qp;
+        } else {
+            meta.k_tail = meta.sport ++ meta.dport;
+        }
+        hash(meta.flow_hash, HashAlgorithm.crc32, 32w0,
+             { meta.k_src, meta.k_dst, meta.k_proto, meta.k_tail }, 64w0x100000000);
+    }
+}
+
+// Count-min sketch rows: cell = (window number + 1)(48) | bytes(32). A cell written in an
+// older window reads as zero, which is the reset at each new window without a sweep.
+register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row0;
+register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row1;
+register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row2;
+register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row3;
+// Elephant state per flow slot (flow hash mod ELEPHANT_SLOTS): elephant(1) | 0(15) | last
+// window + 1 (48).
+register<bit<64>>(ICPN_ELEPHANT_SLOTS) elephant_state;
+
+#define CMS_ROW(REG, ROW)                                                                     \
+    hash(idx, HashAlgorithm.crc32, 32w0,                                                      \
+         { ROW, meta.k_src, meta.k_dst, meta.k_proto, meta.k_tail }, width);                  \
+    REG.read(cell, idx);                                                                      \
+    count = 0;                                                                                \
+    if (cell[79:32] == window1) {                                                             \
+        count = cell[31:0];                                                                   \
+    }                                                                                         \
+    count = count + meta.ip_len;                                                              \
+    REG.write(idx, window1 ++ count);                                                         \
+    if (count < estimate) {                                                                   \
+        estimate = count;                                                                     \
+    }
+
+control Elephant(inout meta_t meta) {
+    bit<1>   enabled;
+    bit<8>   rows;
+    bit<32>  width;
+    bit<128> window_magic;
+    bit<32>  threshold;
+    bit<48>  idle_windows;
+
+    action set_elephant(bit<8> cms_rows, bit<32> cms_width, bit<128> window_div,
+                     bit<32> threshold_bytes, bit<48> idle) {
+        enabled = 1;
+        rows = cms_rows;
+        width = cms_width;
+        window_magic = window_div;
+        threshold = threshold_bytes;
+        idle_windows = idle;
+    }
+
+    table elephant_cfg {
+        actions = { set_elephant; NoAction; }
+        default_action = NoAction();
+        size = 1;
+    }
+
+    apply {
+        enabled = 0;
+        rows = 0;
+        width = 1;
+        window_magic = 0;
+        threshold = 0;
+        idle_windows = 0;
+        meta.elephant = 0;
+        elephant_cfg.apply();
+        if (enabled == 1) {
+            bit<48> window1 = MAGIC_DIV(meta.now_us, window_magic) + 1;
+            bit<32> estimate = 0xFFFFFFFF;
+            bit<32> idx;
+            bit<80> cell;
+            bit<32> count;
+            CMS_ROW(cms_row0, 8w0)
+            if (rows > 1) {
+                CMS_ROW(cms_row1, 8w1)
+            }
+            if (rows > 2) {
+                CMS_ROW(cms_row2, 8w2)
+            }
+            if (rows > 3) {
+                CMS_ROW(cms_row3, 8w3)
+            }
+            // Once an elephant, a flow stays one until idle_windows windows pass without it.
+            bit<32> slot = meta.flow_hash & (ICPN_ELEPHANT_SLOTS - 1);
+            bit<64> state;
+            elephant_state.read(state, slot);
+            if (state[63:63] == 1 && window1 - state[47:0] <= idle_windows) {
+                meta.elephant = 1;
+            }
+            if (estimate >= threshold) {
+                meta.elephant = 1;
+            }
+            elephant_state.write(slot, meta.elephant ++ 15w0 ++ window1);
+        }
+    }
+}
+
+#endif

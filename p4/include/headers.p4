@@ -1,0 +1,394 @@
+// Headers and metadata of the ICPN P4 program (SPEC.md wire formats, docs/pipeline.md choices).
+#ifndef ICPN_HEADERS_P4
+#define ICPN_HEADERS_P4
+
+typedef bit<48>  mac_t;
+typedef bit<128> ip6_t;
+typedef bit<32>  ip4_t;
+typedef bit<9>   port_t;
+
+const bit<16> ETHERTYPE_IPV4 = 0x0800;
+const bit<16> ETHERTYPE_IPV6 = 0x86DD;
+const bit<48> PFC_DST_MAC    = 0x0180C2000001;
+
+// Packet-in: the first header of every frame the switch sends to the controller.
+@controller_header("packet_in")
+header packet_in_t {
+    bit<16> ingress_port;
+    bit<16> reason;        // 0: punted; else a drop reason (test mode, pyctl.constants.DROP_*)
+}
+
+// Packet-out: the first header of every frame the controller sends to the switch.
+@controller_header("packet_out")
+header packet_out_t {
+    bit<16> egress_port;   // mode PKTOUT_DIRECT: send out of this port, no pipeline
+    bit<16> in_port;       // mode PKTOUT_PIPELINE: process as if received on this port
+    bit<8>  mode;
+    bit<8>  reserved;
+}
+
+header ethernet_t {
+    mac_t   dst;
+    mac_t   src;
+    bit<16> ether_type;
+}
+
+// IEEE 802.1Qbb PFC frame (after the Ethernet header), and the zero padding to 60 octets.
+header pfc_t {
+    bit<16> opcode;
+    bit<16> class_enable;
+    bit<16> t0;
+    bit<16> t1;
+    bit<16> t2;
+    bit<16> t3;
+    bit<16> t4;
+    bit<16> t5;
+    bit<16> t6;
+    bit<16> t7;
+}
+
+header pfc_pad_t {
+    bit<208> zero;         // 60 - 14 - 20 octets
+}
+
+header ipv4_t {
+    bit<4>  version;
+    bit<4>  ihl;
+    bit<8>  tos;
+    bit<16> total_len;
+    bit<16> id;
+    bit<3>  flags;
+    bit<13> frag_offset;
+    bit<8>  ttl;
+    bit<8>  protocol;
+    bit<16> checksum;
+    ip4_t   src;
+    ip4_t   dst;
+}
+
+header ipv4_opts_t {
+    varbit<320> data;
+}
+
+header ipv6_t {
+    bit<4>  version;
+    bit<8>  tc;
+    bit<20> flow_label;
+    bit<16> payload_len;
+    bit<8>  next_hdr;
+    bit<8>  hop_limit;
+    ip6_t   src;
+    ip6_t   dst;
+}
+
+// First two octets of a Hop-by-Hop or Destination Options header.
+header exthdr_t {
+    bit<8> next_hdr;
+    bit<8> len;            // 8-octet units after the first 8 octets
+}
+
+// Destination Options header body, kept as it is (ICPN reads no destination option).
+header opaque_t {
+    varbit<16320> data;
+}
+
+// APN option (SPEC 2): type, length, then ID type, flags, parameter bitmap; then 32-bit words
+// (APN-ID words, then one word per parameter).
+header opt_apn_t {
+    bit<8>  type;
+    bit<8>  len;
+    bit<8>  id_type;
+    bit<8>  flags;
+    bit<16> para_type;
+}
+
+header word_t {
+    bit<32> w;
+}
+
+// Alternate Marking option (RFC 9343).
+header opt_altmark_t {
+    bit<8>  type;
+    bit<8>  len;
+    bit<20> flowmon_id;
+    bit<1>  l;
+    bit<1>  d;
+    bit<10> reserved;
+}
+
+// IOAM option header (RFC 9486) and the pre-allocated trace header (RFC 9197).
+header opt_ioam_t {
+    bit<8> type;
+    bit<8> len;
+    bit<8> reserved;
+    bit<8> ioam_type;
+}
+
+header ioam_trace_t {
+    bit<16> namespace_id;
+    bit<5>  node_len;
+    bit<4>  flags;
+    bit<7>  remaining_len;
+    bit<24> trace_type;
+    bit<8>  reserved;
+}
+
+// One node's record in a pre-allocated trace of the default type (NodeLen 5): hop limit and node
+// id, ingress and egress interface, seconds, microseconds, queue depth.
+header ioam_node_t {
+    bit<32> w0;
+    bit<32> w1;
+    bit<32> w2;
+    bit<32> w3;
+    bit<32> w4;
+}
+
+// The rest of an IOAM option this program does not stamp (another IOAM type, another size).
+header opt_raw_t {
+    varbit<2040> data;
+}
+
+// Any other option, kept as it is.
+header opt_generic_t {
+    bit<8>       type;
+    bit<8>       len;
+    varbit<2040> data;
+}
+
+// One octet of padding: a stack of these is a Pad1 or a PadN option (docs/pipeline.md).
+header padb_t {
+    bit<8> b;
+}
+
+// Routing header fixed part; for Routing Type 4 it is the SRH (RFC 8754).
+header rh_t {
+    bit<8>  next_hdr;
+    bit<8>  len;
+    bit<8>  routing_type;
+    bit<8>  segments_left;
+    bit<8>  last_entry;
+    bit<8>  flags;
+    bit<16> tag;
+}
+
+header seg_t {
+    ip6_t sid;
+}
+
+// After the segment list: SRH TLVs, or the body of another routing type, as they are.
+header rh_rest_t {
+    varbit<16320> data;
+}
+
+header l4_ports_t {
+    bit<16> sport;
+    bit<16> dport;
+}
+
+header udp_rest_t {
+    bit<16> len;
+    bit<16> checksum;
+}
+
+// RoCEv2 Base Transport Header, first 8 octets (destination QP in octets 5-7).
+header bth_t {
+    bit<8>  opcode;
+    bit<8>  flags;
+    bit<16> pkey;
+    bit<8>  reserved;
+    bit<24> dest_qp;
+}
+
+// IFIT report (SPEC 3): UDP, the report header, the inner 5-tuple; the node data follows.
+header udp_t {
+    bit<16> sport;
+    bit<16> dport;
+    bit<16> len;
+    bit<16> checksum;
+}
+
+header ifit_report_t {
+    bit<8>  version;
+    bit<8>  node_count;
+    bit<16> flags;
+    bit<20> flowmon_id;
+    bit<1>  l;
+    bit<1>  d;
+    bit<10> reserved;
+    bit<32> tail_node_id;
+    bit<32> ts_sec;
+    bit<32> ts_usec;
+}
+
+header ifit_tuple_t {
+    bit<8>  family;
+    bit<8>  proto;
+    bit<16> sport;
+    bit<16> dport;
+    bit<16> reserved;
+    ip6_t   src;
+    ip6_t   dst;
+}
+
+struct headers_t {
+    packet_in_t   packet_in;
+    packet_out_t  packet_out;
+    ethernet_t    ethernet;
+    pfc_t         pfc;
+    pfc_pad_t     pfc_pad;
+
+    // The outer headers a headend pushes (H.Encaps); also the IPv6 header of an IFIT report.
+    ipv6_t        e_ipv6;
+    exthdr_t      e_hbh;
+    opt_apn_t     e_apn;
+    word_t[ICPN_APN_MAX_WORDS]  e_apn_w;
+    opt_altmark_t e_altmark;
+    padb_t[7]     e_pad_a;
+    opt_ioam_t    e_ioam;
+    ioam_trace_t  e_trace;
+    ioam_node_t[ICPN_IOAM_MAX_NODES] e_ioam_n;
+    padb_t[7]     e_pad_e;
+    rh_t          e_srh;
+    seg_t[ICPN_MAX_SEGMENTS]    e_seg;
+
+    // IFIT report (built from a clone at the tail).
+    udp_t         r_udp;
+    ifit_report_t r_hdr;
+    ifit_tuple_t  r_tuple;
+
+    // The packet as received: outer IPv6 and its extension headers ...
+    ipv6_t        ipv6;
+    exthdr_t      hbh;
+    opt_apn_t     apn;
+    word_t[ICPN_APN_MAX_WORDS]  apn_w;
+    opt_altmark_t altmark;
+    opt_generic_t unk0;
+    opt_generic_t unk1;
+    padb_t[7]     pad_a;
+    opt_ioam_t    ioam;
+    ioam_trace_t  trace;
+    opt_raw_t     ioam_raw;
+    ioam_node_t[ICPN_IOAM_MAX_NODES] ioam_n;
+    padb_t[7]     pad_e;
+    exthdr_t      doh1;
+    opaque_t      doh1_body;
+    rh_t          rh;
+    seg_t[ICPN_MAX_SEGMENTS]    seg;
+    // SRH TLVs, up to four walked one by one (each a Pad1 or a TLV), then the rest as it is
+    padb_t        tlv_pad0;
+    opt_generic_t tlv0;
+    padb_t        tlv_pad1;
+    opt_generic_t tlv1;
+    padb_t        tlv_pad2;
+    opt_generic_t tlv2;
+    padb_t        tlv_pad3;
+    opt_generic_t tlv3;
+    rh_rest_t     rh_rest;
+    exthdr_t      doh2;
+    opaque_t      doh2_body;
+    // ... or an outer IPv4 header ...
+    ipv4_t        ipv4;
+    ipv4_opts_t   ipv4_opts;
+    // ... then an inner packet (IPv6 / IPv4 in IPv6) ...
+    ipv6_t        in6;
+    ipv4_t        in4;
+    ipv4_opts_t   in4_opts;
+    // ... and the transport ports of the innermost packet.
+    l4_ports_t    l4;
+    udp_rest_t    udp_rest;
+    bth_t         bth;
+}
+
+struct meta_t {
+    // Preserved into clones (an I2E clone is re-parsed; only these fields survive).
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  clone_kind;
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<16> in_port;
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<16> out_port;
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<48> now_us;
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<1>  test_mode;
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  hop_limit_out;
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<3>  pfc_prio;
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<16> pfc_time;
+
+    // Parser bookkeeping.
+    bit<16> opt_rem;       // octets of options left in the HBH being parsed
+    bit<8>  opt_len;
+    bit<4>  hbh_seen;      // 1 APN, 2 AltMark, 4 IOAM already parsed
+    bit<2>  hbh_unk;       // unknown options parsed so far
+    bit<8>  words_left;
+    bit<8>  apn_words;
+    // (an I2E clone's metadata is reset after its re-parse: what the report needs is kept)
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  ioam_nodes;   // records in hdr.ioam_n
+    bit<16> hbh_len_in;    // octets of the HBH as received
+    bit<16> rh_body;       // octets of the routing header after its fixed part
+    bit<8>  segs_left;
+    bit<1>  rh_opaque;     // routing header not parsed into hdr.seg (not type 4, too long)
+    bit<8>  tlv_count;     // SRH TLVs walked
+    bit<8>  parse_stage;   // which header the parser was in when it stopped
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  l4_proto;  // innermost upper-layer protocol
+
+    // Node state for this packet.
+    bit<1>  bypass;        // a packet-out sent straight to a port
+    bit<32> frame_len;     // octets of the frame as received (without a packet-out header)
+    bit<1>  hl_check;      // transit / headend: check and use the received hop limit
+    bit<16> drop_reason;
+    bit<32> rand32;
+    mac_t   nh_mac;
+    bit<1>  routed;        // egress port and next-hop MAC decided
+
+    // One FIB lookup per packet, on these.
+    bit<1>  fib_lookup;
+    bit<16> fib_vrf;
+    bit<8>  fib_family;
+    ip6_t   fib_addr;
+
+    // Flow key of the innermost packet (docs/pipeline.md section 3).
+    ip6_t   k_src;
+    ip6_t   k_dst;
+    bit<8>  k_proto;
+    bit<32> k_tail;        // sport|dport, or 0x00|QP for RoCEv2
+    bit<16> sport;         // transport ports (0 without a TCP / UDP header)
+    bit<16> dport;
+    bit<8>  k_family;      // 4 or 6
+    bit<6>  dscp;
+    bit<32> ip_len;        // IP length of the innermost packet
+    bit<32> flow_hash;
+
+    // APN
+    bit<1>  apn_valid;
+    bit<1>  apn_from_pkt;
+    ip6_t   apn_id;        // right-aligned
+    bit<8>  apn_id_type;
+    bit<8>  apn_flags;
+    bit<16> apn_para;
+    bit<8>  apn_nwords;    // a classifier's mark: the option's words, laid out by the controller
+    bit<32> apn_w0;
+    bit<32> apn_w1;
+    bit<32> apn_w2;
+    bit<32> apn_w3;
+    bit<32> apn_w4;
+    bit<32> apn_w5;
+    bit<32> apn_w6;
+    bit<32> apn_w7;
+
+    // Elephants
+    bit<1>  elephant;
+
+    // SRv6
+    bit<8>  behaviour;
+    bit<1>  psp;
+    bit<1>  decap;
+    bit<1>  encap;
+    bit<16> policy_id;
+
+    // IFIT
+    bit<1>  ifit_head;
+    bit<20> flowmon_id;
+    bit<1>  ifit_l;
+    bit<1>  report;
+
+    // PFC
+    bit<1>  pfc_emit;
+}
+
+#endif

@@ -1,0 +1,400 @@
+// IFIT (SPEC 3, docs/pipeline.md section 4): head options, IOAM stamping, per-colour counters,
+// the tail's report, and the HBH layout every emitted HBH is rebuilt to.
+//
+// Limits (docs/p4.md): only the default trace type (0xF20000, NodeLen 5) is stamped, into an
+// area of at most IOAM_MAX_NODES records; other IOAM options are forwarded untouched.
+#ifndef ICPN_IFIT_P4
+#define ICPN_IFIT_P4
+
+const bit<5> IOAM_NODE_LEN_DEFAULT = 5;
+
+// Packets and bytes per (FlowMonID, colour): index (FlowMonID % IFIT_COUNTER_FLOWS) * 2 + L.
+// BMv2 counts the octets of the frame as received.
+counter(2 * ICPN_IFIT_COUNTER_FLOWS, CounterType.packets_and_bytes) ifit_counts;
+
+// Head: per-flow colour period (period number + 1) and the countdown to the next D mark.
+register<bit<48>>(ICPN_IFIT_COUNTER_FLOWS) ifit_period;
+register<bit<32>>(ICPN_IFIT_COUNTER_FLOWS) ifit_countdown;
+
+// Pad of n octets (docs/pipeline.md): Pad1 for one, PadN with zero data otherwise. A table
+// with constant entries costs BMv2 one lookup where a chain of conditions costs one per test.
+#define PAD_OFF(I) p[I].setInvalid();
+#define PAD_ZERO(I) p[I].setValid(); p[I].b = 0;
+#define PADN(DATA) p[0].setValid(); p[0].b = 1; p[1].setValid(); p[1].b = DATA;
+
+control MakePad(in bit<8> n, inout padb_t[7] p) {
+    action pad0() { PAD_OFF(0) PAD_OFF(1) PAD_OFF(2) PAD_OFF(3) PAD_OFF(4) PAD_OFF(5) PAD_OFF(6) }
+    action pad1() { PAD_ZERO(0) PAD_OFF(1) PAD_OFF(2) PAD_OFF(3) PAD_OFF(4) PAD_OFF(5) PAD_OFF(6) }
+    action pad2() { PADN(0) PAD_OFF(2) PAD_OFF(3) PAD_OFF(4) PAD_OFF(5) PAD_OFF(6) }
+    action pad3() { PADN(1) PAD_ZERO(2) PAD_OFF(3) PAD_OFF(4) PAD_OFF(5) PAD_OFF(6) }
+    action pad4() { PADN(2) PAD_ZERO(2) PAD_ZERO(3) PAD_OFF(4) PAD_OFF(5) PAD_OFF(6) }
+    action pad5() { PADN(3) PAD_ZERO(2) PAD_ZERO(3) PAD_ZERO(4) PAD_OFF(5) PAD_OFF(6) }
+    action pad6() { PADN(4) PAD_ZERO(2) PAD_ZERO(3) PAD_ZERO(4) PAD_ZERO(5) PAD_OFF(6) }
+    action pad7() { PADN(5) PAD_ZERO(2) PAD_ZERO(3) PAD_ZERO(4) PAD_ZERO(5) PAD_ZERO(6) }
+
+    table pad {
+        key = { n: exact @name("octets"); }
+        actions = { pad0; pad1; pad2; pad3; pad4; pad5; pad6; pad7; }
+        const entries = {
+            0: pad0();
+            1: pad1();
+            2: pad2();
+            3: pad3();
+            4: pad4();
+            5: pad5();
+            6: pad6();
+            7: pad7();
+        }
+        default_action = pad0();
+    }
+
+    apply {
+        pad.apply();
+    }
+}
+
+// Rebuilds an HBH's length and padding for the options present, in the order the deparser
+// emits them: APN, AltMark, other options, [pad to 4n], IOAM, [pad to 8n]. An HBH received in
+// this layout leaves byte for byte as it came.
+control HbhLayout(inout exthdr_t h, in opt_apn_t apn, in opt_altmark_t am, in opt_generic_t u0,
+                  in opt_generic_t u1, in opt_ioam_t io, inout padb_t[7] pad_a,
+                  inout padb_t[7] pad_e, out bit<16> total) {
+    MakePad() make_pad_a;
+    MakePad() make_pad_e;
+    apply {
+        bit<16> off = 2;
+        if (apn.isValid()) { off = off + 2 + (bit<16>)apn.len; }
+        if (am.isValid()) { off = off + 6; }
+        if (u0.isValid()) { off = off + 2 + (bit<16>)u0.len; }
+        if (u1.isValid()) { off = off + 2 + (bit<16>)u1.len; }
+        bit<8> na = 0;
+        if (io.isValid()) {
+            na = (bit<8>)((16w0 - off) & 3);
+            off = off + (bit<16>)na + 2 + (bit<16>)io.len;
+        }
+        bit<8> ne = (bit<8>)((16w0 - off) & 7);
+        total = off + (bit<16>)ne;
+        h.len = (bit<8>)(total >> 3) - 1;
+        make_pad_a.apply(na, pad_a);
+        make_pad_e.apply(ne, pad_e);
+    }
+}
+
+// Stamps this node's record into a pre-allocated trace (docs/pipeline.md section 4): at word
+// RemainingLen - NodeLen of the area, or the Overflow flag when the room is used up.
+#define IOAM_WRITE(K) n[K].w0 = r0; n[K].w1 = r1; n[K].w2 = r2; n[K].w3 = r3; n[K].w4 = r4;
+
+control IoamStamp(inout ioam_trace_t t, inout ioam_node_t[ICPN_IOAM_MAX_NODES] n, in bit<8> nodes,
+                  in bit<32> r0, in bit<32> r1, in bit<32> r2, in bit<32> r3, in bit<32> r4) {
+    bit<8> slot;
+    action write0() { IOAM_WRITE(0) }
+    action write1() { IOAM_WRITE(1) }
+    action write2() { IOAM_WRITE(2) }
+    action write3() { IOAM_WRITE(3) }
+    action write4() { IOAM_WRITE(4) }
+    action write5() { IOAM_WRITE(5) }
+    action write6() { IOAM_WRITE(6) }
+    action write7() { IOAM_WRITE(7) }
+
+    // record index = (RemainingLen - NodeLen) / NodeLen
+    table ioam_slot {
+        key = { slot: exact @name("remaining_len"); }
+        actions = { write0; write1; write2; write3; write4; write5; write6; write7; NoAction; }
+        const entries = {
+            5: write0();
+            10: write1();
+            15: write2();
+            20: write3();
+            25: write4();
+            30: write5();
+            35: write6();
+            40: write7();
+        }
+        default_action = NoAction();
+    }
+
+    apply {
+        if (t.trace_type == ICPN_IOAM_TRACE_TYPE_DEFAULT && t.node_len == IOAM_NODE_LEN_DEFAULT) {
+            slot = (bit<8>)t.remaining_len;
+            if (t.remaining_len < 5) {
+                t.flags = t.flags | 4w0x8;
+            } else if ((bit<16>)slot <= (bit<16>)nodes * 5) {
+                if (ioam_slot.apply().hit) {
+                    t.remaining_len = t.remaining_len - 5;
+                }
+            }
+        }
+    }
+}
+
+// Seconds and microseconds of a µs timestamp.
+const bit<160> USEC_MAGIC = ((1 << ICPN_MAGIC_SHIFT_TIME) + 999999) / 1000000;
+
+control IoamRecord(in bit<8> hop_limit, in bit<24> node_id, in bit<16> in_if, in bit<16> out_if,
+                   in bit<48> now_us, in bit<32> qdepth, out bit<32> r0, out bit<32> r1,
+                   out bit<32> r2, out bit<32> r3, out bit<32> r4) {
+    apply {
+        bit<48> sec = MAGIC_DIV(now_us, USEC_MAGIC);
+        r0 = hop_limit ++ node_id;
+        r1 = in_if ++ out_if;
+        r2 = sec[31:0];
+        r3 = (bit<32>)(now_us - sec * 1000000);
+        r4 = qdepth;
+    }
+}
+
+// BMv2's setValid (add_header) zeroes an invalid header: that is the empty record.
+#define ZERO_NODE(I) hdr.e_ioam_n[I].setValid();
+
+// The IFIT head (docs/pipeline.md section 4): on encapsulation, a flow that matches gets the
+// AltMark option (colour of the current period, D on one packet in d_every) and an empty
+// pre-allocated IOAM trace in the outer HBH.
+control IfitHead(inout headers_t hdr, inout meta_t meta) {
+    bit<20>  flowmon;
+    bit<32>  slot;
+    bit<128> period_magic;
+    bit<32>  d_every;
+    bit<16>  namespace_id;
+    bit<8>   nodes;
+    bit<24>  trace_type;
+
+    action set_flowmon(bit<20> flowmon_id, bit<32> flow_slot) {
+        flowmon = flowmon_id;
+        slot = flow_slot;
+    }
+
+    table ifit_flow {
+        key = {
+            meta.k_src:   ternary @name("src");
+            meta.k_dst:   ternary @name("dst");
+            meta.k_proto: ternary @name("proto");
+            meta.sport:   ternary @name("sport");
+            meta.dport:   ternary @name("dport");
+            meta.dscp:    ternary @name("dscp");
+            meta.in_port: ternary @name("in_port");
+        }
+        actions = { set_flowmon; NoAction; }
+        default_action = NoAction();
+        size = ICPN_IFIT_COUNTER_FLOWS;
+    }
+
+    action head(bit<128> period_div, bit<32> d_every_n, bit<16> namespace, bit<8> max_nodes,
+                bit<24> trace) {
+        period_magic = period_div;
+        d_every = d_every_n;
+        namespace_id = namespace;
+        nodes = max_nodes;
+        trace_type = trace;
+    }
+
+    // Head settings; set_ifit_headN also lays out the empty area of N records (N = max_nodes),
+    // so the head needs one lookup for both.
+    action set_ifit_head1(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
+                          bit<24> trace) {
+        head(period_div, d_every_n, namespace, 1, trace);
+        ZERO_NODE(0)
+    }
+
+    action set_ifit_head2(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
+                          bit<24> trace) {
+        head(period_div, d_every_n, namespace, 2, trace);
+        ZERO_NODE(0) ZERO_NODE(1)
+    }
+
+    action set_ifit_head3(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
+                          bit<24> trace) {
+        head(period_div, d_every_n, namespace, 3, trace);
+        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2)
+    }
+
+    action set_ifit_head4(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
+                          bit<24> trace) {
+        head(period_div, d_every_n, namespace, 4, trace);
+        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3)
+    }
+
+    action set_ifit_head5(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
+                          bit<24> trace) {
+        head(period_div, d_every_n, namespace, 5, trace);
+        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3) ZERO_NODE(4)
+    }
+
+    action set_ifit_head6(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
+                          bit<24> trace) {
+        head(period_div, d_every_n, namespace, 6, trace);
+        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3) ZERO_NODE(4) ZERO_NODE(5)
+    }
+
+    action set_ifit_head7(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
+                          bit<24> trace) {
+        head(period_div, d_every_n, namespace, 7, trace);
+        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3)
+        ZERO_NODE(4) ZERO_NODE(5) ZERO_NODE(6)
+    }
+
+    action set_ifit_head8(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
+                          bit<24> trace) {
+        head(period_div, d_every_n, namespace, 8, trace);
+        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3)
+        ZERO_NODE(4) ZERO_NODE(5) ZERO_NODE(6) ZERO_NODE(7)
+    }
+
+    table ifit_head_cfg {
+        actions = {
+            set_ifit_head1; set_ifit_head2; set_ifit_head3; set_ifit_head4; set_ifit_head5;
+            set_ifit_head6; set_ifit_head7; set_ifit_head8; NoAction;
+        }
+        default_action = NoAction();
+        size = 1;
+    }
+
+    apply {
+        flowmon = 0;
+        slot = 0;
+        period_magic = 0;
+        d_every = 1;
+        namespace_id = 0;
+        nodes = 0;
+        trace_type = ICPN_IOAM_TRACE_TYPE_DEFAULT;
+        if (ifit_flow.apply().hit) {
+            ifit_head_cfg.apply();
+            bit<48> period1 = MAGIC_DIV(meta.now_us, period_magic) + 1;
+            bit<48> last;
+            bit<32> countdown;
+            ifit_period.read(last, slot);
+            ifit_countdown.read(countdown, slot);
+            if (last != period1) {
+                countdown = 0;
+            }
+            bit<1> d = 0;
+            if (countdown == 0) {
+                d = 1;
+                countdown = d_every - 1;
+            } else {
+                countdown = countdown - 1;
+            }
+            ifit_period.write(slot, period1);
+            ifit_countdown.write(slot, countdown);
+
+            hdr.e_hbh.setValid();
+            hdr.e_altmark.setValid();
+            hdr.e_altmark.type = ICPN_ALTMARK_OPT_TYPE;
+            hdr.e_altmark.len = 4;
+            hdr.e_altmark.flowmon_id = flowmon;
+            bit<48> period = period1 - 1;
+            hdr.e_altmark.l = period[0:0];
+            hdr.e_altmark.d = d;
+            hdr.e_altmark.reserved = 0;
+            hdr.e_ioam.setValid();
+            hdr.e_ioam.type = ICPN_IOAM_OPT_TYPE;
+            hdr.e_ioam.len = 10 + 20 * nodes;
+            hdr.e_ioam.reserved = 0;
+            hdr.e_ioam.ioam_type = 0;
+            hdr.e_trace.setValid();
+            hdr.e_trace.namespace_id = namespace_id;
+            hdr.e_trace.node_len = IOAM_NODE_LEN_DEFAULT;
+            hdr.e_trace.flags = 0;
+            hdr.e_trace.remaining_len = (bit<7>)(nodes * 5);
+            hdr.e_trace.trace_type = trace_type;
+            hdr.e_trace.reserved = 0;
+            meta.ifit_head = 1;
+            meta.flowmon_id = flowmon;
+            meta.ifit_l = hdr.e_altmark.l;
+        }
+    }
+}
+
+// Removes the IFIT options from the received HBH (a tail that does not decapsulate), and the
+// HBH itself when nothing else is left in it.
+control IfitStrip(inout headers_t hdr, inout meta_t meta) {
+    apply {
+        hdr.altmark.setInvalid();
+        hdr.ioam.setInvalid();
+        hdr.trace.setInvalid();
+        hdr.ioam_raw.setInvalid();
+        hdr.ioam_n.pop_front(ICPN_IOAM_MAX_NODES);
+        if (!hdr.apn.isValid() && !hdr.unk0.isValid() && !hdr.unk1.isValid()) {
+            hdr.ipv6.next_hdr = hdr.hbh.next_hdr;
+            hdr.ipv6.payload_len = hdr.ipv6.payload_len - meta.hbh_len_in;
+            hdr.hbh.setInvalid();
+        }
+    }
+}
+
+#define DROP_NODE(K) if (rem > 5 * K) { hdr.ioam_n[K].setInvalid(); }
+
+// Turns an I2E clone made at the tail into the IFIT report (docs/pipeline.md section 4): the
+// clone was re-parsed from the received frame, so its IOAM area is stamped here with the data
+// the forwarded packet had (ports, time, hop limit kept in the clone's field list).
+control IfitReport(inout headers_t hdr, inout meta_t meta, in ip6_t source, in ip6_t collector,
+                   in bit<16> udp_port, in bit<24> node_id, in mac_t dmac) {
+    apply {
+        bit<8> rem = (bit<8>)hdr.trace.remaining_len;
+        // rem is a multiple of NodeLen (5) <= 40: rem * 52 >> 8 == rem / 5 there.
+        bit<8> nodes = meta.ioam_nodes - (bit<8>)(((bit<16>)rem * 52) >> 8);
+
+        hdr.r_hdr.setValid();
+        hdr.r_hdr.version = 1;
+        hdr.r_hdr.node_count = nodes;
+        hdr.r_hdr.flags = 0;
+        hdr.r_hdr.flowmon_id = 0;
+        hdr.r_hdr.l = 0;
+        hdr.r_hdr.d = 0;
+        if (hdr.altmark.isValid()) {
+            hdr.r_hdr.flowmon_id = hdr.altmark.flowmon_id;
+            hdr.r_hdr.l = hdr.altmark.l;
+            hdr.r_hdr.d = hdr.altmark.d;
+        }
+        hdr.r_hdr.reserved = 0;
+        hdr.r_hdr.tail_node_id = (bit<32>)node_id;
+        bit<48> sec = MAGIC_DIV(meta.now_us, USEC_MAGIC);
+        hdr.r_hdr.ts_sec = sec[31:0];
+        hdr.r_hdr.ts_usec = (bit<32>)(meta.now_us - sec * 1000000);
+
+        hdr.r_tuple.setValid();
+        hdr.r_tuple.family = meta.k_family;
+        hdr.r_tuple.proto = meta.k_proto;
+        hdr.r_tuple.sport = meta.sport;
+        hdr.r_tuple.dport = meta.dport;
+        hdr.r_tuple.reserved = 0;
+        hdr.r_tuple.src = meta.k_src;
+        hdr.r_tuple.dst = meta.k_dst;
+
+        bit<16> udp_len = 8 + 20 + 40 + 20 * (bit<16>)nodes;
+        hdr.r_udp.setValid();
+        hdr.r_udp.sport = udp_port;
+        hdr.r_udp.dport = udp_port;
+        hdr.r_udp.len = udp_len;
+        hdr.r_udp.checksum = 0;      // computed in IcpnComputeChecksum
+
+        hdr.e_ipv6.setValid();
+        hdr.e_ipv6.version = 6;
+        hdr.e_ipv6.tc = 0;
+        hdr.e_ipv6.flow_label = 0;
+        hdr.e_ipv6.payload_len = udp_len;
+        hdr.e_ipv6.next_hdr = ICPN_IPPROTO_UDP;
+        hdr.e_ipv6.hop_limit = 64;
+        hdr.e_ipv6.src = source;
+        hdr.e_ipv6.dst = collector;
+        hdr.ethernet.dst = dmac;
+        hdr.ethernet.ether_type = ETHERTYPE_IPV6;
+
+        // Only the filled part of the area follows the report header: every header the
+        // deparser emits between them goes, and the frame is cut after the area.
+        hdr.ipv6.setInvalid();
+        hdr.hbh.setInvalid();
+        hdr.apn.setInvalid();
+        hdr.apn_w.pop_front(ICPN_APN_MAX_WORDS);
+        hdr.altmark.setInvalid();
+        hdr.unk0.setInvalid();
+        hdr.unk1.setInvalid();
+        hdr.ioam.setInvalid();
+        hdr.trace.setInvalid();
+        hdr.ioam_raw.setInvalid();
+        DROP_NODE(0) DROP_NODE(1) DROP_NODE(2) DROP_NODE(3)
+        DROP_NODE(4) DROP_NODE(5) DROP_NODE(6) DROP_NODE(7)
+        truncate(14 + 40 + (bit<32>)udp_len);
+    }
+}
+
+#endif

@@ -1,0 +1,570 @@
+// SRv6 (SPEC 1, docs/pipeline.md section 2): the My-SID table with End / End.X (PSP and
+// NEXT-CSID flavours) / End.DT4 / End.DT6 / End.DT46 / End.DX4 / End.DX6, and the H.Encaps /
+// H.Encaps.Red headend with APN-keyed deep hashing over weighted SID lists.
+#ifndef ICPN_SRV6_P4
+#define ICPN_SRV6_P4
+
+const bit<8> B_END      = 1;
+const bit<8> B_END_X    = 2;
+const bit<8> B_END_DT4  = 3;
+const bit<8> B_END_DT6  = 4;
+const bit<8> B_END_DT46 = 5;
+const bit<8> B_END_DX4  = 6;
+const bit<8> B_END_DX6  = 7;
+
+// IPv4 header checksum after one 16-bit word changed (RFC 1624 eqn. 3): a checksum that was
+// wrong on arrival stays wrong by the same amount, as docs/pipeline.md asks.
+bit<16> csum_replace(in bit<16> csum, in bit<16> old_word, in bit<16> new_word) {
+    bit<32> s = (bit<32>)(~csum) + (bit<32>)(~old_word) + (bit<32>)new_word;
+    s = (s & 0xFFFF) + (s >> 16);
+    s = (s & 0xFFFF) + (s >> 16);
+    return ~(s[15:0]);
+}
+
+control Ipv4DecTtl(inout ipv4_t ip) {
+    apply {
+        bit<16> old_word = ip.ttl ++ ip.protocol;
+        ip.ttl = ip.ttl - 1;
+        ip.checksum = csum_replace(ip.checksum, old_word, ip.ttl ++ ip.protocol);
+    }
+}
+
+control Ipv4SetCe(inout ipv4_t ip) {
+    apply {
+        bit<16> old_word = ip.version ++ ip.ihl ++ ip.tos;
+        ip.tos = ip.tos | 3;
+        ip.checksum = csum_replace(ip.checksum, old_word, ip.version ++ ip.ihl ++ ip.tos);
+    }
+}
+
+// Removes the SRH's TLVs (PSP removes the whole SRH).
+control StripTlvs(inout headers_t hdr) {
+    apply {
+        hdr.tlv_pad0.setInvalid();
+        hdr.tlv0.setInvalid();
+        hdr.tlv_pad1.setInvalid();
+        hdr.tlv1.setInvalid();
+        hdr.tlv_pad2.setInvalid();
+        hdr.tlv2.setInvalid();
+        hdr.tlv_pad3.setInvalid();
+        hdr.tlv3.setInvalid();
+        hdr.rh_rest.setInvalid();
+    }
+}
+
+// Removes the outer IPv6 header and all its extension headers (End.DT* / End.DX*).
+control StripOuter(inout headers_t hdr) {
+    apply {
+        hdr.ipv6.setInvalid();
+        hdr.hbh.setInvalid();
+        hdr.apn.setInvalid();
+        hdr.apn_w.pop_front(ICPN_APN_MAX_WORDS);
+        hdr.altmark.setInvalid();
+        hdr.unk0.setInvalid();
+        hdr.unk1.setInvalid();
+        hdr.ioam.setInvalid();
+        hdr.trace.setInvalid();
+        hdr.ioam_raw.setInvalid();
+        hdr.ioam_n.pop_front(ICPN_IOAM_MAX_NODES);
+        hdr.doh1.setInvalid();
+        hdr.doh1_body.setInvalid();
+        hdr.rh.setInvalid();
+        hdr.seg.pop_front(ICPN_MAX_SEGMENTS);
+        hdr.tlv_pad0.setInvalid();
+        hdr.tlv0.setInvalid();
+        hdr.tlv_pad1.setInvalid();
+        hdr.tlv1.setInvalid();
+        hdr.tlv_pad2.setInvalid();
+        hdr.tlv2.setInvalid();
+        hdr.tlv_pad3.setInvalid();
+        hdr.tlv3.setInvalid();
+        hdr.rh_rest.setInvalid();
+        hdr.doh2.setInvalid();
+        hdr.doh2_body.setInvalid();
+    }
+}
+
+control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
+                     in bit<1> tlv_error) {
+    bit<1>  next_csid;
+    ip6_t   block_mask;
+    ip6_t   arg_mask;
+    bit<8>  csid_shift;
+    bit<16> vrf;
+    port_t  adj_port;
+    mac_t   adj_mac;
+
+    Ipv4SetCe() inner_ce;
+    StripOuter() strip_outer;
+    StripTlvs() strip_tlvs;
+
+    action drop(bit<16> reason) {
+        meta.drop_reason = reason;
+    }
+
+    // NEXT-CSID: block = mask of the Locator-Block, arg = mask of the bits after the C-SID,
+    // csid_bits = the C-SID length (the controller derives them from the LocalSID).
+    action end(bit<1> psp, bit<1> csid, ip6_t block, ip6_t arg, bit<8> csid_bits) {
+        meta.behaviour = B_END;
+        meta.psp = psp;
+        next_csid = csid;
+        block_mask = block;
+        arg_mask = arg;
+        csid_shift = csid_bits;
+    }
+
+    action end_x(bit<1> psp, bit<1> csid, ip6_t block, ip6_t arg, bit<8> csid_bits,
+                 port_t port, mac_t dmac) {
+        meta.behaviour = B_END_X;
+        meta.psp = psp;
+        next_csid = csid;
+        block_mask = block;
+        arg_mask = arg;
+        csid_shift = csid_bits;
+        adj_port = port;
+        adj_mac = dmac;
+    }
+
+    action end_dt4(bit<16> table_id) {
+        meta.behaviour = B_END_DT4;
+        vrf = table_id;
+    }
+
+    action end_dt6(bit<16> table_id) {
+        meta.behaviour = B_END_DT6;
+        vrf = table_id;
+    }
+
+    action end_dt46(bit<16> table_id) {
+        meta.behaviour = B_END_DT46;
+        vrf = table_id;
+    }
+
+    action end_dx4(port_t port, mac_t dmac) {
+        meta.behaviour = B_END_DX4;
+        adj_port = port;
+        adj_mac = dmac;
+    }
+
+    action end_dx6(port_t port, mac_t dmac) {
+        meta.behaviour = B_END_DX6;
+        adj_port = port;
+        adj_mac = dmac;
+    }
+
+    table my_sid {
+        key = { hdr.ipv6.dst: lpm @name("sid"); }
+        actions = { end; end_x; end_dt4; end_dt6; end_dt46; end_dx4; end_dx6; NoAction; }
+        default_action = NoAction();
+        size = 1024;
+    }
+
+    apply {
+        meta.behaviour = 0;
+        next_csid = 0;
+        block_mask = 0;
+        arg_mask = 0;
+        csid_shift = 0;
+        vrf = 0;
+        adj_port = 0;
+        adj_mac = 0;
+        my_sid.apply();
+        bool srh = hdr.rh.isValid() && hdr.rh.routing_type == ICPN_SRH_ROUTING_TYPE;
+        if (meta.behaviour == 0) {
+            // not a local SID
+        } else if (rh_error == 1) {
+            drop(ICPN_DROP_BAD_SRH);
+        } else if (meta.behaviour == B_END || meta.behaviour == B_END_X) {
+            bit<1> done = 0;
+            if (next_csid == 1 && (hdr.ipv6.dst & arg_mask) != 0) {
+                // NEXT-CSID with a non-zero argument: shift the C-SIDs, keep SL and the SRH.
+                if (hdr.ipv6.hop_limit <= 1) {
+                    drop(ICPN_DROP_HOP_LIMIT);
+                } else {
+                    hdr.ipv6.dst = (hdr.ipv6.dst & block_mask)
+                                   | ((hdr.ipv6.dst << csid_shift) & ~block_mask);
+                    hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;
+                    done = 1;
+                }
+            } else if (!srh) {
+                // RFC 8986 4.1 order: S02 (SL), S05 (hop limit), then S09-S10 (LE, SL).
+                drop(ICPN_DROP_NO_SRH);
+            } else if (hdr.rh.segments_left == 0) {
+                drop(ICPN_DROP_SL_ZERO);
+            } else if (hdr.ipv6.hop_limit <= 1) {
+                drop(ICPN_DROP_HOP_LIMIT);
+            } else if ((bit<16>)hdr.rh.last_entry + 1 > (bit<16>)(hdr.rh.len >> 1)) {
+                drop(ICPN_DROP_BAD_SRH_LE);
+            } else if ((bit<16>)hdr.rh.segments_left > (bit<16>)hdr.rh.last_entry + 1) {
+                drop(ICPN_DROP_BAD_SRH_SL);
+            } else if (tlv_error == 1) {
+                drop(ICPN_DROP_BAD_SRH);
+            } else if (meta.rh_opaque == 1) {
+                drop(ICPN_DROP_P4_LIMIT);      // more segments than the P4 stack holds
+            } else {
+                bit<8> sl = hdr.rh.segments_left - 1;
+                hdr.rh.segments_left = sl;
+                if (sl == 0) {
+                    hdr.ipv6.dst = hdr.seg[0].sid;
+                } else if (sl == 1) {
+                    hdr.ipv6.dst = hdr.seg[1].sid;
+                } else if (sl == 2) {
+                    hdr.ipv6.dst = hdr.seg[2].sid;
+                } else if (sl == 3) {
+                    hdr.ipv6.dst = hdr.seg[3].sid;
+                } else if (sl == 4) {
+                    hdr.ipv6.dst = hdr.seg[4].sid;
+                } else if (sl == 5) {
+                    hdr.ipv6.dst = hdr.seg[5].sid;
+                } else if (sl == 6) {
+                    hdr.ipv6.dst = hdr.seg[6].sid;
+                } else {
+                    hdr.ipv6.dst = hdr.seg[7].sid;
+                }
+                hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;
+                if (meta.psp == 1 && sl == 0) {
+                    // PSP: the penultimate segment removes the SRH.
+                    if (hdr.doh1.isValid()) {
+                        hdr.doh1.next_hdr = hdr.rh.next_hdr;
+                    } else if (hdr.hbh.isValid()) {
+                        hdr.hbh.next_hdr = hdr.rh.next_hdr;
+                    } else {
+                        hdr.ipv6.next_hdr = hdr.rh.next_hdr;
+                    }
+                    hdr.ipv6.payload_len = hdr.ipv6.payload_len
+                                           - ((bit<16>)hdr.rh.len + 1) * 8;
+                    hdr.rh.setInvalid();
+                    hdr.seg.pop_front(ICPN_MAX_SEGMENTS);
+                    strip_tlvs.apply(hdr);
+                }
+                done = 1;
+            }
+            if (done == 1) {
+                meta.hop_limit_out = hdr.ipv6.hop_limit;
+                if (meta.behaviour == B_END) {
+                    meta.fib_lookup = 1;
+                    meta.fib_vrf = 0;
+                    meta.fib_family = ICPN_FAMILY_IPV6;
+                    meta.fib_addr = hdr.ipv6.dst;
+                } else {
+                    meta.out_port = (bit<16>)adj_port;
+                    meta.nh_mac = adj_mac;
+                    meta.routed = 1;
+                }
+            }
+        } else {
+            // End.DT* / End.DX*: decapsulate and route (or send) the inner packet.
+            bool want6 = meta.behaviour == B_END_DT6 || meta.behaviour == B_END_DT46
+                         || meta.behaviour == B_END_DX6;
+            bool want4 = meta.behaviour == B_END_DT4 || meta.behaviour == B_END_DT46
+                         || meta.behaviour == B_END_DX4;
+            bit<2> outer_ecn = hdr.ipv6.tc[1:0];
+            if (srh && (bit<16>)hdr.rh.last_entry + 1 > (bit<16>)(hdr.rh.len >> 1)) {
+                drop(ICPN_DROP_BAD_SRH_LE);
+            } else if (srh && (bit<16>)hdr.rh.segments_left > (bit<16>)hdr.rh.last_entry + 1) {
+                drop(ICPN_DROP_BAD_SRH_SL);
+            } else if (srh && tlv_error == 1) {
+                drop(ICPN_DROP_BAD_SRH);
+            } else if (srh && hdr.rh.segments_left != 0) {
+                drop(ICPN_DROP_SL_NONZERO);
+            } else if (want6 && hdr.in6.isValid()) {
+                if (hdr.in6.src[127:118] == 0x3FA || hdr.in6.dst[127:118] == 0x3FA) {
+                    drop(ICPN_DROP_LINK_LOCAL);
+                } else if (outer_ecn == 3 && hdr.in6.tc[1:0] == 0) {
+                    drop(ICPN_DROP_ECN_NOT_ECT_CE);
+                } else {
+                    if (outer_ecn == 3) {
+                        hdr.in6.tc = hdr.in6.tc | 3;
+                    }
+                    meta.decap = 1;
+                    meta.fib_family = ICPN_FAMILY_IPV6;
+                    meta.fib_addr = hdr.in6.dst;
+                    hdr.ethernet.ether_type = ETHERTYPE_IPV6;
+                }
+            } else if (want4 && hdr.in4.isValid()) {
+                if (hdr.in4.src[31:16] == 0xA9FE || hdr.in4.dst[31:16] == 0xA9FE) {
+                    drop(ICPN_DROP_LINK_LOCAL);
+                } else if (outer_ecn == 3 && hdr.in4.tos[1:0] == 0) {
+                    drop(ICPN_DROP_ECN_NOT_ECT_CE);
+                } else {
+                    if (outer_ecn == 3 && hdr.in4.tos[1:0] != 3) {
+                        inner_ce.apply(hdr.in4);
+                    }
+                    meta.decap = 1;
+                    meta.fib_family = ICPN_FAMILY_IPV4;
+                    meta.fib_addr = V4_MAPPED(hdr.in4.dst);
+                    hdr.ethernet.ether_type = ETHERTYPE_IPV4;
+                }
+            } else {
+                drop(ICPN_DROP_BAD_INNER);
+            }
+            if (meta.decap == 1) {
+                // the tail's IOAM record: the outer hop limit as if it were forwarded
+                meta.hop_limit_out = hdr.ipv6.hop_limit - 1;
+                strip_outer.apply(hdr);
+                if (meta.behaviour == B_END_DX4 || meta.behaviour == B_END_DX6) {
+                    meta.out_port = (bit<16>)adj_port;
+                    meta.nh_mac = adj_mac;
+                    meta.routed = 1;
+                } else {
+                    meta.fib_lookup = 1;
+                    meta.fib_vrf = vrf;
+                }
+            }
+        }
+    }
+}
+
+#define ENC_SEG(I) hdr.e_seg[I].setValid(); hdr.e_seg[I].sid = seg##I;
+#define COPY_APN_WORD(I) hdr.e_apn_w[I] = hdr.apn_w[I];
+
+control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
+                in bit<8> flowlabel_mode, in bit<8> ifit_role) {
+    bit<16> nbuckets;
+    bit<1>  deep_hash;
+    bit<16> bucket;
+    bit<8>  nsegs;
+    bit<8>  sl;
+    ip6_t   first;
+
+    IfitHead() ifit_head;
+    ApnFill() apn_fill;
+
+    action set_policy(bit<16> policy_id, bit<16> buckets, bit<1> deep) {
+        meta.policy_id = policy_id;
+        nbuckets = buckets;
+        deep_hash = deep;
+    }
+
+    // SRv6 policies in configuration order (priority); apn_valid / apn_id match a policy's
+    // APN-ID when it has one.
+    table policy {
+        key = {
+            meta.k_src:     ternary @name("src");
+            meta.k_dst:     ternary @name("dst");
+            meta.k_proto:   ternary @name("proto");
+            meta.sport:     ternary @name("sport");
+            meta.dport:     ternary @name("dport");
+            meta.dscp:      ternary @name("dscp");
+            meta.in_port:   ternary @name("in_port");
+            meta.apn_valid: ternary @name("apn_valid");
+            meta.apn_id:    ternary @name("apn_id");
+        }
+        actions = { set_policy; NoAction; }
+        default_action = NoAction();
+        size = 256;
+    }
+
+    // One SID list per bucket (SPEC section 4: bucket = hash mod the bucket-table size), in wire
+    // order: the SRH's segment list seg0..seg(N-1) (seg0 the last segment), Segments Left and
+    // the first segment (the outer destination). encapN pushes N SRH segments; encap0 none
+    // (H.Encaps.Red with one segment). One lookup gives the bucket's list and its segments.
+    action encap0(bit<8> segments_left, ip6_t first_sid) {
+        nsegs = 0;
+        sl = segments_left;
+        first = first_sid;
+    }
+
+    action encap1(bit<8> segments_left, ip6_t first_sid, ip6_t seg0) {
+        nsegs = 1;
+        sl = segments_left;
+        first = first_sid;
+        ENC_SEG(0)
+    }
+
+    action encap2(bit<8> segments_left, ip6_t first_sid, ip6_t seg0, ip6_t seg1) {
+        nsegs = 2;
+        sl = segments_left;
+        first = first_sid;
+        ENC_SEG(0)
+        ENC_SEG(1)
+    }
+
+    action encap3(bit<8> segments_left, ip6_t first_sid, ip6_t seg0, ip6_t seg1, ip6_t seg2) {
+        nsegs = 3;
+        sl = segments_left;
+        first = first_sid;
+        ENC_SEG(0)
+        ENC_SEG(1)
+        ENC_SEG(2)
+    }
+
+    action encap4(bit<8> segments_left, ip6_t first_sid, ip6_t seg0, ip6_t seg1, ip6_t seg2,
+                  ip6_t seg3) {
+        nsegs = 4;
+        sl = segments_left;
+        first = first_sid;
+        ENC_SEG(0)
+        ENC_SEG(1)
+        ENC_SEG(2)
+        ENC_SEG(3)
+    }
+
+    action encap5(bit<8> segments_left, ip6_t first_sid, ip6_t seg0, ip6_t seg1, ip6_t seg2,
+                  ip6_t seg3, ip6_t seg4) {
+        nsegs = 5;
+        sl = segments_left;
+        first = first_sid;
+        ENC_SEG(0)
+        ENC_SEG(1)
+        ENC_SEG(2)
+        ENC_SEG(3)
+        ENC_SEG(4)
+    }
+
+    action encap6(bit<8> segments_left, ip6_t first_sid, ip6_t seg0, ip6_t seg1, ip6_t seg2,
+                  ip6_t seg3, ip6_t seg4, ip6_t seg5) {
+        nsegs = 6;
+        sl = segments_left;
+        first = first_sid;
+        ENC_SEG(0)
+        ENC_SEG(1)
+        ENC_SEG(2)
+        ENC_SEG(3)
+        ENC_SEG(4)
+        ENC_SEG(5)
+    }
+
+    action encap7(bit<8> segments_left, ip6_t first_sid, ip6_t seg0, ip6_t seg1, ip6_t seg2,
+                  ip6_t seg3, ip6_t seg4, ip6_t seg5, ip6_t seg6) {
+        nsegs = 7;
+        sl = segments_left;
+        first = first_sid;
+        ENC_SEG(0)
+        ENC_SEG(1)
+        ENC_SEG(2)
+        ENC_SEG(3)
+        ENC_SEG(4)
+        ENC_SEG(5)
+        ENC_SEG(6)
+    }
+
+    action encap8(bit<8> segments_left, ip6_t first_sid, ip6_t seg0, ip6_t seg1, ip6_t seg2,
+                  ip6_t seg3, ip6_t seg4, ip6_t seg5, ip6_t seg6, ip6_t seg7) {
+        nsegs = 8;
+        sl = segments_left;
+        first = first_sid;
+        ENC_SEG(0)
+        ENC_SEG(1)
+        ENC_SEG(2)
+        ENC_SEG(3)
+        ENC_SEG(4)
+        ENC_SEG(5)
+        ENC_SEG(6)
+        ENC_SEG(7)
+    }
+
+    table policy_bucket {
+        key = {
+            meta.policy_id: exact @name("policy");
+            bucket:         exact @name("bucket");
+        }
+        actions = {
+            encap0; encap1; encap2; encap3; encap4; encap5; encap6; encap7; encap8; NoAction;
+        }
+        default_action = NoAction();
+        size = 16384;
+    }
+
+    apply {
+        meta.encap = 0;
+        nbuckets = 1;
+        deep_hash = 0;
+        bucket = 0;
+        nsegs = 0;
+        sl = 0;
+        first = 0;
+        if (policy.apply().hit) {
+            // Deep hashing: an elephant with an APN-ID hashes on the APN-ID, the rest on the
+            // flow key; bucket = CRC-32 mod the bucket-table size.
+            bit<32> b;
+            if (meta.elephant == 1 && meta.apn_valid == 1 && deep_hash == 1) {
+                if (meta.apn_id_type == ICPN_APN_ID_TYPE_128) {
+                    ip6_t id128 = meta.apn_id;
+                    hash(b, HashAlgorithm.crc32, 32w0, { id128 }, (bit<32>)nbuckets);
+                } else if (meta.apn_id_type == ICPN_APN_ID_TYPE_64) {
+                    bit<64> id64 = meta.apn_id[63:0];
+                    hash(b, HashAlgorithm.crc32, 32w0, { id64 }, (bit<32>)nbuckets);
+                } else {
+                    bit<32> id32 = meta.apn_id[31:0];
+                    hash(b, HashAlgorithm.crc32, 32w0, { id32 }, (bit<32>)nbuckets);
+                }
+            } else {
+                // crc32(flow key) is meta.flow_hash already: the identity "hash" takes it mod n.
+                hash(b, HashAlgorithm.identity, 32w0, { meta.flow_hash }, (bit<32>)nbuckets);
+            }
+            bucket = (bit<16>)b;
+            if (policy_bucket.apply().hit) {
+                meta.encap = 1;
+            }
+        }
+        if (meta.encap == 1) {
+            bit<8>  inner_nh = ICPN_IPPROTO_IPIP;
+            bit<8>  hop_limit = hdr.ipv4.ttl;
+            bit<8>  tc = hdr.ipv4.tos;
+            bit<20> inner_label = 0;
+            if (hdr.ipv6.isValid()) {
+                inner_nh = ICPN_IPPROTO_IPV6;
+                hop_limit = hdr.ipv6.hop_limit;
+                tc = hdr.ipv6.tc;
+                inner_label = hdr.ipv6.flow_label;
+            }
+            hdr.e_ipv6.setValid();
+            hdr.e_ipv6.version = 6;
+            hdr.e_ipv6.tc = tc;
+            if (flowlabel_mode == ICPN_FLOWLABEL_HASH) {
+                hdr.e_ipv6.flow_label = meta.flow_hash[19:0];
+            } else if (flowlabel_mode == ICPN_FLOWLABEL_COPY) {
+                hdr.e_ipv6.flow_label = inner_label;
+            } else {
+                hdr.e_ipv6.flow_label = 0;
+            }
+            hdr.e_ipv6.payload_len = 0;          // set once every header is in place
+            hdr.e_ipv6.hop_limit = hop_limit - 1;
+            hdr.e_ipv6.src = source;
+            hdr.e_ipv6.dst = first;
+            meta.hop_limit_out = hop_limit - 1;
+            bit<8> after_hbh = inner_nh;
+            if (nsegs != 0) {
+                after_hbh = ICPN_IPPROTO_ROUTING;
+                hdr.e_srh.setValid();
+                hdr.e_srh.next_hdr = inner_nh;
+                hdr.e_srh.len = nsegs << 1;
+                hdr.e_srh.routing_type = ICPN_SRH_ROUTING_TYPE;
+                hdr.e_srh.segments_left = sl;
+                hdr.e_srh.last_entry = nsegs - 1;
+                hdr.e_srh.flags = 0;
+                hdr.e_srh.tag = 0;
+            }
+            if (ifit_role == ICPN_IFIT_ROLE_HEAD) {
+                ifit_head.apply(hdr, meta);
+            }
+            // The APN option travels in the outer HBH: copied from the packet, or the mark the
+            // classifier chose.
+            if (meta.apn_valid == 1) {
+                if (meta.apn_from_pkt == 1) {
+                    hdr.e_apn = hdr.apn;
+                    COPY_APN_WORD(0)  COPY_APN_WORD(1)  COPY_APN_WORD(2)  COPY_APN_WORD(3)
+                    COPY_APN_WORD(4)  COPY_APN_WORD(5)  COPY_APN_WORD(6)  COPY_APN_WORD(7)
+                    COPY_APN_WORD(8)  COPY_APN_WORD(9)  COPY_APN_WORD(10) COPY_APN_WORD(11)
+                } else {
+                    apn_fill.apply(hdr.e_apn, hdr.e_apn_w, meta);
+                }
+                hdr.e_hbh.setValid();
+            }
+            if (hdr.e_hbh.isValid()) {
+                hdr.e_hbh.next_hdr = after_hbh;
+                hdr.e_ipv6.next_hdr = ICPN_IPPROTO_HOPOPTS;
+            } else {
+                hdr.e_ipv6.next_hdr = after_hbh;
+            }
+            hdr.ethernet.ether_type = ETHERTYPE_IPV6;
+            meta.fib_lookup = 1;
+            meta.fib_vrf = 0;
+            meta.fib_family = ICPN_FAMILY_IPV6;
+            meta.fib_addr = first;
+        }
+    }
+}
+
+#endif

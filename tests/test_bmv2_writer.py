@@ -1,0 +1,206 @@
+"""NodeConfig -> P4Runtime entities (pyctl/targets/bmv2/writer.py), checked against the committed
+P4Info: every entity of every example node must encode (names, widths, actions of the table)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from pyctl.model import load_node
+from pyctl.model.load import node_from_dict
+from pyctl.model.node import PacketContext
+from pyctl.p4rt import LPM, Codec, P4Info, TableEntry, Ternary
+from pyctl.targets.bmv2 import build, codes
+from pyctl.targets.bmv2.writer import (
+    P4Unsupported,
+    check_limits,
+    context_writes,
+    magic,
+    node_program,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+NODES = sorted((ROOT / "topologies" / "nodes").glob("*.yaml")) + sorted(
+    (ROOT / "tests" / "vectors" / "nodes").glob("*.yaml")
+)
+
+
+@pytest.fixture(scope="module")
+def codec() -> Codec:
+    if not build.P4INFO.exists():
+        pytest.skip("p4/build/icpn.p4info.txt not built (p4c absent)")
+    return Codec(P4Info.load(build.P4INFO))
+
+
+def _node(extra: dict[str, object] | None = None) -> object:
+    data: dict[str, object] = {
+        "name": "A",
+        "role": "headend",
+        "node_id": 1,
+        "source": "fc00:a::1",
+        "ports": [
+            {"index": 1, "mac": "02:00:00:00:0a:01"},
+            {"index": 2, "mac": "02:00:00:00:0a:02"},
+        ],
+        "routes": [
+            {"prefix": "fc00:b::/32", "port": 2, "mac": "02:00:00:00:0b:01"},
+            {"prefix": "10.0.0.0/8", "port": 1, "mac": "02:00:00:00:0c:01"},
+        ],
+    }
+    data.update(extra or {})
+    return node_from_dict(data, "test")
+
+
+def test_magic_division_is_exact_over_the_p4_ranges() -> None:
+    rng = random.Random(7)
+    for d in [1, 3, 7, 1000, 100_000, 999_983, 1_000_000, (1 << 32) - 1]:
+        m = magic(d, codes.MAGIC_SHIFT_TIME)
+        samples = [0, 1, d - 1, d, d + 1, (1 << 48) - 1] + [
+            rng.randrange(1 << 48) for _ in range(300)
+        ]
+        for t in samples:
+            assert (t * m) >> codes.MAGIC_SHIFT_TIME == t // d, (t, d)
+    for rate in [10**9, 25 * 10**9, 100 * 10**9, 1_000_003]:
+        m = magic(rate, codes.MAGIC_SHIFT_PAUSE)
+        for q in [0, 1, 2, 0x7FFF, 0xFFFF] + [rng.randrange(1 << 16) for _ in range(100)]:
+            n = q * 512 * 1_000_000
+            assert (n * m) >> codes.MAGIC_SHIFT_PAUSE == n // rate
+
+
+@pytest.mark.parametrize("path", NODES, ids=lambda p: p.name)
+def test_every_example_node_encodes_against_the_p4info(codec: Codec, path: Path) -> None:
+    node = load_node(path)
+    if check_limits(node):
+        with pytest.raises(P4Unsupported):
+            node_program(node)
+        return
+    prog = node_program(node)
+    for entity in [*prog.defaults, *prog.inserts()]:
+        codec.entity(entity)  # raises P4InfoError naming entity and field on any mismatch
+    tables = {e.table for e in prog.entries}
+    assert {"port_mac", "port_in"} <= tables
+    if node.routes:
+        assert "fib" in tables
+
+
+def test_routes_sids_and_ports(codec: Codec) -> None:
+    node = _node(
+        {
+            "local_sids": [
+                {"sid": "fc00:a::/48", "behaviour": "End", "flavours": ["psp"]},
+                {"sid": "fc00:a:1::/48", "behaviour": "End", "flavours": ["next-csid"]},
+                {"sid": "fc00:a::d6/128", "behaviour": "End.DT6", "table": 5},
+            ]
+        }
+    )
+    prog = node_program(node)  # type: ignore[arg-type]
+    fib = [e for e in prog.entries if e.table == "fib"]
+    v4 = next(e for e in fib if e.match["family"] == codes.FAMILY_IPV4)
+    assert v4.match["addr"] == LPM(0xFFFF0A000000, 104)
+    sids = {str(e.match["sid"]): e for e in prog.entries if e.table == "my_sid"}
+    psp = next(e for e in sids.values() if e.params.get("psp") == 1)
+    assert psp.action == "end" and psp.params["csid"] == 0
+    csid = next(e for e in sids.values() if e.params.get("csid") == 1)
+    assert csid.params["block"] == 0xFFFFFFFF << 96
+    assert csid.params["arg"] == (1 << 80) - 1 and csid.params["csid_bits"] == 16
+    dt6 = next(e for e in sids.values() if e.action == "end_dt6")
+    assert dt6.params == {"table_id": 5}
+    for e in prog.entries:
+        codec.entity(e)
+
+
+def test_encaps_and_red_segment_lists_in_wire_order() -> None:
+    segs = ["fc00:1::1", "fc00:2::1", "fc00:3::1"]
+    for mode, n_srh in (("H.Encaps", 3), ("H.Encaps.Red", 2)):
+        node = _node(
+            {
+                "policies": [
+                    {
+                        "name": "p",
+                        "match": {"dst": "2001:db8::/32"},
+                        "mode": mode,
+                        "sid_lists": [{"segments": segs, "weight": 1}],
+                    }
+                ]
+            }
+        )
+        prog = node_program(node)  # type: ignore[arg-type]
+        buckets = [e for e in prog.entries if e.table == "policy_bucket"]
+        assert len(buckets) == 64
+        enc = buckets[0]
+        assert enc.action == f"encap{n_srh}"
+        p = enc.params
+        assert p["segments_left"] == 2
+        assert p["first_sid"] == int.from_bytes(bytes.fromhex("fc000001" + "00" * 11 + "01"), "big")
+        # List[0] is the last segment
+        assert p["seg0"] == int.from_bytes(bytes.fromhex("fc000003" + "00" * 11 + "01"), "big")
+        assert f"seg{n_srh}" not in p
+        (pol,) = [e for e in prog.entries if e.table == "policy"]
+        assert pol.params["buckets"] == 64 and pol.priority > 0
+
+
+def test_ecn_thresholds_follow_the_pipeline_arithmetic() -> None:
+    node = _node({"ecn": {"enabled": True, "kmin_packets": 2, "kmax_packets": 6, "pmax": 0.5}})
+    prog = node_program(node)  # type: ignore[arg-type]
+    rows = {e.match["qdepth"]: e for e in prog.entries if e.table == "ecn_prob"}
+    assert set(rows) == set(range(7))
+    assert rows[2].params == {"t": 0}
+    top = int(0.5 * (1 << 32))
+    assert rows[3].params == {"t": top * 1 // 4}
+    assert rows[6].params == {"t": top}
+
+
+def test_limits_are_refused_with_the_field_and_value() -> None:
+    node = _node({"apn": {"carrier": "doh"}, "ifit": {"role": "head", "max_nodes": 9}})
+    problems = check_limits(node)  # type: ignore[arg-type]
+    assert any("apn.carrier doh" in p for p in problems)
+    assert any("ifit.max_nodes 9" in p for p in problems)
+    with pytest.raises(P4Unsupported, match="node 'A'"):
+        node_program(node)  # type: ignore[arg-type]
+
+
+def test_classifier_matches_become_ternary_keys(codec: Codec) -> None:
+    node = _node(
+        {
+            "apn": {
+                "classifiers": [
+                    {
+                        "match": {"src": "10.1.0.0/16", "dport": 4791, "dscp": 26},
+                        "apn_id": 0x10002,
+                        "params": {"bandwidth_kbps": 1000, "loss_ppm": 5},
+                    },
+                    {"match": {"in_port": 2}, "apn_id": 7},
+                ]
+            }
+        }
+    )
+    prog = node_program(node)  # type: ignore[arg-type]
+    first, second = [e for e in prog.entries if e.table == "apn_classifier"]
+    assert first.priority > second.priority
+    assert first.match["src"] == Ternary(0xFFFF0A010000, ((1 << 112) - 1) << 16)
+    assert first.match["dport"] == Ternary(4791, 0xFFFF)
+    assert first.match["proto"] == Ternary(0, 0)
+    assert first.params["para_type"] == 0x9000 and first.params["nwords"] == 3
+    assert (first.params["w0"], first.params["w1"], first.params["w2"]) == (0x10002, 1000, 5)
+    for e in prog.entries:
+        codec.entity(e)
+
+
+def test_context_writes(codec: Codec) -> None:
+    ctx = PacketContext(
+        in_port=1,
+        time_us=1_500_000,
+        rand32=9,
+        egress_queue_packets={2: 12},
+        ingress_queue_bytes={(1, 3): 90_000},
+    )
+    w = context_writes(ctx)
+    assert w.default == TableEntry(
+        "test_ctx", action="set_context", params={"time_us": 1_500_000, "rand32": 9}, default=True
+    )
+    assert [e.match for e in w.qdepth] == [{"port": 2}]
+    assert [e.match for e in w.ingress_queue] == [{"port": 1, "priority": 3}]
+    for e in [w.default, *w.qdepth, *w.ingress_queue]:
+        codec.entity(e)

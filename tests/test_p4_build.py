@@ -1,0 +1,84 @@
+"""p4/build/ is what p4/icpn.p4 compiles to (where p4c exists), and its P4Info has what the
+controller resolves by name."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from pyctl import constants
+from pyctl.p4rt import P4Info
+from pyctl.targets.bmv2 import build, codes
+from pyctl.toolchain import detect
+
+P4C_REASON = detect().p4c_reason
+
+
+def test_rendered_constants_are_current() -> None:
+    assert (build.BUILD_DIR / "consts.p4").read_text() == constants.p4_header()
+    assert (build.BUILD_DIR / "codes.p4").read_text() == codes.p4_header()
+
+
+@pytest.mark.skipif(P4C_REASON is not None, reason=f"p4c: {P4C_REASON}")
+def test_committed_artefacts_match_a_fresh_build() -> None:
+    with tempfile.TemporaryDirectory(prefix="icpn-p4-") as tmp:
+        built = build.compile_p4(Path(tmp))
+        assert build.stale_reasons(*built) == []
+
+
+@pytest.mark.skipif(P4C_REASON is not None, reason=f"p4c: {P4C_REASON}")
+def test_stale_artefacts_are_detected() -> None:
+    with tempfile.TemporaryDirectory(prefix="icpn-p4-") as tmp:
+        built_json, built_info = build.compile_p4(Path(tmp))
+        text = built_info.read_text().replace('alias: "fib"', 'alias: "fib2"', 1)
+        altered = Path(tmp) / "altered.p4info.txt"
+        altered.write_text(text)
+        reasons = build.stale_reasons(built_json, altered)
+        assert any("icpn.p4info.txt differs" in r for r in reasons)
+
+
+def test_p4info_has_every_name_the_writer_uses() -> None:
+    if not build.P4INFO.exists():
+        pytest.skip("p4/build/icpn.p4info.txt not built (p4c absent)")
+    info = P4Info.load(build.P4INFO)
+    for table in (
+        "my_sid",
+        "fib",
+        "port_mac",
+        "port_in",
+        "policy",
+        "policy_bucket",
+        "apn_qp",
+        "apn_classifier",
+        "ifit_flow",
+        "ecn_prob",
+        "node_cfg",
+        "egress_cfg",
+        "elephant_cfg",
+        "pfc_cfg",
+        "ifit_head_cfg",
+        "test_ctx",
+        "test_qdepth",
+        "test_ingress_queue",
+    ):
+        info.table(table)
+    assert info.table("my_sid").match_fields["sid"].match_type == "lpm"
+    assert info.table("fib").match_fields["addr"].bitwidth == 128
+    assert info.counters.get("ifit_counts").size == 2 * codes.IFIT_COUNTER_FLOWS
+    assert set(info.packet_meta("packet_in").fields) == {"ingress_port", "reason"}
+    assert set(info.packet_meta("packet_out").fields) == {
+        "egress_port",
+        "in_port",
+        "mode",
+        "reserved",
+    }
+
+
+def test_p4c_absence_is_reported_in_one_line() -> None:
+    if shutil.which("p4c-bm2-ss") or shutil.which("p4c"):
+        assert P4C_REASON is None
+    else:
+        assert P4C_REASON is not None and "\n" not in P4C_REASON
