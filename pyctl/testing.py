@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -39,6 +39,9 @@ from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffe
 from pyctl.net.topology import Topology, load_topology
 from pyctl.targets.ebpf.attach import ifindex_of
 from pyctl.targets.ebpf.host import HostAPN
+
+if TYPE_CHECKING:  # imported when used: it needs grpc, which this plugin does not
+    from pyctl.net.bmv2_runner import BMv2SwitchRunner
 
 ETH_P_ALL = 0x0003
 SO_MARK = 36
@@ -68,13 +71,17 @@ class Network:
         self.topo = topo
         self.plan: Plan = make_plan(topo)
         self.dataplane = dataplane
-        self.runners: dict[str, SoftwareSwitchRunner | EBPFSwitchRunner] = {}
+        self.runners: dict[str, SoftwareSwitchRunner | EBPFSwitchRunner | BMv2SwitchRunner] = {}
 
-        def runner(name: str) -> SoftwareSwitchRunner | EBPFSwitchRunner:
+        def runner(name: str) -> SoftwareSwitchRunner | EBPFSwitchRunner | BMv2SwitchRunner:
             rates = port_rates(topo, self.plan, name)
             if dataplane == "ebpf":  # the XDP node program itself on the ports
                 buffers = port_buffers(topo, self.plan, name)
                 self.runners[name] = EBPFSwitchRunner(name, rates, buffers)
+            elif dataplane == "bmv2":  # simple_switch_grpc with p4/build/icpn.json on the ports
+                from pyctl.net.bmv2_runner import BMv2SwitchRunner
+
+                self.runners[name] = BMv2SwitchRunner(name)
             else:  # a data plane in Python on AF_PACKET sockets (pyctl.net.swnode)
                 self.runners[name] = SoftwareSwitchRunner(name, dataplane, rates)
             return self.runners[name]

@@ -177,8 +177,8 @@ def test_choose_runner_prefers_ebpf_and_says_why(monkeypatch: pytest.MonkeyPatch
     assert why.endswith("cannot run here: no BPF here")
     with pytest.raises(ICPNError, match="--dataplane ebpf: .*no BPF here"):
         choose_runner("ebpf")
-    with pytest.raises(ICPNError, match="--dataplane 'bmv2'"):
-        choose_runner("bmv2")
+    with pytest.raises(ICPNError, match="--dataplane 'bmx2': the switch nodes run auto, ebpf"):
+        choose_runner("bmx2")
 
 
 def test_the_controller_restores_an_ebpf_node_whose_program_was_removed(

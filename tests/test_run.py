@@ -54,3 +54,27 @@ def test_run_minimal_writes_a_report_and_cleans_up(tmp_path: Path) -> None:
     assert "mean path utilisation" in proc.stdout
     assert _root_links() == before
     assert "mnexec" not in subprocess.run(["ps", "-e"], capture_output=True, text=True).stdout
+
+
+def test_run_a_mixed_bmv2_ebpf_network(tmp_path: Path) -> None:
+    """eBPF edges and a BMv2 core from one plan behave as one network (needs BMv2)."""
+    import pytest
+
+    from pyctl.targets.bmv2 import BMv2DataPlane
+
+    reason = BMv2DataPlane.unavailable()
+    if reason is not None:
+        pytest.skip(f"bmv2: {reason}")
+    argv = [sys.executable, "-m", "pyctl.cli", "run", str(TOPOS / "mixed.yaml"), "--seconds", "2"]
+    argv += ["--no-cli", "--runs", str(tmp_path)]
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "core bmv2" in proc.stdout.splitlines()[0]
+    (run_dir,) = tmp_path.iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    (flow,) = report["phases"][-1]["flows"]
+    assert flow["received_mbit"] > 0.8 * flow["sent_mbit"] > 0
+    (trace,) = report["ifit"]
+    assert trace["path"] == ["pe1", "core", "pe2"]

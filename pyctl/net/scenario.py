@@ -100,18 +100,28 @@ def single_path(cfg: NodeConfig) -> NodeConfig:
     return dataclasses.replace(cfg, policies=pols)
 
 
-RUNNERS = ("auto", "ebpf", "reference")
+RUNNERS = ("auto", "ebpf", "reference", "bmv2")
 
 
 def choose_runner(requested: str) -> tuple[str, Callable[[str], SwitchRunner], str]:
     """(name, runner factory, why) for the switch nodes: `ebpf` (the XDP node program),
-    `reference` (the Python contract on AF_PACKET sockets), or `auto`: eBPF when it can run on
-    this machine, else the reference software switch."""
+    `reference` (the Python contract on AF_PACKET sockets), `bmv2` (simple_switch_grpc with the
+    P4 program), or `auto`: eBPF when it can run on this machine, else the reference software
+    switch. `auto` prefers eBPF to BMv2 even where BMv2 is installed: BMv2 forwards ~15,000
+    packets/s here and has no line-rate model, so the pilots' rates would measure BMv2. A
+    topology node whose kind is `bmv2` or `ebpf` runs that plane whatever is chosen here
+    (`node_runner`), which makes mixed networks."""
     if requested not in RUNNERS:
-        raise ICPNError(
-            f"--dataplane {requested!r}: the switch nodes run `ebpf`, `reference` or `auto`"
-            " (BMv2 nodes are not wired into networks yet)"
-        )
+        raise ICPNError(f"--dataplane {requested!r}: the switch nodes run {', '.join(RUNNERS)}")
+    if requested == "bmv2":
+        from pyctl.net.bmv2_runner import BMv2SwitchRunner
+        from pyctl.targets.bmv2 import BMv2DataPlane
+
+        bmv2_reason = BMv2DataPlane.unavailable()
+        if bmv2_reason is not None:
+            raise ICPNError(f"--dataplane bmv2: BMv2 cannot run here: {bmv2_reason}")
+        why = "BMv2 simple_switch_grpc switch nodes running p4/build/icpn.json over P4Runtime"
+        return "bmv2", lambda name: BMv2SwitchRunner(name), why
     reason = EBPFDataPlane.unavailable() if requested != "reference" else None
     if requested == "ebpf" and reason is not None:
         raise ICPNError(f"--dataplane ebpf: the eBPF data plane cannot run here: {reason}")
@@ -127,6 +137,19 @@ def choose_runner(requested: str) -> tuple[str, Callable[[str], SwitchRunner], s
     if requested == "auto":
         why += f", chosen because the eBPF data plane cannot run here: {reason}"
     return "reference", lambda name: SoftwareSwitchRunner(name, "reference"), why
+
+
+def node_runner(
+    topo: Topology, name: str, default: Callable[[str], SwitchRunner]
+) -> Callable[[str], SwitchRunner]:
+    """The runner factory for one switch: its topology kind when that names a plane (`bmv2`,
+    `ebpf`), else the run's choice. A network may so mix BMv2 and eBPF nodes."""
+    kind = topo.node(name).kind
+    if kind is Kind.BMV2:
+        return choose_runner("bmv2")[1]
+    if kind is Kind.EBPF:
+        return choose_runner("ebpf")[1]
+    return default
 
 
 def _with_rates(
@@ -163,9 +186,10 @@ class Scenario:
         self.dataplane, self.factory, self.why = choose_runner(dataplane)
         self.emu: Emulation | None = None
         self.runners: dict[str, SwitchRunner] = {}
+        self.bmv2_nodes: list[str] = []
 
     def _runner(self, name: str) -> SwitchRunner:
-        runner = _with_rates(self.factory, self.topo, self.plan)(name)
+        runner = _with_rates(node_runner(self.topo, name, self.factory), self.topo, self.plan)(name)
         self.runners[name] = runner
         return runner
 
@@ -201,7 +225,13 @@ class Scenario:
 
     def run(self, cli: bool = False) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log(f"icpn run: {self.topo.name}: data planes: {self.dataplane} — {self.why}")
+        pinned = {n.name: n.kind.value for n in self.topo.routers if n.kind is not Kind.AUTO}
+        self.bmv2_nodes = [n for n, k in pinned.items() if k == "bmv2"]
+        extra = ""
+        if pinned:
+            extra = " (by their topology kind: " + ", ".join(f"{n} {k}" for n, k in pinned.items())
+            extra += ")"
+        self.log(f"icpn run: {self.topo.name}: data planes: {self.dataplane} — {self.why}{extra}")
         if self.scale != 1:
             self.log(
                 f"  scaled by {self.scale:g} to what this data plane carries: link bandwidths,"
@@ -236,7 +266,10 @@ class Scenario:
         if col is None or self.emu is None:
             return None
         argv = [sys.executable, "-m", "pyctl.telemetry.collector", "--bind", "::"]
-        argv += ["--http-port", str(COLLECTOR_HTTP_PORT), "--synchronised"]
+        # eBPF and software switches stamp one clock (CLOCK_MONOTONIC); BMv2 counts its own
+        # microseconds since it started, so with BMv2 nodes the collector estimates offsets
+        clock = "--estimate-offsets" if self.bmv2_nodes else "--synchronised"
+        argv += ["--http-port", str(COLLECTOR_HTTP_PORT), clock]
         argv += ["--jsonl", str(self.run_dir / "ifit.jsonl")]
         self.emu.popen(col, argv, "collector")
         time.sleep(0.5)
