@@ -97,6 +97,8 @@ test: check-root lint typecheck pytest
 run: check-root build
 	@$(ICPN) demo
 	@$(ICPN) run topologies/ingest.yaml
+	@if command -v simple_switch_grpc >/dev/null; then $(ICPN) run topologies/mixed.yaml; \
+	 else echo "icpn: BMv2 not installed: the mixed BMv2/eBPF network is skipped"; fi
 
 vectors: build
 	@$(ICPN) vectors
