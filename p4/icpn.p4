@@ -51,6 +51,9 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     Elephant() elephant;
     Headend() headend;
     ApnFill() apn_mark;
+    ApnFill() doh_mark;
+    DohLayout() e_doh_layout;
+    DohLayout() n_doh_layout;
     IfitStrip() ifit_strip;
     HbhLayout() hbh_layout;
     HbhLayout() e_hbh_layout;
@@ -75,7 +78,10 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         size = 1;
     }
 
-    action set_node(ip6_t source_addr, bit<8> flowlabel, bit<8> ifit) {
+    action set_node(ip6_t source_addr, bit<8> flowlabel, bit<8> ifit, bit<8> apn_carrier,
+                    bit<8> apn_tlv_type) {
+        meta.apn_carrier = apn_carrier;
+        meta.apn_tlv_type = apn_tlv_type;
         source = source_addr;
         flowlabel_mode = flowlabel;
         ifit_role = ifit;
@@ -290,16 +296,34 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         }
 
         // Network-side APN marking without encapsulation: a new HBH[APN, padding] right after
-        // the IPv6 header; a packet that has a HBH keeps it as it is.
+        // the IPv6 header; a packet that has a HBH keeps it as it is. DOH carrier: a new
+        // DOH[APN, padding] after the IPv6 header or its HBH, unless a DOH is already there.
+        // The SRH TLV carrier inserts nothing.
         if (meta.drop_reason == 0 && meta.behaviour == 0 && meta.encap == 0
-            && meta.apn_valid == 1 && meta.apn_from_pkt == 0 && hdr.ipv6.isValid()
-            && !hdr.hbh.isValid()) {
-            hdr.hbh.setValid();
-            hdr.hbh.next_hdr = hdr.ipv6.next_hdr;
-            hdr.hbh.len = 0;
-            hdr.ipv6.next_hdr = ICPN_IPPROTO_HOPOPTS;
-            meta.hbh_len_in = 0;
-            apn_mark.apply(hdr.apn, hdr.apn_w, meta);
+            && meta.apn_valid == 1 && meta.apn_from_pkt == 0 && hdr.ipv6.isValid()) {
+            if (meta.apn_carrier == ICPN_APN_CARRIER_DOH) {
+                if (hdr.hbh.isValid()) {
+                    if (hdr.hbh.next_hdr != ICPN_IPPROTO_DSTOPTS) {
+                        hdr.n_doh.setValid();
+                        hdr.n_doh.next_hdr = hdr.hbh.next_hdr;
+                        hdr.hbh.next_hdr = ICPN_IPPROTO_DSTOPTS;
+                    }
+                } else if (hdr.ipv6.next_hdr != ICPN_IPPROTO_DSTOPTS) {
+                    hdr.n_doh.setValid();
+                    hdr.n_doh.next_hdr = hdr.ipv6.next_hdr;
+                    hdr.ipv6.next_hdr = ICPN_IPPROTO_DSTOPTS;
+                }
+                if (hdr.n_doh.isValid()) {
+                    doh_mark.apply(hdr.n_doh_apn, hdr.n_doh_apn_w, meta);
+                }
+            } else if (meta.apn_carrier == ICPN_APN_CARRIER_HBH && !hdr.hbh.isValid()) {
+                hdr.hbh.setValid();
+                hdr.hbh.next_hdr = hdr.ipv6.next_hdr;
+                hdr.hbh.len = 0;
+                hdr.ipv6.next_hdr = ICPN_IPPROTO_HOPOPTS;
+                meta.hbh_len_in = 0;
+                apn_mark.apply(hdr.apn, hdr.apn_w, meta);
+            }
         }
 
         // PFC: a packet for a paused (port, priority) is held.
@@ -324,11 +348,21 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                                  hdr.pad_a, hdr.pad_e, hbh_total);
                 hdr.ipv6.payload_len = hdr.ipv6.payload_len + hbh_total - meta.hbh_len_in;
             }
+            if (hdr.n_doh.isValid()) {
+                bit<16> doh_total;
+                n_doh_layout.apply(hdr.n_doh, hdr.n_doh_apn, hdr.n_doh_pad, doh_total);
+                hdr.ipv6.payload_len = hdr.ipv6.payload_len + doh_total;
+            }
             if (hdr.e_ipv6.isValid()) {
                 bit<16> outer = 0;
                 if (hdr.e_hbh.isValid()) {
                     e_hbh_layout.apply(hdr.e_hbh, hdr.e_apn, hdr.e_altmark, no_option, no_option,
                                        hdr.e_ioam, hdr.e_pad_a, hdr.e_pad_e, outer);
+                }
+                if (hdr.e_doh.isValid()) {
+                    bit<16> doh_total;
+                    e_doh_layout.apply(hdr.e_doh, hdr.e_doh_apn, hdr.e_doh_pad, doh_total);
+                    outer = outer + doh_total;
                 }
                 if (hdr.e_srh.isValid()) {
                     outer = outer + ((bit<16>)hdr.e_srh.len + 1) * 8;
@@ -487,9 +521,16 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
                     record_head.apply(hdr.e_ipv6.hop_limit, node_id, meta.in_port,
                                       (bit<16>)sm.egress_port, meta.now_us, qdepth,
                                       r0, r1, r2, r3, r4);
-                    stamp_head.apply(hdr.e_trace, hdr.e_ioam_n,
-                                     (bit<8>)((((bit<16>)hdr.e_ioam.len - 10) * 13) >> 8),
-                                     r0, r1, r2, r3, r4);
+                    if (meta.ifit_gen == 1) {
+                        GEN_WORD(0) GEN_WORD(1) GEN_WORD(2) GEN_WORD(3)
+                        GEN_WORD(4) GEN_WORD(5) GEN_WORD(6) GEN_WORD(7)
+                        hdr.e_trace.remaining_len = hdr.e_trace.remaining_len
+                                                    - (bit<7>)hdr.e_trace.node_len;
+                    } else {
+                        stamp_head.apply(hdr.e_trace, hdr.e_ioam_n,
+                                         (bit<8>)((((bit<16>)hdr.e_ioam.len - 10) * 13) >> 8),
+                                         r0, r1, r2, r3, r4);
+                    }
                 } else if (hdr.trace.isValid() && hdr.ipv6.isValid()) {
                     record_transit.apply(hdr.ipv6.hop_limit, node_id, meta.in_port,
                                          (bit<16>)sm.egress_port, meta.now_us, qdepth,

@@ -153,9 +153,9 @@ def test_ecn_thresholds_follow_the_pipeline_arithmetic() -> None:
 
 
 def test_limits_are_refused_with_the_field_and_value() -> None:
-    node = _node({"apn": {"carrier": "doh"}, "ifit": {"role": "head", "max_nodes": 9}})
+    node = _node({"apn": {"option_type": 0x3E}, "ifit": {"role": "head", "max_nodes": 9}})
     problems = check_limits(node)  # type: ignore[arg-type]
-    assert any("apn.carrier doh" in p for p in problems)
+    assert any("apn.option_type 0x3e" in p for p in problems)
     assert any("ifit.max_nodes 9" in p for p in problems)
     with pytest.raises(P4Unsupported, match="node 'A'"):
         node_program(node)  # type: ignore[arg-type]
@@ -204,3 +204,12 @@ def test_context_writes(codec: Codec) -> None:
     assert [e.match for e in w.ingress_queue] == [{"port": 1, "priority": 3}]
     for e in [w.default, *w.qdepth, *w.ingress_queue]:
         codec.entity(e)
+
+
+def test_trace_words_follow_the_trace_type() -> None:
+    """RFC 9197 order: bit 0 hop limit + node id, bit 1 ports, bits 2-3 time, bit 6 queue; a
+    field the P4 node cannot provide (bit 5 namespace data, bit 10 wide: 2 words) is all ones."""
+    from pyctl.targets.bmv2.writer import _trace_words
+
+    assert _trace_words(0xF20000) == [0, 1, 2, 3, 4]
+    assert _trace_words(0x842000) == [0, 5, 5, 5]

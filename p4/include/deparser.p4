@@ -19,9 +19,18 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.e_ioam);
         packet.emit(hdr.e_trace);
         packet.emit(hdr.e_ioam_n);
+        packet.emit(hdr.e_gen_zero);
+        packet.emit(hdr.e_gen_rec);
         packet.emit(hdr.e_pad_e);
+        packet.emit(hdr.e_doh);
+        packet.emit(hdr.e_doh_apn);
+        packet.emit(hdr.e_doh_apn_w);
+        packet.emit(hdr.e_doh_pad);
         packet.emit(hdr.e_srh);
         packet.emit(hdr.e_seg);
+        packet.emit(hdr.e_tlv_apn);
+        packet.emit(hdr.e_tlv_apn_w);
+        packet.emit(hdr.e_tlv_pad);
         // IFIT report (its node data is the filled records of hdr.ioam_n below)
         packet.emit(hdr.r_udp);
         packet.emit(hdr.r_hdr);
@@ -40,6 +49,10 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.ioam_raw);
         packet.emit(hdr.ioam_n);
         packet.emit(hdr.pad_e);
+        packet.emit(hdr.n_doh);
+        packet.emit(hdr.n_doh_apn);
+        packet.emit(hdr.n_doh_apn_w);
+        packet.emit(hdr.n_doh_pad);
         packet.emit(hdr.doh1);
         packet.emit(hdr.doh1_body);
         packet.emit(hdr.rh);

@@ -247,9 +247,21 @@ struct headers_t {
     opt_ioam_t    e_ioam;
     ioam_trace_t  e_trace;
     ioam_node_t[ICPN_IOAM_MAX_NODES] e_ioam_n;
+    // A head with another trace type: the empty records, then its own record, word by word.
+    word_t[ICPN_IOAM_GEN_ZERO_WORDS] e_gen_zero;
+    word_t[ICPN_IOAM_GEN_REC_WORDS]  e_gen_rec;
     padb_t[7]     e_pad_e;
+    // DOH carrier: the outer DOH[APN, padding] between the HBH and the SRH.
+    exthdr_t      e_doh;
+    opt_apn_t     e_doh_apn;
+    word_t[ICPN_APN_MAX_WORDS]  e_doh_apn_w;
+    padb_t[7]     e_doh_pad;
     rh_t          e_srh;
     seg_t[ICPN_MAX_SEGMENTS]    e_seg;
+    // SRH TLV carrier: the APN option data as a TLV after the segment list, then PadN.
+    opt_apn_t     e_tlv_apn;
+    word_t[ICPN_APN_MAX_WORDS]  e_tlv_apn_w;
+    padb_t[7]     e_tlv_pad;
 
     // IFIT report (built from a clone at the tail).
     udp_t         r_udp;
@@ -270,6 +282,11 @@ struct headers_t {
     opt_raw_t     ioam_raw;
     ioam_node_t[ICPN_IOAM_MAX_NODES] ioam_n;
     padb_t[7]     pad_e;
+    // DOH carrier without encapsulation: a new DOH[APN, padding] after the IPv6 header / HBH.
+    exthdr_t      n_doh;
+    opt_apn_t     n_doh_apn;
+    word_t[ICPN_APN_MAX_WORDS]  n_doh_apn_w;
+    padb_t[7]     n_doh_pad;
     exthdr_t      doh1;
     opaque_t      doh1_body;
     rh_t          rh;
@@ -361,6 +378,10 @@ struct meta_t {
     bit<8>  apn_id_type;
     bit<8>  apn_flags;
     bit<16> apn_para;
+    bit<1>  ifit_gen;      // IFIT head with another trace type (e_gen_rec)
+    bit<32> ifit_gen_sel;  // ICPN_GEN_* of each word of e_gen_rec, 4 bits each, word 0 lowest
+    bit<8>  apn_carrier;   // ICPN_APN_CARRIER_*: where a new APN option goes
+    bit<8>  apn_tlv_type;  // SRH TLV carrier: the TLV type
     bit<8>  apn_nwords;    // a classifier's mark: the option's words, laid out by the controller
     bit<32> apn_w0;
     bit<32> apn_w1;

@@ -1,8 +1,9 @@
 // IFIT (SPEC 3, docs/pipeline.md section 4): head options, IOAM stamping, per-colour counters,
 // the tail's report, and the HBH layout every emitted HBH is rebuilt to.
 //
-// Limits (docs/p4.md): only the default trace type (0xF20000, NodeLen 5) is stamped, into an
-// area of at most IOAM_MAX_NODES records; other IOAM options are forwarded untouched.
+// Limits (docs/p4.md): a transit / tail stamps only the default trace type (0xF20000, NodeLen 5),
+// into an area of at most IOAM_MAX_NODES records; other IOAM options are forwarded untouched.
+// A head may lay out another trace type (set_ifit_head_gen: e_gen_zero, e_gen_rec).
 #ifndef ICPN_IFIT_P4
 #define ICPN_IFIT_P4
 
@@ -80,6 +81,18 @@ control HbhLayout(inout exthdr_t h, in opt_apn_t apn, in opt_altmark_t am, in op
     }
 }
 
+// A DOH that holds only an APN option (DOH carrier): its length and the padding to 8n.
+control DohLayout(inout exthdr_t h, in opt_apn_t apn, inout padb_t[7] pad, out bit<16> total) {
+    MakePad() make_pad;
+    apply {
+        bit<16> off = 4 + (bit<16>)apn.len;
+        bit<8> ne = (bit<8>)((16w0 - off) & 7);
+        total = off + (bit<16>)ne;
+        h.len = (bit<8>)(total >> 3) - 1;
+        make_pad.apply(ne, pad);
+    }
+}
+
 // Stamps this node's record into a pre-allocated trace (docs/pipeline.md section 4): at word
 // RemainingLen - NodeLen of the area, or the Overflow flag when the room is used up.
 #define IOAM_WRITE(K) n[K].w0 = r0; n[K].w1 = r1; n[K].w2 = r2; n[K].w3 = r3; n[K].w4 = r4;
@@ -144,6 +157,8 @@ control IoamRecord(in bit<8> hop_limit, in bit<24> node_id, in bit<16> in_if, in
 }
 
 // BMv2's setValid (add_header) zeroes an invalid header: that is the empty record.
+#define GEN_ZERO(I) if (zw > I) { hdr.e_gen_zero[I].setValid(); hdr.e_gen_zero[I].w = 0; }
+#define GEN_REC(I) if (node_len > I) { hdr.e_gen_rec[I].setValid(); hdr.e_gen_rec[I].w = 0; }
 #define ZERO_NODE(I) hdr.e_ioam_n[I].setValid();
 
 // The IFIT head (docs/pipeline.md section 4): on encapsulation, a flow that matches gets the
@@ -156,6 +171,7 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
     bit<32>  d_every;
     bit<16>  namespace_id;
     bit<8>   nodes;
+    bit<8>   node_len;
     bit<24>  trace_type;
 
     action set_flowmon(bit<20> flowmon_id, bit<32> flow_slot) {
@@ -239,10 +255,19 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
         ZERO_NODE(4) ZERO_NODE(5) ZERO_NODE(6) ZERO_NODE(7)
     }
 
+    // Another trace type: NodeLen node_words, the record's words chosen by sel (ICPN_GEN_*).
+    action set_ifit_head_gen(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
+                             bit<24> trace, bit<8> max_nodes, bit<8> node_words, bit<32> sel) {
+        head(period_div, d_every_n, namespace, max_nodes, trace);
+        node_len = node_words;
+        meta.ifit_gen = 1;
+        meta.ifit_gen_sel = sel;
+    }
+
     table ifit_head_cfg {
         actions = {
             set_ifit_head1; set_ifit_head2; set_ifit_head3; set_ifit_head4; set_ifit_head5;
-            set_ifit_head6; set_ifit_head7; set_ifit_head8; NoAction;
+            set_ifit_head6; set_ifit_head7; set_ifit_head8; set_ifit_head_gen; NoAction;
         }
         default_action = NoAction();
         size = 1;
@@ -255,7 +280,9 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
         d_every = 1;
         namespace_id = 0;
         nodes = 0;
+        node_len = (bit<8>)IOAM_NODE_LEN_DEFAULT;
         trace_type = ICPN_IOAM_TRACE_TYPE_DEFAULT;
+        meta.ifit_gen = 0;
         if (ifit_flow.apply().hit) {
             ifit_head_cfg.apply();
             bit<48> period1 = MAGIC_DIV(meta.now_us, period_magic) + 1;
@@ -287,14 +314,25 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
             hdr.e_altmark.reserved = 0;
             hdr.e_ioam.setValid();
             hdr.e_ioam.type = ICPN_IOAM_OPT_TYPE;
-            hdr.e_ioam.len = 10 + 20 * nodes;
+            hdr.e_ioam.len = 10 + 4 * nodes * node_len;
             hdr.e_ioam.reserved = 0;
             hdr.e_ioam.ioam_type = 0;
             hdr.e_trace.setValid();
             hdr.e_trace.namespace_id = namespace_id;
-            hdr.e_trace.node_len = IOAM_NODE_LEN_DEFAULT;
+            hdr.e_trace.node_len = (bit<5>)node_len;
             hdr.e_trace.flags = 0;
-            hdr.e_trace.remaining_len = (bit<7>)(nodes * 5);
+            hdr.e_trace.remaining_len = (bit<7>)(nodes * node_len);
+            if (meta.ifit_gen == 1) {
+                bit<8> zw = (nodes - 1) * node_len;
+                GEN_ZERO(0)  GEN_ZERO(1)  GEN_ZERO(2)  GEN_ZERO(3)  GEN_ZERO(4)  GEN_ZERO(5)
+                GEN_ZERO(6)  GEN_ZERO(7)  GEN_ZERO(8)  GEN_ZERO(9)  GEN_ZERO(10) GEN_ZERO(11)
+                GEN_ZERO(12) GEN_ZERO(13) GEN_ZERO(14) GEN_ZERO(15) GEN_ZERO(16) GEN_ZERO(17)
+                GEN_ZERO(18) GEN_ZERO(19) GEN_ZERO(20) GEN_ZERO(21) GEN_ZERO(22) GEN_ZERO(23)
+                GEN_ZERO(24) GEN_ZERO(25) GEN_ZERO(26) GEN_ZERO(27) GEN_ZERO(28) GEN_ZERO(29)
+                GEN_ZERO(30) GEN_ZERO(31)
+                GEN_REC(0) GEN_REC(1) GEN_REC(2) GEN_REC(3) GEN_REC(4) GEN_REC(5) GEN_REC(6)
+                GEN_REC(7)
+            }
             hdr.e_trace.trace_type = trace_type;
             hdr.e_trace.reserved = 0;
             meta.ifit_head = 1;
@@ -303,6 +341,17 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
         }
     }
 }
+
+// A head with another trace type stamps its record word by word (ICPN_GEN_*).
+#define GEN_WORD(I) if (hdr.e_gen_rec[I].isValid()) { \
+        bit<4> s##I = (bit<4>)(meta.ifit_gen_sel >> (4 * I)); \
+        bit<32> v##I = 0xFFFFFFFF; \
+        if (s##I == ICPN_GEN_HOP_NODE) { v##I = r0; } \
+        else if (s##I == ICPN_GEN_PORTS) { v##I = r1; } \
+        else if (s##I == ICPN_GEN_SECONDS) { v##I = r2; } \
+        else if (s##I == ICPN_GEN_MICROS) { v##I = r3; } \
+        else if (s##I == ICPN_GEN_QDEPTH) { v##I = r4; } \
+        hdr.e_gen_rec[I].w = v##I; }
 
 // Removes the IFIT options from the received HBH (a tail that does not decapsulate), and the
 // HBH itself when nothing else is left in it.

@@ -316,7 +316,11 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
 }
 
 #define ENC_SEG(I) hdr.e_seg[I].setValid(); hdr.e_seg[I].sid = seg##I;
-#define COPY_APN_WORD(I) hdr.e_apn_w[I] = hdr.apn_w[I];
+#define COPY_APN_WORD(D, I) D[I] = hdr.apn_w[I];
+#define COPY_APN_WORDS(D) COPY_APN_WORD(D, 0) COPY_APN_WORD(D, 1) COPY_APN_WORD(D, 2) \
+    COPY_APN_WORD(D, 3) COPY_APN_WORD(D, 4) COPY_APN_WORD(D, 5) COPY_APN_WORD(D, 6) \
+    COPY_APN_WORD(D, 7) COPY_APN_WORD(D, 8) COPY_APN_WORD(D, 9) COPY_APN_WORD(D, 10) \
+    COPY_APN_WORD(D, 11)
 
 control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
                 in bit<8> flowlabel_mode, in bit<8> ifit_role) {
@@ -329,6 +333,9 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
 
     IfitHead() ifit_head;
     ApnFill() apn_fill;
+    ApnFill() doh_fill;
+    ApnFill() tlv_fill;
+    MakePad() tlv_pad;
 
     action set_policy(bit<16> policy_id, bit<16> buckets, bit<1> deep) {
         meta.policy_id = policy_id;
@@ -525,6 +532,17 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
             hdr.e_ipv6.dst = first;
             meta.hop_limit_out = hop_limit - 1;
             bit<8> after_hbh = inner_nh;
+            // SRH TLV carrier: the APN needs an SRH; H.Encaps.Red with one SID then gets the
+            // H.Encaps one (List[0] = S1, SL = LE = 0).
+            bit<1> apn_tlv = 0;
+            if (meta.apn_valid == 1 && meta.apn_carrier == ICPN_APN_CARRIER_SRH_TLV) {
+                apn_tlv = 1;
+                if (nsegs == 0) {
+                    hdr.e_seg[0].setValid();
+                    hdr.e_seg[0].sid = first;
+                    nsegs = 1;
+                }
+            }
             if (nsegs != 0) {
                 after_hbh = ICPN_IPPROTO_ROUTING;
                 hdr.e_srh.setValid();
@@ -539,25 +557,56 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
             if (ifit_role == ICPN_IFIT_ROLE_HEAD) {
                 ifit_head.apply(hdr, meta);
             }
-            // The APN option travels in the outer HBH: copied from the packet, or the mark the
-            // classifier chose.
+            // The APN option travels in the outer HBH (or, DOH carrier, in an outer DOH before
+            // the SRH): copied from the packet, or the mark the classifier chose.
             if (meta.apn_valid == 1) {
-                if (meta.apn_from_pkt == 1) {
-                    hdr.e_apn = hdr.apn;
-                    COPY_APN_WORD(0)  COPY_APN_WORD(1)  COPY_APN_WORD(2)  COPY_APN_WORD(3)
-                    COPY_APN_WORD(4)  COPY_APN_WORD(5)  COPY_APN_WORD(6)  COPY_APN_WORD(7)
-                    COPY_APN_WORD(8)  COPY_APN_WORD(9)  COPY_APN_WORD(10) COPY_APN_WORD(11)
+                if (meta.apn_carrier == ICPN_APN_CARRIER_DOH) {
+                    if (meta.apn_from_pkt == 1) {
+                        hdr.e_doh_apn = hdr.apn;
+                        COPY_APN_WORDS(hdr.e_doh_apn_w)
+                    } else {
+                        doh_fill.apply(hdr.e_doh_apn, hdr.e_doh_apn_w, meta);
+                    }
+                    hdr.e_doh.setValid();
+                } else if (meta.apn_carrier == ICPN_APN_CARRIER_SRH_TLV) {
+                    if (meta.apn_from_pkt == 1) {
+                        hdr.e_tlv_apn = hdr.apn;
+                        COPY_APN_WORDS(hdr.e_tlv_apn_w)
+                    } else {
+                        tlv_fill.apply(hdr.e_tlv_apn, hdr.e_tlv_apn_w, meta);
+                    }
                 } else {
-                    apn_fill.apply(hdr.e_apn, hdr.e_apn_w, meta);
+                    if (meta.apn_from_pkt == 1) {
+                        hdr.e_apn = hdr.apn;
+                        COPY_APN_WORDS(hdr.e_apn_w)
+                    } else {
+                        apn_fill.apply(hdr.e_apn, hdr.e_apn_w, meta);
+                    }
+                    hdr.e_hbh.setValid();
                 }
-                hdr.e_hbh.setValid();
+            }
+            if (apn_tlv == 1) {
+                // type, length, the option's data; then PadN (type 4) / Pad1 to 8n octets
+                hdr.e_tlv_apn.type = meta.apn_tlv_type;
+                bit<16> tlv_len = 2 + (bit<16>)hdr.e_tlv_apn.len;
+                bit<8> ne = (bit<8>)((16w0 - tlv_len) & 7);
+                tlv_pad.apply(ne, hdr.e_tlv_pad);
+                if (ne >= 2) {
+                    hdr.e_tlv_pad[0].b = ICPN_SRH_TLV_PADN;
+                }
+                hdr.e_srh.len = hdr.e_srh.len + (bit<8>)((tlv_len + (bit<16>)ne) >> 3);
+            }
+            // Next Headers: IPv6, [HBH], [DOH], [SRH], inner.
+            bit<8> nh = after_hbh;
+            if (hdr.e_doh.isValid()) {
+                hdr.e_doh.next_hdr = nh;
+                nh = ICPN_IPPROTO_DSTOPTS;
             }
             if (hdr.e_hbh.isValid()) {
-                hdr.e_hbh.next_hdr = after_hbh;
-                hdr.e_ipv6.next_hdr = ICPN_IPPROTO_HOPOPTS;
-            } else {
-                hdr.e_ipv6.next_hdr = after_hbh;
+                hdr.e_hbh.next_hdr = nh;
+                nh = ICPN_IPPROTO_HOPOPTS;
             }
+            hdr.e_ipv6.next_hdr = nh;
             hdr.ethernet.ether_type = ETHERTYPE_IPV6;
             meta.fib_lookup = 1;
             meta.fib_vrf = 0;

@@ -36,6 +36,17 @@ IFIT_ROLE_NONE = 0
 IFIT_ROLE_HEAD = 1
 IFIT_ROLE_TRANSIT = 2
 IFIT_ROLE_TAIL = 3
+# ifit head with another trace type: what each word of its record holds (4 bits per word).
+GEN_HOP_NODE = 0
+GEN_PORTS = 1
+GEN_SECONDS = 2
+GEN_MICROS = 3
+GEN_QDEPTH = 4
+GEN_ONES = 5
+# node_cfg.apn_carrier (APNCarrier): where a headend / marking edge puts the APN option.
+APN_CARRIER_HBH = 0
+APN_CARRIER_DOH = 1
+APN_CARRIER_SRH_TLV = 2
 
 # FIB address families (fib.family): IPv4 addresses are looked up as ::ffff:a.b.c.d.
 FAMILY_IPV4 = 4
@@ -48,6 +59,8 @@ DROP_P4_LIMIT_NAME = "p4-limit"
 
 # Sizes of the P4 program's registers and header stacks (docs/p4.md "Limits").
 IOAM_MAX_NODES = 8  # pre-allocated area parsed as node records of 5 words (NodeLen 5)
+IOAM_GEN_REC_WORDS = 8  # a head with another trace type: words of its own record
+IOAM_GEN_ZERO_WORDS = 32  # ... and of the empty records before it
 APN_MAX_WORDS = 12  # APN-ID words + parameter words in one APN option
 CMS_MAX_ROWS = 4
 CMS_MAX_WIDTH = 4096

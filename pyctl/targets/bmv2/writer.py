@@ -160,24 +160,61 @@ def _route_for(
     return best.via if best is not None else None
 
 
+_APN_CARRIER = {
+    APNCarrier.HBH: codes.APN_CARRIER_HBH,
+    APNCarrier.DOH: codes.APN_CARRIER_DOH,
+    APNCarrier.SRH_TLV: codes.APN_CARRIER_SRH_TLV,
+}
+
+
+# Trace-type bit (0 = most significant of 24) -> what each of its words holds
+# (docs/pipeline.md section 4); bits 8-10 are 8 octets, the rest 4; bit 23 has no node data.
+_GEN_KNOWN = {
+    0: codes.GEN_HOP_NODE,
+    1: codes.GEN_PORTS,
+    2: codes.GEN_SECONDS,
+    3: codes.GEN_MICROS,
+    6: codes.GEN_QDEPTH,
+}
+
+
+def _trace_words(trace_type: int) -> list[int]:
+    """The ICPN_GEN_* source of each word of a node record of `trace_type`."""
+    out: list[int] = []
+    for bit in range(22):
+        if trace_type & (1 << (23 - bit)):
+            size = 2 if 8 <= bit <= 10 else 1
+            out += [_GEN_KNOWN.get(bit, codes.GEN_ONES)] * size
+    return out
+
+
 def check_limits(node: NodeConfig) -> list[str]:
     """What this node asks of the P4 program that it cannot do (docs/p4.md "Limits")."""
     problems: list[str] = []
     for p in node.ports:
         if not 0 < p.index < C.MAX_PORTS:
             problems.append(f"port {p.index}: BMv2 ports are 1..{C.MAX_PORTS - 1} here")
-    if node.apn.carrier is not APNCarrier.HBH:
-        problems.append(f"apn.carrier {node.apn.carrier.value}: only 'hbh' is implemented in P4")
     if node.apn.option_type != C.APN_OPT_TYPE_DEFAULT:
         problems.append(
             f"apn.option_type {node.apn.option_type:#x}: the P4 parser knows "
             f"{C.APN_OPT_TYPE_DEFAULT:#x} only"
         )
     if node.ifit.trace_type != C.IOAM_TRACE_TYPE_DEFAULT:
-        problems.append(
-            f"ifit.trace_type {node.ifit.trace_type:#x}: the P4 program stamps the default "
-            f"{C.IOAM_TRACE_TYPE_DEFAULT:#x} only"
-        )
+        if node.ifit.role is not IFITRole.HEAD:
+            problems.append(
+                f"ifit.trace_type {node.ifit.trace_type:#x}: a transit or tail stamps the default "
+                f"{C.IOAM_TRACE_TYPE_DEFAULT:#x} only"
+            )
+        else:
+            words = len(_trace_words(node.ifit.trace_type))
+            empty = (node.ifit.max_nodes - 1) * words
+            if words > codes.IOAM_GEN_REC_WORDS or empty > codes.IOAM_GEN_ZERO_WORDS:
+                problems.append(
+                    f"ifit.trace_type {node.ifit.trace_type:#x} with max_nodes "
+                    f"{node.ifit.max_nodes}: a head stamps records of at most "
+                    f"{codes.IOAM_GEN_REC_WORDS} words after at most "
+                    f"{codes.IOAM_GEN_ZERO_WORDS} empty words"
+                )
     if not 1 <= node.ifit.max_nodes <= codes.IOAM_MAX_NODES:
         problems.append(f"ifit.max_nodes {node.ifit.max_nodes}: 1..{codes.IOAM_MAX_NODES} in P4")
     if node.elephant.enabled:
@@ -307,6 +344,8 @@ def node_program(node: NodeConfig) -> NodeProgram:
                 "source_addr": source,
                 "flowlabel": _FLOWLABEL[node.flowlabel],
                 "ifit": role,
+                "apn_carrier": _APN_CARRIER[node.apn.carrier],
+                "apn_tlv_type": node.apn.srh_tlv_type,
             },
             default=True,
         )
@@ -364,7 +403,25 @@ def node_program(node: NodeConfig) -> NodeProgram:
             default=True,
         )
     )
-    if node.ifit.role is IFITRole.HEAD:
+    if node.ifit.role is IFITRole.HEAD and node.ifit.trace_type != C.IOAM_TRACE_TYPE_DEFAULT:
+        words = _trace_words(node.ifit.trace_type)
+        prog.defaults.append(
+            TableEntry(
+                "ifit_head_cfg",
+                action="set_ifit_head_gen",
+                params={
+                    "period_div": magic(node.ifit.period_us, codes.MAGIC_SHIFT_TIME),
+                    "d_every_n": node.ifit.d_every,
+                    "namespace": node.ifit.namespace_id,
+                    "trace": node.ifit.trace_type,
+                    "max_nodes": node.ifit.max_nodes,
+                    "node_words": len(words),
+                    "sel": sum(s << (4 * i) for i, s in enumerate(words)),
+                },
+                default=True,
+            )
+        )
+    elif node.ifit.role is IFITRole.HEAD:
         prog.defaults.append(
             TableEntry(
                 "ifit_head_cfg",
