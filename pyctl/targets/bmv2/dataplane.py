@@ -22,7 +22,7 @@ from pyctl import toolchain
 from pyctl.errors import DataPlaneUnavailable
 from pyctl.model.node import NodeConfig, PacketContext
 from pyctl.p4rt import P4Info, Switch, TableEntry, Update
-from pyctl.targets.base import DataPlane, Output, Result
+from pyctl.targets.base import FEATURES, DataPlane, Output, Result
 from pyctl.targets.bmv2 import build, codes
 from pyctl.targets.bmv2.links import PACKET_OUTGOING, VethLinks
 from pyctl.targets.bmv2.process import SwitchProcess, SwitchSpec
@@ -31,31 +31,7 @@ from pyctl.targets.reasons import reason_name
 
 # Every feature name the conformance vectors use; the P4 program implements them all, within
 # the limits of docs/p4.md (configure() raises P4Unsupported past them).
-SUPPORTED = frozenset(
-    {
-        "End",
-        "End.X",
-        "End.DT4",
-        "End.DT6",
-        "End.DT46",
-        "End.DX4",
-        "End.DX6",
-        "PSP",
-        "NEXT-CSID",
-        "H.Encaps",
-        "H.Encaps.Red",
-        "SRH-validation",
-        "APN",
-        "deep-hash",
-        "elephant",
-        "IFIT-head",
-        "IFIT-transit",
-        "IFIT-tail",
-        "ECN",
-        "PFC",
-        "forwarding",
-    }
-)
+SUPPORTED = frozenset(FEATURES)
 
 LIMITS = (
     "IOAM: default trace type 0xF20000 only, at most 8 nodes; APN: HBH carrier and option type "
