@@ -19,6 +19,7 @@ from typing import Any
 from pyctl.errors import ICPNError
 from pyctl.model.node import NodeConfig
 from pyctl.net.emulation import EmulationError
+from pyctl.net.runners import stop_process
 from pyctl.p4rt import P4Info, Switch, Update
 from pyctl.targets.bmv2 import build
 from pyctl.targets.bmv2.dataplane import BMv2DataPlane
@@ -157,13 +158,7 @@ class BMv2SwitchRunner:
 
     def stop(self) -> None:
         self._close_switch()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
         if self.socket_path != Path():
             self.socket_path.unlink(missing_ok=True)
