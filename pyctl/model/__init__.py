@@ -1,7 +1,6 @@
 """The target-neutral model of what each node should do, and its YAML loader."""
 
 from pyctl.model.load import load_node, node_from_dict
-from pyctl.model.node import *  # noqa: F403  (the model's public classes)
 from pyctl.model.node import NodeConfig, PacketContext
 
 __all__ = ["NodeConfig", "PacketContext", "load_node", "node_from_dict"]
