@@ -4,7 +4,7 @@
 
 Three namespaces: gen -(veth)- dut -(veth)- sink. `trafgen` (netsniff-ng, zero-copy
 PACKET_MMAP) floods IPv6/UDP frames from gen; the DUT forwards them to the sink, where an XDP
-program (ebpf/src/icpn_sink.bpf.c) counts and drops them. For each segment count and payload
+program (ebpf/src/icpn_bench.bpf.c) counts and drops them. For each segment count and payload
 the DUT runs, one after the other on the same path:
   (a) the eBPF H.Encaps headend: icpn_node as native XDP, redirecting to the sink's veth;
   (b) the kernel's `encap seg6 mode encap` route;
@@ -42,7 +42,7 @@ from pyctl.targets.ebpf import attach as att
 from pyctl.targets.ebpf.libbpf import BPFObject
 
 ROOT = Path(__file__).resolve().parents[1]
-SINK_OBJ = ROOT / "ebpf" / "build" / "icpn_sink.bpf.o"
+SINK_OBJ = ROOT / "ebpf" / "build" / "icpn_bench.bpf.o"
 MAC = {
     "g0": "02:00:00:00:0a:01",
     "d1": "02:00:00:00:0d:01",

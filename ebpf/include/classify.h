@@ -68,6 +68,7 @@ static __always_inline void flow_key(struct icpn_scratch *s)
 		k[36] = p->dport;
 	}
 	__builtin_memset(s->key.pad, 0, sizeof(s->key.pad));
+	s->key_hash = crc32(k, ICPN_FLOW_KEY_LEN);
 }
 
 struct age_ctx {
@@ -111,13 +112,12 @@ static __always_inline int elephant_observe(struct icpn_scratch *s, const struct
 	}
 	for (__u32 r = 0; r < ICPN_MAX_CMS_ROWS; r++) {
 		struct icpn_cms_cell *cell;
-		__u8 row = r;
 		__u32 idx;
 
 		if (r >= rows)
 			break;
-		idx = ~crc32_update(crc32_update(0xffffffff, &row, 1), s->key.b, ICPN_FLOW_KEY_LEN);
-		idx = r * width + idx % width;
+		/* crc32(row || key), from the key's CRC (maps.py cms_row_xor) */
+		idx = r * width + (s->key_hash ^ icpn_cms_row_xor[r]) % width;
 		cell = bpf_map_lookup_elem(&cms, &idx);
 		if (!cell)
 			return 0;

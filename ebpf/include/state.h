@@ -52,7 +52,8 @@ struct icpn_scratch {
 	__u8 origin_proto;
 	__u8 decap;		/* End.DT/DX removed the outer header */
 	__u8 passes;		/* local SIDs processed after the first one */
-	__u8 pad0[3];
+	__u8 report;		/* the IFIT tail has a report to send */
+	__u8 pad0[2];
 	__u16 origin_sport;
 	__u16 origin_dport;
 	__u8 has_apn;		/* apn_* below describe the packet's APN */
@@ -67,6 +68,7 @@ struct icpn_scratch {
 	__u8 ifit_head;
 	__u8 pad[3];
 	struct icpn_flow_key key;
+	__u32 key_hash;		/* crc32 of the key (SPEC 4) */
 	struct icpn_ifit_view iv;
 	__u8 apn_data[ICPN_OPT_MAX];	/* APN option data, verbatim */
 	__u8 record[ICPN_RECORD_MAX];	/* this node's IOAM node data */

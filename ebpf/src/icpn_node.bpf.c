@@ -351,8 +351,11 @@ ICPN_STAGE int stage_classify(struct xdp_md *ctx)
 
 	if (!s || !c)
 		return R_DROP;
-	flow_key(s);
 	s->elephant = 0;
+	/* nothing on this node reads the flow key, the APN-ID or the elephant bit */
+	if (!(c->flags & ICPN_CFG_CLASSIFY))
+		return R_CONT;
+	flow_key(s);
 	if (c->flags & ICPN_CFG_ELEPHANT)
 		s->elephant = elephant_observe(s, c, s->p.ip_end - ETH_HLEN);
 	classify_apn(ctx, s, c);
@@ -427,7 +430,7 @@ ICPN_STAGE int stage_policy(struct xdp_md *ctx)
 	if (s->elephant && s->has_apn && pol->deep_hash)
 		h = apn_hash(s);
 	else
-		h = crc32(s->key.b, ICPN_FLOW_KEY_LEN);
+		h = s->key_hash;
 	idx = (i & (ICPN_MAX_POLICIES - 1)) * ICPN_MAX_BUCKETS + h % pol->n_buckets;
 	li = bpf_map_lookup_elem(&policy_buckets, &idx);
 	if (!li)
@@ -435,7 +438,7 @@ ICPN_STAGE int stage_policy(struct xdp_md *ctx)
 	s->sl_idx = (i & (ICPN_MAX_POLICIES - 1)) * ICPN_MAX_SID_LISTS +
 		    (*li & (ICPN_MAX_SID_LISTS - 1));
 	if (c->flowlabel_mode == ICPN_FLOWLABEL_HASH)
-		s->label = crc32(s->key.b, ICPN_FLOW_KEY_LEN) & 0xfffff;
+		s->label = s->key_hash & 0xfffff;
 	else if (c->flowlabel_mode == ICPN_FLOWLABEL_COPY)
 		s->label = s->p.flowlabel;
 	else
@@ -679,7 +682,7 @@ ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
 			v->remaining -= v->node_len;
 			report_put_record(s, (__u32)v->node_len * 4);
 		}
-		stage_report(ctx);
+		s->report = 1;
 		return R_OUT;
 	}
 	if (ifit_stamp_packet(ctx, s) < 0)
@@ -687,7 +690,7 @@ ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
 	if (c->ifit_role != ICPN_IFIT_TAIL)
 		return R_OUT;
 	if (ifit_copy_filled(ctx, s, 0) == 0)
-		stage_report(ctx);
+		s->report = 1;
 	if (ifit_strip(ctx, s) < 0)
 		return drop(s, ICPN_DROP_BAD_EXTHDR);
 	return R_OUT;
@@ -757,6 +760,7 @@ ICPN_STAGE int stage_egress(struct xdp_md *ctx)
 
 ICPN_STAGE int icpn_pipeline(struct xdp_md *ctx)
 {
+	struct icpn_scratch *s = get_scratch();
 	int rc;
 
 	rc = stage_pfc(ctx);
@@ -783,8 +787,12 @@ ICPN_STAGE int icpn_pipeline(struct xdp_md *ctx)
 	} else if (rc == R_ROUTE) {
 		rc = stage_route(ctx);
 	}
-	if (rc == R_OUT)
+	if (rc == R_OUT) {
 		rc = stage_ifit(ctx);
+		/* called from here, not from stage_ifit: the two stacks together exceed 512 bytes */
+		if (s && s->report)
+			stage_report(ctx);
+	}
 	if (rc == R_OUT)
 		rc = stage_egress(ctx);
 	return rc;
@@ -835,6 +843,7 @@ int icpn_node(struct xdp_md *ctx)
 	s->n_aux = 0;
 	s->decap = 0;
 	s->passes = 0;
+	s->report = 0;
 	s->has_apn = 0;
 	s->ifit_head = 0;
 	__builtin_memset(&s->iv, 0, sizeof(s->iv));

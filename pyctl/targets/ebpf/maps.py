@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import zlib
 
 from pyctl import constants as C
 
@@ -27,6 +28,8 @@ CFG_ECN = 1 << 3
 CFG_PFC = 1 << 4
 CFG_APN_KEEP = 1 << 5
 CFG_PFC_PRIO_DSCP = 1 << 6
+# the node classifies (flow key, APN-ID, elephants): it has something that reads them
+CFG_CLASSIFY = 1 << 7
 # icpn_sid.behaviour
 B_END = 1
 B_END_X = 2
@@ -104,6 +107,37 @@ def _codes() -> dict[str, int]:
     }
 
 
+def crc32_tables() -> list[list[int]]:
+    """Slicing-by-4 tables: entry n of table k is the CRC state after byte n and k zero bytes."""
+    t0 = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ (CRC32_POLY if c & 1 else 0)
+        t0.append(c)
+    tables = [t0]
+    for _ in range(3):
+        prev = tables[-1]
+        tables.append([(prev[n] >> 8) ^ t0[prev[n] & 0xFF] for n in range(256)])
+    return tables
+
+
+def cms_row_xor() -> list[int]:
+    """CRC-32 is affine: crc32(row || key) == crc32(key) ^ cms_row_xor()[row] for any key of
+    FLOW_KEY_LEN bytes, so the count-min rows of SPEC 4 need one CRC of the key, not one a row."""
+    n = C.FLOW_KEY_LEN
+    zero = zlib.crc32(bytes(n))
+    return [zlib.crc32(bytes([r]) + bytes(n)) ^ zero for r in range(MAX_CMS_ROWS)]
+
+
+def _c_array(name: str, values: list[int]) -> list[str]:
+    rows = [", ".join(f"{v:#010x}" for v in values[i : i + 6]) for i in range(0, len(values), 6)]
+    # explicitly in .rodata: clang would put a 32-byte array in .rodata.cst32, which the BTF of
+    # .rodata then misdescribes and the kernel refuses
+    head = f'static const __u32 {name}[{len(values)}] __attribute__((section(".rodata"))) = {{'
+    return [head, *(f"\t{r}," for r in rows), "};"]
+
+
 def c_header() -> str:
     lines = [
         "/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */",
@@ -112,6 +146,9 @@ def c_header() -> str:
         "#define ICPN_EBPF_H",
     ]
     lines += [f"#define ICPN_{k} {v:#x}" for k, v in _codes().items()]
+    for k, table in enumerate(crc32_tables()):
+        lines += _c_array(f"icpn_crc32_t{k}", table)
+    lines += _c_array("icpn_cms_row_xor", cms_row_xor())
     lines.append("#endif")
     return "\n".join(lines) + "\n"
 

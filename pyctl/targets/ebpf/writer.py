@@ -197,6 +197,9 @@ def _cfg(node: NodeConfig) -> M.Cfg:
         flags |= M.CFG_PFC_PRIO_DSCP
     if apn.keep_at_egress:
         flags |= M.CFG_APN_KEEP
+    heads_ifit = ifit.role is IFITRole.HEAD and ifit.flows
+    if node.policies or apn.classifiers or apn.qp_map or heads_ifit or e.enabled:
+        flags |= M.CFG_CLASSIFY
     c.flags = flags
     c.node_id = node.node_id
     if node.source is not None:

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/* The two ends of bench/srv6_path.py's veth path: a generator and a sink.
+ *
+ * icpn_gen is run by BPF_PROG_TEST_RUN in live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES): the
+ * kernel feeds it copies of one frame and XDP_TX sends each out of the generator's veth, so the
+ * generator costs tens of nanoseconds a frame and the device under test, not the sender, sets the
+ * rate. The kernel fills a page with the frame only when the page is first allocated; recycled
+ * pages come back as the device under test left them (rewritten MACs, pushed headers), so the
+ * generator writes the frame's first GEN_HEAD bytes back from gen_frame before each send (every
+ * variant benched rewrites only headers, inside that span). icpn_sink (XDP) and icpn_sink_tc (tc ingress) count and drop what arrives; the tc one lets
+ * the sink veth take kernel-forwarded skbs without the copy a veth makes to run XDP on an skb
+ * with less than 256 bytes of headroom, so every variant pays the same at the sink.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2); /* 0: frames, 1: bytes */
+	__type(key, __u32);
+	__type(value, __u64);
+} sink_count SEC(".maps");
+
+static __always_inline void count(__u64 len)
+{
+	__u32 frames = 0, bytes = 1;
+	__u64 *n = bpf_map_lookup_elem(&sink_count, &frames);
+	__u64 *b = bpf_map_lookup_elem(&sink_count, &bytes);
+
+	if (n)
+		*n += 1;
+	if (b)
+		*b += len;
+}
+
+#define GEN_HEAD 64
+
+struct gen_head {
+	__u8 bytes[GEN_HEAD];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gen_head);
+} gen_frame SEC(".maps");
+
+SEC("xdp")
+int icpn_gen(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 zero = 0;
+	struct gen_head *head = bpf_map_lookup_elem(&gen_frame, &zero);
+
+	if (!head || data + GEN_HEAD > data_end)
+		return XDP_ABORTED;
+	__builtin_memcpy(data, head->bytes, GEN_HEAD);
+	return XDP_TX;
+}
+
+SEC("xdp")
+int icpn_sink(struct xdp_md *ctx)
+{
+	count(ctx->data_end - ctx->data);
+	return XDP_DROP;
+}
+
+SEC("tc")
+int icpn_sink_tc(struct __sk_buff *skb)
+{
+	count(skb->len);
+	return TC_ACT_SHOT;
+}
