@@ -49,7 +49,23 @@
 #define pkt_store(ctx, off, buf, n) bpf_skb_store_bytes(ctx, off, (void *)(buf), n, 0)
 #else
 #define CTX struct xdp_md
-#define pkt_len(ctx) ((__u32)bpf_xdp_get_buff_len(ctx))
+
+/* The frame's length without the bpf_xdp_get_buff_len call (no program takes multi-buffer
+ * frames). Subtracting packet pointers needs a privileged loader, which these programs have. */
+static __always_inline __u32 xdp_len(struct xdp_md *ctx)
+{
+	__u64 len, data;
+
+	/* in asm: clang would keep the pointers as u32 and spill them, which the verifier refuses */
+	asm volatile("%[len] = *(u32 *)(%[ctx] + %[end_off])\n\t"
+		     "%[data] = *(u32 *)(%[ctx] + %[data_off])\n\t"
+		     "%[len] -= %[data]"
+		     : [len] "=&r"(len), [data] "=&r"(data)
+		     : [ctx] "r"(ctx), [end_off] "i"(offsetof(struct xdp_md, data_end)),
+		       [data_off] "i"(offsetof(struct xdp_md, data)));
+	return (__u32)len;
+}
+#define pkt_len(ctx) xdp_len(ctx)
 
 /* A fixed-size access goes straight to the packet: no program takes multi-buffer frames, so the
  * frame is data..data_end, and a helper call costs far more than the copy (about 27 ns each on

@@ -313,10 +313,13 @@ static __always_inline int srv6_encap(CTX *ctx, struct icpn_scratch *s, const st
 			if (pkt_store(ctx, off, sl->da, SID_LEN) < 0)
 				return drop(s, ICPN_DROP_TOO_BIG);
 		} else {
-			barrier_var(seg_bytes);
-			if (seg_bytes == 0 || seg_bytes > sizeof(sl->segs) ||
-			    pkt_store(ctx, off, sl->segs, seg_bytes) < 0)
-				return drop(s, ICPN_DROP_TOO_BIG);
+			/* a SID at a time: fixed-size stores go straight to the packet */
+			for (__u32 i = 0; i < ICPN_MAX_SEGMENTS; i++) {
+				if (i >= n_list)
+					break;
+				if (pkt_store(ctx, off + i * SID_LEN, sl->segs[i], SID_LEN) < 0)
+					return drop(s, ICPN_DROP_TOO_BIG);
+			}
 		}
 		off += seg_bytes;
 		if (apn_tlv) {

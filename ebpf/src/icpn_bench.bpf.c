@@ -9,7 +9,9 @@
  * generator writes the frame's first GEN_HEAD bytes back from gen_frame before each send (every
  * variant benched rewrites only headers, inside that span). icpn_sink (XDP) and icpn_sink_tc (tc ingress) count and drop what arrives; the tc one lets
  * the sink veth take kernel-forwarded skbs without the copy a veth makes to run XDP on an skb
- * with less than 256 bytes of headroom, so every variant pays the same at the sink.
+ * with less than 256 bytes of headroom, so every variant pays the same at the sink. icpn_pass
+ * and icpn_redirect are the baselines: a BPF_PROG_TEST_RUN of a program that does nothing, and
+ * a device under test that forwards without doing anything else.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -61,6 +63,26 @@ int icpn_gen(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	__builtin_memcpy(data, head->bytes, GEN_HEAD);
 	return XDP_TX;
+}
+
+SEC("xdp")
+int icpn_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
+/* entry 0: the interface icpn_redirect sends every frame out of (a DEVMAP, as icpn_node's) */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} redirect_to SEC(".maps");
+
+SEC("xdp")
+int icpn_redirect(struct xdp_md *ctx)
+{
+	return bpf_redirect_map(&redirect_to, 0, XDP_DROP);
 }
 
 SEC("xdp")

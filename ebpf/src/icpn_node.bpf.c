@@ -860,8 +860,12 @@ int icpn_node(struct xdp_md *ctx)
 		__u32 ifindex = ctx->ingress_ifindex, *port = bpf_map_lookup_elem(&if_port, &ifindex);
 
 		s->p.in_port = port ? *port : ICPN_MAX_PORTS;
-		s->p.now_us = bpf_ktime_get_ns() / 1000;
-		s->p.rand32 = bpf_get_prandom_u32();
+		/* helper calls cost tens of ns: only for what reads them (PFC, elephants, IFIT; ECN) */
+		s->p.now_us = (c->flags & (ICPN_CFG_PFC | ICPN_CFG_ELEPHANT)) ||
+					      c->ifit_role != ICPN_IFIT_NONE
+				      ? bpf_ktime_get_ns() / 1000
+				      : 0;
+		s->p.rand32 = c->flags & ICPN_CFG_ECN ? bpf_get_prandom_u32() : 0;
 		tap_frame(ctx, s->p.in_port, ICPN_TAP_IN);
 	}
 	stat_inc(ICPN_STAT_RX);
