@@ -79,6 +79,10 @@ static __always_inline long xdp_access(struct xdp_md *ctx, __u32 off, void *buf,
 
 	if (off > ICPN_MAX_FRAME)
 		return -1;
+	/* A bound the verifier keeps: clang may have checked a 32-bit copy of a 64-bit sum. The
+	 * mask changes nothing (off <= ICPN_MAX_FRAME); the barrier keeps clang from dropping it. */
+	barrier_var(off);
+	off &= 2 * ICPN_MAX_FRAME - 1;
 	p = data + off;
 	q = p + n;
 	barrier_var(q); /* the comparison the verifier needs, not one clang rewrote */

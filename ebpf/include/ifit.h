@@ -113,54 +113,36 @@ static __always_inline void ifit_count(const struct icpn_ifit_view *v)
 	}
 }
 
-struct record_ctx {
-	struct icpn_scratch *s;
-	__u32 trace_type;
-	__u32 off;
-	__u32 provided[7];	/* values of bits 0-6 (bits 4 and 5 are all ones) */
-};
-
-/* One trace-type bit of ifit_record(); a bpf_loop callback. */
-static long record_step(__u32 b, void *data)
-{
-	struct record_ctx *r = data;
-	__u32 val = 0xffffffff, off = r->off;
-	__be32 be;
-
-	if (b >= 22)
-		return 1;
-	if (!(r->trace_type & (1U << (23 - b))))
-		return 0;
-	if (b < 7)
-		val = r->provided[b];
-	be = bpf_htonl(val);
-	if (off > ICPN_RECORD_MAX - 8)
-		return 1;
-	__builtin_memcpy(&r->s->record[off], &be, 4);
-	off += 4;
-	if (b >= IOAM_WIDE_FIRST && b <= IOAM_WIDE_LAST) {
-		__builtin_memcpy(&r->s->record[off], &be, 4);
-		off += 4;
-	}
-	r->off = off;
-	return 0;
-}
-
 /* pipeline.md 4 / RFC 9197 4.4.2: this node's data in trace-type bit order. Bits 0, 1, 2, 3
- * and 6 are provided, every other one is all ones (8 octets for bits 8-10, else 4). */
+ * and 6 are provided, every other one is all ones (8 octets for bits 8-10, else 4). Unrolled:
+ * straight-line code, no callback a bit. */
 static __always_inline void ifit_record(struct icpn_scratch *s, const struct icpn_cfg *c,
 					__u32 queue_packets)
 {
-	struct record_ctx r = { .s = s, .trace_type = s->iv.trace_type };
+	__u32 provided[7], tt = s->iv.trace_type, off = 0;
 
-	r.provided[0] = ((__u32)s->iv.hop_limit << 24) | (c->node_id & 0xffffff);
-	r.provided[1] = ((s->p.in_port & 0xffff) << 16) | (s->nh.port & 0xffff);
-	r.provided[2] = s->p.now_us / 1000000;
-	r.provided[3] = s->p.now_us % 1000000;
-	r.provided[4] = 0xffffffff;
-	r.provided[5] = 0xffffffff;
-	r.provided[6] = queue_packets;
-	bpf_loop(22, record_step, &r, 0);
+	provided[0] = ((__u32)s->iv.hop_limit << 24) | (c->node_id & 0xffffff);
+	provided[1] = ((s->p.in_port & 0xffff) << 16) | (s->nh.port & 0xffff);
+	provided[2] = s->p.now_us / 1000000;
+	provided[3] = s->p.now_us % 1000000;
+	provided[4] = 0xffffffff;
+	provided[5] = 0xffffffff;
+	provided[6] = queue_packets;
+#pragma unroll
+	for (__u32 b = 0; b < 22; b++) {
+		__be32 be = bpf_htonl(b < 7 ? provided[b < 7 ? b : 0] : 0xffffffff);
+
+		if (!(tt & (1U << (23 - b))))
+			continue;
+		if (off > ICPN_RECORD_MAX - 8)
+			break;
+		__builtin_memcpy(&s->record[off], &be, 4);
+		off += 4;
+		if (b >= IOAM_WIDE_FIRST && b <= IOAM_WIDE_LAST) {
+			__builtin_memcpy(&s->record[off], &be, 4);
+			off += 4;
+		}
+	}
 }
 
 /* Write the record at RemainingLen*4 - NodeLen*4 of the area of the packet's trace and
@@ -177,10 +159,17 @@ static __always_inline int ifit_stamp_packet(CTX *ctx, struct icpn_scratch *s)
 		v->remaining -= v->node_len;
 		v->word = (v->word & ~IOAM_REMAINING_MASK) | v->remaining;
 		v->stamped = 1;
-		barrier_var(n);
-		if (n == 0 || n > ICPN_RECORD_MAX ||
-		    pkt_store(ctx, v->ioam_off + 12 + v->remaining * 4, s->record, n) < 0)
+		__u32 at = v->ioam_off + 12 + v->remaining * 4;
+
+		if (n == 0 || n > ICPN_RECORD_MAX)
 			return -1;
+		/* a word at a time: fixed-size stores go straight to the packet */
+		for (__u32 i = 0; i < ICPN_RECORD_MAX / 4; i++) {
+			if (i * 4 >= n)
+				break;
+			if (pkt_store(ctx, at + i * 4, &s->record[i * 4], 4) < 0)
+				return -1;
+		}
 	}
 	word = bpf_htons(v->word);
 	return pkt_store(ctx, v->ioam_off + 6, &word, 2);
