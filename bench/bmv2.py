@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import select
+import shutil
 import sys
 import time
 
@@ -31,6 +33,7 @@ from pyctl.p4rt import LPM, TableEntry, Update
 from pyctl.targets.bmv2 import build, codes
 from pyctl.targets.bmv2.dataplane import BMv2DataPlane
 from pyctl.targets.bmv2.links import PACKET_OUTGOING
+from pyctl.targets.bmv2.process import SWITCH_ENV, default_binary
 
 MAC1, MAC2, NEXT = "02:00:00:00:0a:01", "02:00:00:00:0a:02", "02:00:00:00:0b:01"
 PORTS = [{"index": 1, "mac": MAC1}, {"index": 2, "mac": MAC2}]
@@ -196,7 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=1000, help="updates per WriteRequest")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (best kept)")
     ap.add_argument("--json", action="store_true", help="print a JSON summary too")
+    ap.add_argument(
+        "--switch",
+        metavar="PATH",
+        help="the simple_switch_grpc to run (default: $ICPN_SIMPLE_SWITCH, else from PATH);"
+        " BMv2's docs/performance.md: build it without logging macros to benchmark",
+    )
     args = ap.parse_args(argv)
+    if args.switch:
+        os.environ[SWITCH_ENV] = args.switch
     reason = BMv2DataPlane.unavailable()
     if reason is not None:
         print(f"bench/bmv2.py: skipped: {reason}")
@@ -221,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         dp.close()
     names = [n for n, _, _ in scenarios()]
     plain = results[names[0]]
-    print(f"BMv2 {build.JSON.relative_to(build.ROOT)}: packets per second ({args.packets} frames)")
+    exe = shutil.which(default_binary()) or default_binary()
+    print(f"BMv2 {build.JSON.relative_to(build.ROOT)} on {exe}")
+    print(f"packets per second ({args.packets} frames, best of {args.rounds} rounds)")
     for n in names:
         print(f"  {n:50s} {results[n]:9.0f} pps  {100 * results[n] / plain:5.1f}% of plain")
     full = min(results[n] for n in names[1:]) / plain

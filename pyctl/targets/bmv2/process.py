@@ -1,11 +1,13 @@
 """simple_switch_grpc processes: start (quiet unless asked), wait for gRPC, stop, restart.
 
 Each switch gets its own gRPC and Thrift ports and notifications socket, so several run at once;
-logs and pcaps go under a per-run directory.
+logs and pcaps go under a per-run directory. The binary is `simple_switch_grpc` from PATH, or the
+one ICPN_SIMPLE_SWITCH names (e.g. a BMv2 built without logging macros for benchmarks).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -19,6 +21,22 @@ import grpc
 
 from pyctl.errors import DataPlaneUnavailable, ICPNError
 from pyctl.targets.bmv2 import codes
+
+SWITCH_ENV = "ICPN_SIMPLE_SWITCH"
+
+
+def default_binary() -> str:
+    return os.environ.get(SWITCH_ENV) or "simple_switch_grpc"
+
+
+@functools.cache
+def _has_option(exe: str, option: str) -> bool:
+    """Whether `exe --help` lists `option` (a BMv2 built without nanomsg has no notifications)."""
+    try:
+        out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return option in out.stdout + out.stderr
 
 
 def free_tcp_port() -> int:
@@ -43,7 +61,7 @@ class SwitchSpec:
     log: bool = False  # --log-file <run_dir>/<name>.log at debug level
     pcap: bool = False  # --pcap <run_dir>/pcap
     netns: str | None = None  # run inside this network namespace (its lo must be up)
-    binary: str = "simple_switch_grpc"
+    binary: str = field(default_factory=default_binary)
 
     @property
     def grpc_address(self) -> str:
@@ -55,7 +73,8 @@ class SwitchSpec:
         for port, ifname in sorted(self.ports.items()):
             args += ["-i", f"{port}@{ifname}"]
         args += ["--thrift-port", str(self.thrift_port)]
-        args += ["--notifications-addr", f"ipc://{self.run_dir / 'notifications.ipc'}"]
+        if _has_option(exe, "--notifications-addr"):
+            args += ["--notifications-addr", f"ipc://{self.run_dir / 'notifications.ipc'}"]
         if self.log:
             args += ["--log-file", str(self.run_dir / self.name), "--log-level", "debug"]
             args += ["--log-flush"]
