@@ -12,7 +12,7 @@ ICPN    := $(VENV)/bin/icpn
 SYSPY   ?= /usr/bin/python3
 
 APT_REQUIRED := clang llvm libbpf-dev libbpf1 libelf-dev linux-libc-dev iproute2 ethtool \
-                tcpdump iperf3 iputils-ping netsniff-ng mininet bridge-utils python3-venv \
+                tcpdump iperf3 iputils-ping mininet bridge-utils python3-venv \
                 python3-dev make
 APT_OPTIONAL := bpftool
 PYTEST_ARGS  ?=

@@ -346,3 +346,27 @@ def test_attach_and_detach_xdp_and_tc(veth_ns: netns.Netns) -> None:
         assert "clsact" not in qdiscs
         with pytest.raises(ICPNError, match="no interface named 'absent0'"):
             veth_ns.run(lambda: att.ifindex_of("absent0"))
+
+
+def test_crc_tables_and_count_min_row_constants() -> None:
+    """The generated CRC tables and row constants the C code hashes with (hash.h, classify.h)."""
+    import random
+    import zlib
+
+    t = M.crc32_tables()
+    assert len(t) == 4 and all(len(row) == 256 for row in t)
+    rng = random.Random(7)
+    for _ in range(200):
+        data = rng.randbytes(C.FLOW_KEY_LEN)
+        crc = 0xFFFFFFFF
+        i = 0
+        while i + 4 <= len(data):  # hash.h's slicing-by-4 step, then bytes
+            crc ^= int.from_bytes(data[i : i + 4], "little")
+            lo, b1, b2, hi = crc & 0xFF, (crc >> 8) & 0xFF, (crc >> 16) & 0xFF, crc >> 24
+            crc = t[3][lo] ^ t[2][b1] ^ t[1][b2] ^ t[0][hi]
+            i += 4
+        for b in data[i:]:
+            crc = t[0][(crc ^ b) & 0xFF] ^ (crc >> 8)
+        assert crc ^ 0xFFFFFFFF == zlib.crc32(data)
+        for row, x in enumerate(M.cms_row_xor()):
+            assert zlib.crc32(bytes([row]) + data) == zlib.crc32(data) ^ x
