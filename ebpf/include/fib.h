@@ -41,7 +41,7 @@ static __always_inline int fib_kernel_lookup(struct xdp_md *ctx, int v6, __u32 t
 					     struct icpn_nexthop *nh)
 {
 	struct bpf_fib_lookup f = {};
-	__u32 *port;
+	__u32 port;
 	__u32 flags = 0;
 
 	f.ifindex = ctx->ingress_ifindex;
@@ -62,10 +62,10 @@ static __always_inline int fib_kernel_lookup(struct xdp_md *ctx, int v6, __u32 t
 	}
 	if (bpf_fib_lookup(ctx, &f, sizeof(f), flags) != BPF_FIB_LKUP_RET_SUCCESS)
 		return -1;
-	port = bpf_map_lookup_elem(&if_port, &f.ifindex);
-	if (!port)
+	port = port_of_ifindex(f.ifindex);
+	if (port >= ICPN_MAX_PORTS)
 		return -1;
-	nh->port = *port;
+	nh->port = port;
 	__builtin_memcpy(nh->mac, f.dmac, 6);
 	return 0;
 }

@@ -47,6 +47,10 @@ struct icpn_cfg {
 	__u64 ecn_pmax_t;	/* floor(pmax * 2^32): the marking threshold scale */
 	__u64 line_rate_bps;	/* virtual-queue drain rate and PFC quanta */
 	__u64 pfc_buffer_bytes;
+	__u32 n_sid_prefixes;	/* local SID prefixes below, or ICPN_SID_PREFIXES_ALL */
+	__u32 pad1;
+	__u8 sid_prefix[ICPN_MAX_SID_PREFIXES][16];
+	__u8 sid_mask[ICPN_MAX_SID_PREFIXES][16];
 };
 
 /* A port: its MAC (Ethernet source on egress) and, when attached, its ifindex. */

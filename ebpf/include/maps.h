@@ -37,7 +37,9 @@
 
 ICPN_ARRAY(cfg, 1, struct icpn_cfg);
 ICPN_ARRAY(ports, ICPN_MAX_PORTS, struct icpn_port);
-ICPN_MAP(if_port, BPF_MAP_TYPE_HASH, ICPN_MAX_PORTS, __u32, __u32); /* ifindex -> port */
+/* ifindex -> port: an array (value port + 1, 0 = none) below ICPN_IFINDEX_FAST, a hash above */
+ICPN_ARRAY(if_port_fast, ICPN_IFINDEX_FAST, __u32);
+ICPN_MAP(if_port, BPF_MAP_TYPE_HASH, ICPN_MAX_PORTS, __u32, __u32);
 ICPN_MAP(tx_port, BPF_MAP_TYPE_DEVMAP, ICPN_MAX_PORTS, __u32, __u32); /* port -> ifindex */
 
 ICPN_LPM(fib6, ICPN_MAX_ROUTES, struct icpn_fib6_key, struct icpn_nexthop);
@@ -85,5 +87,18 @@ struct {
 	__uint(max_entries, ICPN_AUX_QUEUE_LEN);
 	__type(value, struct icpn_frame);
 } aux_out SEC(".maps");
+
+/* The port an interface is, or ICPN_MAX_PORTS when it is none of the node's. */
+static __always_inline __u32 port_of_ifindex(__u32 ifindex)
+{
+	__u32 *port;
+
+	if (ifindex < ICPN_IFINDEX_FAST) {
+		port = bpf_map_lookup_elem(&if_port_fast, &ifindex);
+		return port && *port ? *port - 1 : ICPN_MAX_PORTS;
+	}
+	port = bpf_map_lookup_elem(&if_port, &ifindex);
+	return port ? *port : ICPN_MAX_PORTS;
+}
 
 #endif

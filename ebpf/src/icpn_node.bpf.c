@@ -236,6 +236,27 @@ static __always_inline int endpoint_decap(struct xdp_md *ctx, struct icpn_scratc
 	return R_OUT;
 }
 
+/* Whether a local SID prefix covers `dst`: when none does, the My-SID lookup (a kernel call)
+ * would miss, so it is not made. */
+static __always_inline int sid_maybe_local(const struct icpn_cfg *c, const __u64 dst[2])
+{
+	__u32 n = c->n_sid_prefixes;
+
+	if (n > ICPN_MAX_SID_PREFIXES)
+		return 1;
+	for (__u32 i = 0; i < ICPN_MAX_SID_PREFIXES; i++) {
+		__u64 a[2], m[2];
+
+		if (i >= n)
+			break;
+		__builtin_memcpy(a, c->sid_prefix[i], 16);
+		__builtin_memcpy(m, c->sid_mask[i], 16);
+		if ((dst[0] & m[0]) == a[0] && (dst[1] & m[1]) == a[1])
+			return 1;
+	}
+	return 0;
+}
+
 /* My-SID table (step 4); R_CONT when the destination is not a local SID. `again`: the lookup of
  * a DA that End wrote, where a miss is R_ROUTE (the FIB, table 0). */
 ICPN_STAGE int stage_endpoint(struct xdp_md *ctx, int again)
@@ -250,6 +271,8 @@ ICPN_STAGE int stage_endpoint(struct xdp_md *ctx, int again)
 		return R_DROP;
 	s->table = 0;
 	if (s->p.l3_proto != ETH_P_IPV6)
+		return again ? R_ROUTE : R_CONT;
+	if (!sid_maybe_local(c, s->p.dst))
 		return again ? R_ROUTE : R_CONT;
 	__builtin_memcpy(k.addr, s->p.dst, 16);
 	v = bpf_map_lookup_elem(&my_sids, &k);
@@ -857,9 +880,7 @@ int icpn_node(struct xdp_md *ctx)
 		s->p.now_us = t->time_us;
 		s->p.rand32 = t->rand32;
 	} else {
-		__u32 ifindex = ctx->ingress_ifindex, *port = bpf_map_lookup_elem(&if_port, &ifindex);
-
-		s->p.in_port = port ? *port : ICPN_MAX_PORTS;
+		s->p.in_port = port_of_ifindex(ctx->ingress_ifindex);
 		/* helper calls cost tens of ns: only for what reads them (PFC, elephants, IFIT; ECN) */
 		s->p.now_us = (c->flags & (ICPN_CFG_PFC | ICPN_CFG_ELEPHANT)) ||
 					      c->ifit_role != ICPN_IFIT_NONE

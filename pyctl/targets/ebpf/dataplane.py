@@ -286,7 +286,8 @@ class EBPFDataPlane(DataPlane):
         kernel FIB and neighbour table (bpf_fib_lookup) instead of the node's `routes`."""
         obj, node = self.obj, self._node
         assert node is not None
-        ports, if_port, tx_port = obj.map("ports"), obj.map("if_port"), obj.map("tx_port")
+        ports, tx_port = obj.map("ports"), obj.map("tx_port")
+        if_fast, if_port = obj.map("if_port_fast"), obj.map("if_port")
         for index, ifindex in ifindexes.items():
             raw = ports.lookup(M.u32_key(index))
             port = M.Port.from_buffer_copy(raw) if raw else M.Port()
@@ -294,7 +295,10 @@ class EBPFDataPlane(DataPlane):
                 raise ConfigError(f"node {node.name}: ports", f"port {index} is not configured")
             port.ifindex = ifindex
             ports.update(M.u32_key(index), port)
-            if_port.update(M.u32_key(ifindex), M.u32_key(index))
+            if ifindex < M.IFINDEX_FAST:
+                if_fast.update(M.u32_key(ifindex), M.u32_key(index + 1))
+            else:
+                if_port.update(M.u32_key(ifindex), M.u32_key(index))
             tx_port.update(M.u32_key(index), M.u32_key(ifindex))
         cfg_map = obj.map("cfg")
         raw_cfg = cfg_map.lookup(M.u32_key(0))

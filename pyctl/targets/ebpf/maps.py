@@ -69,6 +69,12 @@ CRC32_POLY = 0xEDB88320
 PRIORITIES = 8
 MAX_ROUTES = 4096
 MAX_SIDS = 1024
+# cfg carries up to this many local SID prefixes so that a destination outside all of them
+# skips the My-SID LPM lookup; SID_PREFIXES_ALL: more than that, look every destination up
+MAX_SID_PREFIXES = 8
+SID_PREFIXES_ALL = 0xFFFFFFFF
+# ifindexes below this map to ports through an array (inlined lookup), the rest through a hash
+IFINDEX_FAST = 4096
 MAX_POLICIES = 16
 MAX_BUCKETS = 4096
 MAX_CLASSIFIERS = 32
@@ -201,6 +207,10 @@ class Cfg(CStruct):
         ("ecn_pmax_t", u64),
         ("line_rate_bps", u64),
         ("pfc_buffer_bytes", u64),
+        ("n_sid_prefixes", u32),
+        ("pad1", u32),
+        ("sid_prefix", (u8 * 16) * MAX_SID_PREFIXES),
+        ("sid_mask", (u8 * 16) * MAX_SID_PREFIXES),
     ]
 
 

@@ -227,6 +227,14 @@ def _cfg(node: NodeConfig) -> M.Cfg:
     c.ioam_trace_type = ifit.trace_type
     c.ifit_d_every = ifit.d_every
     c.ifit_period_us = ifit.period_us
+    prefixes = sorted({s.sid for s in node.local_sids}, key=str)
+    if len(prefixes) > M.MAX_SID_PREFIXES:
+        c.n_sid_prefixes = M.SID_PREFIXES_ALL
+    else:
+        c.n_sid_prefixes = len(prefixes)
+        for i, net in enumerate(prefixes):
+            c.sid_prefix[i][:] = list(net.network_address.packed)
+            c.sid_mask[i][:] = list(net.netmask.packed)
     c.n_policies = len(node.policies)
     c.n_classifiers = len(apn.classifiers)
     c.n_ifit_flows = len(ifit.flows)
