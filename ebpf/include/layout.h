@@ -141,7 +141,9 @@ struct icpn_sidlist {
 	__u8 segs[ICPN_MAX_SEGMENTS][16]; /* SRH Segment List in wire order, List[0] first */
 	__u8 n_segs;		/* entries in the SRH; 0 = no SRH (H.Encaps.Red, one SID) */
 	__u8 n_total;		/* segments of the SID list: SL = n_total - 1 */
-	__u8 pad[6];
+	__u8 resolved;		/* nh is the FIB's next hop for da (table 0), found by the writer */
+	__u8 pad[5];
+	struct icpn_nexthop nh;
 };
 
 struct icpn_ifit_flow {

@@ -53,7 +53,8 @@ struct icpn_scratch {
 	__u8 decap;		/* End.DT/DX removed the outer header */
 	__u8 passes;		/* local SIDs processed after the first one */
 	__u8 report;		/* the IFIT tail has a report to send */
-	__u8 pad0[2];
+	__u8 routed;		/* s->nh is set already (the SID list's resolved next hop) */
+	__u8 pad0[1];
 	__u16 origin_sport;
 	__u16 origin_dport;
 	__u8 has_apn;		/* apn_* below describe the packet's APN */

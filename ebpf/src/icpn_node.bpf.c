@@ -477,14 +477,22 @@ ICPN_STAGE int stage_encap(struct xdp_md *ctx)
 	struct icpn_cfg *c = get_cfg();
 	struct icpn_sidlist *sl;
 	__u32 idx;
+	int rc;
 
 	if (!s || !c)
 		return R_DROP;
+
 	idx = s->sl_idx;
 	sl = bpf_map_lookup_elem(&sid_lists, &idx);
 	if (!sl)
 		return R_CONT;
-	return srv6_encap(ctx, s, c, sl, s->label);
+	rc = srv6_encap(ctx, s, c, sl, s->label);
+	/* the FIB's answer for the outer destination, found when the node was configured */
+	if (rc == R_CONT && sl->resolved && !(c->flags & ICPN_CFG_FIB_HELPER)) {
+		s->nh = sl->nh;
+		s->routed = 1;
+	}
+	return rc;
 }
 
 /* Step 5d: no policy matched; an APN-marking edge inserts the option into the packet (not
@@ -521,7 +529,7 @@ ICPN_STAGE int stage_transit(struct xdp_md *ctx)
 
 	if (!s || !c)
 		return R_DROP;
-	if (route(ctx, c, s, 0, s->p.dst) < 0)
+	if (!s->routed && route(ctx, c, s, 0, s->p.dst) < 0)
 		return drop(s, ICPN_DROP_NO_ROUTE);
 	if (s->p.hop_limit <= 1)
 		return drop(s, ICPN_DROP_HOP_LIMIT);
@@ -867,6 +875,7 @@ int icpn_node(struct xdp_md *ctx)
 	s->decap = 0;
 	s->passes = 0;
 	s->report = 0;
+	s->routed = 0;
 	s->has_apn = 0;
 	s->ifit_head = 0;
 	__builtin_memset(&s->iv, 0, sizeof(s->iv));

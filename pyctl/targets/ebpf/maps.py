@@ -304,7 +304,9 @@ class SIDList(CStruct):
         ("segs", (u8 * 16) * C.MAX_SEGMENTS),
         ("n_segs", u8),
         ("n_total", u8),
-        ("pad", u8 * 6),
+        ("resolved", u8),
+        ("pad", u8 * 5),
+        ("nh", Nexthop),
     ]
 
 

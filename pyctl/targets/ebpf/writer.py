@@ -31,6 +31,7 @@ from pyctl.model.node import (
 )
 from pyctl.packets.ioam import node_len_for
 from pyctl.targets.ebpf import maps as M
+from pyctl.targets.reference.fib import Fib
 
 _BEHAVIOUR = {
     Behaviour.END: M.B_END,
@@ -171,8 +172,10 @@ def encode_mark(mark: APNMark) -> M.APNMark:
     return out
 
 
-def encode_sid_list(sl: SIDList, mode: EncapMode) -> M.SIDList:
-    """SRH Segment List in wire order: List[0] = last segment; H.Encaps.Red omits S1."""
+def encode_sid_list(sl: SIDList, mode: EncapMode, fib: Fib | None = None) -> M.SIDList:
+    """SRH Segment List in wire order: List[0] = last segment; H.Encaps.Red omits S1. With the
+    node's `fib`, also the next hop the FIB gives the outer destination (table 0), so that the
+    headend does not look it up per packet (the routes and the policies change together)."""
     segs = list(sl.segments)
     reduced = mode is EncapMode.ENCAPS_RED
     wire = list(reversed(segs[1:] if reduced else segs))
@@ -180,6 +183,10 @@ def encode_sid_list(sl: SIDList, mode: EncapMode) -> M.SIDList:
     out.da[:] = list(segs[0].packed)
     for i, s in enumerate(wire):
         out.segs[i][:] = list(s.packed)
+    via = fib.lookup(0, segs[0].packed) if fib is not None else None
+    if via is not None:
+        out.resolved = 1
+        out.nh = _nexthop(via)
     return out
 
 
@@ -304,6 +311,7 @@ def node_entries(node: NodeConfig) -> MapEntries:
         if s.adjacency is not None:
             sid.adj = _nexthop(s.adjacency)
         out.add("my_sids", key, sid)
+    fib = Fib.build(node.routes)
     for i, pol in enumerate(node.policies):
         where = f"node {node.name}: policies[{i}]"
         _limit(node, f"policies[{i}].buckets", len(pol.buckets), M.MAX_BUCKETS)
@@ -320,7 +328,9 @@ def node_entries(node: NodeConfig) -> MapEntries:
         for b, sl_index in enumerate(pol.buckets):
             out.add("policy_buckets", _u32(i * M.MAX_BUCKETS + b), _u32(sl_index))
         for j, sl in enumerate(pol.sid_lists):
-            out.add("sid_lists", _u32(i * C.MAX_SID_LISTS + j), encode_sid_list(sl, pol.mode))
+            out.add(
+                "sid_lists", _u32(i * C.MAX_SID_LISTS + j), encode_sid_list(sl, pol.mode, fib)
+            )
     for i, cl in enumerate(node.apn.classifiers):
         where = f"node {node.name}: apn.classifiers[{i}].match"
         out.add(
