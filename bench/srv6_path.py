@@ -176,6 +176,7 @@ def headend_node(segs: list[str]) -> dict[str, object]:
         "role": "headend",
         "node_id": 1,
         "source": "fc00:a::1",
+        "flowlabel": "copy",  # what the kernel's encap does by default (seg6_flowlabel 0)
         "ports": [{"index": 1, "mac": MAC["d1"]}, {"index": 2, "mac": MAC["d2"]}],
         "routes": [{"prefix": "fc00::/16", "port": 2, "mac": MAC["s0"]}],
         "policies": [

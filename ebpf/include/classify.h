@@ -68,7 +68,17 @@ static __always_inline void flow_key(struct icpn_scratch *s)
 		k[36] = p->dport;
 	}
 	__builtin_memset(s->key.pad, 0, sizeof(s->key.pad));
-	s->key_hash = crc32(k, ICPN_FLOW_KEY_LEN);
+	s->key_hashed = 0;
+}
+
+/* crc32 of the flow key (SPEC 4), computed the first time something needs it. */
+static __always_inline __u32 key_hash(struct icpn_scratch *s)
+{
+	if (!s->key_hashed) {
+		s->key_hash = crc32(s->key.b, ICPN_FLOW_KEY_LEN);
+		s->key_hashed = 1;
+	}
+	return s->key_hash;
 }
 
 struct age_ctx {
@@ -117,7 +127,7 @@ static __always_inline int elephant_observe(struct icpn_scratch *s, const struct
 		if (r >= rows)
 			break;
 		/* crc32(row || key), from the key's CRC (maps.py cms_row_xor) */
-		idx = r * width + (s->key_hash ^ icpn_cms_row_xor[r]) % width;
+		idx = r * width + (key_hash(s) ^ icpn_cms_row_xor[r]) % width;
 		cell = bpf_map_lookup_elem(&cms, &idx);
 		if (!cell)
 			return 0;

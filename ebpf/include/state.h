@@ -69,7 +69,9 @@ struct icpn_scratch {
 	__u8 ifit_head;
 	__u8 pad[3];
 	struct icpn_flow_key key;
-	__u32 key_hash;		/* crc32 of the key (SPEC 4) */
+	__u32 key_hash;		/* crc32 of the key (SPEC 4), when key_hashed */
+	__u8 key_hashed;
+	__u8 pad1[3];
 	struct icpn_ifit_view iv;
 	__u8 apn_data[ICPN_OPT_MAX];	/* APN option data, verbatim */
 	__u8 record[ICPN_RECORD_MAX];	/* this node's IOAM node data */

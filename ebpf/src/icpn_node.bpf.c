@@ -452,8 +452,10 @@ ICPN_STAGE int stage_policy(struct xdp_md *ctx)
 		return R_CONT;
 	if (s->elephant && s->has_apn && pol->deep_hash)
 		h = apn_hash(s);
+	else if (pol->n_buckets > 1)
+		h = key_hash(s);
 	else
-		h = s->key_hash;
+		h = 0; /* one bucket: any hash picks it */
 	idx = (i & (ICPN_MAX_POLICIES - 1)) * ICPN_MAX_BUCKETS + h % pol->n_buckets;
 	li = bpf_map_lookup_elem(&policy_buckets, &idx);
 	if (!li)
@@ -461,7 +463,7 @@ ICPN_STAGE int stage_policy(struct xdp_md *ctx)
 	s->sl_idx = (i & (ICPN_MAX_POLICIES - 1)) * ICPN_MAX_SID_LISTS +
 		    (*li & (ICPN_MAX_SID_LISTS - 1));
 	if (c->flowlabel_mode == ICPN_FLOWLABEL_HASH)
-		s->label = s->key_hash & 0xfffff;
+		s->label = key_hash(s) & 0xfffff;
 	else if (c->flowlabel_mode == ICPN_FLOWLABEL_COPY)
 		s->label = s->p.flowlabel;
 	else

@@ -315,17 +315,20 @@ def node_entries(node: NodeConfig) -> MapEntries:
     for i, pol in enumerate(node.policies):
         where = f"node {node.name}: policies[{i}]"
         _limit(node, f"policies[{i}].buckets", len(pol.buckets), M.MAX_BUCKETS)
+        # Buckets that all name one SID list are one bucket: any hash picks it, so the program
+        # need not hash the flow for it.
+        buckets = pol.buckets[:1] if len(set(pol.buckets)) == 1 else pol.buckets
         out.add(
             "policies",
             _u32(i),
             M.Policy(
                 match=encode_match(pol.match, where + ".match"),
-                n_buckets=len(pol.buckets),
+                n_buckets=len(buckets),
                 deep_hash=int(pol.deep_hash),
                 n_lists=len(pol.sid_lists),
             ),
         )
-        for b, sl_index in enumerate(pol.buckets):
+        for b, sl_index in enumerate(buckets):
             out.add("policy_buckets", _u32(i * M.MAX_BUCKETS + b), _u32(sl_index))
         for j, sl in enumerate(pol.sid_lists):
             out.add(
