@@ -317,7 +317,7 @@ static __always_inline int srv6_encap(CTX *ctx, struct icpn_scratch *s, const st
 			for (__u32 i = 0; i < ICPN_MAX_SEGMENTS; i++) {
 				if (i >= n_list)
 					break;
-				if (pkt_store(ctx, off + i * SID_LEN, sl->segs[i], SID_LEN) < 0)
+				if (pkt_store16(ctx, off + i * SID_LEN, sl->segs[i]) < 0)
 					return drop(s, ICPN_DROP_TOO_BIG);
 			}
 		}
