@@ -331,9 +331,7 @@ def node_entries(node: NodeConfig) -> MapEntries:
         for b, sl_index in enumerate(buckets):
             out.add("policy_buckets", _u32(i * M.MAX_BUCKETS + b), _u32(sl_index))
         for j, sl in enumerate(pol.sid_lists):
-            out.add(
-                "sid_lists", _u32(i * C.MAX_SID_LISTS + j), encode_sid_list(sl, pol.mode, fib)
-            )
+            out.add("sid_lists", _u32(i * C.MAX_SID_LISTS + j), encode_sid_list(sl, pol.mode, fib))
     for i, cl in enumerate(node.apn.classifiers):
         where = f"node {node.name}: apn.classifiers[{i}].match"
         out.add(
