@@ -49,6 +49,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 BENCHES = {
+    "bmv2": "bmv2.py",
     "ebpf": "ebpf_srv6.py",
     "path": "srv6_path.py",
     "network": "network.py",
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser(
         "bench",
-        help="run a benchmark script of bench/ (ebpf, path, network, collector)",
+        help="run a benchmark script of bench/ (bmv2, ebpf, path, network, collector)",
         description=(
             "Run one of the benchmarks under bench/ from a source checkout; each prints its "
             "figures side by side with their targets. Extra arguments go to the script."
