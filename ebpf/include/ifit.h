@@ -94,16 +94,29 @@ static __always_inline void ifit_find(CTX *ctx, struct icpn_scratch *s, const st
 	v->trace_type = tt;
 }
 
-/* Every IFIT node counts packets and bytes (the carrier's IPv6 length) per (FlowMonID, L). */
+/* Every IFIT node counts packets and bytes (the carrier's IPv6 length) per (FlowMonID, L): in
+ * the key's slot of a per-CPU array (an inlined lookup) when that slot is free or its own on
+ * this CPU, else in a per-CPU hash. pyctl adds the two up. */
 static __always_inline void ifit_count(const struct icpn_ifit_view *v)
 {
 	struct icpn_ifit_ckey k;
 	struct icpn_counter one = { .packets = 1, .bytes = v->carrier_len }, *cnt;
+	struct icpn_ifit_slot *slot;
+	__u32 idx;
 
 	if (!v->has_alt)
 		return;
 	k.flowmon_id = v->altmark >> 12;
 	k.color = (v->altmark >> 11) & 1;
+	idx = (k.flowmon_id * 2 + k.color) & (ICPN_IFIT_SLOTS - 1);
+	slot = bpf_map_lookup_elem(&ifit_slots, &idx);
+	if (slot && (slot->count.packets == 0 ||
+		     (slot->key.flowmon_id == k.flowmon_id && slot->key.color == k.color))) {
+		slot->key = k;
+		slot->count.packets += 1;
+		slot->count.bytes += v->carrier_len;
+		return;
+	}
 	cnt = bpf_map_lookup_elem(&ifit_counters, &k);
 	if (cnt) {
 		cnt->packets += 1;

@@ -96,6 +96,13 @@ struct icpn_sid {
 	struct icpn_nexthop adj; /* End.X, End.DX* */
 };
 
+/* A /128 local SID in its sid_slots entry (valid 0: the slot is empty). */
+struct icpn_sid_slot {
+	__u8 addr[16];
+	struct icpn_sid sid;
+	__u32 valid;
+};
+
 /* A classifier match. Addresses are 128-bit (IPv4 v4-mapped); a prefix is (net, mask). */
 struct icpn_match {
 	__u64 src[2];
@@ -166,6 +173,12 @@ struct icpn_ifit_ckey {
 struct icpn_counter {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* A per-CPU IFIT counter slot; count.packets 0: not taken yet on this CPU. */
+struct icpn_ifit_slot {
+	struct icpn_ifit_ckey key;
+	struct icpn_counter count;
 };
 
 /* Count-min cell; a cell of an older epoch reads as zero (a lazy reset at each new window). */

@@ -45,6 +45,7 @@ ICPN_MAP(tx_port, BPF_MAP_TYPE_DEVMAP, ICPN_MAX_PORTS, __u32, __u32); /* port ->
 ICPN_LPM(fib6, ICPN_MAX_ROUTES, struct icpn_fib6_key, struct icpn_nexthop);
 ICPN_LPM(fib4, ICPN_MAX_ROUTES, struct icpn_fib4_key, struct icpn_nexthop);
 ICPN_LPM(my_sids, ICPN_MAX_SIDS, struct icpn_sid_key, struct icpn_sid);
+ICPN_ARRAY(sid_slots, ICPN_SID_SLOTS, struct icpn_sid_slot);
 
 ICPN_ARRAY(policies, ICPN_MAX_POLICIES, struct icpn_policy);
 ICPN_ARRAY(policy_buckets, ICPN_MAX_POLICIES *ICPN_MAX_BUCKETS, __u32);
@@ -55,6 +56,7 @@ ICPN_MAP(qp_map, BPF_MAP_TYPE_HASH, ICPN_MAX_QPS, __u32, struct icpn_apn_mark);
 
 ICPN_ARRAY(ifit_flows, ICPN_MAX_IFIT_FLOWS, struct icpn_ifit_flow);
 ICPN_MAP(ifit_periods, BPF_MAP_TYPE_HASH, ICPN_MAX_IFIT_FLOWS, __u32, struct icpn_ifit_period);
+ICPN_MAP(ifit_slots, BPF_MAP_TYPE_PERCPU_ARRAY, ICPN_IFIT_SLOTS, __u32, struct icpn_ifit_slot);
 ICPN_MAP(ifit_counters, BPF_MAP_TYPE_PERCPU_HASH, 2 * ICPN_MAX_IFIT_FLOWS, struct icpn_ifit_ckey,
 	 struct icpn_counter);
 
@@ -87,6 +89,14 @@ struct {
 	__uint(max_entries, ICPN_AUX_QUEUE_LEN);
 	__type(value, struct icpn_frame);
 } aux_out SEC(".maps");
+
+/* The sid_slots index of an address (maps.py sid_slot). */
+static __always_inline __u32 sid_slot_of(const __u64 a[2])
+{
+	__u64 w = a[0] ^ a[1];
+
+	return (__u32)(w ^ (w >> 32)) & (ICPN_SID_SLOTS - 1);
+}
 
 /* The port an interface is, or ICPN_MAX_PORTS when it is none of the node's. */
 static __always_inline __u32 port_of_ifindex(__u32 ifindex)

@@ -236,6 +236,14 @@ static __always_inline int endpoint_decap(struct xdp_md *ctx, struct icpn_scratc
 	return R_OUT;
 }
 
+static __always_inline int addr_equal(const __u8 *a, const __u64 b[2])
+{
+	__u64 w[2];
+
+	__builtin_memcpy(w, a, 16);
+	return w[0] == b[0] && w[1] == b[1];
+}
+
 /* Whether a local SID prefix covers `dst`: when none does, the My-SID lookup (a kernel call)
  * would miss, so it is not made. */
 static __always_inline int sid_maybe_local(const struct icpn_cfg *c, const __u64 dst[2])
@@ -264,7 +272,9 @@ ICPN_STAGE int stage_endpoint(struct xdp_md *ctx, int again)
 	struct icpn_scratch *s = get_scratch();
 	struct icpn_cfg *c = get_cfg();
 	struct icpn_sid_key k = { .prefixlen = 128 };
+	struct icpn_sid_slot *slot;
 	struct icpn_sid *v, sid;
+	__u32 slot_idx;
 	int rc;
 
 	if (!s || !c)
@@ -274,8 +284,14 @@ ICPN_STAGE int stage_endpoint(struct xdp_md *ctx, int again)
 		return again ? R_ROUTE : R_CONT;
 	if (!sid_maybe_local(c, s->p.dst))
 		return again ? R_ROUTE : R_CONT;
-	__builtin_memcpy(k.addr, s->p.dst, 16);
-	v = bpf_map_lookup_elem(&my_sids, &k);
+	slot_idx = sid_slot_of(s->p.dst);
+	slot = bpf_map_lookup_elem(&sid_slots, &slot_idx);
+	if (slot && slot->valid && addr_equal(slot->addr, s->p.dst)) {
+		v = &slot->sid; /* a /128 SID: no longer prefix can match */
+	} else {
+		__builtin_memcpy(k.addr, s->p.dst, 16);
+		v = bpf_map_lookup_elem(&my_sids, &k);
+	}
 	if (!v)
 		return again ? R_ROUTE : R_CONT;
 	if (again && ++s->passes >= ICPN_MAX_SID_PASSES)

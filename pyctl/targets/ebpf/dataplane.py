@@ -259,22 +259,31 @@ class EBPFDataPlane(DataPlane):
 
     def ifit_counters(self) -> dict[tuple[int, int], tuple[int, int]]:
         """(FlowMonID, colour) -> (packets, bytes), summed over CPUs."""
+        totals: dict[tuple[int, int], list[int]] = {}
+
+        def add(fid: int, color: int, c: M.Counter) -> None:
+            t = totals.setdefault((fid, color), [0, 0])
+            t[0] += c.packets
+            t[1] += c.bytes
+
+        slots = self.obj.map("ifit_slots")
+        size = ctypes.sizeof(M.IFITSlot)
+        stride = (size + 7) // 8 * 8
+        for idx in range(M.IFIT_SLOTS):
+            raw = slots.lookup(M.u32_key(idx))
+            for i in range(len(raw or b"") // stride):
+                slot = M.IFITSlot.from_buffer_copy(raw or b"", i * stride)
+                if slot.count.packets:
+                    add(slot.key.flowmon_id, slot.key.color, slot.count)
         m = self.obj.map("ifit_counters")
         size = ctypes.sizeof(M.Counter)
         stride = (size + 7) // 8 * 8
-        out = {}
         for key in m.keys():
             k = M.IFITCounterKey.from_buffer_copy(key)
             raw = m.lookup(key)
-            if raw is None:
-                continue
-            pk = by = 0
-            for i in range(len(raw) // stride):
-                c = M.Counter.from_buffer_copy(raw[i * stride : i * stride + size])
-                pk += c.packets
-                by += c.bytes
-            out[(k.flowmon_id, k.color)] = (pk, by)
-        return out
+            for i in range(len(raw or b"") // stride):
+                add(k.flowmon_id, k.color, M.Counter.from_buffer_copy(raw or b"", i * stride))
+        return {k: (v[0], v[1]) for k, v in totals.items()}
 
     def attach(
         self, ifindexes: dict[int, int], mode: att.XDPMode = "generic", kernel_fib: bool = False

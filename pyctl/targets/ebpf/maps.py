@@ -72,6 +72,10 @@ MAX_SIDS = 1024
 # cfg carries up to this many local SID prefixes so that a destination outside all of them
 # skips the My-SID LPM lookup; SID_PREFIXES_ALL: more than that, look every destination up
 MAX_SID_PREFIXES = 8
+# /128 SIDs also sit in a direct-mapped array in front of the My-SID trie (inlined lookup)
+SID_SLOTS = 1024
+# IFIT counters: a per-CPU direct-mapped array by (FlowMonID * 2 + L), the hash for the rest
+IFIT_SLOTS = 1024
 SID_PREFIXES_ALL = 0xFFFFFFFF
 # ifindexes below this map to ports through an array (inlined lookup), the rest through a hash
 IFINDEX_FAST = 4096
@@ -251,6 +255,18 @@ class SID(CStruct):
     ]
 
 
+class SIDSlot(CStruct):
+    _c_name_ = "icpn_sid_slot"
+    _fields_ = [("addr", u8 * 16), ("sid", SID), ("valid", u32)]
+
+
+def sid_slot(addr: bytes) -> int:
+    """The sid_slots index of a 16-octet address (state.h sid_slot_of: the two halves as the
+    CPU loads them, XOR-folded to 32 bits)."""
+    w = int.from_bytes(addr[:8], sys.byteorder) ^ int.from_bytes(addr[8:], sys.byteorder)
+    return (w ^ (w >> 32)) & (SID_SLOTS - 1)
+
+
 class Match(CStruct):
     _c_name_ = "icpn_match"
     _fields_ = [
@@ -328,6 +344,11 @@ class IFITCounterKey(CStruct):
 class Counter(CStruct):
     _c_name_ = "icpn_counter"
     _fields_ = [("packets", u64), ("bytes", u64)]
+
+
+class IFITSlot(CStruct):
+    _c_name_ = "icpn_ifit_slot"
+    _fields_ = [("key", IFITCounterKey), ("count", Counter)]
 
 
 class CMSCell(CStruct):
@@ -425,6 +446,8 @@ STRUCTS: tuple[type[CStruct], ...] = (
     Fib4Key,
     SIDKey,
     SID,
+    SIDSlot,
+    IFITSlot,
     Match,
     APNMark,
     Classifier,

@@ -295,6 +295,7 @@ def node_entries(node: NodeConfig) -> MapEntries:
             k4 = M.Fib4Key(prefixlen=32 + plen, table=r.table)
             k4.addr[:] = list(addr)
             out.add("fib4", k4, _nexthop(r.via))
+    slots: set[int] = set()
     for s in node.local_sids:
         key = M.SIDKey(prefixlen=s.sid.prefixlen)
         key.addr[:] = list(s.sid.network_address.packed)
@@ -311,6 +312,13 @@ def node_entries(node: NodeConfig) -> MapEntries:
         if s.adjacency is not None:
             sid.adj = _nexthop(s.adjacency)
         out.add("my_sids", key, sid)
+        addr = s.sid.network_address.packed
+        slot = M.sid_slot(addr)
+        if s.sid.prefixlen == 128 and slot not in slots:  # a collision stays in the trie only
+            slots.add(slot)
+            entry = M.SIDSlot(sid=sid, valid=1)
+            entry.addr[:] = list(addr)
+            out.add("sid_slots", _u32(slot), entry)
     fib = Fib.build(node.routes)
     for i, pol in enumerate(node.policies):
         where = f"node {node.name}: policies[{i}]"
