@@ -9,7 +9,6 @@ reports and PFC frames the node emitted).
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import socket
@@ -187,17 +186,11 @@ class EBPFDataPlane(DataPlane):
         """Per-port egress counters summed over CPUs (ports with any traffic): tx_packets,
         tx_bytes, queue_drops and queue_drop_bytes (live tail drops), ce_marked."""
         m = self.obj.map("port_stats")
-        size = ctypes.sizeof(M.PortStats)
-        stride = (size + 7) // 8 * 8
         names = [f[0] for f in M.PortStats._fields_]
         out: dict[int, dict[str, int]] = {}
         for port in range(C.MAX_PORTS):
-            raw = m.lookup(M.u32_key(port))
-            if raw is None:
-                continue
             total = dict.fromkeys(names, 0)
-            for i in range(len(raw) // stride):
-                st = M.PortStats.from_buffer_copy(raw[i * stride : i * stride + size])
+            for st in M.per_cpu(m.lookup(M.u32_key(port)), M.PortStats):
                 for name in names:
                     total[name] += getattr(st, name)
             if any(total.values()):
@@ -267,22 +260,15 @@ class EBPFDataPlane(DataPlane):
             t[1] += c.bytes
 
         slots = self.obj.map("ifit_slots")
-        size = ctypes.sizeof(M.IFITSlot)
-        stride = (size + 7) // 8 * 8
         for idx in range(M.IFIT_SLOTS):
-            raw = slots.lookup(M.u32_key(idx))
-            for i in range(len(raw or b"") // stride):
-                slot = M.IFITSlot.from_buffer_copy(raw or b"", i * stride)
+            for slot in M.per_cpu(slots.lookup(M.u32_key(idx)), M.IFITSlot):
                 if slot.count.packets:
                     add(slot.key.flowmon_id, slot.key.color, slot.count)
         m = self.obj.map("ifit_counters")
-        size = ctypes.sizeof(M.Counter)
-        stride = (size + 7) // 8 * 8
         for key in m.keys():
             k = M.IFITCounterKey.from_buffer_copy(key)
-            raw = m.lookup(key)
-            for i in range(len(raw or b"") // stride):
-                add(k.flowmon_id, k.color, M.Counter.from_buffer_copy(raw or b"", i * stride))
+            for c in M.per_cpu(m.lookup(key), M.Counter):
+                add(k.flowmon_id, k.color, c)
         return {k: (v[0], v[1]) for k, v in totals.items()}
 
     def attach(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import sys
 import zlib
+from typing import TypeVar
 
 from pyctl import constants as C
 
@@ -172,6 +173,17 @@ class CStruct(ctypes.Structure):
     """A mirror of a struct of layout.h; `_c_name_` is its C name (for the BTF check)."""
 
     _c_name_: str = ""
+
+
+S = TypeVar("S", bound=CStruct)
+
+
+def per_cpu(raw: bytes | None, cls: type[S]) -> list[S]:
+    """The values of a per-CPU map entry, one a CPU (the kernel pads each to 8 octets)."""
+    if raw is None:
+        return []
+    stride = (ctypes.sizeof(cls) + 7) // 8 * 8
+    return [cls.from_buffer_copy(raw, i * stride) for i in range(len(raw) // stride)]
 
 
 class Cfg(CStruct):
