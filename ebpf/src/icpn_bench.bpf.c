@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
-/* The two ends of bench/srv6_path.py's veth path: a generator and a sink.
+/* The ends and baselines of bench/srv6_path.py and bench/ebpf_srv6.py.
  *
  * icpn_gen is run by BPF_PROG_TEST_RUN in live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES): the
  * kernel feeds it copies of one frame and XDP_TX sends each out of the generator's veth, so the
@@ -7,11 +7,11 @@
  * rate. The kernel fills a page with the frame only when the page is first allocated; recycled
  * pages come back as the device under test left them (rewritten MACs, pushed headers), so the
  * generator writes the frame's first GEN_HEAD bytes back from gen_frame before each send (every
- * variant benched rewrites only headers, inside that span). icpn_sink (XDP) and icpn_sink_tc (tc ingress) count and drop what arrives; the tc one lets
- * the sink veth take kernel-forwarded skbs without the copy a veth makes to run XDP on an skb
- * with less than 256 bytes of headroom, so every variant pays the same at the sink. icpn_pass
- * and icpn_redirect are the baselines: a BPF_PROG_TEST_RUN of a program that does nothing, and
- * a device under test that forwards without doing anything else.
+ * variant benched rewrites only headers, inside that span). icpn_sink_tc counts and drops what
+ * arrives at tc ingress: an XDP sink would make the veth copy every kernel-forwarded skb with
+ * less than 256 bytes of headroom, a cost only the kernel variants would pay. icpn_pass and
+ * icpn_redirect are the baselines: a BPF_PROG_TEST_RUN of a program that does nothing, and a
+ * device under test that forwards without doing anything else; icpn_calls times kernel calls.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -94,13 +94,6 @@ SEC("xdp")
 int icpn_redirect(struct xdp_md *ctx)
 {
 	return bpf_redirect_map(&redirect_to, 0, XDP_DROP);
-}
-
-SEC("xdp")
-int icpn_sink(struct xdp_md *ctx)
-{
-	count(ctx->data_end - ctx->data);
-	return XDP_DROP;
 }
 
 SEC("tc")
