@@ -20,11 +20,12 @@ from scapy.packet import Raw
 from pyctl import conformance
 from pyctl.errors import ConfigError, ICPNError, PacketError
 from pyctl.model.load import node_from_dict
-from pyctl.model.node import NodeConfig, PacketContext
+from pyctl.model.node import Behaviour, NodeConfig, PacketContext
 from pyctl.packets import pfc_frame
 from pyctl.targets import dataplane_class
 from pyctl.targets.base import Result
 from pyctl.targets.ebpf import EBPFDataPlane
+from pyctl.targets.ebpf import maps as M
 from pyctl.targets.ebpf.dataplane import MAX_FRAME
 from pyctl.targets.reference import ReferenceDataPlane
 
@@ -261,3 +262,28 @@ def test_what_the_maps_cannot_hold_is_a_config_error() -> None:
     d["ifit"] = dict(d["ifit"], max_nodes=16, trace_type=0xFFFFFC)
     with EBPFDataPlane() as dp, pytest.raises(ConfigError, match="ifit"):
         dp.configure(node_from_dict(d, "test"))
+
+
+def test_a_128_sid_is_found_in_its_slot_without_the_trie(pair_of: Any) -> None:
+    """maps.sid_slot (Python, where the writer puts a /128 SID) and sid_slot_of (maps.h, where
+    the program looks) agree: with the SID's My-SID trie entry deleted, End still runs."""
+    p = pair_of(node("transit"))
+    sid = next(
+        s for s in p.node.local_sids if s.sid.prefixlen == 128 and s.behaviour is Behaviour.END
+    )
+    addr = str(sid.sid.network_address)
+    frame = bytes(
+        Ether(src="02:00:00:00:0a:02", dst=B_MAC)
+        / IPv6(src="fc00:a::1", dst=addr)
+        / IPv6ExtHdrSegmentRouting(addresses=["fc00:d::d6", addr], segleft=1)
+        / IPv6(src="2001:db8:1::1", dst="2001:db8:2::2")
+        / UDP(sport=40000, dport=5000)
+    )
+    ctx = PacketContext(in_port=1)
+    want = p.run(frame, ctx)
+    assert want.drop is None
+    assert IPv6(want.outputs[0].frame[14:]).dst == "fc00:d::d6"  # End ran
+    key = M.SIDKey(prefixlen=128)
+    key.addr[:] = list(sid.sid.network_address.packed)
+    assert p.ebpf.map("my_sids").delete(bytes(key))
+    assert _same(p.ebpf.process(frame, ctx), want)
