@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 from ebpf_nodes import node, node_dict
 from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import HBHOptUnknown, IPv6, IPv6ExtHdrHopByHop, IPv6ExtHdrSegmentRouting
+from scapy.layers.inet6 import (
+    HBHOptUnknown,
+    IPv6,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrSegmentRouting,
+    IPv6ExtHdrSegmentRoutingTLVPadN,
+)
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
@@ -21,7 +27,7 @@ from pyctl import conformance
 from pyctl.errors import ConfigError, ICPNError, PacketError
 from pyctl.model.load import node_from_dict
 from pyctl.model.node import Behaviour, NodeConfig, PacketContext
-from pyctl.packets import pfc_frame
+from pyctl.packets import AltMarkOption, ioam_trace_option, pfc_frame
 from pyctl.targets import dataplane_class
 from pyctl.targets.base import Result
 from pyctl.targets.ebpf import EBPFDataPlane
@@ -287,3 +293,64 @@ def test_a_128_sid_is_found_in_its_slot_without_the_trie(pair_of: Any) -> None:
     key.addr[:] = list(sid.sid.network_address.packed)
     assert p.ebpf.map("my_sids").delete(bytes(key))
     assert _same(p.ebpf.process(frame, ctx), want)
+
+
+def _end_frame(
+    dst: str = "fc00:b::1",
+    segs: tuple[str, ...] = ("fc00:d::d6", "fc00:b::1"),
+    sl: int = 1,
+    hlim: int = 64,
+    hbh: bool = False,
+    tlv: bool = False,
+    after: bytes = b"",
+) -> bytes:
+    srh = IPv6ExtHdrSegmentRouting(addresses=list(segs), segleft=sl)
+    if tlv:
+        srh.tlv_objects = [IPv6ExtHdrSegmentRoutingTLVPadN(padding=b"\0\0\0\0")]
+    outer = IPv6(src="fc00:a::1", dst=dst, hlim=hlim)
+    opts = [AltMarkOption(flowmon_id=9), ioam_trace_option(max_nodes=4)]
+    pkt = Ether(src="02:00:00:00:0a:02", dst=B_MAC) / outer
+    if hbh:
+        pkt = pkt / IPv6ExtHdrHopByHop(options=opts)
+    inner = IPv6(src="2001:db8:1::1", dst="2001:db8:2::2") / UDP(sport=1, dport=2) / Raw(b"x")
+    return bytes(pkt / srh / inner) + after
+
+
+@pytest.mark.parametrize(
+    ("frame", "fast"),
+    [
+        (_end_frame(), True),
+        (_end_frame(hbh=True), True),  # End + IFIT transit stamping
+        (_end_frame(dst="fc00:b::3", segs=("fc00:d::d6", "fc00:b::3")), True),  # End.X
+        (_end_frame(dst="fc00:b::2", segs=("fc00:d::d6", "fc00:b::2")), False),  # PSP flavour
+        (_end_frame(tlv=True), False),  # TLVs are checked by the pipeline
+        (_end_frame(segs=("fc00:b::d6", "fc00:b::1")), False),  # the next SID is local
+        (_end_frame(segs=("2001:db9::1", "fc00:b::1")), False),  # no route: dropped
+        (_end_frame(hlim=1), False),
+        (_end_frame(sl=0), False),
+        (_end_frame(after=bytes(6)), False),  # link padding: the pipeline trims it
+        (_end_frame(dst="fe80::1", segs=("fc00:d::d6", "fe80::1")), False),
+    ],
+    ids=[
+        "end",
+        "end-ifit",
+        "end-x",
+        "psp",
+        "tlv",
+        "next-local",
+        "no-route",
+        "hlim-1",
+        "sl-0",
+        "padded",
+        "link-local",
+    ],
+)
+def test_end_fast_path_takes_the_usual_packet_and_leaves_the_rest(
+    pair_of: Any, frame: bytes, fast: bool
+) -> None:
+    """fast_end forwards End / End.X of the usual packet itself, exactly as the pipeline and the
+    reference would, and hands every other packet to the pipeline untouched."""
+    p = pair_of(node("transit"))
+    before = p.ebpf.stats()["fast-end"]
+    p.run(frame, PacketContext(in_port=1, time_us=5000))
+    assert p.ebpf.stats()["fast-end"] - before == (1 if fast else 0)

@@ -93,9 +93,7 @@ struct {
 /* The sid_slots index of an address (maps.py sid_slot). */
 static __always_inline __u32 sid_slot_of(const __u64 a[2])
 {
-	__u64 w = a[0] ^ a[1];
-
-	return (__u32)(w ^ (w >> 32)) & (ICPN_SID_SLOTS - 1);
+	return (__u32)(((a[0] ^ a[1]) * ICPN_SLOT_HASH_MUL) >> (64 - ICPN_SID_SLOT_BITS));
 }
 
 /* The port an interface is, or ICPN_MAX_PORTS when it is none of the node's. */

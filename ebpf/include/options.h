@@ -62,9 +62,8 @@ struct opt_walk {
 
 /* RFC 8200 4.2 as pyctl's reference walks it: Pad1 is one octet; the walk stops at an option
  * that would run past the header. */
-static long opt_walk_step(__u32 i, void *data)
+static __always_inline long opt_walk_one(struct opt_walk *w)
 {
-	struct opt_walk *w = data;
 	__u8 h[2];
 
 	if (w->off >= w->end)
@@ -89,6 +88,14 @@ static long opt_walk_step(__u32 i, void *data)
 	return w->found_n >= 2 ? 1 : 0;
 }
 
+/* the same step as a bpf_loop callback */
+static long opt_walk_step(__u32 i, void *data)
+{
+	return opt_walk_one(data);
+}
+
+#define OPT_WALK_INLINE 4
+
 /* First options of types t0 and t1 (give the same type twice to look for one) in the options
  * header at [off, off + len). */
 static __always_inline void opt_find(CTX *ctx, struct opt_walk *w, __u32 off, __u32 len, __u8 t0,
@@ -102,7 +109,12 @@ static __always_inline void opt_find(CTX *ctx, struct opt_walk *w, __u32 off, __
 	w->found_n = t0 == t1 ? 1 : 0;
 	w->found_off[0] = w->found_off[1] = 0;
 	w->found_len[0] = w->found_len[1] = 0;
-	bpf_loop(2048, opt_walk_step, w, 0);
+	/* the first steps inline (the options a headend writes are found in two or three), the
+	 * rest, if any, in a bpf_loop: the same steps either way */
+	for (int i = 0; i < OPT_WALK_INLINE; i++)
+		if (opt_walk_one(w))
+			return;
+	bpf_loop(2048 - OPT_WALK_INLINE, opt_walk_step, w, 0);
 }
 
 #endif

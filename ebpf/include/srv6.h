@@ -72,7 +72,8 @@ static __always_inline int srh_check(CTX *ctx, const struct icpn_pkt *p, struct 
 		return ICPN_DROP_BAD_SRH_SL;
 	w.off = e->off + sizeof(*srh) + ((__u32)srh->first_segment + 1) * SID_LEN;
 	w.end = e->off + e->len;
-	bpf_loop(2048, srh_tlv_step, &w, 0);
+	if (w.off < w.end) /* the common SRH has no TLVs */
+		bpf_loop(2048, srh_tlv_step, &w, 0);
 	return w.bad ? ICPN_DROP_BAD_SRH : 0;
 }
 

@@ -45,7 +45,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct icpn_cfg *c,
 
 	if (c->flags & ICPN_CFG_FIB_HELPER)
 		return fib_kernel_lookup(ctx, v6, table, p->src, dst, p->tc, &s->nh);
-	return v6 ? fib6_lookup(table, dst, &s->nh) : fib4_lookup(table, dst, &s->nh);
+	return fib_lookup_cached(v6, table, dst, &s->nh);
 }
 
 /* Record parse results the IFIT report names the flow by. */
@@ -73,6 +73,41 @@ static __always_inline int parse_trim(struct xdp_md *ctx, struct icpn_scratch *s
 
 /* --- steps 1-2: PFC ------------------------------------------------------------------------ */
 
+/* Step 2 of PFC: XOFF / XON back out of the ingress port from its queue's occupancy. */
+static __always_inline void pfc_ingress(struct xdp_md *ctx, struct icpn_scratch *s,
+					const struct icpn_cfg *c, const struct icpn_port *port,
+					__u32 proto)
+{
+	struct icpn_pfc_state *st;
+	__u32 in_port = s->p.in_port, prio;
+	__u64 occ = 0;
+	int has_tos = 0;
+	__u8 h[3] = {};
+
+	if ((proto == ETH_P_IPV6 || proto == ETH_P_IP) && pkt_load(ctx, ETH_HLEN, h, 2) == 0) {
+		has_tos = 1;
+		h[2] = proto == ETH_P_IPV6 ? (__u8)(h[0] << 4) | (h[1] >> 4) : h[1];
+	}
+	prio = pfc_priority(c, has_tos, h[2]);
+	if (test_mode(c)) {
+		struct icpn_test_ctx *t = get_test_ctx();
+		__u32 idx = (in_port & (ICPN_MAX_PORTS - 1)) * ICPN_PRIORITIES + prio;
+
+		if (t && idx < ICPN_MAX_PORTS * ICPN_PRIORITIES)
+			occ = t->ingress_queue_bytes[idx];
+	}
+	st = pfc_state_of(in_port, prio);
+	if (!st)
+		return;
+	if (occ * 100 > (__u64)c->pfc_xoff_pct * c->pfc_buffer_bytes) {
+		st->xoff_sent = 1;
+		pfc_emit(s, port->mac, in_port, prio, c->pfc_pause_time);
+	} else if (occ * 100 < (__u64)c->pfc_xon_pct * c->pfc_buffer_bytes && st->xoff_sent) {
+		st->xoff_sent = 0;
+		pfc_emit(s, port->mac, in_port, prio, 0);
+	}
+}
+
 ICPN_STAGE int stage_pfc(struct xdp_md *ctx)
 {
 	struct icpn_scratch *s = get_scratch();
@@ -80,9 +115,7 @@ ICPN_STAGE int stage_pfc(struct xdp_md *ctx)
 	struct icpn_pfc_state *st;
 	struct icpn_port *port;
 	__u8 h[ETH_HLEN + PFC_BODY_LEN];
-	__u32 in_port, prio, proto;
-	__u64 occ = 0;
-	int has_tos = 0;
+	__u32 in_port, proto;
 
 	if (!s || !c)
 		return R_DROP;
@@ -117,31 +150,8 @@ ICPN_STAGE int stage_pfc(struct xdp_md *ctx)
 		}
 		return drop(s, ICPN_DROP_PFC_CONSUMED);
 	}
-	if (!(c->flags & ICPN_CFG_PFC))
-		return R_CONT;
-	/* Step 2: XOFF / XON back out of in_port from the ingress-queue occupancy. */
-	if ((proto == ETH_P_IPV6 || proto == ETH_P_IP) && pkt_load(ctx, ETH_HLEN, h, 2) == 0) {
-		has_tos = 1;
-		h[2] = proto == ETH_P_IPV6 ? (__u8)(h[0] << 4) | (h[1] >> 4) : h[1];
-	}
-	prio = pfc_priority(c, has_tos, h[2]);
-	if (test_mode(c)) {
-		struct icpn_test_ctx *t = get_test_ctx();
-		__u32 idx = (in_port & (ICPN_MAX_PORTS - 1)) * ICPN_PRIORITIES + prio;
-
-		if (t && idx < ICPN_MAX_PORTS * ICPN_PRIORITIES)
-			occ = t->ingress_queue_bytes[idx];
-	}
-	st = pfc_state_of(in_port, prio);
-	if (!st)
-		return R_CONT;
-	if (occ * 100 > (__u64)c->pfc_xoff_pct * c->pfc_buffer_bytes) {
-		st->xoff_sent = 1;
-		pfc_emit(s, port->mac, in_port, prio, c->pfc_pause_time);
-	} else if (occ * 100 < (__u64)c->pfc_xon_pct * c->pfc_buffer_bytes && st->xoff_sent) {
-		st->xoff_sent = 0;
-		pfc_emit(s, port->mac, in_port, prio, 0);
-	}
+	if (c->flags & ICPN_CFG_PFC)
+		pfc_ingress(ctx, s, c, port, proto);
 	return R_CONT;
 }
 
@@ -680,7 +690,7 @@ ICPN_STAGE int stage_report(struct xdp_md *ctx)
 	if (c->flags & ICPN_CFG_FIB_HELPER) {
 		if (fib_kernel_lookup(ctx, 1, 0, collector, collector, 0, &s->nh) < 0)
 			return 0;
-	} else if (fib6_lookup(0, collector, &s->nh) < 0) {
+	} else if (fib_lookup_cached(1, 0, collector, &s->nh) < 0) {
 		return 0;
 	}
 	to_collector = s->nh;
@@ -694,12 +704,45 @@ ICPN_STAGE int stage_report(struct xdp_md *ctx)
 
 /* Count and stamp the IFIT options of the outer IPv6 header as the packet leaves (or, at a
  * decapsulating tail, of the outer header it removed); the tail reports and strips. */
+/* This node's record in the IOAM trace's next free slot, with the depth of the egress queue. */
+static __always_inline void ifit_record_here(struct icpn_scratch *s, const struct icpn_cfg *c)
+{
+	__u32 queue = 0, port = s->nh.port;
+
+	if (test_mode(c)) {
+		struct icpn_test_ctx *t = get_test_ctx();
+
+		if (t && port < ICPN_MAX_PORTS)
+			queue = t->egress_queue_packets[port];
+	}
+	ifit_record(s, c, queue);
+}
+
+/* What every IFIT role but the tail does to a packet it forwards with its outer header: count
+ * the AltMark, stamp the trace. R_OUT, or R_DROP when the trace cannot be written. */
+static __always_inline int ifit_forward(struct xdp_md *ctx, struct icpn_scratch *s,
+					const struct icpn_cfg *c)
+{
+	struct icpn_ifit_view *v = &s->iv;
+
+	if (s->p.l3_proto != ETH_P_IPV6)
+		return R_OUT;
+	ifit_find(ctx, s, c);
+	v->hop_limit = s->p.hop_limit;
+	ifit_count(v);
+	if (!v->has_trace)
+		return R_OUT;
+	ifit_record_here(s, c);
+	if (ifit_stamp_packet(ctx, s) < 0)
+		return drop(s, ICPN_DROP_BAD_EXTHDR);
+	return R_OUT;
+}
+
 ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
 {
 	struct icpn_scratch *s = get_scratch();
 	struct icpn_cfg *c = get_cfg();
 	struct icpn_ifit_view *v;
-	__u32 queue = 0, port;
 
 	if (!s || !c)
 		return R_DROP;
@@ -708,6 +751,8 @@ ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
 		return R_OUT;
 	if (s->decap && c->ifit_role != ICPN_IFIT_TAIL)
 		return R_OUT;
+	if (c->ifit_role != ICPN_IFIT_TAIL)
+		return ifit_forward(ctx, s, c);
 	if (!s->decap) {
 		if (s->p.l3_proto != ETH_P_IPV6)
 			return R_OUT;
@@ -717,14 +762,7 @@ ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
 	ifit_count(v);
 	if (!v->has_trace)
 		return R_OUT;
-	port = s->nh.port;
-	if (test_mode(c)) {
-		struct icpn_test_ctx *t = get_test_ctx();
-
-		if (t && port < ICPN_MAX_PORTS)
-			queue = t->egress_queue_packets[port];
-	}
-	ifit_record(s, c, queue);
+	ifit_record_here(s, c);
 	if (s->decap) {
 		/* the outer header is gone: stamp the report's copy of its area */
 		if (v->remaining >= v->node_len) {
@@ -736,8 +774,6 @@ ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
 	}
 	if (ifit_stamp_packet(ctx, s) < 0)
 		return drop(s, ICPN_DROP_BAD_EXTHDR);
-	if (c->ifit_role != ICPN_IFIT_TAIL)
-		return R_OUT;
 	if (ifit_copy_filled(ctx, s, 0) == 0)
 		s->report = 1;
 	if (ifit_strip(ctx, s) < 0)
@@ -747,18 +783,15 @@ ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
 
 /* --- step 8: ECN, PFC pause, Ethernet ----------------------------------------------------- */
 
-ICPN_STAGE int stage_egress(struct xdp_md *ctx)
+static __always_inline int egress(struct xdp_md *ctx, struct icpn_scratch *s,
+				  const struct icpn_cfg *c)
 {
-	struct icpn_scratch *s = get_scratch();
-	struct icpn_cfg *c = get_cfg();
 	struct icpn_port_stats *ps;
 	struct icpn_port *port;
 	struct ethhdr eth;
 	__u64 q = 0;
 	__u32 idx;
 
-	if (!s || !c)
-		return R_DROP;
 	idx = s->nh.port;
 	ps = port_stats_of(idx);
 	/* Live mode: the packet joins its port's virtual queue, or is tail-dropped when the queue
@@ -805,6 +838,151 @@ ICPN_STAGE int stage_egress(struct xdp_md *ctx)
 		ps->tx_bytes += s->p.ip_end;
 	}
 	return R_OUT;
+}
+
+ICPN_STAGE int stage_egress(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+
+	if (!s || !c)
+		return R_DROP;
+	return egress(ctx, s, c);
+}
+
+/* --- the End fast path --------------------------------------------------------------------- */
+
+/* End / End.X (RFC 8986 4.1, 4.2) of the usual SRv6 packet in one function that makes no calls.
+ * On this project's VM every return from a BPF function or a helper is mispredicted on purpose
+ * (the SRSO safe-RET thunk, docs/ebpf-performance.md) and the pipeline makes a dozen of them per
+ * packet; End at a transit node is the case worth doing without. The fast path only reads until
+ * it knows the pipeline would do exactly this, then does it with the pipeline's own helpers
+ * (PFC step 2, IFIT, egress). Every other packet gets R_CONT, untouched, and goes through the
+ * pipeline. Taken for:
+ *   Ethernet to the ingress port's MAC / IPv6 whose payload ends the frame / HBH? / SRH of type 4
+ *   without TLVs / anything but another extension header;
+ *   DA a /128 End or End.X SID without flavours, found in its slot; SL >= 1; hop limit >= 2;
+ *   no link-local address; for End, a new DA outside the local SID prefixes with a route in
+ *   table 0 (the model's FIB, not the kernel's); an IFIT role other than the tail.
+ */
+ICPN_STAGE int fast_end(struct xdp_md *ctx)
+{
+	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
+	__u32 in_port, off = ETH_HLEN + IP6_HLEN, hbh_len = 0, ip_end, srh_len;
+	struct icpn_pkt *p;
+	struct icpn_sid_slot *slot;
+	struct icpn_port *port;
+	struct ipv6_sr_hdr srh;
+	struct ipv6hdr ip6;
+	__u8 eth[ETH_HLEN], h[2], nh, sl;
+	__u64 dst[2], next[2];
+	__u32 idx;
+	int rc;
+
+	if (!s || !c || (c->flags & ICPN_CFG_FIB_HELPER) || c->ifit_role == ICPN_IFIT_TAIL)
+		return R_CONT;
+	p = &s->p;
+	in_port = p->in_port;
+	if (pkt_load(ctx, 0, eth, ETH_HLEN) < 0 || eth[12] != (ETH_P_IPV6 >> 8) ||
+	    eth[13] != (ETH_P_IPV6 & 0xff))
+		return R_CONT;
+	port = bpf_map_lookup_elem(&ports, &in_port);
+	if (!port || !mac_equal(eth, port->mac))
+		return R_CONT;
+	if (pkt_load(ctx, ETH_HLEN, &ip6, sizeof(ip6)) < 0 || ip6.version != 6 ||
+	    ip6.hop_limit <= 1)
+		return R_CONT;
+	ip_end = off + bpf_ntohs(ip6.payload_len);
+	if (ip_end != pkt_len(ctx))
+		return R_CONT;
+	__builtin_memcpy(p->src, &ip6.saddr, 16);
+	__builtin_memcpy(dst, &ip6.daddr, 16);
+	if (is_link_local(p, p->src) || is_link_local(p, dst))
+		return R_CONT;
+	nh = ip6.nexthdr;
+	if (nh == ICPN_IPPROTO_HOPOPTS) {
+		if (pkt_load(ctx, off, h, 2) < 0)
+			return R_CONT;
+		hbh_len = ((__u32)h[1] + 1) * 8;
+		nh = h[0];
+		off += hbh_len;
+		if (off > ip_end)
+			return R_CONT;
+	}
+	if (nh != ICPN_IPPROTO_ROUTING || pkt_load(ctx, off, &srh, sizeof(srh)) < 0)
+		return R_CONT;
+	srh_len = ((__u32)srh.hdrlen + 1) * 8;
+	/* srv6_end's checks, in its order; no TLVs */
+	if (off + srh_len > ip_end || srh.type != ICPN_SRH_ROUTING_TYPE ||
+	    is_exthdr(srh.nexthdr) || srh.segments_left == 0 ||
+	    (int)srh.first_segment > (int)(srh.hdrlen / 2) - 1 ||
+	    srh.segments_left > srh.first_segment + 1 ||
+	    sizeof(srh) + ((__u32)srh.first_segment + 1) * SID_LEN != srh_len)
+		return R_CONT;
+	if (!sid_maybe_local(c, dst))
+		return R_CONT;
+	idx = sid_slot_of(dst);
+	slot = bpf_map_lookup_elem(&sid_slots, &idx);
+	if (!slot || !slot->valid || !addr_equal(slot->addr, dst) || slot->sid.flavours ||
+	    (slot->sid.behaviour != ICPN_B_END && slot->sid.behaviour != ICPN_B_END_X))
+		return R_CONT;
+	sl = srh.segments_left - 1;
+	if (pkt_load(ctx, off + sizeof(srh) + (__u32)sl * SID_LEN, next, SID_LEN) < 0)
+		return R_CONT;
+	if (slot->sid.behaviour == ICPN_B_END_X) {
+		s->nh = slot->sid.adj;
+	} else if (sid_maybe_local(c, next) || fib_lookup_cached(1, 0, next, &s->nh) < 0) {
+		return R_CONT; /* another local SID next, or no route: the pipeline's case */
+	}
+
+	/* From here on the packet is the fast path's: the parse state the shared helpers read. */
+	p->len = ip_end;
+	p->l3_proto = ETH_P_IPV6;
+	p->ip_end = ip_end;
+	p->tc = (ip6.priority << 4) | (ip6.flow_lbl[0] >> 4);
+	p->flowlabel = ((__u32)(ip6.flow_lbl[0] & 0xf) << 16) | ((__u32)ip6.flow_lbl[1] << 8) |
+		       ip6.flow_lbl[2];
+	p->hop_limit = ip6.hop_limit - 1;
+	p->dst[0] = next[0];
+	p->dst[1] = next[1];
+	p->fragment = 0;
+	p->n_ext = 0;
+	if (hbh_len) {
+		p->ext[0].off = ETH_HLEN + IP6_HLEN;
+		p->ext[0].len = hbh_len;
+		p->ext[0].named_at = ETH_HLEN + 6;
+		p->ext[0].kind = ICPN_IPPROTO_HOPOPTS;
+		p->n_ext = 1;
+	}
+	p->rh = p->n_ext;
+	p->ext[p->n_ext & (ICPN_MAX_EXT_HEADERS - 1)] = (struct icpn_ext){
+		.off = off,
+		.len = srh_len,
+		.named_at = hbh_len ? ETH_HLEN + IP6_HLEN : ETH_HLEN + 6,
+		.kind = ICPN_IPPROTO_ROUTING,
+	};
+	p->n_ext += 1;
+	p->rh_type = ICPN_SRH_ROUTING_TYPE;
+	p->l4_off = off + srh_len;
+	p->l4_proto = srh.nexthdr;
+	parse_l4(ctx, p);
+	set_origin(s);
+	if (c->flags & ICPN_CFG_PFC)
+		pfc_ingress(ctx, s, c, port, ETH_P_IPV6);
+	if (pkt_store(ctx, off + SRH_OFF_SL, &sl, 1) < 0 ||
+	    pkt_store16(ctx, IP6_OFF_DADDR, next) < 0 ||
+	    pkt_store(ctx, IP6_OFF_HOPLIMIT, &p->hop_limit, 1) < 0)
+		return drop(s, ICPN_DROP_BAD_SRH);
+	if (c->ifit_role != ICPN_IFIT_NONE) {
+		rc = ifit_forward(ctx, s, c);
+		if (rc != R_OUT)
+			return rc;
+	}
+	rc = egress(ctx, s, c);
+	if (rc == R_OUT)
+		stat_inc(ICPN_STAT_FAST_END);
+	return rc;
 }
 
 ICPN_STAGE int icpn_pipeline(struct xdp_md *ctx)
@@ -917,7 +1095,9 @@ int icpn_node(struct xdp_md *ctx)
 		tap_frame(ctx, s->p.in_port, ICPN_TAP_IN);
 	}
 	stat_inc(ICPN_STAT_RX);
-	rc = icpn_pipeline(ctx);
+	rc = fast_end(ctx);
+	if (rc == R_CONT)
+		rc = icpn_pipeline(ctx);
 	if (rc == R_OUT) {
 		stat_inc(ICPN_STAT_FORWARD);
 		if (!test)

@@ -168,12 +168,14 @@ class EBPFDataPlane(DataPlane):
         raise ICPNError(f"icpn_node returned {run.retval} without a verdict (aborted)")
 
     def stats(self) -> dict[str, int]:
-        """Packet counters summed over CPUs: rx, forward, aux, and drops by reason."""
+        """Packet counters summed over CPUs: rx, forward (fast-end: of those, by the End fast
+        path), aux, and drops by reason."""
         m = self.obj.map("stats")
         ncpu = m.buffer_size // 8
         out: dict[str, int] = {}
         names = {M.STAT_RX: "rx", M.STAT_FORWARD: "forward", M.STAT_AUX: "aux"}
         names[M.STAT_AUX_LOST] = "aux-lost"
+        names[M.STAT_FAST_END] = "fast-end"
         for code, reason in DROP_REASONS.items():
             names[M.STAT_DROP_BASE + code] = f"drop:{reason}"
         names[M.STAT_DROP_BASE + M.DROP_QUEUE_FULL] = "drop:queue-full"

@@ -73,8 +73,12 @@ MAX_SIDS = 1024
 # cfg carries up to this many local SID prefixes so that a destination outside all of them
 # skips the My-SID LPM lookup; SID_PREFIXES_ALL: more than that, look every destination up
 MAX_SID_PREFIXES = 8
-# /128 SIDs also sit in a direct-mapped array in front of the My-SID trie (inlined lookup)
-SID_SLOTS = 1024
+# /128 SIDs also sit in a direct-mapped array in front of the My-SID trie (inlined lookup); the
+# slot is the top SID_SLOT_BITS bits of (address high half XOR low half) * SLOT_HASH_MUL
+# (Fibonacci hashing: every address bit reaches them; SIDs often differ in the last octet only)
+SID_SLOT_BITS = 10
+SID_SLOTS = 1 << SID_SLOT_BITS
+SLOT_HASH_MUL = 0x9E3779B97F4A7C15
 # IFIT counters: a per-CPU direct-mapped array by (FlowMonID * 2 + L), the hash for the rest
 IFIT_SLOTS = 1024
 SID_PREFIXES_ALL = 0xFFFFFFFF
@@ -103,6 +107,8 @@ STAT_RX = 0
 STAT_FORWARD = 1
 STAT_AUX = 2
 STAT_AUX_LOST = 3
+# packets the End fast path forwarded (icpn_node.bpf.c fast_end), a subset of STAT_FORWARD
+STAT_FAST_END = 4
 STAT_DROP_BASE = 16
 N_STATS = 64
 # A live-only drop (not a contract reason, test runs never produce it): the egress port's
@@ -273,10 +279,10 @@ class SIDSlot(CStruct):
 
 
 def sid_slot(addr: bytes) -> int:
-    """The sid_slots index of a 16-octet address (state.h sid_slot_of: the two halves as the
-    CPU loads them, XOR-folded to 32 bits)."""
+    """The sid_slots index of a 16-octet address (maps.h sid_slot_of: the two halves as the CPU
+    loads them, XORed, then Fibonacci-hashed to SID_SLOT_BITS)."""
     w = int.from_bytes(addr[:8], sys.byteorder) ^ int.from_bytes(addr[8:], sys.byteorder)
-    return (w ^ (w >> 32)) & (SID_SLOTS - 1)
+    return ((w * SLOT_HASH_MUL) & 0xFFFF_FFFF_FFFF_FFFF) >> (64 - SID_SLOT_BITS)
 
 
 class Match(CStruct):
