@@ -11,11 +11,10 @@
  * arrives at tc ingress: an XDP sink would make the veth copy every kernel-forwarded skb with
  * less than 256 bytes of headroom, a cost only the kernel variants would pay. icpn_pass and
  * icpn_redirect are the baselines: a BPF_PROG_TEST_RUN of a program that does nothing, and a
- * device under test that forwards without doing anything else; icpn_calls times kernel calls.
+ * device under test that forwards without doing anything else; icpn_calls times kernel calls;
+ * icpn_replay (below) runs a frame-changing program repeatedly on the same frame.
  */
-#include <linux/bpf.h>
-#include <linux/pkt_cls.h>
-#include <bpf/bpf_helpers.h>
+#include "common.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -103,13 +102,17 @@ int icpn_sink_tc(struct __sk_buff *skb)
 	return TC_ACT_SHOT;
 }
 
-/* Replay: icpn_replay writes the frame's first REPLAY_HEAD bytes back from replay_frame, then
- * tail-calls replay_to[0]. BPF_PROG_TEST_RUN with repeat=N then runs a program that changes the
- * frame (End, IFIT stamping) N times on the same input with warm caches; the same wrapper around
- * icpn_pass is the floor. */
+/* Replay: icpn_replay puts the frame back as it was (the head where it was, then its first
+ * REPLAY_HEAD bytes from replay_frame) and tail-calls replay_to[0]. BPF_PROG_TEST_RUN with
+ * repeat=N then runs a program that changes the frame (End, IFIT stamping, encapsulation) N times
+ * on the same input, warm; the same wrapper around icpn_pass is the floor. The head is moved
+ * back with bpf_xdp_adjust_head, called with 0 when the size did not change, so that the floor
+ * pays the same call. */
 #define REPLAY_HEAD 256
 
 struct replay_head {
+	__u32 len;		/* the frame's length */
+	__u32 pad;
 	__u8 bytes[REPLAY_HEAD];
 };
 
@@ -130,12 +133,15 @@ struct {
 SEC("xdp")
 int icpn_replay(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	__u32 zero = 0;
 	struct replay_head *head = bpf_map_lookup_elem(&replay_frame, &zero);
+	void *data, *data_end;
 
-	if (!head || data + REPLAY_HEAD > data_end)
+	if (!head || bpf_xdp_adjust_head(ctx, (int)xdp_len(ctx) - (int)head->len) < 0)
+		return XDP_ABORTED;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + REPLAY_HEAD > data_end)
 		return XDP_ABORTED;
 	__builtin_memcpy(data, head->bytes, REPLAY_HEAD);
 	bpf_tail_call(ctx, &replay_to, 0);

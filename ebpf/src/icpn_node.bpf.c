@@ -1025,16 +1025,21 @@ ICPN_STAGE int icpn_pipeline(struct xdp_md *ctx)
 	return rc;
 }
 
-/* Live capture: copy the frame to the taps ring when its port is tapped (a packet socket on a
- * port sees nothing XDP redirects or drops). */
+/* Whether `port` is tapped (an inlined array lookup: most packets skip the call below). */
+static __always_inline int tapped(__u32 port)
+{
+	__u32 *on = bpf_map_lookup_elem(&tap_ports, &port);
+
+	return on && *on;
+}
+
+/* Live capture: copy the frame to the taps ring (a packet socket on a port sees nothing XDP
+ * redirects or drops). */
 ICPN_STAGE int tap_frame(struct xdp_md *ctx, __u32 port, __u32 dir)
 {
-	__u32 zero = 0, len, caplen, *on;
+	__u32 zero = 0, len, caplen;
 	struct icpn_tap *t;
 
-	on = bpf_map_lookup_elem(&tap_ports, &port);
-	if (!on || !*on)
-		return 0;
 	t = bpf_map_lookup_elem(&tap_buf, &zero);
 	if (!t)
 		return 0;
@@ -1092,7 +1097,8 @@ int icpn_node(struct xdp_md *ctx)
 				      ? bpf_ktime_get_ns() / 1000
 				      : 0;
 		s->p.rand32 = c->flags & ICPN_CFG_ECN ? bpf_get_prandom_u32() : 0;
-		tap_frame(ctx, s->p.in_port, ICPN_TAP_IN);
+		if (tapped(s->p.in_port))
+			tap_frame(ctx, s->p.in_port, ICPN_TAP_IN);
 	}
 	stat_inc(ICPN_STAT_RX);
 	rc = fast_end(ctx);
@@ -1100,7 +1106,7 @@ int icpn_node(struct xdp_md *ctx)
 		rc = icpn_pipeline(ctx);
 	if (rc == R_OUT) {
 		stat_inc(ICPN_STAT_FORWARD);
-		if (!test)
+		if (!test && tapped(s->nh.port))
 			tap_frame(ctx, s->nh.port, ICPN_TAP_OUT);
 		act = test ? XDP_TX : (int)bpf_redirect_map(&tx_port, s->nh.port, XDP_DROP);
 	} else {

@@ -70,6 +70,55 @@ class _TestRunOpts(ctypes.Structure):
     ]
 
 
+class _ProgInfo(ctypes.Structure):
+    """The head of struct bpf_prog_info (<linux/bpf.h>) up to the JIT's line info."""
+
+    _u32, _u64 = ctypes.c_uint32, ctypes.c_uint64
+    _fields_ = [
+        ("type", _u32),
+        ("id", _u32),
+        ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", _u32),
+        ("xlated_prog_len", _u32),
+        ("jited_prog_insns", _u64),
+        ("xlated_prog_insns", _u64),
+        ("load_time", _u64),
+        ("created_by_uid", _u32),
+        ("nr_map_ids", _u32),
+        ("map_ids", _u64),
+        ("name", ctypes.c_char * 16),
+        ("ifindex", _u32),
+        ("gpl_compatible", _u32),
+        ("netns_dev", _u64),
+        ("netns_ino", _u64),
+        ("nr_jited_ksyms", _u32),
+        ("nr_jited_func_lens", _u32),
+        ("jited_ksyms", _u64),
+        ("jited_func_lens", _u64),
+        ("btf_id", _u32),
+        ("func_info_rec_size", _u32),
+        ("func_info", _u64),
+        ("nr_func_info", _u32),
+        ("nr_line_info", _u32),
+        ("line_info", _u64),
+        ("jited_line_info", _u64),
+        ("nr_jited_line_info", _u32),
+        ("line_info_rec_size", _u32),
+        ("jited_line_info_rec_size", _u32),
+    ]
+
+
+class _LineInfo(ctypes.Structure):
+    """struct bpf_line_info."""
+
+    _fields_ = [
+        ("insn_off", ctypes.c_uint32),
+        ("file_name_off", ctypes.c_uint32),
+        ("line_off", ctypes.c_uint32),
+        ("line_col", ctypes.c_uint32),
+    ]
+
+
 class _BTFType(ctypes.Structure):
     """struct btf_type of <linux/btf.h>; members (struct btf_member) follow it."""
 
@@ -165,6 +214,8 @@ class _Libbpf:
             "btf__find_by_name_kind": (ctypes.c_int32, [vp, cp, u32]),
             "btf__type_by_id": (ctypes.POINTER(_BTFType), [vp, u32]),
             "btf__name_by_offset": (cp, [vp, u32]),
+            "btf__load_from_kernel_by_id": (vp, [u32]),
+            "bpf_obj_get_info_by_fd": (i, [i, vp, ctypes.POINTER(u32)]),
         }
         for name, (restype, argtypes) in protos.items():
             fn = getattr(lib, name)
@@ -252,6 +303,26 @@ class TestRun:
 
 
 @dataclass
+class JitLine:
+    """Where the JIT put the code of one source line."""
+
+    address: int
+    file: str
+    line: int
+    source: str
+
+
+@dataclass
+class JitImage:
+    """A loaded program's machine code: its functions as (kernel address, length, offset in
+    `code`) and the source line each stretch of code came from (BTF line info)."""
+
+    code: bytes
+    funcs: list[tuple[int, int, int]]
+    lines: list[JitLine]
+
+
+@dataclass
 class Program:
     name: str
     fd: int
@@ -320,6 +391,63 @@ class Program:
                 f"BPF_PROG_TEST_RUN of {self.name!r} {what} failed: "
                 f"{_errno_text(rc)}{_permission_hint(rc)}"
             )
+
+    def jit_image(self) -> JitImage:
+        """The JIT-ed code with its kernel addresses and source lines (for profiling: a perf
+        sample's address names the line it was in). Needs root and an object built with -g."""
+        lib = _libbpf().lib
+        info = _ProgInfo()
+        size = ctypes.c_uint32(ctypes.sizeof(info))
+        rc = lib.bpf_obj_get_info_by_fd(self.fd, ctypes.byref(info), ctypes.byref(size))
+        if rc != 0:
+            raise ICPNError(f"program {self.name!r}: no program info: {_errno_text(rc)}")
+        code = ctypes.create_string_buffer(info.jited_prog_len)
+        ksyms = (ctypes.c_uint64 * info.nr_jited_ksyms)()
+        lens = (ctypes.c_uint32 * info.nr_jited_func_lens)()
+        lines = (_LineInfo * info.nr_line_info)()
+        jlines = (ctypes.c_uint64 * info.nr_jited_line_info)()
+        want = _ProgInfo(
+            jited_prog_len=info.jited_prog_len,
+            jited_prog_insns=ctypes.addressof(code),
+            nr_jited_ksyms=info.nr_jited_ksyms,
+            nr_jited_func_lens=info.nr_jited_func_lens,
+            jited_ksyms=ctypes.addressof(ksyms),
+            jited_func_lens=ctypes.addressof(lens),
+            nr_line_info=info.nr_line_info,
+            line_info=ctypes.addressof(lines),
+            line_info_rec_size=ctypes.sizeof(_LineInfo),
+            jited_line_info=ctypes.addressof(jlines),
+            nr_jited_line_info=info.nr_jited_line_info,
+            jited_line_info_rec_size=8,
+        )
+        size = ctypes.c_uint32(ctypes.sizeof(want))
+        rc = lib.bpf_obj_get_info_by_fd(self.fd, ctypes.byref(want), ctypes.byref(size))
+        if rc != 0:
+            raise ICPNError(f"program {self.name!r}: no JIT image: {_errno_text(rc)}")
+        btf = lib.btf__load_from_kernel_by_id(info.btf_id) if info.btf_id else None
+
+        def name(off: int) -> str:
+            raw = lib.btf__name_by_offset(btf, off) if btf else None
+            return raw.decode(errors="replace") if raw else ""
+
+        try:
+            where = [
+                JitLine(
+                    jlines[k],
+                    name(li.file_name_off).rsplit("/", 1)[-1],
+                    li.line_col >> 10,
+                    name(li.line_off).strip(),
+                )
+                for k, li in enumerate(lines[: min(len(lines), len(jlines))])
+            ]
+        finally:
+            if btf:
+                lib.btf__free(btf)
+        funcs, off = [], 0
+        for k in range(info.nr_jited_ksyms):
+            funcs.append((ksyms[k], lens[k], off))
+            off += lens[k]
+        return JitImage(code.raw, funcs, sorted(where, key=lambda w: w.address))
 
     def pin(self, path: Path) -> None:
         _require_bpffs(path)
