@@ -283,7 +283,7 @@ ICPN_STAGE int stage_endpoint(struct xdp_md *ctx, int again)
 	struct icpn_cfg *c = get_cfg();
 	struct icpn_sid_key k = { .prefixlen = 128 };
 	struct icpn_sid_slot *slot;
-	struct icpn_sid *v, sid;
+	struct icpn_sid *v;
 	__u32 slot_idx;
 	int rc;
 
@@ -306,22 +306,21 @@ ICPN_STAGE int stage_endpoint(struct xdp_md *ctx, int again)
 		return again ? R_ROUTE : R_CONT;
 	if (again && ++s->passes >= ICPN_MAX_SID_PASSES)
 		return drop(s, ICPN_DROP_SID_LOOP);
-	sid = *v;
-	switch (sid.behaviour) {
+	switch (v->behaviour) {
 	case ICPN_B_END:
 	case ICPN_B_END_X:
-		if (sid.flavours & ICPN_FL_NEXT_CSID) {
-			rc = srv6_next_csid(ctx, s, &sid);
+		if (v->flavours & ICPN_FL_NEXT_CSID) {
+			rc = srv6_next_csid(ctx, s, v);
 			if (rc != R_CONT)
 				return rc;
 		}
-		return srv6_end(ctx, s, &sid);
+		return srv6_end(ctx, s, v);
 	case ICPN_B_END_DT4:
 	case ICPN_B_END_DT6:
 	case ICPN_B_END_DT46:
 	case ICPN_B_END_DX4:
 	case ICPN_B_END_DX6:
-		return endpoint_decap(ctx, s, c, &sid);
+		return endpoint_decap(ctx, s, c, v);
 	}
 	return drop(s, ICPN_DROP_NO_ROUTE);
 }
@@ -865,42 +864,45 @@ ICPN_STAGE int stage_egress(struct xdp_md *ctx)
  *   no link-local address; for End, a new DA outside the local SID prefixes with a route in
  *   table 0 (the model's FIB, not the kernel's); an IFIT role other than the tail.
  */
-ICPN_STAGE int fast_end(struct xdp_md *ctx)
+static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
+				    const struct icpn_cfg *c)
 {
-	struct icpn_scratch *s = get_scratch();
-	struct icpn_cfg *c = get_cfg();
-	__u32 in_port, off = ETH_HLEN + IP6_HLEN, hbh_len = 0, ip_end, srh_len;
-	struct icpn_pkt *p;
+	__u32 in_port = s->p.in_port, off = ETH_HLEN + IP6_HLEN, hbh_len = 0, ip_end, srh_len;
+	struct icpn_pkt *p = &s->p;
 	struct icpn_sid_slot *slot;
+	const struct ipv6hdr *ip6;
 	struct icpn_port *port;
 	struct ipv6_sr_hdr srh;
-	struct ipv6hdr ip6;
-	__u8 eth[ETH_HLEN], h[2], nh, sl;
-	__u64 dst[2], next[2];
-	__u32 idx;
+	__u8 *hdr, h[2], nh, sl, hop_limit, tc;
+	__u32 idx, flowlabel;
+	__u64 next[2];
 	int rc;
 
-	if (!s || !c || (c->flags & ICPN_CFG_FIB_HELPER) || c->ifit_role == ICPN_IFIT_TAIL)
+	if ((c->flags & ICPN_CFG_FIB_HELPER) || c->ifit_role == ICPN_IFIT_TAIL)
 		return R_CONT;
-	p = &s->p;
-	in_port = p->in_port;
-	if (pkt_load(ctx, 0, eth, ETH_HLEN) < 0 || eth[12] != (ETH_P_IPV6 >> 8) ||
-	    eth[13] != (ETH_P_IPV6 & 0xff))
+	/* read in place (no copies: this function's frame adds to the pipeline's stack) */
+	hdr = xdp_ptr(ctx, 0, ETH_HLEN + IP6_HLEN);
+	if (!hdr || hdr[12] != (ETH_P_IPV6 >> 8) || hdr[13] != (ETH_P_IPV6 & 0xff))
 		return R_CONT;
 	port = bpf_map_lookup_elem(&ports, &in_port);
-	if (!port || !mac_equal(eth, port->mac))
+	if (!port || !mac_equal(hdr, port->mac))
 		return R_CONT;
-	if (pkt_load(ctx, ETH_HLEN, &ip6, sizeof(ip6)) < 0 || ip6.version != 6 ||
-	    ip6.hop_limit <= 1)
+	ip6 = (const struct ipv6hdr *)(hdr + ETH_HLEN);
+	if (ip6->version != 6 || ip6->hop_limit <= 1)
 		return R_CONT;
-	ip_end = off + bpf_ntohs(ip6.payload_len);
+	ip_end = off + bpf_ntohs(ip6->payload_len);
 	if (ip_end != pkt_len(ctx))
 		return R_CONT;
-	__builtin_memcpy(p->src, &ip6.saddr, 16);
-	__builtin_memcpy(dst, &ip6.daddr, 16);
-	if (is_link_local(p, p->src) || is_link_local(p, dst))
+	hop_limit = ip6->hop_limit;
+	tc = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
+	flowlabel = ((__u32)(ip6->flow_lbl[0] & 0xf) << 16) | ((__u32)ip6->flow_lbl[1] << 8) |
+		    ip6->flow_lbl[2];
+	nh = ip6->nexthdr;
+	__builtin_memcpy(p->src, &ip6->saddr, 16);
+	__builtin_memcpy(p->dst, &ip6->daddr, 16);
+	p->l3_proto = ETH_P_IPV6;
+	if (is_link_local(p, p->src) || is_link_local(p, p->dst))
 		return R_CONT;
-	nh = ip6.nexthdr;
 	if (nh == ICPN_IPPROTO_HOPOPTS) {
 		if (pkt_load(ctx, off, h, 2) < 0)
 			return R_CONT;
@@ -920,11 +922,11 @@ ICPN_STAGE int fast_end(struct xdp_md *ctx)
 	    srh.segments_left > srh.first_segment + 1 ||
 	    sizeof(srh) + ((__u32)srh.first_segment + 1) * SID_LEN != srh_len)
 		return R_CONT;
-	if (!sid_maybe_local(c, dst))
+	if (!sid_maybe_local(c, p->dst))
 		return R_CONT;
-	idx = sid_slot_of(dst);
+	idx = sid_slot_of(p->dst);
 	slot = bpf_map_lookup_elem(&sid_slots, &idx);
-	if (!slot || !slot->valid || !addr_equal(slot->addr, dst) || slot->sid.flavours ||
+	if (!slot || !slot->valid || !addr_equal(slot->addr, p->dst) || slot->sid.flavours ||
 	    (slot->sid.behaviour != ICPN_B_END && slot->sid.behaviour != ICPN_B_END_X))
 		return R_CONT;
 	sl = srh.segments_left - 1;
@@ -938,12 +940,10 @@ ICPN_STAGE int fast_end(struct xdp_md *ctx)
 
 	/* From here on the packet is the fast path's: the parse state the shared helpers read. */
 	p->len = ip_end;
-	p->l3_proto = ETH_P_IPV6;
 	p->ip_end = ip_end;
-	p->tc = (ip6.priority << 4) | (ip6.flow_lbl[0] >> 4);
-	p->flowlabel = ((__u32)(ip6.flow_lbl[0] & 0xf) << 16) | ((__u32)ip6.flow_lbl[1] << 8) |
-		       ip6.flow_lbl[2];
-	p->hop_limit = ip6.hop_limit - 1;
+	p->tc = tc;
+	p->flowlabel = flowlabel;
+	p->hop_limit = hop_limit - 1;
 	p->dst[0] = next[0];
 	p->dst[1] = next[1];
 	p->fragment = 0;
@@ -1101,7 +1101,7 @@ int icpn_node(struct xdp_md *ctx)
 			tap_frame(ctx, s->p.in_port, ICPN_TAP_IN);
 	}
 	stat_inc(ICPN_STAT_RX);
-	rc = fast_end(ctx);
+	rc = fast_end(ctx, s, c);
 	if (rc == R_CONT)
 		rc = icpn_pipeline(ctx);
 	if (rc == R_OUT) {
