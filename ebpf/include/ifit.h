@@ -12,6 +12,7 @@
 #define IOAM_REMAINING_MASK 0x7f
 #define IOAM_WIDE_FIRST 8
 #define IOAM_WIDE_LAST 10
+#define IOAM_SHORT_RECORD 32
 
 /* RFC 9486 2 / RFC 9197 4.4: an empty pre-allocated trace for this node's settings. */
 static __always_inline int ioam_write(CTX *ctx, struct icpn_scratch *s, const struct icpn_cfg *c,
@@ -83,7 +84,9 @@ static __always_inline void ifit_find(CTX *ctx, struct icpn_scratch *s, const st
 	tt = ((__u32)o[8] << 16) | ((__u32)o[9] << 8) | o[10];
 	nl = v->word >> 11;
 	rem = v->word & IOAM_REMAINING_MASK;
-	if ((ns != 0 && ns != c->ioam_namespace) || nl == 0 || ioam_node_len(tt) != nl ||
+	/* the node's own trace type is sized in cfg already (the writer's node_len_for) */
+	if ((ns != 0 && ns != c->ioam_namespace) || nl == 0 ||
+	    (tt == c->ioam_trace_type ? c->ioam_node_len : ioam_node_len(tt)) != nl ||
 	    rem * 4 > olen - 10)
 		return;
 	v->has_trace = 1;
@@ -158,6 +161,31 @@ static __always_inline void ifit_record(struct icpn_scratch *s, const struct icp
 	}
 }
 
+/* The record's first n bytes to the packet at `at`: the usual record (up to 8 words) behind one
+ * bounds check, a longer one a word at a time (fixed-size stores go straight to the packet). */
+static __always_inline int ifit_put_record(CTX *ctx, struct icpn_scratch *s, __u32 at, __u32 n)
+{
+#ifndef ICPN_TC
+	__u8 *q = n <= IOAM_SHORT_RECORD ? xdp_ptr(ctx, at, IOAM_SHORT_RECORD) : NULL;
+
+	if (q) {
+		for (__u32 i = 0; i < IOAM_SHORT_RECORD / 4; i++) {
+			if (i * 4 >= n)
+				break;
+			__builtin_memcpy(q + i * 4, &s->record[i * 4], 4);
+		}
+		return 0;
+	}
+#endif
+	for (__u32 i = 0; i < ICPN_RECORD_MAX / 4; i++) {
+		if (i * 4 >= n)
+			break;
+		if (pkt_store(ctx, at + i * 4, &s->record[i * 4], 4) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* Write the record at RemainingLen*4 - NodeLen*4 of the area of the packet's trace and
  * subtract NodeLen, or set Overflow when there is no room (RFC 9197 4.4.1). */
 static __always_inline int ifit_stamp_packet(CTX *ctx, struct icpn_scratch *s)
@@ -176,13 +204,8 @@ static __always_inline int ifit_stamp_packet(CTX *ctx, struct icpn_scratch *s)
 
 		if (n == 0 || n > ICPN_RECORD_MAX)
 			return -1;
-		/* a word at a time: fixed-size stores go straight to the packet */
-		for (__u32 i = 0; i < ICPN_RECORD_MAX / 4; i++) {
-			if (i * 4 >= n)
-				break;
-			if (pkt_store(ctx, at + i * 4, &s->record[i * 4], 4) < 0)
-				return -1;
-		}
+		if (ifit_put_record(ctx, s, at, n) < 0)
+			return -1;
 	}
 	word = bpf_htons(v->word);
 	return pkt_store(ctx, v->ioam_off + 6, &word, 2);
