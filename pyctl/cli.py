@@ -54,6 +54,7 @@ BENCHES = {
     "path": "srv6_path.py",
     "network": "network.py",
     "collector": "collector.py",
+    "profile": "bpf_profile.py",
 }
 
 
@@ -164,10 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser(
         "bench",
-        help="run a benchmark script of bench/ (bmv2, ebpf, path, network, collector)",
+        help="run a benchmark script of bench/ (bmv2, ebpf, path, network, collector, profile)",
         description=(
             "Run one of the benchmarks under bench/ from a source checkout; each prints its "
-            "figures side by side with their targets. Extra arguments go to the script."
+            "figures side by side with their targets; profile shows where icpn_node's time goes, "
+            "by source line (needs perf). Extra arguments go to the script."
         ),
     )
     b.add_argument("name", choices=sorted(BENCHES), help="which benchmark")
