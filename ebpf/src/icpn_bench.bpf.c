@@ -7,8 +7,9 @@
  * rate. The kernel fills a page with the frame only when the page is first allocated; recycled
  * pages come back as the device under test left them (rewritten MACs, pushed headers), so the
  * generator writes the frame's first GEN_HEAD bytes back from gen_frame before each send (every
- * variant benched rewrites only headers, inside that span). icpn_sink_tc counts and drops what
- * arrives at tc ingress: an XDP sink would make the veth copy every kernel-forwarded skb with
+ * headend variant rewrites only headers, inside that span; icpn_gen_long writes GEN_HEAD_LONG
+ * for End + IFIT, which edits SL and the IOAM trace further in). icpn_sink_tc counts and drops
+ * what arrives at tc ingress: an XDP sink would make the veth copy every kernel-forwarded skb with
  * less than 256 bytes of headroom, a cost only the kernel variants would pay. icpn_pass and
  * icpn_redirect are the baselines: a BPF_PROG_TEST_RUN of a program that does nothing, and a
  * device under test that forwards without doing anything else; icpn_calls times kernel calls;
@@ -38,9 +39,10 @@ static __always_inline void count(__u64 len)
 }
 
 #define GEN_HEAD 64
+#define GEN_HEAD_LONG 256
 
 struct gen_head {
-	__u8 bytes[GEN_HEAD];
+	__u8 bytes[GEN_HEAD_LONG];
 };
 
 struct {
@@ -50,18 +52,30 @@ struct {
 	__type(value, struct gen_head);
 } gen_frame SEC(".maps");
 
-SEC("xdp")
-int icpn_gen(struct xdp_md *ctx)
+static __always_inline int gen(struct xdp_md *ctx, const __u32 n)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 zero = 0;
 	struct gen_head *head = bpf_map_lookup_elem(&gen_frame, &zero);
 
-	if (!head || data + GEN_HEAD > data_end)
+	if (!head || data + n > data_end)
 		return XDP_ABORTED;
-	__builtin_memcpy(data, head->bytes, GEN_HEAD);
+	__builtin_memcpy(data, head->bytes, n);
 	return XDP_TX;
+}
+
+SEC("xdp")
+int icpn_gen(struct xdp_md *ctx)
+{
+	return gen(ctx, GEN_HEAD);
+}
+
+/* for a DUT that edits the frame beyond GEN_HEAD (End + IFIT: SL, the IOAM trace) */
+SEC("xdp")
+int icpn_gen_long(struct xdp_md *ctx)
+{
+	return gen(ctx, GEN_HEAD_LONG);
 }
 
 SEC("xdp")
