@@ -329,6 +329,8 @@ ICPN_STAGE int stage_endpoint(struct xdp_md *ctx, int again)
 
 /* First entry of a match table that matches the packet: classifiers, policies and IFIT flows
  * all start with their struct icpn_match. */
+#define MATCH_INLINE 2
+
 struct match_loop {
 	struct icpn_scratch *s;
 	void *table;
@@ -337,9 +339,8 @@ struct match_loop {
 	__s32 found;
 };
 
-static long match_step(__u32 i, void *data)
+static __always_inline int match_one(struct match_loop *m, __u32 i)
 {
-	struct match_loop *m = data;
 	struct icpn_match *e;
 
 	if (i >= m->n)
@@ -352,12 +353,22 @@ static long match_step(__u32 i, void *data)
 	return 0;
 }
 
+static long match_step(__u32 i, void *data)
+{
+	return match_one(data, i + MATCH_INLINE);
+}
+
+/* The first MATCH_INLINE entries are tried inline, where the table is a known map and its
+ * lookup is inlined by the verifier; the rest, if any, in a bpf_loop. */
 static __always_inline __s32 first_match(struct icpn_scratch *s, void *table, __u32 n,
 					 int with_apn)
 {
 	struct match_loop m = { .s = s, .table = table, .n = n, .with_apn = with_apn, .found = -1 };
 
-	bpf_loop(ICPN_MAX_CLASSIFIERS, match_step, &m, 0);
+	for (__u32 i = 0; i < MATCH_INLINE; i++)
+		if (match_one(&m, i))
+			return m.found;
+	bpf_loop(ICPN_MAX_CLASSIFIERS - MATCH_INLINE, match_step, &m, 0);
 	return m.found;
 }
 
@@ -985,39 +996,49 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 	return rc;
 }
 
+/* Each stage is a call, and on this project's VM every return is mispredicted (~8 ns,
+ * docs/ebpf-performance.md): a stage whose first check would send the packet straight on is
+ * not called. The guards repeat those checks; the stages keep them. */
 ICPN_STAGE int icpn_pipeline(struct xdp_md *ctx)
 {
 	struct icpn_scratch *s = get_scratch();
+	struct icpn_cfg *c = get_cfg();
 	int rc;
 
+	if (!s || !c)
+		return R_DROP;
 	rc = stage_pfc(ctx);
 	if (rc != R_CONT)
 		return rc;
 	rc = stage_parse(ctx);
 	if (rc != R_CONT)
 		return rc;
-	rc = stage_endpoint(ctx, 0);
+	s->table = 0;
+	if (s->p.l3_proto == ETH_P_IPV6 && sid_maybe_local(c, s->p.dst))
+		rc = stage_endpoint(ctx, 0);
 	/* End, then the SID it wrote, on one node (as Linux does); stage_endpoint drops the packet
 	 * (sid-loop) at the MAX_SID_PASSES-th chained SID */
 	for (int i = 0; i < ICPN_MAX_SID_PASSES && rc == R_AGAIN; i++)
 		rc = stage_endpoint(ctx, 1);
 	if (rc == R_CONT) {
-		rc = stage_classify(ctx);
-		if (rc == R_CONT)
+		s->elephant = 0;
+		if (c->flags & ICPN_CFG_CLASSIFY)
+			rc = stage_classify(ctx);
+		if (rc == R_CONT && c->n_policies)
 			rc = stage_policy(ctx);
 		if (rc == R_ENCAP)
 			rc = stage_encap(ctx);
-		else if (rc == R_CONT)
+		else if (rc == R_CONT && s->has_apn)
 			rc = stage_apn_insert(ctx);
 		if (rc == R_CONT)
 			rc = stage_transit(ctx);
 	} else if (rc == R_ROUTE) {
 		rc = stage_route(ctx);
 	}
-	if (rc == R_OUT) {
+	if (rc == R_OUT && c->ifit_role != ICPN_IFIT_NONE) {
 		rc = stage_ifit(ctx);
 		/* called from here, not from stage_ifit: the two stacks together exceed 512 bytes */
-		if (s && s->report)
+		if (s->report)
 			stage_report(ctx);
 	}
 	if (rc == R_OUT)
