@@ -354,3 +354,43 @@ def test_end_fast_path_takes_the_usual_packet_and_leaves_the_rest(
     before = p.ebpf.stats()["fast-end"]
     p.run(frame, PacketContext(in_port=1, time_us=5000))
     assert p.ebpf.stats()["fast-end"] - before == (1 if fast else 0)
+
+
+def test_policies_beyond_the_inline_match_steps(pair_of: Any) -> None:
+    """first_match tries two entries inline and the rest in a bpf_loop: a policy found at any
+    position encapsulates as the reference does, and a packet no policy matches is forwarded."""
+    filler = [
+        {
+            "name": f"f{i}",
+            "match": {"dst": f"2001:db8:9{i}::/48"},
+            "sid_lists": [{"segments": ["fc00:b::1"]}],
+        }
+        for i in range(4)
+    ]
+    d = node_dict("headend")
+    d["policies"] = filler + d["policies"]
+    p = pair_of(node_from_dict(d, "test"))
+    ctx = PacketContext(in_port=1, time_us=1000)
+    e = Ether(src="02:00:00:00:00:01", dst=A_MAC)
+    for dst in ("2001:db8:91::1", "2001:db8:93::1", "2001:db8:2::2", "2001:db8:1::7"):
+        res = p.run(bytes(e / IPv6(src="2001:db8:1::1", dst=dst) / UDP(dport=5001)), ctx)
+        assert res.drop is None
+    res = p.run(bytes(e / IP(src="10.0.1.1", dst="10.0.2.2") / UDP(dport=5001)), ctx)
+    assert IPv6(res.outputs[0].frame[14:]).dst == "fc00:d::d4"  # "v4", the 7th policy
+
+
+def test_fib_cache_slots_shared_by_many_destinations(pair_of: Any) -> None:
+    """3,000 destinations over every route, twice: far more than the cache's 1,024 slots per
+    CPU, so destinations evict one another; every packet still takes its own route."""
+    p = pair_of(node("transit"))
+    rng = random.Random(7)
+    prefixes = ["fc00:a", "fc00:c", "fc00:d", "fc00:e", "2001:db8:1", "2001:db8:2", "2001:db9:0"]
+    dsts = [f"{rng.choice(prefixes)}::{rng.randrange(1, 1 << 16):x}" for _ in range(3000)]
+    e = Ether(src="02:00:00:00:0a:02", dst=B_MAC)
+    ports = Counter()
+    for dst in dsts + dsts:
+        res = p.run(
+            bytes(e / IPv6(src="2001:db8:1::1", dst=dst, hlim=9) / UDP()), PacketContext(in_port=1)
+        )
+        ports[res.outputs[0].port if res.outputs else res.drop] += 1
+    assert len(ports) >= 4  # routes to several ports, and no-route drops, all as the reference

@@ -199,6 +199,20 @@ def test_node_object_programs_and_map_sizes(node_obj: libbpf.BPFObject) -> None:
 
 
 @root
+def test_jit_image_names_the_source_line_of_its_code(node_obj: libbpf.BPFObject) -> None:
+    """What bench/bpf_profile.py maps perf samples with: every function's code, in order, and
+    line info pointing into it, from the node program's own source."""
+    img = node_obj.program(NODE_PROGRAM).jit_image()
+    assert img.funcs and sum(n for _, n, _ in img.funcs) == len(img.code)
+    assert [off for _, _, off in img.funcs] == sorted(off for _, _, off in img.funcs)
+    inside = [ln for ln in img.lines if any(a <= ln.address < a + n for a, n, _ in img.funcs)]
+    assert len(inside) == len(img.lines) > 100
+    assert any(
+        ln.file == "icpn_node.bpf.c" and ln.source == "p->dst[0] = next[0];" for ln in img.lines
+    )
+
+
+@root
 def test_map_round_trip(node_obj: libbpf.BPFObject) -> None:
     if_port = node_obj.map("if_port")
     assert if_port.lookup(M.u32_key(7)) is None
