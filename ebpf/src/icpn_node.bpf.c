@@ -712,8 +712,6 @@ ICPN_STAGE int stage_report(struct xdp_md *ctx)
 	return 0;
 }
 
-/* Count and stamp the IFIT options of the outer IPv6 header as the packet leaves (or, at a
- * decapsulating tail, of the outer header it removed); the tail reports and strips. */
 /* This node's record in the IOAM trace's next free slot, with the depth of the egress queue. */
 static __always_inline void ifit_record_here(struct icpn_scratch *s, const struct icpn_cfg *c)
 {
@@ -748,6 +746,8 @@ static __always_inline int ifit_forward(struct xdp_md *ctx, struct icpn_scratch 
 	return R_OUT;
 }
 
+/* Count and stamp the IFIT options of the outer IPv6 header as the packet leaves (or, at a
+ * decapsulating tail, of the outer header it removed); the tail reports and strips. */
 ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
 {
 	struct icpn_scratch *s = get_scratch();
