@@ -1,6 +1,13 @@
-"""icpn_node per-packet cost through BPF_PROG_TEST_RUN, per SRv6 behaviour (root needed).
+"""The eBPF data plane's speed: per-packet cost of each SRv6 behaviour, then the veth path.
 
-    .venv/bin/python bench/ebpf_srv6.py [--runs N] [--repeat R]
+    sudo .venv/bin/python bench/ebpf_srv6.py [--runs N] [--repeat R] [--no-path] [path options]
+
+Part 1, per packet (BPF_PROG_TEST_RUN). Part 2, packets per second on one veth path in
+namespaces, side by side in one run: XDP H.Encaps vs the kernel's `encap seg6` vs plain kernel
+forwarding, 1/4/8 SIDs, 64- and 1000-byte payloads, and End + IFIT transit live: see
+bench/srv6_path.py, which runs part 2 alone (`icpn bench path`).
+
+Part 1:
 
 For each scenario the frame is first checked to be forwarded as the reference plane forwards it.
 Two costs are then measured, each as the kernel's own duration minus that of a do-nothing
@@ -36,6 +43,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import srv6_path  # noqa: E402
 from ebpf_nodes import node, node_dict  # noqa: E402
 
 from pyctl.errors import ICPNError  # noqa: E402
@@ -209,6 +217,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=2000, help="single (cold) runs per scenario")
     ap.add_argument("--repeat", type=int, default=1000, help="repetitions of a warm run")
+    ap.add_argument("--no-path", action="store_true", help="per-packet costs only")
+    srv6_path.add_arguments(ap)
     args = ap.parse_args()
     reason = EBPFDataPlane.unavailable()
     if reason is not None:
@@ -283,7 +293,10 @@ def main() -> int:
         f" (target < 100 ns: {'met' if warm_ifit < 100 else 'NOT met'}); a live node adds one"
         f" clock read ({call_ns:.0f} ns here) for the IOAM timestamp"
     )
-    return 0
+    if args.no_path:
+        return 0
+    print(flush=True)
+    return srv6_path.bench_args(args)
 
 
 if __name__ == "__main__":

@@ -346,27 +346,24 @@ def run(
     return rows, end_ns
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=1.0, help="per variant and round")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds per row (best kept)")
-    ap.add_argument("--segments", default="1,4,8")
-    ap.add_argument("--payloads", default="64,1000")
-    args = ap.parse_args()
+def unavailable() -> str | None:
+    """Why the path benchmark cannot run here, or None."""
     if shutil.which("ethtool") is None:
-        print("srv6_path: ethtool is needed: sudo make deps", file=sys.stderr)
-        return 2
+        return "ethtool is needed: sudo make deps"
     if not BENCH_OBJ.exists():
-        print("srv6_path: eBPF objects not built: make build", file=sys.stderr)
+        return "eBPF objects not built: make build"
+    return None
+
+
+def bench(seconds: float, seg_counts: list[int], payloads: list[int], rounds: int) -> int:
+    """Run and print the path benchmark with its ratios; the exit status."""
+    reason = unavailable()
+    if reason is not None:
+        print(f"srv6_path: {reason}", file=sys.stderr)
         return 2
     print("veth path gen -> dut -> sink on one CPU (side by side in this run):", flush=True)
     try:
-        rows, end_ns = run(
-            args.seconds,
-            [int(x) for x in args.segments.split(",")],
-            [int(x) for x in args.payloads.split(",")],
-            args.rounds,
-        )
+        rows, end_ns = run(seconds, seg_counts, payloads, rounds)
     except ICPNError as e:
         print(f"srv6_path: {e}", file=sys.stderr)
         return 1
@@ -382,6 +379,28 @@ def main() -> int:
         f" {end_ns:.0f} ns a frame (target < 100 ns: {'met' if end_ns < 100 else 'NOT met'})"
     )
     return 0
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--seconds", type=float, default=1.0, help="path: per variant and round")
+    ap.add_argument("--rounds", type=int, default=3, help="path: rounds per row (best kept)")
+    ap.add_argument("--segments", default="1,4,8", help="path: SID counts")
+    ap.add_argument("--payloads", default="64,1000", help="path: UDP payload sizes")
+
+
+def bench_args(args: argparse.Namespace) -> int:
+    return bench(
+        args.seconds,
+        [int(x) for x in args.segments.split(",")],
+        [int(x) for x in args.payloads.split(",")],
+        args.rounds,
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    add_arguments(ap)
+    return bench_args(ap.parse_args())
 
 
 if __name__ == "__main__":
