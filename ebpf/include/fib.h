@@ -78,38 +78,39 @@ static __always_inline int fib_lookup_cached(int v6, __u32 table, const __u64 ds
 }
 
 #ifndef ICPN_TC
-/* The kernel's FIB (table = the VRF's table id); the egress ifindex is mapped to a port. */
-static __always_inline int fib_kernel_lookup(struct xdp_md *ctx, int v6, __u32 table,
-					     const __u64 src[2], const __u64 dst[2], __u8 tc,
-					     struct icpn_nexthop *nh)
+/* The kernel's FIB (table = the VRF's table id); the egress ifindex is mapped to a port. `f` is
+ * the helper's 64-byte parameter block, kept off the stack (the call chain has 512 bytes). */
+static __always_inline int fib_kernel_lookup(struct xdp_md *ctx, struct bpf_fib_lookup *f, int v6,
+					     __u32 table, const __u64 src[2], const __u64 dst[2],
+					     __u8 tc, struct icpn_nexthop *nh)
 {
-	struct bpf_fib_lookup f = {};
 	__u32 port;
 	__u32 flags = 0;
 
-	f.ifindex = ctx->ingress_ifindex;
+	__builtin_memset(f, 0, sizeof(*f));
+	f->ifindex = ctx->ingress_ifindex;
 	if (v6) {
-		f.family = 10; /* AF_INET6 */
-		__builtin_memcpy(f.ipv6_src, src, 16);
-		__builtin_memcpy(f.ipv6_dst, dst, 16);
-		f.flowinfo = bpf_htonl((__u32)tc << 20);
+		f->family = 10; /* AF_INET6 */
+		__builtin_memcpy(f->ipv6_src, src, 16);
+		__builtin_memcpy(f->ipv6_dst, dst, 16);
+		f->flowinfo = bpf_htonl((__u32)tc << 20);
 	} else {
-		f.family = 2; /* AF_INET */
-		__builtin_memcpy(&f.ipv4_src, (const __u8 *)src + 12, 4);
-		__builtin_memcpy(&f.ipv4_dst, (const __u8 *)dst + 12, 4);
-		f.tos = tc;
+		f->family = 2; /* AF_INET */
+		__builtin_memcpy(&f->ipv4_src, (const __u8 *)src + 12, 4);
+		__builtin_memcpy(&f->ipv4_dst, (const __u8 *)dst + 12, 4);
+		f->tos = tc;
 	}
 	if (table) {
-		f.tbid = table;
+		f->tbid = table;
 		flags |= BPF_FIB_LOOKUP_DIRECT | BPF_FIB_LOOKUP_TBID;
 	}
-	if (bpf_fib_lookup(ctx, &f, sizeof(f), flags) != BPF_FIB_LKUP_RET_SUCCESS)
+	if (bpf_fib_lookup(ctx, f, sizeof(*f), flags) != BPF_FIB_LKUP_RET_SUCCESS)
 		return -1;
-	port = port_of_ifindex(f.ifindex);
+	port = port_of_ifindex(f->ifindex);
 	if (port >= ICPN_MAX_PORTS)
 		return -1;
 	nh->port = port;
-	__builtin_memcpy(nh->mac, f.dmac, 6);
+	__builtin_memcpy(nh->mac, f->dmac, 6);
 	return 0;
 }
 #endif

@@ -129,29 +129,43 @@ static __always_inline void ifit_count(const struct icpn_ifit_view *v)
 	}
 }
 
-/* pipeline.md 4 / RFC 9197 4.4.2: this node's data in trace-type bit order. Bits 0, 1, 2, 3
- * and 6 are provided, every other one is all ones (8 octets for bits 8-10, else 4). Unrolled:
- * straight-line code, no callback a bit. */
+/* pipeline.md 4 / RFC 9197 4.4.2: the word of trace-type bit b. Bits 0, 1, 2, 3 and 6 are
+ * provided, every other one is all ones. */
+static __always_inline __u32 ioam_word(const struct icpn_scratch *s, const struct icpn_cfg *c,
+				       __u32 b, __u32 queue_packets)
+{
+	switch (b) {
+	case 0:
+		return ((__u32)s->iv.hop_limit << 24) | (c->node_id & 0xffffff);
+	case 1:
+		return ((s->p.in_port & 0xffff) << 16) | (s->nh.port & 0xffff);
+	case 2:
+		return s->p.now_us / 1000000;
+	case 3:
+		return s->p.now_us % 1000000;
+	case 6:
+		return queue_packets;
+	default:
+		return 0xffffffff;
+	}
+}
+
+/* This node's data in trace-type bit order (8 octets for bits 8-10, else 4). Unrolled:
+ * straight-line code, no callback a bit, each word computed only when its bit is set. */
 static __always_inline void ifit_record(struct icpn_scratch *s, const struct icpn_cfg *c,
 					__u32 queue_packets)
 {
-	__u32 provided[7], tt = s->iv.trace_type, off = 0;
+	__u32 tt = s->iv.trace_type, off = 0;
 
-	provided[0] = ((__u32)s->iv.hop_limit << 24) | (c->node_id & 0xffffff);
-	provided[1] = ((s->p.in_port & 0xffff) << 16) | (s->nh.port & 0xffff);
-	provided[2] = s->p.now_us / 1000000;
-	provided[3] = s->p.now_us % 1000000;
-	provided[4] = 0xffffffff;
-	provided[5] = 0xffffffff;
-	provided[6] = queue_packets;
 #pragma unroll
 	for (__u32 b = 0; b < 22; b++) {
-		__be32 be = bpf_htonl(b < 7 ? provided[b < 7 ? b : 0] : 0xffffffff);
+		__be32 be;
 
 		if (!(tt & (1U << (23 - b))))
 			continue;
 		if (off > ICPN_RECORD_MAX - 8)
 			break;
+		be = bpf_htonl(ioam_word(s, c, b, queue_packets));
 		__builtin_memcpy(&s->record[off], &be, 4);
 		off += 4;
 		if (b >= IOAM_WIDE_FIRST && b <= IOAM_WIDE_LAST) {

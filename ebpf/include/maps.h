@@ -90,6 +90,15 @@ struct {
 	__type(value, struct icpn_frame);
 } aux_out SEC(".maps");
 
+/* A 16-byte address field of a map value as two u64, read in place. Map values are 8-byte
+ * aligned and the address fields read this way (sid_slots.addr, cfg.sid_prefix, cfg.sid_mask)
+ * sit at multiples of 8 (tests/test_ebpf_loader.py checks): told so, clang loads two words
+ * instead of 16 bytes one by one. */
+static __always_inline const __u64 *addr_words(const __u8 *a)
+{
+	return __builtin_assume_aligned(a, 8);
+}
+
 /* The sid_slots index of an address (maps.py sid_slot). */
 static __always_inline __u32 sid_slot_of(const __u64 a[2])
 {

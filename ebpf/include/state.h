@@ -73,6 +73,7 @@ struct icpn_scratch {
 	__u8 key_hashed;
 	__u8 pad1[3];
 	struct icpn_ifit_view iv;
+	struct bpf_fib_lookup fib;	/* bpf_fib_lookup's parameters (fib_kernel_lookup) */
 	__u8 apn_data[ICPN_OPT_MAX];	/* APN option data, verbatim */
 	__u8 record[ICPN_RECORD_MAX];	/* this node's IOAM node data */
 	__u8 zeros[ICPN_OPT_MAX];	/* never written: source of zero bytes */

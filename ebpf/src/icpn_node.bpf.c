@@ -44,7 +44,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct icpn_cfg *c,
 	int v6 = p->l3_proto == ETH_P_IPV6;
 
 	if (c->flags & ICPN_CFG_FIB_HELPER)
-		return fib_kernel_lookup(ctx, v6, table, p->src, dst, p->tc, &s->nh);
+		return fib_kernel_lookup(ctx, &s->fib, v6, table, p->src, dst, p->tc, &s->nh);
 	return fib_lookup_cached(v6, table, dst, &s->nh);
 }
 
@@ -248,9 +248,8 @@ static __always_inline int endpoint_decap(struct xdp_md *ctx, struct icpn_scratc
 
 static __always_inline int addr_equal(const __u8 *a, const __u64 b[2])
 {
-	__u64 w[2];
+	const __u64 *w = addr_words(a);
 
-	__builtin_memcpy(w, a, 16);
 	return w[0] == b[0] && w[1] == b[1];
 }
 
@@ -263,12 +262,10 @@ static __always_inline int sid_maybe_local(const struct icpn_cfg *c, const __u64
 	if (n > ICPN_MAX_SID_PREFIXES)
 		return 1;
 	for (__u32 i = 0; i < ICPN_MAX_SID_PREFIXES; i++) {
-		__u64 a[2], m[2];
+		const __u64 *a = addr_words(c->sid_prefix[i]), *m = addr_words(c->sid_mask[i]);
 
 		if (i >= n)
 			break;
-		__builtin_memcpy(a, c->sid_prefix[i], 16);
-		__builtin_memcpy(m, c->sid_mask[i], 16);
 		if ((dst[0] & m[0]) == a[0] && (dst[1] & m[1]) == a[1])
 			return 1;
 	}
@@ -698,7 +695,7 @@ ICPN_STAGE int stage_report(struct xdp_md *ctx)
 	saved = s->nh;
 	__builtin_memcpy(collector, c->collector, 16);
 	if (c->flags & ICPN_CFG_FIB_HELPER) {
-		if (fib_kernel_lookup(ctx, 1, 0, collector, collector, 0, &s->nh) < 0)
+		if (fib_kernel_lookup(ctx, &s->fib, 1, 0, collector, collector, 0, &s->nh) < 0)
 			return 0;
 	} else if (fib_lookup_cached(1, 0, collector, &s->nh) < 0) {
 		return 0;
@@ -878,20 +875,21 @@ ICPN_STAGE int stage_egress(struct xdp_md *ctx)
 static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 				    const struct icpn_cfg *c)
 {
-	__u32 in_port = s->p.in_port, off = ETH_HLEN + IP6_HLEN, hbh_len = 0, ip_end, srh_len;
+	__u32 in_port = s->p.in_port, off = ETH_HLEN + IP6_HLEN;
 	struct icpn_pkt *p = &s->p;
 	struct icpn_sid_slot *slot;
 	const struct ipv6hdr *ip6;
 	struct icpn_port *port;
 	struct ipv6_sr_hdr srh;
-	__u8 *hdr, h[2], nh, sl, hop_limit, tc;
-	__u32 idx, flowlabel;
-	__u64 next[2];
+	__u8 *hdr, h[2], nh, sl;
+	__u32 idx;
 	int rc;
 
 	if ((c->flags & ICPN_CFG_FIB_HELPER) || c->ifit_role == ICPN_IFIT_TAIL)
 		return R_CONT;
-	/* read in place (no copies: this function's frame adds to the pipeline's stack) */
+	/* Headers are read in place and what is read goes straight to the parse state (the
+	 * pipeline parses again when this returns R_CONT): this function's frame adds to the
+	 * pipeline's, and the call chain has 512 bytes of stack. */
 	hdr = xdp_ptr(ctx, 0, ETH_HLEN + IP6_HLEN);
 	if (!hdr || hdr[12] != (ETH_P_IPV6 >> 8) || hdr[13] != (ETH_P_IPV6 & 0xff))
 		return R_CONT;
@@ -901,37 +899,44 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 	ip6 = (const struct ipv6hdr *)(hdr + ETH_HLEN);
 	if (ip6->version != 6 || ip6->hop_limit <= 1)
 		return R_CONT;
-	ip_end = off + bpf_ntohs(ip6->payload_len);
-	if (ip_end != pkt_len(ctx))
+	p->ip_end = off + bpf_ntohs(ip6->payload_len);
+	if (p->ip_end != pkt_len(ctx))
 		return R_CONT;
-	hop_limit = ip6->hop_limit;
-	tc = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
-	flowlabel = ((__u32)(ip6->flow_lbl[0] & 0xf) << 16) | ((__u32)ip6->flow_lbl[1] << 8) |
-		    ip6->flow_lbl[2];
+	p->len = p->ip_end;
+	p->l3_proto = ETH_P_IPV6;
+	p->hop_limit = ip6->hop_limit;
+	p->tc = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
+	p->flowlabel = ((__u32)(ip6->flow_lbl[0] & 0xf) << 16) |
+		       ((__u32)ip6->flow_lbl[1] << 8) | ip6->flow_lbl[2];
 	nh = ip6->nexthdr;
 	__builtin_memcpy(p->src, &ip6->saddr, 16);
 	__builtin_memcpy(p->dst, &ip6->daddr, 16);
-	p->l3_proto = ETH_P_IPV6;
 	if (is_link_local(p, p->src) || is_link_local(p, p->dst))
 		return R_CONT;
+	p->n_ext = 0;
 	if (nh == ICPN_IPPROTO_HOPOPTS) {
 		if (pkt_load(ctx, off, h, 2) < 0)
 			return R_CONT;
-		hbh_len = ((__u32)h[1] + 1) * 8;
+		p->ext[0] = (struct icpn_ext){
+			.off = off,
+			.len = ((__u32)h[1] + 1) * 8,
+			.named_at = ETH_HLEN + 6,
+			.kind = ICPN_IPPROTO_HOPOPTS,
+		};
+		p->n_ext = 1;
 		nh = h[0];
-		off += hbh_len;
-		if (off > ip_end)
+		off += ((__u32)h[1] + 1) * 8;
+		if (off > p->ip_end)
 			return R_CONT;
 	}
 	if (nh != ICPN_IPPROTO_ROUTING || pkt_load(ctx, off, &srh, sizeof(srh)) < 0)
 		return R_CONT;
-	srh_len = ((__u32)srh.hdrlen + 1) * 8;
 	/* srv6_end's checks, in its order; no TLVs */
-	if (off + srh_len > ip_end || srh.type != ICPN_SRH_ROUTING_TYPE ||
+	if (off + ((__u32)srh.hdrlen + 1) * 8 > p->ip_end || srh.type != ICPN_SRH_ROUTING_TYPE ||
 	    is_exthdr(srh.nexthdr) || srh.segments_left == 0 ||
 	    (int)srh.first_segment > (int)(srh.hdrlen / 2) - 1 ||
 	    srh.segments_left > srh.first_segment + 1 ||
-	    sizeof(srh) + ((__u32)srh.first_segment + 1) * SID_LEN != srh_len)
+	    srh.first_segment + 1 != srh.hdrlen / 2 || (srh.hdrlen & 1))
 		return R_CONT;
 	if (!sid_maybe_local(c, p->dst))
 		return R_CONT;
@@ -941,48 +946,35 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 	    (slot->sid.behaviour != ICPN_B_END && slot->sid.behaviour != ICPN_B_END_X))
 		return R_CONT;
 	sl = srh.segments_left - 1;
-	if (pkt_load(ctx, off + sizeof(srh) + (__u32)sl * SID_LEN, next, SID_LEN) < 0)
+	/* the new DA: the old one is not needed any more */
+	if (pkt_load(ctx, off + sizeof(srh) + (__u32)sl * SID_LEN, p->dst, SID_LEN) < 0)
 		return R_CONT;
 	if (slot->sid.behaviour == ICPN_B_END_X) {
 		s->nh = slot->sid.adj;
-	} else if (sid_maybe_local(c, next) || fib_lookup_cached(1, 0, next, &s->nh) < 0) {
+	} else if (sid_maybe_local(c, p->dst) || fib_lookup_cached(1, 0, p->dst, &s->nh) < 0) {
 		return R_CONT; /* another local SID next, or no route: the pipeline's case */
 	}
 
-	/* From here on the packet is the fast path's: the parse state the shared helpers read. */
-	p->len = ip_end;
-	p->ip_end = ip_end;
-	p->tc = tc;
-	p->flowlabel = flowlabel;
-	p->hop_limit = hop_limit - 1;
-	p->dst[0] = next[0];
-	p->dst[1] = next[1];
+	/* From here on the packet is the fast path's. */
+	p->hop_limit -= 1;
 	p->fragment = 0;
-	p->n_ext = 0;
-	if (hbh_len) {
-		p->ext[0].off = ETH_HLEN + IP6_HLEN;
-		p->ext[0].len = hbh_len;
-		p->ext[0].named_at = ETH_HLEN + 6;
-		p->ext[0].kind = ICPN_IPPROTO_HOPOPTS;
-		p->n_ext = 1;
-	}
 	p->rh = p->n_ext;
 	p->ext[p->n_ext & (ICPN_MAX_EXT_HEADERS - 1)] = (struct icpn_ext){
 		.off = off,
-		.len = srh_len,
-		.named_at = hbh_len ? ETH_HLEN + IP6_HLEN : ETH_HLEN + 6,
+		.len = ((__u32)srh.hdrlen + 1) * 8,
+		.named_at = p->n_ext ? ETH_HLEN + IP6_HLEN : ETH_HLEN + 6,
 		.kind = ICPN_IPPROTO_ROUTING,
 	};
 	p->n_ext += 1;
 	p->rh_type = ICPN_SRH_ROUTING_TYPE;
-	p->l4_off = off + srh_len;
+	p->l4_off = off + ((__u32)srh.hdrlen + 1) * 8;
 	p->l4_proto = srh.nexthdr;
 	parse_l4(ctx, p);
 	set_origin(s);
 	if (c->flags & ICPN_CFG_PFC)
 		pfc_ingress(ctx, s, c, port, ETH_P_IPV6);
 	if (pkt_store(ctx, off + SRH_OFF_SL, &sl, 1) < 0 ||
-	    pkt_store16(ctx, IP6_OFF_DADDR, next) < 0 ||
+	    pkt_store16(ctx, IP6_OFF_DADDR, p->dst) < 0 ||
 	    pkt_store(ctx, IP6_OFF_HOPLIMIT, &p->hop_limit, 1) < 0)
 		return drop(s, ICPN_DROP_BAD_SRH);
 	if (c->ifit_role != ICPN_IFIT_NONE) {
