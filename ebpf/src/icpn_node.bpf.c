@@ -750,41 +750,37 @@ ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
 	struct icpn_scratch *s = get_scratch();
 	struct icpn_cfg *c = get_cfg();
 	struct icpn_ifit_view *v;
+	int rc;
 
 	if (!s || !c)
 		return R_DROP;
 	v = &s->iv;
 	if (c->ifit_role == ICPN_IFIT_NONE)
 		return R_OUT;
-	if (s->decap && c->ifit_role != ICPN_IFIT_TAIL)
-		return R_OUT;
-	if (c->ifit_role != ICPN_IFIT_TAIL)
-		return ifit_forward(ctx, s, c);
 	if (!s->decap) {
-		if (s->p.l3_proto != ETH_P_IPV6)
-			return R_OUT;
-		ifit_find(ctx, s, c);
-		v->hop_limit = s->p.hop_limit;
+		rc = ifit_forward(ctx, s, c);
+		if (rc != R_OUT || c->ifit_role != ICPN_IFIT_TAIL || !v->has_trace)
+			return rc;
+		/* the tail reports the trace and removes the options */
+		if (ifit_copy_filled(ctx, s, 0) == 0)
+			s->report = 1;
+		if (ifit_strip(ctx, s) < 0)
+			return drop(s, ICPN_DROP_BAD_EXTHDR);
+		return R_OUT;
 	}
+	if (c->ifit_role != ICPN_IFIT_TAIL)
+		return R_OUT;
+	/* a decapsulating tail: tail_capture took the options; the report gets this node's record
+	 * in its copy of the area */
 	ifit_count(v);
 	if (!v->has_trace)
 		return R_OUT;
 	ifit_record_here(s, c);
-	if (s->decap) {
-		/* the outer header is gone: stamp the report's copy of its area */
-		if (v->remaining >= v->node_len) {
-			v->remaining -= v->node_len;
-			report_put_record(s, (__u32)v->node_len * 4);
-		}
-		s->report = 1;
-		return R_OUT;
+	if (v->remaining >= v->node_len) {
+		v->remaining -= v->node_len;
+		report_put_record(s, (__u32)v->node_len * 4);
 	}
-	if (ifit_stamp_packet(ctx, s) < 0)
-		return drop(s, ICPN_DROP_BAD_EXTHDR);
-	if (ifit_copy_filled(ctx, s, 0) == 0)
-		s->report = 1;
-	if (ifit_strip(ctx, s) < 0)
-		return drop(s, ICPN_DROP_BAD_EXTHDR);
+	s->report = 1;
 	return R_OUT;
 }
 
