@@ -41,10 +41,23 @@ from pyctl.targets.ebpf.attach import ifindex_of
 from pyctl.targets.ebpf.host import HostAPN
 
 if TYPE_CHECKING:  # imported when used: it needs grpc, which this plugin does not
+    from pyctl.controller.controller import Controller
     from pyctl.net.bmv2_runner import BMv2SwitchRunner
 
 ETH_P_ALL = 0x0003
 SO_MARK = 36
+
+
+def watch_until_restart(ctl: Controller, timeout_s: float = 10.0) -> None:
+    """Let `ctl` reconcile the network every 0.2 s until it has restarted a node, or for
+    `timeout_s`; the test then asserts what `ctl.restarts` holds."""
+    stop = ctl.watch(interval_s=0.2)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not ctl.restarts and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop()
 
 
 @dataclass

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from pyctl.controller.controller import Controller
 from pyctl.net.runners import SoftwareSwitchRunner
-from pyctl.testing import Network
+from pyctl.testing import Network, watch_until_restart
 
 TOPOS = Path(__file__).resolve().parent.parent / "topologies"
 
@@ -28,13 +27,7 @@ def test_a_killed_switch_is_restored_with_its_configuration(
     os.kill(proc.pid, signal.SIGKILL)  # the switch crashes mid-run
     proc.wait(5)
     assert net.ping("ha", "hb", count=2) == 0  # the network is broken ...
-    stop = ctl.watch(interval_s=0.2)
-    try:
-        deadline = time.monotonic() + 10
-        while not ctl.restarts and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        stop()
+    watch_until_restart(ctl)
     assert ctl.restarts == {"pe2": 1}
     assert net.ping("ha", "hb", count=2) == 2  # ... until the controller re-pushed pe2's config
     assert any("pe2 is down" in m for m in messages)

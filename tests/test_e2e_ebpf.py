@@ -26,7 +26,7 @@ from pyctl.net.scenario import choose_runner
 from pyctl.net.topology import load_topology
 from pyctl.packets import APNOption
 from pyctl.targets.ebpf import EBPFDataPlane
-from pyctl.testing import Network
+from pyctl.testing import Network, watch_until_restart
 
 pytestmark = pytest.mark.root
 
@@ -195,13 +195,7 @@ def test_the_controller_restores_an_ebpf_node_whose_program_was_removed(
     net.emu.nodes["pe2"].cmd(f"ip link set dev {ifname} xdpgeneric off")
     assert not runners["pe2"].alive()
     assert net.ping("ha", "hb", count=2) == 0
-    stop = ctl.watch(interval_s=0.2)
-    try:
-        deadline = time.monotonic() + 10
-        while not ctl.restarts and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        stop()
+    watch_until_restart(ctl)
     assert ctl.restarts == {"pe2": 1}
     assert runners["pe2"].alive()
     assert net.ping("ha", "hb", count=2) == 2
