@@ -24,7 +24,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from ebpf_srv6 import Replay, scenarios
+from ebpf_srv6 import scenarios
+from replay import Replay
 
 from pyctl.model.node import PacketContext
 from pyctl.targets.ebpf import EBPFDataPlane

@@ -45,18 +45,17 @@ from scapy.packet import Raw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import srv6_path  # noqa: E402
 from ebpf_nodes import node, node_dict  # noqa: E402
+from replay import Replay  # noqa: E402
 
-from pyctl.errors import ICPNError  # noqa: E402
 from pyctl.model.load import node_from_dict  # noqa: E402
 from pyctl.model.node import NodeConfig, PacketContext  # noqa: E402
 from pyctl.packets import AltMarkOption, ioam_trace_option  # noqa: E402
 from pyctl.targets.ebpf import EBPFDataPlane  # noqa: E402
-from pyctl.targets.ebpf import maps as M  # noqa: E402
 from pyctl.targets.ebpf.dataplane import (
     BUILD_DIR,  # noqa: E402
     NODE_PROGRAM,  # noqa: E402
 )
-from pyctl.targets.ebpf.libbpf import BPFObject, Program, TestRun  # noqa: E402
+from pyctl.targets.ebpf.libbpf import BPFObject, Program  # noqa: E402
 from pyctl.targets.reference import ReferenceDataPlane  # noqa: E402
 
 PAYLOAD = Raw(bytes(1000))
@@ -179,38 +178,6 @@ def _wall(fn: Callable[[], object], n: int) -> float:
 
 def _median_ns(prog: Program, frame: bytes, runs: int, repeat: int = 1) -> float:
     return statistics.median(prog.test_run(frame, repeat=repeat).duration_ns for _ in range(runs))
-
-
-REPLAY_HEAD = 256  # icpn_bench.bpf.c
-
-
-class Replay:
-    """icpn_replay in front of a program: its warm cost on a frame it changes."""
-
-    def __init__(self, bench: BPFObject) -> None:
-        self.prog = bench.program("icpn_replay")
-        self.floor = bench.program("icpn_pass")
-        self._frame = bench.map("replay_frame")
-        self._to = bench.map("replay_to")
-
-    def run(self, target: Program, frame: bytes, repeat: int) -> TestRun:
-        head = frame[:REPLAY_HEAD]
-        self._frame.update(M.u32_key(0), len(frame).to_bytes(4, sys.byteorder) + bytes(4) + head)
-        self._to.update(M.u32_key(0), target.fd.to_bytes(4, sys.byteorder))
-        return self.prog.test_run(frame, repeat=repeat)
-
-    def cost(self, target: Program, frame: bytes, repeat: int, runs: int) -> float | None:
-        """Warm ns a packet (floor removed), or None when replaying does not reproduce the
-        single run's output (a program that changes the frame beyond what replay restores)."""
-        if len(frame) < REPLAY_HEAD:
-            raise ICPNError(f"ebpf_srv6: replay needs frames of {REPLAY_HEAD} bytes or more")
-        if self.run(target, frame, 3).data != target.test_run(frame).data:
-            return None
-        node, floor = [], []
-        for _ in range(runs):  # interleaved: drift hits both alike
-            node.append(self.run(target, frame, repeat).duration_ns)
-            floor.append(self.run(self.floor, frame, repeat).duration_ns)
-        return statistics.median(node) - statistics.median(floor)
 
 
 def main() -> int:
