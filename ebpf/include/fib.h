@@ -32,9 +32,7 @@ struct {
 
 static __always_inline struct icpn_fib_cache_entry *fib_cache_slot(__u32 table, const __u64 dst[2])
 {
-	/* as sid_slot_of: Fibonacci hashing of the XORed halves (and the table) */
-	__u32 idx = (__u32)(((dst[0] ^ dst[1] ^ table) * ICPN_SLOT_HASH_MUL) >>
-			    (64 - ICPN_FIB_CACHE_BITS));
+	__u32 idx = slot_hash(dst[0] ^ dst[1] ^ table, ICPN_FIB_CACHE_BITS);
 
 	return bpf_map_lookup_elem(&fib_cache, &idx);
 }

@@ -99,10 +99,31 @@ static __always_inline const __u64 *addr_words(const __u8 *a)
 	return __builtin_assume_aligned(a, 8);
 }
 
-/* The sid_slots index of an address (maps.py sid_slot). */
+/* The index of a direct-mapped array of 2^bits slots for a 64-bit value: Fibonacci hashing,
+ * the product's top bits, which every bit of w reaches. */
+static __always_inline __u32 slot_hash(__u64 w, __u32 bits)
+{
+	return (__u32)((w * ICPN_SLOT_HASH_MUL) >> (64 - bits));
+}
+
+/* The sid_slots index of an address (maps.py sid_slot): its two halves XORed. */
 static __always_inline __u32 sid_slot_of(const __u64 a[2])
 {
-	return (__u32)(((a[0] ^ a[1]) * ICPN_SLOT_HASH_MUL) >> (64 - ICPN_SID_SLOT_BITS));
+	return slot_hash(a[0] ^ a[1], ICPN_SID_SLOT_BITS);
+}
+
+/* The /128 local SID `a` from its sid_slots entry, or NULL when the slot holds no SID or
+ * another one (then the My-SID trie decides). */
+static __always_inline struct icpn_sid *sid_in_slot(const __u64 a[2])
+{
+	__u32 idx = sid_slot_of(a);
+	struct icpn_sid_slot *slot = bpf_map_lookup_elem(&sid_slots, &idx);
+	const __u64 *w;
+
+	if (!slot || !slot->valid)
+		return NULL;
+	w = addr_words(slot->addr);
+	return w[0] == a[0] && w[1] == a[1] ? &slot->sid : NULL;
 }
 
 /* The port an interface is, or ICPN_MAX_PORTS when it is none of the node's. */

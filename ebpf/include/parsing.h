@@ -123,6 +123,12 @@ static __always_inline int parse_iphdr(CTX *ctx, struct hdr_cursor *c, struct ip
 	return ip4->protocol;
 }
 
+/* An extension header's length from its Hdr Ext Len (8-octet units, not counting the first 8). */
+static __always_inline __u32 ext_len(__u8 hdr_ext_len)
+{
+	return ((__u32)hdr_ext_len + 1) * 8;
+}
+
 static __always_inline int is_exthdr(__u8 nh)
 {
 	return nh == ICPN_IPPROTO_HOPOPTS || nh == ICPN_IPPROTO_DSTOPTS || nh == ICPN_IPPROTO_ROUTING;
@@ -138,7 +144,7 @@ static __always_inline int parse_exthdr(CTX *ctx, struct hdr_cursor *c, __u32 en
 
 	if (c->off + 2 > end || pkt_load(ctx, c->off, h, 2) < 0)
 		return -1;
-	len = ((__u32)h[1] + 1) * 8;
+	len = ext_len(h[1]);
 	if (c->off + len > end)
 		return -1;
 	ext->off = c->off;

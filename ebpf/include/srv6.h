@@ -56,6 +56,16 @@ static long srh_tlv_step(__u32 i, void *data)
 	return 0;
 }
 
+/* RFC 8986 4.1 S09: LE fits in Hdr Ext Len and SL <= LE + 1; 0 or the drop reason. */
+static __always_inline int srh_bounds(const struct ipv6_sr_hdr *srh)
+{
+	if ((int)srh->first_segment > (int)(srh->hdrlen / 2) - 1)
+		return ICPN_DROP_BAD_SRH_LE;
+	if (srh->segments_left > srh->first_segment + 1)
+		return ICPN_DROP_BAD_SRH_SL;
+	return 0;
+}
+
 /* RFC 8986 4.1 S08-S09 and RFC 8754 2.1 (the parser already made sure the header is in the
  * packet): LE fits in Hdr Ext Len, SL <= LE + 1, the TLVs after the segment list exactly fill
  * the rest of the header, as Linux's seg6_validate_srh checks. 0 or the drop reason. */
@@ -63,13 +73,13 @@ static __always_inline int srh_check(CTX *ctx, const struct icpn_pkt *p, struct 
 {
 	const struct icpn_ext *e = rh_ext(p);
 	struct tlv_walk w = { .ctx = ctx };
+	int rc;
 
 	if (parse_srh(ctx, e->off, srh) < 0)
 		return ICPN_DROP_BAD_SRH;
-	if ((int)srh->first_segment > (int)(srh->hdrlen / 2) - 1)
-		return ICPN_DROP_BAD_SRH_LE;
-	if (srh->segments_left > srh->first_segment + 1)
-		return ICPN_DROP_BAD_SRH_SL;
+	rc = srh_bounds(srh);
+	if (rc)
+		return rc;
 	w.off = e->off + sizeof(*srh) + ((__u32)srh->first_segment + 1) * SID_LEN;
 	w.end = e->off + e->len;
 	if (w.off < w.end) /* the common SRH has no TLVs */

@@ -246,13 +246,6 @@ static __always_inline int endpoint_decap(struct xdp_md *ctx, struct icpn_scratc
 	return R_OUT;
 }
 
-static __always_inline int addr_equal(const __u8 *a, const __u64 b[2])
-{
-	const __u64 *w = addr_words(a);
-
-	return w[0] == b[0] && w[1] == b[1];
-}
-
 /* Whether a local SID prefix covers `dst`: when none does, the My-SID lookup (a kernel call)
  * would miss, so it is not made. */
 static __always_inline int sid_maybe_local(const struct icpn_cfg *c, const __u64 dst[2])
@@ -279,9 +272,7 @@ ICPN_STAGE int stage_endpoint(struct xdp_md *ctx, int again)
 	struct icpn_scratch *s = get_scratch();
 	struct icpn_cfg *c = get_cfg();
 	struct icpn_sid_key k = { .prefixlen = 128 };
-	struct icpn_sid_slot *slot;
 	struct icpn_sid *v;
-	__u32 slot_idx;
 	int rc;
 
 	if (!s || !c)
@@ -291,11 +282,8 @@ ICPN_STAGE int stage_endpoint(struct xdp_md *ctx, int again)
 		return again ? R_ROUTE : R_CONT;
 	if (!sid_maybe_local(c, s->p.dst))
 		return again ? R_ROUTE : R_CONT;
-	slot_idx = sid_slot_of(s->p.dst);
-	slot = bpf_map_lookup_elem(&sid_slots, &slot_idx);
-	if (slot && slot->valid && addr_equal(slot->addr, s->p.dst)) {
-		v = &slot->sid; /* a /128 SID: no longer prefix can match */
-	} else {
+	v = sid_in_slot(s->p.dst); /* a /128 SID: no longer prefix can match */
+	if (!v) {
 		__builtin_memcpy(k.addr, s->p.dst, 16);
 		v = bpf_map_lookup_elem(&my_sids, &k);
 	}
@@ -407,7 +395,6 @@ ICPN_STAGE int stage_classify(struct xdp_md *ctx)
 
 	if (!s || !c)
 		return R_DROP;
-	s->elephant = 0;
 	/* nothing on this node reads the flow key, the APN-ID or the elephant bit */
 	if (!(c->flags & ICPN_CFG_CLASSIFY))
 		return R_CONT;
@@ -873,12 +860,11 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 {
 	__u32 in_port = s->p.in_port, off = ETH_HLEN + IP6_HLEN;
 	struct icpn_pkt *p = &s->p;
-	struct icpn_sid_slot *slot;
 	const struct ipv6hdr *ip6;
 	struct icpn_port *port;
 	struct ipv6_sr_hdr srh;
+	struct icpn_sid *sid;
 	__u8 *hdr, h[2], nh, sl;
-	__u32 idx;
 	int rc;
 
 	if ((c->flags & ICPN_CFG_FIB_HELPER) || c->ifit_role == ICPN_IFIT_TAIL)
@@ -915,38 +901,34 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 			return R_CONT;
 		p->ext[0] = (struct icpn_ext){
 			.off = off,
-			.len = ((__u32)h[1] + 1) * 8,
+			.len = ext_len(h[1]),
 			.named_at = ETH_HLEN + 6,
 			.kind = ICPN_IPPROTO_HOPOPTS,
 		};
 		p->n_ext = 1;
 		nh = h[0];
-		off += ((__u32)h[1] + 1) * 8;
+		off += ext_len(h[1]);
 		if (off > p->ip_end)
 			return R_CONT;
 	}
 	if (nh != ICPN_IPPROTO_ROUTING || pkt_load(ctx, off, &srh, sizeof(srh)) < 0)
 		return R_CONT;
-	/* srv6_end's checks, in its order; no TLVs */
-	if (off + ((__u32)srh.hdrlen + 1) * 8 > p->ip_end || srh.type != ICPN_SRH_ROUTING_TYPE ||
-	    is_exthdr(srh.nexthdr) || srh.segments_left == 0 ||
-	    (int)srh.first_segment > (int)(srh.hdrlen / 2) - 1 ||
-	    srh.segments_left > srh.first_segment + 1 ||
-	    srh.first_segment + 1 != srh.hdrlen / 2 || (srh.hdrlen & 1))
+	/* srv6_end's checks; no TLVs: the segment list fills the header */
+	if (off + ext_len(srh.hdrlen) > p->ip_end || srh.type != ICPN_SRH_ROUTING_TYPE ||
+	    is_exthdr(srh.nexthdr) || srh.segments_left == 0 || srh_bounds(&srh) ||
+	    sizeof(srh) + ((__u32)srh.first_segment + 1) * SID_LEN != ext_len(srh.hdrlen))
 		return R_CONT;
 	if (!sid_maybe_local(c, p->dst))
 		return R_CONT;
-	idx = sid_slot_of(p->dst);
-	slot = bpf_map_lookup_elem(&sid_slots, &idx);
-	if (!slot || !slot->valid || !addr_equal(slot->addr, p->dst) || slot->sid.flavours ||
-	    (slot->sid.behaviour != ICPN_B_END && slot->sid.behaviour != ICPN_B_END_X))
+	sid = sid_in_slot(p->dst);
+	if (!sid || sid->flavours || (sid->behaviour != ICPN_B_END && sid->behaviour != ICPN_B_END_X))
 		return R_CONT;
 	sl = srh.segments_left - 1;
 	/* the new DA: the old one is not needed any more */
 	if (pkt_load(ctx, off + sizeof(srh) + (__u32)sl * SID_LEN, p->dst, SID_LEN) < 0)
 		return R_CONT;
-	if (slot->sid.behaviour == ICPN_B_END_X) {
-		s->nh = slot->sid.adj;
+	if (sid->behaviour == ICPN_B_END_X) {
+		s->nh = sid->adj;
 	} else if (sid_maybe_local(c, p->dst) || fib_lookup_cached(1, 0, p->dst, &s->nh) < 0) {
 		return R_CONT; /* another local SID next, or no route: the pipeline's case */
 	}
@@ -957,13 +939,13 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 	p->rh = p->n_ext;
 	p->ext[p->n_ext & (ICPN_MAX_EXT_HEADERS - 1)] = (struct icpn_ext){
 		.off = off,
-		.len = ((__u32)srh.hdrlen + 1) * 8,
+		.len = ext_len(srh.hdrlen),
 		.named_at = p->n_ext ? ETH_HLEN + IP6_HLEN : ETH_HLEN + 6,
 		.kind = ICPN_IPPROTO_ROUTING,
 	};
 	p->n_ext += 1;
 	p->rh_type = ICPN_SRH_ROUTING_TYPE;
-	p->l4_off = off + ((__u32)srh.hdrlen + 1) * 8;
+	p->l4_off = off + ext_len(srh.hdrlen);
 	p->l4_proto = srh.nexthdr;
 	parse_l4(ctx, p);
 	set_origin(s);
@@ -1009,7 +991,6 @@ ICPN_STAGE int icpn_pipeline(struct xdp_md *ctx)
 	for (int i = 0; i < ICPN_MAX_SID_PASSES && rc == R_AGAIN; i++)
 		rc = stage_endpoint(ctx, 1);
 	if (rc == R_CONT) {
-		s->elephant = 0;
 		if (c->flags & ICPN_CFG_CLASSIFY)
 			rc = stage_classify(ctx);
 		if (rc == R_CONT && c->n_policies)
@@ -1087,6 +1068,7 @@ int icpn_node(struct xdp_md *ctx)
 	s->report = 0;
 	s->routed = 0;
 	s->has_apn = 0;
+	s->elephant = 0;
 	s->ifit_head = 0;
 	__builtin_memset(&s->iv, 0, sizeof(s->iv));
 	__builtin_memset(&s->nh, 0, sizeof(s->nh));
