@@ -57,7 +57,7 @@ from pyctl.packets import AltMarkOption, ioam_trace_option
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.ebpf import attach as att
 from pyctl.targets.ebpf.dataplane import NODE_PROGRAM
-from pyctl.targets.ebpf.libbpf import BPFObject
+from pyctl.targets.ebpf.libbpf import BPFObject, xdp_md
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_OBJ = ROOT / "ebpf" / "build" / "icpn_bench.bpf.o"
@@ -251,8 +251,7 @@ def live_cost(obj: BPFObject, dp: EBPFDataPlane, data: bytes) -> float | None:
     """The attached (live-mode) icpn_node's warm cost on `data` arriving on d1, through
     BPF_PROG_TEST_RUN and icpn_replay, minus icpn_redirect's: run in the DUT's namespace."""
     obj.map("redirect_to").update(struct.pack("I", 0), struct.pack("I", att.ifindex_of("d2")))
-    # struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
-    ctx = struct.pack("6I", 0, len(data), 0, att.ifindex_of("d1"), 0, 0)
+    ctx = xdp_md(len(data), att.ifindex_of("d1"))
     prog = dp.obj.program(NODE_PROGRAM)
 
     def same(a: bytes, b: bytes) -> bool:  # but for the 8 octets of the IOAM timestamp

@@ -118,6 +118,13 @@ def test_ctypes_layouts_match_the_btf_of_the_object(obj_path: Path) -> None:
         assert c_members == py_members, f"{s._c_name_} differs between layout.h and maps.py"
 
 
+def test_address_fields_read_as_words_are_8_byte_aligned() -> None:
+    """maps.h addr_words() tells clang these 16-byte fields of map values (8-byte aligned) are
+    8-byte aligned too; a layout change that moved one would make that untrue."""
+    assert M.Cfg.sid_prefix.offset % 8 == 0 and M.Cfg.sid_mask.offset % 8 == 0
+    assert M.SIDSlot.addr.offset % 8 == 0
+
+
 def test_btf_of_a_missing_struct_is_named(tmp_path: Path) -> None:
     _require_built(NODE_OBJECT)
     with pytest.raises(ICPNError, match="no struct 'icpn_nonexistent'"):

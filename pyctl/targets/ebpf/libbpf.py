@@ -302,6 +302,13 @@ class TestRun:
     duration_ns: int
 
 
+def xdp_md(data_len: int, ingress_ifindex: int) -> bytes:
+    """A BPF_PROG_TEST_RUN context for an XDP program: the frame arriving on `ingress_ifindex`
+    (of the calling thread's namespace). struct xdp_md: data, data_end, data_meta,
+    ingress_ifindex, rx_queue_index, egress_ifindex."""
+    return struct.pack("6I", 0, data_len, 0, ingress_ifindex, 0, 0)
+
+
 @dataclass
 class JitLine:
     """Where the JIT put the code of one source line."""
@@ -368,15 +375,14 @@ class Program:
         Returns the kernel's mean nanoseconds per frame.
         """
         din = ctypes.create_string_buffer(data, len(data))
-        # struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
-        xdp_md = struct.pack("6I", 0, len(data), 0, ifindex, 0, 0)
-        cin = ctypes.create_string_buffer(xdp_md, len(xdp_md))
+        ctx = xdp_md(len(data), ifindex)
+        cin = ctypes.create_string_buffer(ctx, len(ctx))
         opts = _TestRunOpts(
             sz=ctypes.sizeof(_TestRunOpts),
             data_in=ctypes.cast(din, ctypes.c_void_p),
             data_size_in=len(data),
             ctx_in=ctypes.cast(cin, ctypes.c_void_p),
-            ctx_size_in=len(xdp_md),
+            ctx_size_in=len(ctx),
             repeat=count,
             flags=BPF_F_TEST_XDP_LIVE_FRAMES,
             batch_size=batch,
