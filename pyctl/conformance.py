@@ -9,6 +9,7 @@ multiset of (port, bytes), and a mismatch is reported field by field.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import fnmatch
 import inspect
 import sys
@@ -114,6 +115,20 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Difference:
+    """What one data plane is documented to do instead of SPEC, held strictly: at each listed
+    step the plane must produce exactly the alternative outcome (same drop, same output bytes);
+    at every other step it must match SPEC."""
+
+    plane: str
+    why: str  # an RFC-backed note pointing at docs/
+    steps: tuple[Step, ...]  # alternative outcomes (drop / expect), by step index
+
+    def at(self, index: int) -> Step | None:
+        return next((s for s in self.steps if s.index == index), None)
+
+
+@dataclass(frozen=True)
 class Vector:
     name: str
     covers: tuple[str, ...]
@@ -123,9 +138,12 @@ class Vector:
     path: Path  # the vector file
     rel: str  # path relative to the vector root, without .yaml (e.g. "srv6/end-basic")
     description: str = ""
-    # data plane -> why it is known to differ (an RFC-backed note in docs/); held strictly: the
-    # plane must still differ, or the vector fails so the note gets removed
-    differences: tuple[tuple[str, str], ...] = ()
+    # documented differences of some data planes; held strictly: the plane must still differ
+    # exactly as written, or the vector fails so the note gets mended or removed
+    differences: tuple[Difference, ...] = ()
+
+    def difference(self, plane: str) -> Difference | None:
+        return next((d for d in self.differences if d.plane == plane), None)
 
 
 @dataclass(frozen=True)
@@ -258,12 +276,9 @@ def _vector(loader: _Loader, f: Field, path: Path, rel: str) -> Vector:
     if not steps:
         raise f.child("steps").fail("must have at least one step")
     diff_f = f.child("known_differences")
-    differences = tuple((str(k), diff_f.child(str(k)).string()) for k in diff_f.mapping())
-    for plane, _ in differences:
-        if plane not in DATAPLANES:
-            raise diff_f.child(plane).fail(
-                f"{plane!r} is not a data plane ({', '.join(DATAPLANES)})"
-            )
+    differences = tuple(
+        _difference(loader, diff_f.child(str(k)), str(k), node, steps) for k in diff_f.mapping()
+    )
     return Vector(
         differences=differences,
         name=f.child("name").string(),
@@ -275,6 +290,26 @@ def _vector(loader: _Loader, f: Field, path: Path, rel: str) -> Vector:
         rel=rel,
         description=f.child("description").string(""),
     )
+
+
+def _difference(
+    loader: _Loader, f: Field, plane: str, node: NodeConfig, steps: tuple[Step, ...]
+) -> Difference:
+    if plane not in DATAPLANES:
+        raise f.fail(f"{plane!r} is not a data plane ({', '.join(DATAPLANES)})")
+    f.mapping(("why", "steps"))
+    alternatives: list[Step] = []
+    for sf in f.child("steps").items():
+        sf.mapping(("step", "drop", "expect", "note"))
+        index = sf.child("step").integer(0, len(steps) - 1)
+        if any(a.index == index for a in alternatives):
+            raise sf.child("step").fail(f"step {index} is listed twice")
+        spec_step = steps[index]
+        drop, expect = _outcome(loader, sf, node)
+        alternatives.append(dataclasses.replace(spec_step, drop=drop, expect=expect))
+    if not alternatives:
+        raise f.child("steps").fail("must list the steps where the plane differs, and how")
+    return Difference(plane, f.child("why").string(), tuple(alternatives))
 
 
 def _deep_merge(base: Any, over: Any) -> Any:
@@ -377,16 +412,18 @@ def _ingress_map(f: Field, node: NodeConfig) -> tuple[tuple[tuple[int, int], int
     return tuple(out)
 
 
-def _step(loader: _Loader, f: Field, index: int, node: NodeConfig) -> Step:
-    f.mapping(_STEP_FIELDS)
+def _port_of(pf: Field, node: NodeConfig) -> int:
     ports = {p.index for p in node.ports}
+    port = pf.integer(0, 0xFFFF)
+    if port not in ports:
+        raise pf.fail(f"port {port} is not one of the node's ports {sorted(ports)}")
+    return port
 
-    def port_of(pf: Field) -> int:
-        port = pf.integer(0, 0xFFFF)
-        if port not in ports:
-            raise pf.fail(f"port {port} is not one of the node's ports {sorted(ports)}")
-        return port
 
+def _outcome(
+    loader: _Loader, f: Field, node: NodeConfig
+) -> tuple[str | None, tuple[ExpectedOutput, ...]]:
+    """A step's `drop:` and `expect:` (what a plane must do with its packet)."""
     df, ef = f.child("drop"), f.child("expect")
     if not df.present() and not ef.present():
         raise f.fail("needs expect: (the outputs, [] for none) or drop: (a reason)")
@@ -396,14 +433,19 @@ def _step(loader: _Loader, f: Field, index: int, node: NodeConfig) -> Step:
     expect = []
     for of in ef.items():
         of.mapping(("port", "packet", "hex", "note"))
-        expect.append(
-            ExpectedOutput(port_of(of.child("port")), _frame(loader, of, "an output"), of.path)
-        )
+        port = _port_of(of.child("port"), node)
+        expect.append(ExpectedOutput(port, _frame(loader, of, "an output"), of.path))
+    return drop, tuple(expect)
+
+
+def _step(loader: _Loader, f: Field, index: int, node: NodeConfig) -> Step:
+    f.mapping(_STEP_FIELDS)
+    drop, expect = _outcome(loader, f, node)
     return Step(
         index=index,
-        in_port=port_of(f.child("in_port")),
+        in_port=_port_of(f.child("in_port"), node),
         frame=_frame(loader, f, "a step"),
-        expect=tuple(expect),
+        expect=expect,
         drop=drop,
         time_us=f.child("time_us").integer(0, 1 << 62, 0),
         egress_queue_bytes=_port_map(f.child("egress_queue_bytes"), node, 1 << 40),
@@ -650,18 +692,12 @@ def run_vector(
             reason = _supports_reason(dp, vec.covers)
             if reason is not None:
                 return result("skip", reason)
-        outcome = _run_steps(vec, dp, result)
+        return _run_steps(vec, dp, result, vec.difference(dataplane_name))
     finally:
         dp.close()
-    known = dict(vec.differences).get(dataplane_name)
-    if known is None or outcome.status == "skip":
-        return outcome
-    if outcome.status == "pass":
-        return result("FAIL", f"documented difference no longer holds, remove it: {known}")
-    return result("differs", known)
 
 
-def _run_steps(vec: Vector, dp: DataPlane, result: Any) -> VectorResult:
+def _run_steps(vec: Vector, dp: DataPlane, result: Any, known: Difference | None) -> VectorResult:
     # Optional hooks of a data plane (see docs/vectors.md): drop reasons it cannot report, and
     # bytes it is documented to produce differently.
     exact_drop = bool(getattr(dp, "exact_drop_reasons", True))
@@ -684,11 +720,25 @@ def _run_steps(vec: Vector, dp: DataPlane, result: Any) -> VectorResult:
             return result("skip", f"{head}: {e}")
         except Exception as e:  # noqa: BLE001
             return result("FAIL", f"{head}: process raised {type(e).__name__}: {e}")
+        alternative = known.at(step.index) if known is not None else None
         problems = compare_step(step, res, exact_drop, normalise)
+        if known is not None and alternative is not None:
+            if not problems:
+                return result(
+                    "FAIL",
+                    f"{head}: matches SPEC, so the documented difference of {known.plane}"
+                    f" no longer holds; mend or remove it: {known.why}",
+                )
+            # the plane must differ exactly as documented: same drop, same output bytes
+            problems = compare_step(alternative, res, exact_drop, normalise)
+            if problems:
+                problems = [f"differs from SPEC, but not as documented ({known.why}):"] + problems
         if problems:
             later = len(vec.steps) - step.index - 1
             tail = [f"(the {later} later step(s) were not run)"] if later else []
             return result("FAIL", "\n".join([f"{head}:"] + [f"  {p}" for p in problems] + tail))
+    if known is not None:
+        return result("differs", known.why)
     return result("pass")
 
 
@@ -724,6 +774,8 @@ def format_table(matrix: Matrix) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines += [f"[{n}] {text}" for text, n in notes.items()]
+    lines.append("")
+    lines += format_totals(matrix)
     differs = matrix.count("differs")
     lines.append(
         f"vectors: {matrix.count('pass')} passed, {matrix.count('FAIL')} failed, "
@@ -731,6 +783,26 @@ def format_table(matrix: Matrix) -> str:
         + (f" ({differs} documented differences)" if differs else "")
     )
     return "\n".join(lines)
+
+
+STATUSES = ("pass", "differs", "skip", "FAIL")
+
+
+def plane_totals(matrix: Matrix, plane: str) -> dict[str, int]:
+    """How many vectors ended in each status on one plane (they add up to the vector count)."""
+    counts = Counter(r.status for (_, dp), r in matrix.results.items() if dp == plane)
+    return {status: counts.get(status, 0) for status in STATUSES}
+
+
+def format_totals(matrix: Matrix) -> list[str]:
+    """One line per data plane: pass / differs / skip / FAIL out of the vectors run."""
+    width = max((len(dp) for dp in matrix.dataplanes), default=0)
+    lines = []
+    for dp in matrix.dataplanes:
+        totals = plane_totals(matrix, dp)
+        counts = " / ".join(f"{totals[s]} {s}" for s in STATUSES)
+        lines.append(f"{dp.ljust(width)}  {counts}  (of {sum(totals.values())} vectors)")
+    return lines
 
 
 def format_failures(matrix: Matrix) -> str:

@@ -1,4 +1,4 @@
-"""Which optional toolchains (BMv2, p4c) and data planes this machine has, said in one line each."""
+"""Which optional toolchains (BMv2, p4c, tshark) this machine has, said in one line."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from pyctl import kernelfeatures
+
 
 @dataclass(frozen=True)
 class Toolchain:
     simple_switch_grpc: str | None
     p4c: str | None
+    tshark: str | None
     root: bool
 
     @property
@@ -32,6 +35,7 @@ def detect() -> Toolchain:
     return Toolchain(
         simple_switch_grpc=shutil.which("simple_switch_grpc"),
         p4c=shutil.which("p4c-bm2-ss") or shutil.which("p4c"),
+        tshark=shutil.which("tshark"),
         root=os.geteuid() == 0,
     )
 
@@ -41,6 +45,7 @@ def report() -> str:
     parts = [
         f"BMv2: {tc.simple_switch_grpc or 'absent'}",
         f"p4c: {tc.p4c or 'absent'}",
+        f"tshark: {tc.tshark or 'absent'}",
     ]
     line = "icpn toolchain: " + ", ".join(parts)
     if tc.bmv2_reason:
@@ -49,10 +54,13 @@ def report() -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="Report optional toolchains (BMv2, p4c).")
-    ap.add_argument("--report", action="store_true", help="print one line about BMv2 and p4c")
+    ap = argparse.ArgumentParser(
+        description="Report optional toolchains (BMv2, p4c, tshark) and kernel features."
+    )
+    ap.add_argument("--report", action="store_true", help="print one line about each")
     ap.parse_args()
     print(report())
+    print("icpn " + kernelfeatures.summary())
 
 
 if __name__ == "__main__":

@@ -22,11 +22,40 @@ def test_rendered_constants_are_current() -> None:
     assert (build.BUILD_DIR / "codes.p4").read_text() == codes.p4_header()
 
 
+def test_committed_build_is_of_the_current_sources() -> None:
+    """Runs without p4c: p4/build/sources.sha256 (written by every build) must name the P4
+    sources and generated includes as they are now, else p4/build/ is stale."""
+    drift = build.source_drift()
+    assert drift == [], "; ".join(drift) + " (run `make -C p4` and commit p4/build/)"
+
+
+def test_a_changed_source_is_caught_without_p4c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check compares with the files themselves: a copy of p4/ with one include edited
+    (an added comment line: p4c output unchanged, the source is not) must be reported."""
+    copy = tmp_path / "p4"
+    shutil.copytree(build.P4_DIR, copy)
+    monkeypatch.setattr(build, "P4_DIR", copy)
+    monkeypatch.setattr(build, "MAIN", copy / "icpn.p4")
+    monkeypatch.setattr(build, "BUILD_DIR", copy / "build")
+    monkeypatch.setattr(build, "SOURCES_SHA", copy / "build" / "sources.sha256")
+    assert build.source_drift() == []
+    with (copy / "include" / "ifit.p4").open("a") as f:
+        f.write("// edited\n")
+    (copy / "include" / "extra.p4").write_text("// new\n")
+    assert build.source_drift() == [
+        "p4/include/extra.p4 is new since p4/build/ was compiled",
+        "p4/include/ifit.p4 changed since p4/build/ was compiled",
+    ]
+
+
 @pytest.mark.skipif(P4C_REASON is not None, reason=f"p4c: {P4C_REASON}")
 def test_committed_artefacts_match_a_fresh_build() -> None:
     with tempfile.TemporaryDirectory(prefix="icpn-p4-") as tmp:
         built = build.compile_p4(Path(tmp))
         assert build.stale_reasons(*built) == []
+        assert (Path(tmp) / "sources.sha256").read_text() == build.SOURCES_SHA.read_text()
 
 
 @pytest.mark.skipif(P4C_REASON is not None, reason=f"p4c: {P4C_REASON}")

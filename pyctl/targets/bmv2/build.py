@@ -3,11 +3,16 @@
 ``python -m pyctl.targets.bmv2.build`` compiles p4/icpn.p4 into p4/build/ (p4c-bm2-ss);
 ``--check`` compiles into a temporary directory and fails when the committed artefacts differ
 (the JSON is compared without source positions, the P4Info as a protobuf message).
+
+Every build also writes p4/build/sources.sha256: the SHA-256 of each P4 source and generated
+include it was built from (`sha256sum` format). Comparing it with the sources needs no p4c, so a
+P4 change committed without recompiling is caught on every machine (`source_drift`).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -24,10 +29,48 @@ BUILD_DIR = P4_DIR / "build"
 MAIN = P4_DIR / "icpn.p4"
 JSON = BUILD_DIR / "icpn.json"
 P4INFO = BUILD_DIR / "icpn.p4info.txt"
+SOURCES_SHA = BUILD_DIR / "sources.sha256"
 
 
 def sources() -> list[Path]:
     return [MAIN, *sorted((P4_DIR / "include").glob("*.p4"))]
+
+
+def source_digests(build_dir: Path = BUILD_DIR) -> str:
+    """`sha256sum`-style lines for the P4 sources and the generated includes in `build_dir`,
+    paths relative to p4/ (what p4/build/sources.sha256 holds)."""
+    files = [*sources(), build_dir / "consts.p4", build_dir / "codes.p4"]
+    lines = []
+    for f in files:
+        name = f"build/{f.name}" if f.parent == build_dir else str(f.relative_to(P4_DIR))
+        lines.append(f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {name}")
+    return "\n".join(lines) + "\n"
+
+
+def source_drift() -> list[str]:
+    """P4 files that changed since p4/build/ was compiled ([] when the build is of these
+    sources); needs no p4c."""
+    if not SOURCES_SHA.exists():
+        return [f"{SOURCES_SHA.relative_to(ROOT)} is missing: run `make -C p4`"]
+    recorded = dict(_digest_items(SOURCES_SHA.read_text()))
+    current = dict(_digest_items(source_digests()))
+    drift = []
+    for name in sorted(recorded.keys() | current.keys()):
+        if name not in recorded:
+            drift.append(f"p4/{name} is new since p4/build/ was compiled")
+        elif name not in current:
+            drift.append(f"p4/{name} is gone since p4/build/ was compiled")
+        elif recorded[name] != current[name]:
+            drift.append(f"p4/{name} changed since p4/build/ was compiled")
+    return drift
+
+
+def _digest_items(text: str) -> list[tuple[str, str]]:
+    items = []
+    for line in text.splitlines():
+        digest, _, name = line.partition("  ")
+        items.append((name, digest))
+    return items
 
 
 def render_constants(out_dir: Path = BUILD_DIR) -> None:
@@ -65,6 +108,7 @@ def compile_p4(out_dir: Path, p4c: str | None = None) -> tuple[Path, Path]:
     proc = subprocess.run(cmd, cwd=P4_DIR, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise ICPNError(f"p4c failed on p4/icpn.p4:\n{proc.stdout}{proc.stderr}")
+    (out_dir / SOURCES_SHA.name).write_text(source_digests(out_dir))
     return out_json, out_info
 
 
@@ -109,7 +153,15 @@ def stale_reasons(built_json: Path, built_info: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Build or check the ICPN P4 program's artefacts.")
     ap.add_argument("--check", action="store_true", help="fail if p4/build/ is not up to date")
+    ap.add_argument(
+        "--record-sources",
+        action="store_true",
+        help="write p4/build/sources.sha256 for the sources p4/build/ was just compiled from",
+    )
     args = ap.parse_args(argv)
+    if args.record_sources:
+        SOURCES_SHA.write_text(source_digests())
+        return 0
     try:
         if args.check:
             with tempfile.TemporaryDirectory(prefix="icpn-p4-") as tmp:
