@@ -31,7 +31,9 @@
  *   quit                    ok, then exit (so do stdin EOF and SIGTERM/SIGINT)
  * Defaults of a new link: no delay, no loss, no rate, queue_pkts=1000 (netem's limit).
  * Options: --seed N (each direction draws from its own generator seeded from N and the link id,
- * so a link's draws do not depend on other links' traffic).
+ * so a link's draws do not depend on other links' traffic); --quantum-us Q (default 50): the loop
+ * turns at most once every Q us, so under load it moves frames in batches; a frame's departure
+ * counts from the kernel's receive stamp, and frames leave at most ~Q us late.
  *
  * Test traffic modes (bench/links.py, tests/test_linkd.py), frames of ethertype 0x88b5 carrying
  * "ICPN", a sequence number and the sender's CLOCK_MONOTONIC:
@@ -618,7 +620,9 @@ static void depart_due(uint64_t t)
 }
 
 static unsigned char g_rxbuf[BATCH][HEADROOM + FRAME_MAX];
-static char g_rxctl[BATCH][CMSG_SPACE(sizeof(struct tpacket_auxdata))];
+static char g_rxctl[BATCH][CMSG_SPACE(sizeof(struct tpacket_auxdata)) +
+			   CMSG_SPACE(sizeof(struct timespec))];
+static uint64_t g_quantum_ns = 50000;
 
 static void receive(struct port *p)
 {
@@ -643,9 +647,17 @@ static void receive(struct port *p)
 		if (n <= 0)
 			return;
 		t = now_ns();
+		/* the kernel stamps each arrival (CLOCK_REALTIME): the loop may see a frame up to a
+		 * quantum late, its departure still counts from when it came */
+		struct timespec rt;
+		int64_t off;
+
+		clock_gettime(CLOCK_REALTIME, &rt);
+		off = ((int64_t)rt.tv_sec * 1000000000ll + rt.tv_nsec) - (int64_t)t;
 		for (int i = 0; i < n; i++) {
 			unsigned char *f = g_rxbuf[i] + HEADROOM;
 			uint32_t len = msgs[i].msg_len;
+			uint64_t arrival = t;
 			struct cmsghdr *c;
 
 			if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || len < 14) {
@@ -657,6 +669,17 @@ static void receive(struct port *p)
 			     c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
 				struct tpacket_auxdata aux;
 
+				if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+					struct timespec ts;
+					int64_t a;
+
+					memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+					a = (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec - off;
+					/* a clock step would put it outside the last second: ignore it */
+					if (a <= (int64_t)t && a > (int64_t)t - 1000000000ll)
+						arrival = (uint64_t)a;
+					continue;
+				}
 				if (c->cmsg_level != SOL_PACKET || c->cmsg_type != PACKET_AUXDATA)
 					continue;
 				memcpy(&aux, CMSG_DATA(c), sizeof(aux));
@@ -676,7 +699,7 @@ static void receive(struct port *p)
 				if (aux.tp_status & TP_STATUS_CSUMNOTREADY)
 					finish_checksum(f, len);
 			}
-			arrive(d, f, len, t);
+			arrive(d, f, len, arrival);
 		}
 		if (n < BATCH)
 			return;
@@ -687,7 +710,7 @@ static void receive(struct port *p)
 
 static int open_port(const char *ifname, char *err, size_t errlen)
 {
-	int one = 1, rcvbuf = 4 << 20, sndbuf = 4 << 20;
+	int one = 1, rcvbuf = 16 << 20, sndbuf = 4 << 20;
 	unsigned idx = if_nametoindex(ifname);
 	struct sockaddr_ll sll = {0};
 	int fd;
@@ -708,6 +731,7 @@ static int open_port(const char *ifname, char *err, size_t errlen)
 	if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one)) ||
 	    setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one)) ||
 	    setsockopt(fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) ||
 	    (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) &&
 	     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf))) ||
 	    (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf)) &&
@@ -1178,10 +1202,21 @@ static int run_element(void)
 			strerror(errno));
 		return 1;
 	}
+	uint64_t last_turn = 0;
+
 	while (!g_stop) {
 		struct timespec ts, *tsp = NULL;
 		int n;
 
+		/* at most one turn a quantum: under load a turn moves batches of frames, not one
+		 * frame per wake-up (an idle element still answers a lone frame at once) */
+		if (g_quantum_ns && now_ns() < last_turn + g_quantum_ns) {
+			uint64_t until = last_turn + g_quantum_ns;
+
+			ts.tv_sec = (time_t)(until / 1000000000ull);
+			ts.tv_nsec = (long)(until % 1000000000ull);
+			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+		}
 		if (g_ndh) {
 			uint64_t t = now_ns(), next = dir_next(g_dh[0]);
 			uint64_t wait = next > t ? next - t : 0;
@@ -1191,6 +1226,7 @@ static int run_element(void)
 			tsp = &ts;
 		}
 		n = epoll_pwait2(g_epfd, evs, 64, tsp, &waitmask);
+		last_turn = now_ns();
 		if (n < 0 && errno != EINTR) {
 			fprintf(stderr, "icpn_linkd: epoll: %s\n", strerror(errno));
 			break;
@@ -1448,7 +1484,7 @@ static int run_sink(const struct opts *o)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: icpn_linkd [--seed N]                (commands on stdin)\n"
+	fprintf(stderr, "usage: icpn_linkd [--seed N] [--quantum-us Q] (commands on stdin)\n"
 			"       icpn_linkd --gen IF --size N [--rate FPS] [--duration S] [--count N]\n"
 			"       icpn_linkd --sink IF [--duration S] [--idle-ms N]\n");
 	return 2;
@@ -1470,6 +1506,8 @@ int main(int argc, char **argv)
 		if (!strcmp(a, "--gen") || !strcmp(a, "--sink")) {
 			mode = a[2] == 'g' ? 1 : 2;
 			o.ifname = val;
+		} else if (!strcmp(a, "--quantum-us") && !parse_num(val, 0, 1e6, &v)) {
+			g_quantum_ns = (uint64_t)(v * 1e3);
 		} else if (!strcmp(a, "--seed") && !parse_num(val, 0, 1.8e19, &v)) {
 			g_seed = strtoull(val, NULL, 0);
 		} else if (!strcmp(a, "--size") && !parse_num(val, 34, FRAME_MAX, &v)) {
