@@ -1,0 +1,466 @@
+"""ICPN's link element from Python: start `icpn_linkd` (ebpf/linkd/icpn_linkd.c) inside a run's
+links namespace, give it links (pairs of interfaces), set each direction's `LinkModel`, change
+models and take links down/up at run time, read counters, stop it.
+
+Why an element of our own: XDP_REDIRECT bypasses every qdisc, so netem/HTB/TBF never see frames
+an eBPF node forwards (and some kernels have no netem). A link a<->b becomes
+a <-> L_a [element] L_b <-> b; the element forwards L_a->L_b and L_b->L_a obeying the model.
+
+The caller creates the veths and hands a `Spawn`: anything that starts an argv inside the links
+namespace and returns its `subprocess.Popen` (a Mininet node's `popen`, `spawn_in_netns(name)`,
+`spawn_in_netns_of(pid)`). docs/links.md describes the model and the command protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pyctl.errors import ConfigError, ICPNError
+from pyctl.targets.ebpf import attach as att
+from pyctl.targets.ebpf.libbpf import BPFObject
+
+BUILD_DIR = Path(__file__).resolve().parents[2] / "ebpf" / "build"
+LINKD_BINARY = BUILD_DIR / "icpn_linkd"
+PASS_OBJECT = BUILD_DIR / "icpn_bench.bpf.o"
+PASS_PROGRAM = "icpn_pass"  # XDP_PASS: a veth only takes redirected frames with XDP attached
+TEST_ETHERTYPE = 0x88B5  # the frames of --gen / --sink
+
+Direction = Literal["a2b", "b2a", "both"]
+JitterDist = Literal["uniform", "normal", "paretonormal"]
+JITTER_DISTS: tuple[str, ...] = ("uniform", "normal", "paretonormal")
+MAX_DELAY_MS = 3_600_000.0  # the element accepts up to an hour
+
+
+class LinkdError(ICPNError):
+    """The element failed or refused a command; the message is its one-line answer."""
+
+
+def linkd_binary() -> Path:
+    if not LINKD_BINARY.is_file():
+        raise ICPNError(f"icpn_linkd: {LINKD_BINARY} is not built (run make build)")
+    return LINKD_BINARY
+
+
+def _number(where: str, name: str, value: object, lo: float, hi: float) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(float(value)) or not lo <= float(value) <= hi:  # type: ignore[arg-type]
+        raise ConfigError(where, f"{name}: {value!r} is not a number in [{lo:g}, {hi:g}]")
+    return float(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class GilbertElliott:
+    """netem's `loss gemodel p r 1-h 1-k`, all in percent: per frame the state moves good->bad
+    with p, bad->good with r; a frame is lost with loss_bad in the bad state (1-h) and with
+    loss_good in the good state (1-k). The draw uses the state the frame found."""
+
+    p_pct: float
+    r_pct: float
+    loss_bad_pct: float = 100.0
+    loss_good_pct: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("p_pct", "r_pct", "loss_bad_pct", "loss_good_pct"):
+            _number("gilbert_elliott", name, getattr(self, name), 0, 100)
+
+    def mean_loss_pct(self) -> float:
+        """The stationary loss rate: pi_bad = p / (p + r)."""
+        if self.p_pct + self.r_pct == 0:
+            return self.loss_good_pct
+        bad = self.p_pct / (self.p_pct + self.r_pct)
+        return bad * self.loss_bad_pct + (1 - bad) * self.loss_good_pct
+
+
+@dataclass(frozen=True)
+class LinkModel:
+    """One direction of a link. delay_ms: one-way propagation; jitter_ms: the spread of the
+    jitter distribution (uniform: +-jitter, normal/paretonormal: sigma), never reordering
+    unless `reorder`; loss_pct: random loss, or `gilbert_elliott` for bursts (not both);
+    rate_mbit: serialisation rate (None: none); queue_packets / queue_bytes: tail-drop limits on
+    frames waiting for serialisation (with a rate) or in flight (without); None: no limit."""
+
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    jitter_dist: JitterDist = "uniform"
+    reorder: bool = False
+    loss_pct: float = 0.0
+    gilbert_elliott: GilbertElliott | None = None
+    rate_mbit: float | None = None
+    queue_packets: int | None = 1000
+    queue_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        w = "link model"
+        _number(w, "delay_ms", self.delay_ms, 0, MAX_DELAY_MS)
+        _number(w, "jitter_ms", self.jitter_ms, 0, MAX_DELAY_MS)
+        if self.jitter_dist not in JITTER_DISTS:
+            raise ConfigError(w, f"jitter_dist: {self.jitter_dist!r} is not one of {JITTER_DISTS}")
+        if not isinstance(self.reorder, bool):
+            raise ConfigError(w, f"reorder: {self.reorder!r} is not true or false")
+        _number(w, "loss_pct", self.loss_pct, 0, 100)
+        if self.gilbert_elliott is not None:
+            if not isinstance(self.gilbert_elliott, GilbertElliott):
+                raise ConfigError(w, f"gilbert_elliott: {self.gilbert_elliott!r} is not a model")
+            if self.loss_pct:
+                raise ConfigError(w, f"loss_pct: {self.loss_pct!r} set with gilbert_elliott")
+        if self.rate_mbit is not None:
+            _number(w, "rate_mbit", self.rate_mbit, 0.001, 10_000_000)
+        for name in ("queue_packets", "queue_bytes"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10**9
+            ):
+                raise ConfigError(w, f"{name}: {value!r} is not an integer in [1, 1e9] or None")
+
+    def tokens(self) -> list[str]:
+        """The element's `set` arguments for this model (every key, so nothing stale stays)."""
+        ge = self.gilbert_elliott
+        ge_arg = (
+            f"{ge.p_pct!r},{ge.r_pct!r},{ge.loss_bad_pct!r},{ge.loss_good_pct!r}" if ge else "off"
+        )
+        return [
+            f"delay_us={self.delay_ms * 1000:.3f}",
+            f"jitter_us={self.jitter_ms * 1000:.3f}",
+            f"dist={self.jitter_dist}",
+            f"reorder={int(self.reorder)}",
+            f"loss_pct={self.loss_pct!r}",
+            f"ge={ge_arg}",
+            f"rate_bps={(self.rate_mbit or 0) * 1e6!r}",
+            f"queue_pkts={self.queue_packets or 0}",
+            f"queue_bytes={self.queue_bytes or 0}",
+        ]
+
+
+@dataclass(frozen=True)
+class Counters:
+    """One direction: every received frame is sent (tx), dropped for one reason, or in flight."""
+
+    rx: int
+    rx_bytes: int
+    tx: int
+    tx_bytes: int
+    dropped_loss: int
+    dropped_queue: int
+    dropped_down: int
+    dropped_tx: int
+    in_flight: int
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    up: bool
+    a2b: Counters
+    b2a: Counters
+
+
+class Spawn(Protocol):
+    """Start argv inside the links namespace (Popen keyword arguments pass through)."""
+
+    def __call__(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]: ...
+
+
+def spawn_in_netns(name: str) -> Spawn:
+    """A Spawn for a named namespace (`ip netns add`), through `ip netns exec`."""
+
+    def spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["ip", "netns", "exec", name, *argv], **kwargs)
+
+    return spawn
+
+
+def spawn_in_netns_of(pid: int) -> Spawn:
+    """A Spawn for the namespace process `pid` is in (a Mininet node's shell), via nsenter."""
+
+    def spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["nsenter", f"--net=/proc/{pid}/ns/net", *argv], **kwargs)
+
+    return spawn
+
+
+@dataclass
+class _Link:
+    if_a: str
+    if_b: str
+    ifindexes: list[int] = field(default_factory=list)
+
+
+class LinkElement:
+    """One `icpn_linkd` serving every link of a run. Commands are answered in order; a refused
+    one raises LinkdError with the element's reason. Use as a context manager or call stop()."""
+
+    def __init__(
+        self,
+        spawn: Spawn,
+        *,
+        seed: int | None = None,
+        timeout_s: float = 5.0,
+        xdp_pass: bool = True,
+    ) -> None:
+        argv = [str(linkd_binary())]
+        if seed is not None:
+            argv += ["--seed", str(int(seed))]
+        self.timeout_s = timeout_s
+        self.links: dict[str, _Link] = {}
+        self._buf = b""
+        self._xdp_pass = xdp_pass
+        self._bpf: BPFObject | None = None
+        self._ns_fd: int | None = None
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (read when the element fails)
+        self.proc = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
+        try:
+            # the first answer proves icpn_linkd runs (so /proc/<pid>/ns/net is its namespace,
+            # not the one of a wrapper that had not entered it yet)
+            self.command("stats")
+            self._ns_fd = os.open(f"/proc/{self.proc.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    # -- the command channel ---------------------------------------------------------------
+
+    def _readline(self) -> str:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            ready, _, _ = select.select([fd], [], [], self.timeout_s)
+            chunk = os.read(fd, 65536) if ready else b""
+            if not chunk:
+                raise LinkdError(f"icpn_linkd: {self._why_gone(bool(ready))}")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode(errors="replace")
+
+    def _why_gone(self, eof: bool) -> str:
+        if not eof:
+            return f"no answer within {self.timeout_s:g} s"
+        self._stderr.seek(0)
+        err = self._stderr.read().decode(errors="replace").strip().splitlines()
+        rc = self.proc.poll()
+        return err[-1] if err else f"exited (status {rc})"
+
+    def command(self, line: str) -> str:
+        """Send one command; return what follows `ok` or raise LinkdError."""
+        if "\n" in line:
+            raise LinkdError(f"icpn_linkd: one command a line: {line!r}")
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(line.encode() + b"\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise LinkdError(f"icpn_linkd: {self._why_gone(True)}") from None
+        answer = self._readline()
+        if answer == "ok" or answer.startswith("ok "):
+            return answer[3:]
+        raise LinkdError(f"icpn_linkd: {answer.removeprefix('error ')}")
+
+    # -- links -----------------------------------------------------------------------------
+
+    def _in_ns(self, fn: Any) -> Any:
+        assert self._ns_fd is not None
+        return att.in_netns(self._ns_fd, fn)
+
+    def _prepare(self, ifname: str) -> int:
+        """Make an L_* interface fit for the element (in its namespace): up, no IPv6 of its own
+        (no DAD/RS frames towards the node), one frame per packet (no GRO/LRO/TSO/GSO), and an
+        XDP_PASS program so frames XDP_REDIRECTed into its veth peer are not lost."""
+
+        def work() -> int:
+            index = att.ifindex_of(ifname)
+            Path(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6").write_text("1\n")
+            for feature in ("gro", "lro", "tso", "gso"):
+                # lro is fixed off on veths: ethtool refuses to change it, which is fine
+                subprocess.run(
+                    ["ethtool", "-K", ifname, feature, "off"], capture_output=True, check=False
+                )
+            if self._xdp_pass:
+                att.attach_xdp(index, self._pass_fd(), "native")
+            subprocess.run(["ip", "link", "set", ifname, "up"], capture_output=True, check=True)
+            return index
+
+        try:
+            return int(self._in_ns(work))
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise LinkdError(f"icpn_linkd: preparing {ifname}: {exc}") from None
+
+    def _pass_fd(self) -> int:
+        if self._bpf is None:
+            obj = BPFObject(PASS_OBJECT)
+            try:
+                obj.load()
+            except BaseException:
+                obj.close()
+                raise
+            self._bpf = obj
+        return self._bpf.program(PASS_PROGRAM).fd
+
+    def add(
+        self,
+        link_id: str,
+        if_a: str,
+        if_b: str,
+        a2b: LinkModel | None = None,
+        b2a: LinkModel | None = None,
+    ) -> None:
+        """Carry frames between if_a and if_b (interfaces of the links namespace), each way
+        with its model (b2a defaults to a2b's; both default to a plain wire)."""
+        link = _Link(if_a, if_b)
+        self.links[link_id] = link  # before preparing: stop() undoes what was done
+        link.ifindexes = [self._prepare(if_a), self._prepare(if_b)]
+        self.command(f"add {link_id} {if_a} {if_b}")
+        self.set(link_id, "a2b", a2b or LinkModel())
+        self.set(link_id, "b2a", b2a or a2b or LinkModel())
+
+    def set(self, link_id: str, direction: Direction, model: LinkModel) -> None:
+        """Change a direction's model; frames already in flight keep their departure."""
+        self.command(f"set {link_id} {direction} {' '.join(model.tokens())}")
+
+    def down(self, link_id: str) -> None:
+        self.command(f"down {link_id}")
+
+    def up(self, link_id: str) -> None:
+        self.command(f"up {link_id}")
+
+    def remove(self, link_id: str) -> None:
+        self.command(f"del {link_id}")
+        self._release(self.links.pop(link_id))
+
+    def stats(self) -> dict[str, LinkStats]:
+        data = json.loads(self.command("stats"))["links"]
+        return {
+            lid: LinkStats(bool(v["up"]), Counters(**v["a2b"]), Counters(**v["b2a"]))
+            for lid, v in data.items()
+        }
+
+    # -- teardown --------------------------------------------------------------------------
+
+    def _release(self, link: _Link) -> None:
+        """Take the XDP_PASS program off the link's interfaces (if they are still there)."""
+        if not self._xdp_pass or self._ns_fd is None:
+            return
+        for index in link.ifindexes:
+            try:
+                self._in_ns(lambda i=index: att.detach_xdp(i, "native"))
+            except ICPNError:
+                pass  # the interface went with its namespace
+
+    def stop(self) -> None:
+        """Quit the element (SIGTERM, then SIGKILL if it hangs) and release everything."""
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(b"quit\n")
+                self.proc.stdin.close()
+            except (BrokenPipeError, ValueError):
+                pass
+            try:
+                self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(2)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+        for link in self.links.values():
+            self._release(link)
+        self.links.clear()
+        if self._ns_fd is not None:
+            os.close(self._ns_fd)
+            self._ns_fd = None
+        if self._bpf is not None:
+            self._bpf.close()
+            self._bpf = None
+        self._stderr.close()
+
+    def __enter__(self) -> LinkElement:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- test traffic: icpn_linkd --gen / --sink (bench/links.py, tests/test_linkd.py) ---------------
+
+
+def gen_argv(
+    ifname: str,
+    size: int,
+    *,
+    rate_fps: float = 0,
+    duration_s: float = 1.0,
+    count: int | None = None,
+) -> list[str]:
+    """Frames of `size` bytes (ethertype 0x88b5, sequence number, CLOCK_MONOTONIC send time),
+    paced at rate_fps (0: as fast as the sender can) for duration_s or until `count`."""
+    argv = [str(linkd_binary()), "--gen", ifname, "--size", str(size)]
+    argv += ["--rate", str(rate_fps), "--duration", str(duration_s)]
+    return argv + (["--count", str(count)] if count else [])
+
+
+def sink_argv(ifname: str, *, duration_s: float = 60.0, idle_ms: int = 500) -> list[str]:
+    """Count the test frames arriving on ifname until duration_s, or idle_ms after the last."""
+    return [str(linkd_binary()), "--sink", ifname, "--duration", str(duration_s),
+            "--idle-ms", str(idle_ms)]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SinkResult:
+    received: int
+    bytes: int
+    max_seq: int
+    reordered: int
+    span_s: float  # first to last arrival
+    delay_ns: dict[str, float]  # n, min, p50, p99, max, mean of the one-way delays
+
+
+class Sink:
+    """A running `--sink`; result() waits for its JSON line."""
+
+    def __init__(self, spawn: Spawn, ifname: str, *, duration_s: float = 60, idle_ms: int = 500):
+        self.proc = spawn(
+            sink_argv(ifname, duration_s=duration_s, idle_ms=idle_ms),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        ready = self.proc.stdout.readline().decode().strip()
+        if ready != "ready":
+            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+            self.close()
+            raise LinkdError(f"icpn_linkd --sink: {err.strip() or ready or 'no ready line'}")
+
+    def result(self, timeout_s: float = 120) -> SinkResult:
+        out, err = self.proc.communicate(timeout=timeout_s)
+        if self.proc.returncode != 0:
+            raise LinkdError(f"icpn_linkd --sink: {err.decode().strip()}")
+        return SinkResult(**json.loads(out.decode().strip().splitlines()[-1]))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+
+def generate(spawn: Spawn, ifname: str, size: int, **kw: Any) -> dict[str, float]:
+    """Run the generator to its end; return {"sent", "errors", "seconds"}."""
+    proc = spawn(gen_argv(ifname, size, **kw), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise LinkdError(f"icpn_linkd --gen: {err.decode().strip()}")
+    result: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
