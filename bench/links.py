@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyctl import netns  # noqa: E402
 from pyctl.net.emulation import netem_available  # noqa: E402
-from pyctl.net.linkd import LinkElement, LinkModel, Sink, generate, spawn_in_netns  # noqa: E402
+from pyctl.net.linkd import LinkElement, Sink, generate, spawn_in_netns  # noqa: E402
+from pyctl.net.linkmodel import LinkModel  # noqa: E402
 
 PREFIX = "icpnb-lk"
 DELAY_MS = 15.0

@@ -21,16 +21,15 @@ import pytest
 from pyctl import netns
 from pyctl.errors import ConfigError
 from pyctl.net.linkd import (
-    GilbertElliott,
     LinkdError,
     LinkElement,
-    LinkModel,
     Sink,
     Spawn,
     generate,
     linkd_binary,
     spawn_in_netns,
 )
+from pyctl.net.linkmodel import GilbertElliott, LinkModel
 
 pytestmark = pytest.mark.root
 
