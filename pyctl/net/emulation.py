@@ -7,14 +7,20 @@ that crashed is cleaned up by `cleanup_stale()` without touching anything else.
 
 Switch nodes are plain namespaces; what forwards in them is a `SwitchRunner` (eBPF programs,
 BMv2) started on the node's interfaces.
+
+Every link a<->b is a <-> L_a [link element] L_b <-> b: the run's *links namespace* holds an
+interface pair per link and one `icpn_linkd` (pyctl.net.linkd) that carries each direction's
+frames with its link model (delay, jitter, loss, rate, queue). So a link behaves the same
+whatever sends into it — a host, an XDP_REDIRECT of an eBPF node (which bypasses qdiscs), BMv2 or
+a software switch — and on kernels with and without netem (docs/topology.md).
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -27,7 +33,8 @@ from typing import Any, Protocol, TypeVar
 from pyctl.controller.plan import Plan
 from pyctl.errors import ICPNError
 from pyctl.model.node import NodeConfig
-from pyctl.net.topology import Link, Topology
+from pyctl.net.linkd import LinkElement, LinkStats
+from pyctl.net.topology import DIRECTION_FIELDS, Link, Topology
 from pyctl.netns import alive
 
 REGISTRY = Path("/run/icpn")
@@ -54,7 +61,14 @@ class LinkInfo:
     link: Link
     a_if: str
     b_if: str
+    link_id: str = ""  # the element's name for it (l<n>)
+    la_if: str = ""  # the element's interface towards a (in the links namespace)
+    lb_if: str = ""  # ... towards b
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.link.a}-{self.link.b}"
 
 
 def port_rates(topo: Topology, plan: Plan, switch: str) -> dict[int, float]:
@@ -98,17 +112,6 @@ def in_netns_of(pid: int, fn: Callable[[], T]) -> T:
     return value
 
 
-def netem_available() -> bool:
-    """Whether this kernel can delay/lose packets with netem (probed in a throwaway namespace)."""
-    if shutil.which("unshare") is None:
-        return False
-    probe = "ip link set lo up && tc qdisc add dev lo root netem delay 1ms"
-    proc = subprocess.run(
-        ["unshare", "-n", "sh", "-c", probe], capture_output=True, text=True, check=False
-    )
-    return proc.returncode == 0
-
-
 class Emulation:
     """Owns a Mininet network built from a plan; `stop()` (or leaving the `with`) removes it."""
 
@@ -128,9 +131,12 @@ class Emulation:
         self.prefix = new_prefix()
         self.net: Any = None
         self.nodes: dict[str, Any] = {}  # plan name -> Mininet node
+        self.links_node: Any = None  # the links namespace (the link element runs there)
         self.ifnames: dict[tuple[str, int], str] = {}  # (plan node, port) -> interface name
         self.runners: dict[str, SwitchRunner] = {}
         self.links: list[LinkInfo] = []
+        self.element: LinkElement | None = None
+        self.element_name = "icpn_linkd"  # what implements the link model (for the report)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.warnings: list[str] = []
         self._registry = REGISTRY / f"{self.prefix}.json"
@@ -152,7 +158,7 @@ class Emulation:
             self.net.build()
             self._write_registry()
             self._configure_hosts()
-            self._shape_links()
+            self._start_links()
             self._start_switches()
         except BaseException:
             self.stop()
@@ -166,6 +172,7 @@ class Emulation:
     def _add_nodes(self) -> None:
         for name in [*self.plan.hosts, *self.plan.switches]:
             self.nodes[name] = self.net.addHost(self._short(name), ip=None)
+        self.links_node = self.net.addHost(f"{self.prefix}L", ip=None)
 
     def _add_links(self) -> None:
         done: set[tuple[str, int]] = set()
@@ -176,17 +183,20 @@ class Emulation:
             if (a, ap) in done:
                 continue
             done.update({(a, ap), (b, bp)})
+            n = len(self.links) + 1
             a_if, b_if = self._ifname(a, ap), self._ifname(b, bp)
+            la, lb = f"{self.prefix}l{n}a", f"{self.prefix}l{n}b"
             self.net.addLink(
-                self.nodes[a],
-                self.nodes[b],
-                intfName1=a_if,
-                intfName2=b_if,
-                addr1=self._mac(a, ap),
-                addr2=self._mac(b, bp),
+                self.nodes[a], self.links_node, intfName1=a_if, intfName2=la, addr1=self._mac(a, ap)
+            )
+            self.net.addLink(
+                self.links_node, self.nodes[b], intfName1=lb, intfName2=b_if, addr2=self._mac(b, bp)
             )
             self.ifnames[(a, ap)], self.ifnames[(b, bp)] = a_if, b_if
-            self.links.append(LinkInfo(link_of[frozenset((a, b))], a_if, b_if))
+            link = link_of[frozenset((a, b))]
+            if (link.a, link.b) != (a, b):  # the model's a->b is the topology's a->b
+                a_if, b_if, la, lb = b_if, a_if, lb, la
+            self.links.append(LinkInfo(link, a_if, b_if, f"l{n}", la, lb))
 
     def _ifname(self, node: str, port: int) -> str:
         return f"{self._short(node)}p{port}"
@@ -233,39 +243,68 @@ class Emulation:
                 return info.link.mtu
         return 1500
 
-    def _shape_links(self) -> None:
-        has_netem = any(lk.link.delay_ms or lk.link.loss_pct for lk in self.links) and (
-            netem_available()
-        )
-        owners = {v: k[0] for k, v in self.ifnames.items()}
+    def _start_links(self) -> None:
+        """The links namespace: its interfaces at each link's MTU, no IPv6 of its own, and the
+        link element carrying every link with its model."""
+        node = self.links_node
+        cmds = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"]
+        for info in self.links:
+            cmds += [f"ip link set {i} mtu {info.link.mtu}" for i in (info.la_if, info.lb_if)]
+        _sh(node, *cmds)
+
+        def spawn(argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+            proc: subprocess.Popen[bytes] = node.popen(argv, **kw)
+            return proc
+
+        # Switch nodes forward with generic (skb) XDP, whose redirect reaches the element's veth
+        # as a normal skb: no XDP program is needed on the element's side (a native one would
+        # also refuse links above the veth's XDP MTU limit of about 3,500 bytes).
+        self.element = LinkElement(spawn, xdp_pass=False)
+        self._write_registry()
         for info in self.links:
             lk = info.link
-            for intf in (info.a_if, info.b_if):
-                node = self.nodes[owners[intf]]
-                if lk.bw_mbit:
-                    _sh(
-                        node,
-                        f"tc qdisc replace dev {intf} root handle 1: htb default 1",
-                        f"tc class replace dev {intf} parent 1: classid 1:1 htb"
-                        f" rate {lk.bw_mbit}mbit ceil {lk.bw_mbit}mbit",
-                        f"tc qdisc replace dev {intf} parent 1:1 handle 10: pfifo"
-                        f" limit {lk.queue_packets}",
-                    )
-                if (lk.delay_ms or lk.loss_pct) and has_netem:
-                    parent = "parent 1:1 handle 10:" if lk.bw_mbit else "root"
-                    _sh(
-                        node,
-                        f"tc qdisc replace dev {intf} {parent} netem delay {lk.delay_ms}ms"
-                        f" loss {lk.loss_pct}% limit {lk.queue_packets}",
-                    )
-            if (lk.delay_ms or lk.loss_pct) and not has_netem:
-                msg = (
-                    f"link {lk.a}-{lk.b}: delay {lk.delay_ms} ms / loss {lk.loss_pct}% not"
-                    " emulated (this kernel has no netem); figures report it as configured"
-                )
-                info.warnings.append(msg)
-                self.warnings.append(msg)
-                self.log(f"warning: {msg}")
+            self.element.add(info.link_id, info.la_if, info.lb_if, lk.model("a2b"), lk.model("b2a"))
+
+    # -- links at run time -----------------------------------------------------------------
+
+    def link(self, a: str, b: str) -> LinkInfo:
+        """The link between nodes a and b (either order); EmulationError if there is none."""
+        for info in self.links:
+            if {info.link.a, info.link.b} == {a, b}:
+                return info
+        raise EmulationError(f"no link between {a!r} and {b!r}")
+
+    def _element(self) -> LinkElement:
+        if self.element is None:
+            raise EmulationError("the network is not up")
+        return self.element
+
+    def set_link(self, a: str, b: str, **changes: Any) -> Link:
+        """Change link fields (delay_ms, loss_pct, bw_mbit, jitter_ms, ... as in the topology)
+        while traffic runs; both directions, frames already in flight keep their departure.
+        Returns the link as it now is."""
+        info = self.link(a, b)
+        unknown = set(changes) - set(DIRECTION_FIELDS)
+        if unknown:
+            raise EmulationError(f"set_link: {sorted(unknown)} are not link fields")
+        new = dataclasses.replace(info.link, **changes)
+        a2b, b2a = new.model("a2b"), new.model("b2a")  # validates before anything changes
+        self._element().set(info.link_id, "a2b", a2b)
+        self._element().set(info.link_id, "b2a", b2a)
+        info.link = new
+        return new
+
+    def link_down(self, a: str, b: str) -> None:
+        """Take the link down: every frame either way is dropped until `link_up`."""
+        self._element().down(self.link(a, b).link_id)
+
+    def link_up(self, a: str, b: str) -> None:
+        self._element().up(self.link(a, b).link_id)
+
+    def link_stats(self) -> dict[str, LinkStats]:
+        """The element's counters per link, keyed "a-b" as in the topology."""
+        stats = self._element().stats()
+        return {info.name: stats[info.link_id] for info in self.links}
 
     def _start_switches(self) -> None:
         for name, cfg in self.plan.switches.items():
@@ -307,6 +346,9 @@ class Emulation:
         for runner in self.runners.values():
             runner.stop()
         self.runners.clear()
+        if self.element is not None:
+            element, self.element = self.element, None
+            element.stop()
         if self.net is not None:
             net, self.net = self.net, None
             net.stop()
@@ -322,8 +364,11 @@ class Emulation:
 
     def _write_registry(self) -> None:
         REGISTRY.mkdir(parents=True, exist_ok=True)
-        pids = [n.pid for n in self.nodes.values() if getattr(n, "pid", None)]
+        shells = [*self.nodes.values(), self.links_node]
+        pids = [n.pid for n in shells if getattr(n, "pid", None)]
         pids += [p.pid for p in self.procs]
+        if self.element is not None:
+            pids.append(self.element.pid)
         data = {"owner": os.getpid(), "prefix": self.prefix, "pids": pids}
         self._registry.write_text(json.dumps(data))
 

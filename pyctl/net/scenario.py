@@ -79,10 +79,7 @@ def scaled(topo: Topology, factor: float) -> Topology:
     """Bandwidths, flow rates and the elephant threshold times `factor` (what the VM carries)."""
     if factor == 1:
         return topo
-    links = tuple(
-        dataclasses.replace(lk, bw_mbit=lk.bw_mbit * factor if lk.bw_mbit else None)
-        for lk in topo.links
-    )
+    links = tuple(lk.scaled(factor) for lk in topo.links)
     flows = tuple(dataclasses.replace(f, rate_mbit=f.rate_mbit * factor) for f in topo.flows)
     features = dict(topo.features)
     ele = dict(features.get("elephant") or {})  # type: ignore[call-overload]

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pyctl import constants as C
 from pyctl.errors import ConfigError
 from pyctl.model.fields import Field
 from pyctl.model.node import EncapMode, Role
+from pyctl.net.linkmodel import (
+    JITTER_DISTS,
+    MAX_DELAY_MS,
+    GilbertElliott,
+    JitterDist,
+    LinkModel,
+)
 
 
 class Kind(enum.StrEnum):
@@ -39,15 +48,77 @@ class TopoNode:
         return self.kind in (Kind.EBPF, Kind.BMV2, Kind.AUTO)
 
 
+# Link fields a direction may override (`a_to_b:` / `b_to_a:`), besides the whole-link ones.
+DIRECTION_FIELDS = (
+    "bw_mbit",
+    "delay_ms",
+    "jitter_ms",
+    "jitter_dist",
+    "reorder",
+    "loss_pct",
+    "gilbert_elliott",
+    "queue_packets",
+    "queue_bytes",
+)
+
+
 @dataclass(frozen=True)
 class Link:
+    """A link between two nodes and what it does to frames (docs/topology.md, the link model).
+
+    The fields hold both directions; `a_to_b` / `b_to_a` override some of them for one
+    direction. `model("a2b")` is what the link element applies to frames from a to b."""
+
     a: str
     b: str
-    bw_mbit: float | None = None
-    delay_ms: float = 0.0
-    loss_pct: float = 0.0
+    bw_mbit: float | None = None  # serialisation rate; None: as fast as the element goes
+    delay_ms: float = 0.0  # one-way propagation
+    jitter_ms: float = 0.0
+    jitter_dist: JitterDist = "uniform"
+    reorder: bool = False  # let jitter reorder frames (as netem does); off: FIFO
+    loss_pct: float = 0.0  # random loss
+    gilbert_elliott: GilbertElliott | None = None  # burst loss instead of loss_pct
     mtu: int = 9000
-    queue_packets: int = 64
+    queue_packets: int = 64  # tail-drop limit of frames waiting for the rate (with bw_mbit)
+    queue_bytes: int | None = None
+    a_to_b: tuple[tuple[str, object], ...] = ()
+    b_to_a: tuple[tuple[str, object], ...] = ()
+
+    def model(self, direction: str) -> LinkModel:
+        over = dict(self.a_to_b if direction == "a2b" else self.b_to_a)
+
+        def get(name: str) -> Any:
+            return over.get(name, getattr(self, name))
+
+        rate = get("bw_mbit")
+        return LinkModel(
+            delay_ms=get("delay_ms"),
+            jitter_ms=get("jitter_ms"),
+            jitter_dist=get("jitter_dist"),
+            reorder=get("reorder"),
+            loss_pct=get("loss_pct"),
+            gilbert_elliott=get("gilbert_elliott"),
+            rate_mbit=rate,
+            # without a rate nothing waits: the limits would only cap frames in flight
+            queue_packets=get("queue_packets") if rate else None,
+            queue_bytes=get("queue_bytes") if rate else None,
+        )
+
+    def scaled(self, factor: float) -> Link:
+        """The link with every rate times `factor` (what a smaller VM carries)."""
+
+        def scale(items: tuple[tuple[str, object], ...]) -> tuple[tuple[str, object], ...]:
+            return tuple(
+                (k, v * factor if k == "bw_mbit" and isinstance(v, float) else v)
+                for k, v in items
+            )
+
+        return dataclasses.replace(
+            self,
+            bw_mbit=self.bw_mbit * factor if self.bw_mbit else None,
+            a_to_b=scale(self.a_to_b),
+            b_to_a=scale(self.b_to_a),
+        )
 
 
 @dataclass(frozen=True)
@@ -144,8 +215,43 @@ def _node(f: Field, sites: set[str]) -> TopoNode:
     return TopoNode(f.child("name").string(), kind, site, role)
 
 
+def _direction(f: Field) -> dict[str, object]:
+    """A link's model fields as given (those present), checked one by one."""
+    out: dict[str, object] = {}
+    if f.child("bw_mbit").present():
+        out["bw_mbit"] = f.child("bw_mbit").number(0.001, 10_000_000, 0)
+    for name in ("delay_ms", "jitter_ms"):
+        if f.child(name).present():
+            out[name] = f.child(name).number(0, MAX_DELAY_MS, 0)
+    if f.child("jitter_dist").present():
+        dist = f.child("jitter_dist").string()
+        if dist not in JITTER_DISTS:
+            raise f.child("jitter_dist").fail(f"{dist!r} is not one of {', '.join(JITTER_DISTS)}")
+        out["jitter_dist"] = dist
+    if f.child("reorder").present():
+        out["reorder"] = f.child("reorder").boolean(False)
+    if f.child("loss_pct").present():
+        out["loss_pct"] = f.child("loss_pct").number(0, 100, 0)
+    ge = f.child("gilbert_elliott")
+    if ge.present():
+        ge.mapping(("p_pct", "r_pct", "loss_bad_pct", "loss_good_pct"))
+        out["gilbert_elliott"] = GilbertElliott(
+            p_pct=ge.child("p_pct").number(0, 100, 0),
+            r_pct=ge.child("r_pct").number(0, 100, 0),
+            loss_bad_pct=ge.child("loss_bad_pct").number(0, 100, 100),
+            loss_good_pct=ge.child("loss_good_pct").number(0, 100, 0),
+        )
+        if out.get("loss_pct"):
+            raise f.child("loss_pct").fail("give loss_pct or gilbert_elliott, not both")
+    if f.child("queue_packets").present():
+        out["queue_packets"] = f.child("queue_packets").integer(1, 100_000)
+    if f.child("queue_bytes").present():
+        out["queue_bytes"] = f.child("queue_bytes").integer(1500, 1_000_000_000)
+    return out
+
+
 def _link(f: Field, names: set[str]) -> Link:
-    f.mapping(("a", "b", "bw_mbit", "delay_ms", "loss_pct", "mtu", "queue_packets"))
+    f.mapping(("a", "b", "mtu", "a_to_b", "b_to_a", *DIRECTION_FIELDS))
     ends = []
     for key in ("a", "b"):
         end = f.child(key)
@@ -155,16 +261,22 @@ def _link(f: Field, names: set[str]) -> Link:
         ends.append(name)
     if ends[0] == ends[1]:
         raise f.child("b").fail(f"a link cannot join {ends[0]!r} to itself")
-    bw = f.child("bw_mbit")
-    return Link(
+    overrides = {}
+    for key in ("a_to_b", "b_to_a"):
+        d = f.child(key)
+        if d.present():
+            d.mapping(DIRECTION_FIELDS)
+            overrides[key] = tuple(_direction(d).items())
+    link = Link(
         a=ends[0],
         b=ends[1],
-        bw_mbit=bw.number(0.001, 1_000_000, 0) if bw.present() else None,
-        delay_ms=f.child("delay_ms").number(0, 10_000, 0),
-        loss_pct=f.child("loss_pct").number(0, 100, 0),
         mtu=f.child("mtu").integer(1280, 9000, 9000),
-        queue_packets=f.child("queue_packets").integer(1, 100_000, 64),
+        **_direction(f),  # type: ignore[arg-type]
+        **overrides,  # type: ignore[arg-type]
     )
+    for direction in ("a2b", "b2a"):
+        link.model(direction)  # the combination is valid too (e.g. GE beside an override)
+    return link
 
 
 def _policy(f: Field, routers: dict[str, TopoNode]) -> PolicyIntent:
