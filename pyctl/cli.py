@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser(
         "bench",
-        help="run a benchmark script of bench/ (bmv2, ebpf, path, network, collector, profile, links)",
+        help="run a benchmark of bench/ (bmv2, ebpf, path, network, collector, profile, links)",
         description=(
             "Run one of the benchmarks under bench/ from a source checkout; each prints its "
             "figures side by side with their targets; profile shows where icpn_node's time goes, "
