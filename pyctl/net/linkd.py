@@ -106,12 +106,19 @@ class LinkElement:
         spawn: Spawn,
         *,
         seed: int | None = None,
+        rt_priority: int | None = None,
         timeout_s: float = 5.0,
         xdp_pass: bool = True,
     ) -> None:
+        """rt_priority: run the element SCHED_FIFO at that priority (1-99) so that a busy
+        machine's other tasks cannot hold departures back (docs/links.md: the tail of the delay
+        error on a loaded machine is scheduling latency)."""
         argv = [str(linkd_binary())]
         if seed is not None:
             argv += ["--seed", str(int(seed))]
+        if rt_priority is not None:
+            _number("link element", "rt_priority", rt_priority, 1, 99)
+            argv += ["--rt-prio", str(int(rt_priority))]
         self.timeout_s = timeout_s
         self.links: dict[str, _Link] = {}
         self._buf = b""
