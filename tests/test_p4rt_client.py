@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, status_pb2
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from pyctl.p4rt import (
     LPM,
@@ -35,6 +32,7 @@ from pyctl.p4rt import (
     Ternary,
     Update,
 )
+from pyctl.p4rt.pb import code_pb2, p4info_pb2, p4runtime_pb2, p4runtime_pb2_grpc, status_pb2
 
 
 def synthetic_p4info() -> p4info_pb2.P4Info:
