@@ -30,8 +30,8 @@ try:
     )
 except ImportError as e:
     raise BindingsUnavailable(
-        f"the P4Runtime bindings do not import ({e}): run `make proto` in a source checkout, "
-        "or reinstall ICPN with pip"
+        f"the P4Runtime bindings do not import ({e}): pip install ICPN again (it brings "
+        "protobuf>=6.31.1 and grpcio>=1.76), or `make deps proto` in a source checkout"
     ) from e
 
 __all__ = [
