@@ -17,7 +17,7 @@ APT_REQUIRED := clang llvm libbpf-dev libbpf1 libelf-dev linux-libc-dev iproute2
 APT_OPTIONAL := bpftool
 PYTEST_ARGS  ?=
 
-.PHONY: help deps build test lint typecheck pytest run vectors clean distclean check-root
+.PHONY: help deps proto build test lint typecheck pytest run vectors clean distclean check-root
 
 help:
 	@echo "ICPN make targets:"
@@ -25,6 +25,7 @@ help:
 	@echo "  sudo make test    install what is missing, build, run ruff, mypy and the whole suite"
 	@echo "  sudo make deps    only install system packages and the Python venv ($(VENV))"
 	@echo "  make build        build the eBPF objects (ebpf/build/) and check p4/build/ freshness"
+	@echo "  make proto        (re)generate the P4Runtime bindings (pyctl/p4rt/pb/) from proto/"
 	@echo "  make clean        remove build outputs and run directories (keeps the venv)"
 	@echo "  make distclean    clean, and remove the venv and stamps"
 
@@ -56,14 +57,15 @@ $(STAMPS)/apt: Makefile | $(STAMPS)
 	else echo "==> system packages present"; fi
 	@touch $@
 
-$(STAMPS)/venv: pyproject.toml $(STAMPS)/apt
+$(STAMPS)/venv: pyproject.toml setup.py $(STAMPS)/apt
 	@echo "==> Python venv $(VENV) (with system site packages, for Debian's Mininet)"
 	@[ -x $(PY) ] || $(SYSPY) -m venv --system-site-packages $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
 	@$(PY) -m pip install -q -e '.[dev]' || { echo "icpn: pip install failed" >&2; exit 1; }
-	@# p4runtime 1.6.0 declares protobuf>=4.21.6 but only imports with 3.20.x (DESIGN.md).
-	@$(PY) -m pip install -q --no-deps 'p4runtime==1.6.0'
-	@$(PY) -c "import mininet.net, scapy, pyroute2, grpc; from p4.v1 import p4runtime_pb2" \
+	@# The P4Runtime bindings are ICPN's own (pyctl/p4rt/pb, made by the install); the p4runtime
+	@# wheel an older venv had is unused and does not import with this protobuf: remove it.
+	@$(PY) -m pip uninstall -q -y p4runtime 2>/dev/null || true
+	@$(PY) -c "import mininet.net, scapy, pyroute2, grpc; from pyctl.p4rt.pb import p4runtime_pb2" \
 	  || { echo "icpn: the venv cannot import its dependencies (see above)" >&2; exit 1; }
 	@touch $@
 
@@ -71,9 +73,13 @@ deps: $(STAMPS)/venv
 
 # --- build ------------------------------------------------------------------------------------
 
-build: deps
+build: deps proto
 	@$(MAKE) --no-print-directory -C ebpf PYTHON=$(abspath $(PY))
 	@$(PY) -m pyctl.toolchain --report
+
+# The P4Runtime bindings from proto/ (an install makes them too; this refreshes a checkout).
+proto: deps
+	@$(PY) proto/generate.py
 
 # --- test -------------------------------------------------------------------------------------
 

@@ -9,7 +9,16 @@ from pathlib import Path
 
 from pyctl.errors import ICPNError
 
-DEFAULT_VECTORS = Path(__file__).resolve().parent.parent / "tests" / "vectors"
+
+def _default_vectors() -> Path:
+    """The conformance vectors: the copy an installed package carries (setup.py puts
+    tests/vectors into the wheel as pyctl/vectors), else the source checkout's."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "vectors"
+    return packaged if packaged.is_dir() else here.parent / "tests" / "vectors"
+
+
+DEFAULT_VECTORS = _default_vectors()
 
 
 def _cmd_packet(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from scapy.packet import Raw
 from scapy.utils import rdpcap, wrpcap
 
 from pyctl.cli import main
+from pyctl.errors import ConfigError
 from pyctl.packets import IFITReport
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,3 +116,68 @@ def test_console_script_help() -> None:
         "bench",
     ):
         assert cmd in out
+
+
+def _icpn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`icpn ...` in a process of its own, as a user runs it, on this checkout."""
+    return subprocess.run(
+        [sys.executable, "-m", "pyctl.cli", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "shown"),
+    [
+        ("--seconds", "0", "0.0"),
+        ("--seconds", "nan", "nan"),
+        ("--seconds", "7200", "7200.0"),
+        ("--scale", "0", "0.0"),
+        ("--scale", "-1", "-1.0"),
+        ("--scale", "1000", "1000.0"),
+    ],
+)
+def test_run_refuses_an_out_of_range_option_in_one_line(
+    option: str, value: str, shown: str, tmp_path: Path
+) -> None:
+    # The bounds are icpn experiment's ([1, 3600] s, scale [0.0001, 100]); the value is shown as
+    # argparse's float() made it. Checked before anything is built, so no root is needed.
+    topo = ROOT / "topologies" / "minimal.yaml"
+    res = _icpn(["run", str(topo), "--no-cli", "--runs", str(tmp_path), f"{option}={value}"])
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"icpn: error: {option}: {shown} is out of range "
+        + ("[1, 3600]" if option == "--seconds" else "[0.0001, 100]")
+    ]
+    assert list(tmp_path.iterdir()) == []  # no run directory was started
+
+
+def test_experiment_and_run_share_the_bounds() -> None:
+    from pyctl.experiments.common import Options
+
+    with pytest.raises(ConfigError, match=r"^--scale: 200.0 is out of range"):
+        Options(scale=200.0)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="icpn run needs root before it reaches Mininet")
+def test_run_without_mininet_says_so_in_one_line(tmp_path: Path) -> None:
+    # A `mininet` package that fails to import, first on the path, stands in for a machine
+    # without Mininet.
+    fake = tmp_path / "fake" / "mininet"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named mininet (fake)')\n")
+    topo = ROOT / "topologies" / "minimal.yaml"
+    res = _icpn(
+        ["run", str(topo), "--no-cli", "--dataplane", "reference", "--runs", str(tmp_path / "r")],
+        env={"PYTHONPATH": f"{tmp_path / 'fake'}:{ROOT}"},
+    )
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("icpn: error: Mininet does not import"), lines
+    assert "apt" in lines[0] or "Debian" in lines[0]

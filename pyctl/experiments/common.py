@@ -30,7 +30,15 @@ from pyctl.model.fields import Field
 from pyctl.model.node import NodeConfig
 from pyctl.net.emulation import Emulation
 from pyctl.net.runners import SoftwareSwitchRunner
-from pyctl.net.scenario import SAMPLE_S, FlowResult, Phase, Scenario, choose_runner, scaled
+from pyctl.net.scenario import (
+    SAMPLE_S,
+    FlowResult,
+    Phase,
+    Scenario,
+    check_run_options,
+    choose_runner,
+    scaled,
+)
 from pyctl.net.topology import FlowIntent, Topology, load_topology, topology_from_field
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent.parent / "topologies"
@@ -54,10 +62,7 @@ class Options:
     log: Callable[[str], None] = print
 
     def __post_init__(self) -> None:
-        if not 1 <= self.seconds <= 3600:
-            raise ConfigError("--seconds", f"{self.seconds} is out of range [1, 3600]")
-        if self.scale is not None and not 1e-4 <= self.scale <= 100:
-            raise ConfigError("--scale", f"{self.scale} is out of range [0.0001, 100]")
+        check_run_options(self.seconds, self.scale)
 
 
 @dataclass(frozen=True)

@@ -144,8 +144,14 @@ class Emulation:
     # -- bring-up --------------------------------------------------------------------------
 
     def start(self) -> None:
-        from mininet.log import setLogLevel
-        from mininet.net import Mininet
+        try:
+            from mininet.log import setLogLevel
+            from mininet.net import Mininet
+        except ImportError as e:
+            raise ICPNError(
+                f"Mininet does not import ({e}): install Debian's `mininet` package and run ICPN "
+                "from the system python or a venv made with --system-site-packages"
+            ) from None
 
         cleanup_stale()
         setLogLevel("error")

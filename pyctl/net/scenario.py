@@ -23,7 +23,7 @@ from typing import Any
 
 from pyctl import constants as C
 from pyctl.controller.plan import Plan, make_plan
-from pyctl.errors import ICPNError
+from pyctl.errors import ConfigError, ICPNError
 from pyctl.model.node import NodeConfig
 from pyctl.net.emulation import Emulation, SwitchRunner, port_rates
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
@@ -430,6 +430,15 @@ class Scenario:
         }
 
 
+def check_run_options(seconds: float, scale: float | None) -> None:
+    """The bounds of `icpn run`'s and `icpn experiment`'s --seconds and --scale (one line each,
+    naming the option and the value; NaN fails both comparisons and is refused too)."""
+    if not 1 <= seconds <= 3600:
+        raise ConfigError("--seconds", f"{seconds} is out of range [1, 3600]")
+    if scale is not None and not 1e-4 <= scale <= 100:
+        raise ConfigError("--scale", f"{scale} is out of range [0.0001, 100]")
+
+
 def run_topology(
     path: Path,
     dataplane: str = "auto",
@@ -440,6 +449,7 @@ def run_topology(
 ) -> int:
     from pyctl.net.report import render
 
+    check_run_options(seconds, scale)
     if os.geteuid() != 0:
         raise ICPNError("icpn run needs root (namespaces, links): run it with sudo")
     topo = load_topology(path)

@@ -7,27 +7,36 @@ sw.connect()                                   # channel, stream, primary arbitr
 sw.set_pipeline("p4/build/icpn.p4info.txt", Path("p4/build/icpn.json"))
 sw.insert([TableEntry("my_sid", {"sid": LPM("fc00:1::", 48)}, "end",
                       {"psp": 0, "csid": 0, "block": 0, "arg": 0, "csid_bits": 0})])
+
+Names are imported on first use (PEP 562), so that `pyctl.p4rt.shell`, which the CLI registers
+at start-up, does not need gRPC or the P4Runtime bindings.
 """
 
-from pyctl.p4rt.client import Digest, P4RuntimeController, PacketIn, Switch, Update
-from pyctl.p4rt.entities import (
-    LPM,
-    ActionProfileGroup,
-    ActionProfileMember,
-    CloneSession,
-    Codec,
-    CounterEntry,
-    Entity,
-    Exact,
-    MulticastGroup,
-    Optional,
-    Range,
-    TableEntry,
-    Ternary,
-    describe,
-)
-from pyctl.p4rt.errors import NotPrimaryError, P4InfoError, P4RuntimeError
-from pyctl.p4rt.p4info import P4Info
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyctl.p4rt.client import Digest, P4RuntimeController, PacketIn, Switch, Update
+    from pyctl.p4rt.entities import (
+        LPM,
+        ActionProfileGroup,
+        ActionProfileMember,
+        CloneSession,
+        Codec,
+        CounterEntry,
+        Entity,
+        Exact,
+        MulticastGroup,
+        Optional,
+        Range,
+        TableEntry,
+        Ternary,
+        describe,
+    )
+    from pyctl.p4rt.errors import NotPrimaryError, P4InfoError, P4RuntimeError
+    from pyctl.p4rt.p4info import P4Info
 
 __all__ = [
     "LPM",
@@ -54,3 +63,16 @@ __all__ = [
     "Update",
     "describe",
 ]
+
+_HOME = {
+    **dict.fromkeys(["Digest", "P4RuntimeController", "PacketIn", "Switch", "Update"], "client"),
+    **dict.fromkeys(["NotPrimaryError", "P4InfoError", "P4RuntimeError"], "errors"),
+    "P4Info": "p4info",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'pyctl.p4rt' has no attribute {name!r}")
+    module = importlib.import_module(f"pyctl.p4rt.{_HOME.get(name, 'entities')}")
+    return getattr(module, name)

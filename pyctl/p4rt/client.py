@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from google.rpc import code_pb2, status_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from pyctl.p4rt.entities import (
     Codec,
@@ -31,6 +29,7 @@ from pyctl.p4rt.entities import (
 )
 from pyctl.p4rt.errors import NotPrimaryError, P4RuntimeError
 from pyctl.p4rt.p4info import P4Info, decode, encode
+from pyctl.p4rt.pb import code_pb2, p4data_pb2, p4runtime_pb2, p4runtime_pb2_grpc, status_pb2
 
 DEFAULT_BATCH = 1000
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -46,7 +45,7 @@ class PacketIn:
 class Digest:
     name: str
     list_id: int
-    data: list[p4runtime_pb2.P4Data]
+    data: list[p4data_pb2.P4Data]
 
 
 @dataclass(frozen=True)

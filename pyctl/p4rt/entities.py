@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from p4.v1 import p4runtime_pb2
-
 from pyctl.p4rt.errors import P4InfoError
 from pyctl.p4rt.p4info import (
     ActionInfo,
@@ -23,6 +21,7 @@ from pyctl.p4rt.p4info import (
     encode,
     to_int,
 )
+from pyctl.p4rt.pb import p4runtime_pb2
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from typing import Generic, TypeVar
 
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
-from p4.config.v1 import p4info_pb2
 
 from pyctl.p4rt.errors import P4InfoError
+from pyctl.p4rt.pb import p4info_pb2
 
 MATCH_KINDS = {
     p4info_pb2.MatchField.EXACT: "exact",

@@ -122,9 +122,8 @@ def _strip_positions(node: Any) -> Any:
 
 def stale_reasons(built_json: Path, built_info: Path) -> list[str]:
     """How the committed artefacts differ from a fresh build ([] when up to date)."""
-    from p4.config.v1 import p4info_pb2
-
     from pyctl.p4rt import P4Info
+    from pyctl.p4rt.pb import p4info_pb2
 
     reasons = []
     for committed in (JSON, P4INFO, BUILD_DIR / "consts.p4", BUILD_DIR / "codes.p4"):
