@@ -25,7 +25,7 @@ help:
 	@echo "  sudo make test    install what is missing, build, run ruff, mypy and the whole suite"
 	@echo "  sudo make deps    only install system packages and the Python venv ($(VENV))"
 	@echo "  make build        build the eBPF objects (ebpf/build/) and check p4/build/ freshness"
-	@echo "  make proto        (re)generate the P4Runtime bindings (pyctl/p4rt/pb/) from proto/"
+	@echo "  make proto        (re)generate the P4Runtime bindings (pyctl/p4rt/pb/) from p4/proto/"
 	@echo "  make clean        remove build outputs and run directories (keeps the venv)"
 	@echo "  make distclean    clean, and remove the venv and stamps"
 
@@ -77,9 +77,9 @@ build: deps proto
 	@$(MAKE) --no-print-directory -C ebpf PYTHON=$(abspath $(PY))
 	@$(PY) -m pyctl.toolchain --report
 
-# The P4Runtime bindings from proto/ (an install makes them too; this refreshes a checkout).
+# The P4Runtime bindings from p4/proto/ (an install makes them too; this refreshes a checkout).
 proto: deps
-	@$(PY) proto/generate.py
+	@$(PY) p4/proto/generate.py
 
 # --- test -------------------------------------------------------------------------------------
 

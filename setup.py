@@ -1,4 +1,4 @@
-"""Build hook: generate the P4Runtime bindings (proto/generate.py) before packaging pyctl.
+"""Build hook: generate the P4Runtime bindings (p4/proto/generate.py) before packaging pyctl.
 
 Everything else about the package is in pyproject.toml. The bindings are written into the source
 tree (pyctl/p4rt/pb/, git-ignored) so that editable installs see them too. A built package also
@@ -15,7 +15,7 @@ from setuptools.command.build_py import build_py
 
 
 def _generate() -> None:
-    path = Path(__file__).resolve().parent / "proto" / "generate.py"
+    path = Path(__file__).resolve().parent / "p4" / "proto" / "generate.py"
     spec = importlib.util.spec_from_file_location("icpn_proto_generate", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

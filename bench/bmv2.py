@@ -22,7 +22,6 @@ import shutil
 import sys
 import time
 
-from p4.v1 import p4runtime_pb2
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrSegmentRouting
 from scapy.layers.l2 import Ether
@@ -30,6 +29,7 @@ from scapy.layers.l2 import Ether
 from pyctl.model.load import node_from_dict
 from pyctl.model.node import NodeConfig
 from pyctl.p4rt import LPM, TableEntry, Update
+from pyctl.p4rt.pb import p4runtime_pb2
 from pyctl.targets.bmv2 import build, codes
 from pyctl.targets.bmv2.dataplane import BMv2DataPlane
 from pyctl.targets.bmv2.links import PACKET_OUTGOING

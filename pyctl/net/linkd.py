@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pyctl.errors import ICPNError
-from pyctl.net.linkmodel import Direction, LinkModel
+from pyctl.net.linkmodel import Direction, LinkModel, check_number
 from pyctl.targets.ebpf import attach as att
 from pyctl.targets.ebpf.libbpf import BPFObject
 
@@ -117,7 +117,7 @@ class LinkElement:
         if seed is not None:
             argv += ["--seed", str(int(seed))]
         if rt_priority is not None:
-            _number("link element", "rt_priority", rt_priority, 1, 99)
+            check_number("link element", "rt_priority", rt_priority, 1, 99)
             argv += ["--rt-prio", str(int(rt_priority))]
         self.timeout_s = timeout_s
         self.links: dict[str, _Link] = {}

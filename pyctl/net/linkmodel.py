@@ -18,7 +18,7 @@ JITTER_DISTS: tuple[str, ...] = ("uniform", "normal", "paretonormal")
 MAX_DELAY_MS = 3_600_000.0  # the element accepts up to an hour
 
 
-def _number(where: str, name: str, value: object, lo: float, hi: float) -> float:
+def check_number(where: str, name: str, value: object, lo: float, hi: float) -> float:
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     if not ok or not math.isfinite(float(value)) or not lo <= float(value) <= hi:  # type: ignore[arg-type]
         raise ConfigError(where, f"{name}: {value!r} is not a number in [{lo:g}, {hi:g}]")
@@ -38,7 +38,7 @@ class GilbertElliott:
 
     def __post_init__(self) -> None:
         for name in ("p_pct", "r_pct", "loss_bad_pct", "loss_good_pct"):
-            _number("gilbert_elliott", name, getattr(self, name), 0, 100)
+            check_number("gilbert_elliott", name, getattr(self, name), 0, 100)
 
     def mean_loss_pct(self) -> float:
         """The stationary loss rate: pi_bad = p / (p + r)."""
@@ -68,20 +68,20 @@ class LinkModel:
 
     def __post_init__(self) -> None:
         w = "link model"
-        _number(w, "delay_ms", self.delay_ms, 0, MAX_DELAY_MS)
-        _number(w, "jitter_ms", self.jitter_ms, 0, MAX_DELAY_MS)
+        check_number(w, "delay_ms", self.delay_ms, 0, MAX_DELAY_MS)
+        check_number(w, "jitter_ms", self.jitter_ms, 0, MAX_DELAY_MS)
         if self.jitter_dist not in JITTER_DISTS:
             raise ConfigError(w, f"jitter_dist: {self.jitter_dist!r} is not one of {JITTER_DISTS}")
         if not isinstance(self.reorder, bool):
             raise ConfigError(w, f"reorder: {self.reorder!r} is not true or false")
-        _number(w, "loss_pct", self.loss_pct, 0, 100)
+        check_number(w, "loss_pct", self.loss_pct, 0, 100)
         if self.gilbert_elliott is not None:
             if not isinstance(self.gilbert_elliott, GilbertElliott):
                 raise ConfigError(w, f"gilbert_elliott: {self.gilbert_elliott!r} is not a model")
             if self.loss_pct:
                 raise ConfigError(w, f"loss_pct: {self.loss_pct!r} set with gilbert_elliott")
         if self.rate_mbit is not None:
-            _number(w, "rate_mbit", self.rate_mbit, 0.001, 10_000_000)
+            check_number(w, "rate_mbit", self.rate_mbit, 0.001, 10_000_000)
         for name in ("queue_packets", "queue_bytes"):
             value = getattr(self, name)
             if value is not None and (

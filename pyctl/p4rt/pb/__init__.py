@@ -3,7 +3,7 @@
     from pyctl.p4rt.pb import p4info_pb2, p4runtime_pb2, p4runtime_pb2_grpc, status_pb2
 
 The *_pb2 modules beside this file are generated at build time (every `pip install`, and
-`make proto` in a source checkout) from proto/ by proto/generate.py with the protoc that
+`make proto` in a source checkout) from p4/proto/ by p4/proto/generate.py with the protoc that
 grpcio-tools bundles; they import with the protobuf that pyproject.toml allows (6.31.1 up to 8).
 google.rpc's code and status come from googleapis-common-protos.
 """

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE.parent / "pyctl" / "p4rt" / "pb"
+OUT = HERE.parents[1] / "pyctl" / "p4rt" / "pb"
 PROTOS = ("p4/v1/p4runtime.proto", "p4/v1/p4data.proto", "p4/config/v1/p4info.proto",
           "p4/config/v1/p4types.proto")  # fmt: skip
 # p4/v1/p4runtime.proto -> p4runtime_pb2; the package is flat, the names do not clash.
