@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import socket
 import threading
 import time
@@ -237,6 +238,18 @@ class Network:
             stop.set()
             t.join()
             sock.close()
+
+    def rtts_ms(self, src: str, dst: str, count: int = 50, interval_s: float = 0.02) -> list[float]:
+        """Round-trip times (ms) of `count` ICMPv6 echoes from a host (the lost ones left out)."""
+        out = self.emu.nodes[src].cmd(
+            f"ping -6 -n -c {count} -i {interval_s} -W 2 {self.address(dst)}"
+        )
+        return [float(m) for m in re.findall(r"time=([0-9.]+) ms", out)]
+
+    def set_link(self, a: str, b: str, **changes: Any) -> None:
+        """Change a link while traffic runs (fields as in the topology: delay_ms, loss_pct,
+        bw_mbit, jitter_ms, ...); see Emulation.set_link."""
+        self.emu.set_link(a, b, **changes)
 
     def ping(self, src: str, dst: str, count: int = 3) -> int:
         """ICMPv6 echo from a host; the number of replies."""

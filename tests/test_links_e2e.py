@@ -1,0 +1,106 @@
+"""Links behave like links in whole networks: the link model (delay, loss, rate, queue,
+run-time changes) holds for frames forwarded by eBPF nodes (XDP_REDIRECT, which bypasses every
+qdisc), by reference software switches, and by BMv2 where installed, on this kernel whatever it
+lacks (no netem needed): every link runs through the run's link element (docs/topology.md).
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pyctl.testing import Network
+from pyctl.toolchain import detect
+
+pytestmark = pytest.mark.root
+
+TOPOS = Path(__file__).resolve().parent.parent / "topologies"
+HOP_MS = 15.0
+
+
+def _two_hop(tmp_path: Path, **backbone: object) -> Path:
+    """minimal.yaml with its path ha - pe1 -15 ms- pe2 -15 ms- hb (two delayed hops)."""
+    text = (TOPOS / "minimal.yaml").read_text()
+    extra = "".join(f", {k}: {v}" for k, v in backbone.items())
+    text = text.replace(
+        "{a: pe1, b: pe2, bw_mbit: 100, delay_ms: 1}",
+        f"{{a: pe1, b: pe2, delay_ms: {HOP_MS}{extra}}}",
+    ).replace("{a: pe2, b: hb, bw_mbit: 100}", f"{{a: pe2, b: hb, delay_ms: {HOP_MS}}}")
+    path = tmp_path / "two-hop.yaml"
+    path.write_text(text)
+    return path
+
+
+PLANES = [
+    "reference",
+    "ebpf",
+    pytest.param(
+        "bmv2",
+        marks=pytest.mark.skipif(
+            detect().bmv2_reason is not None, reason=f"bmv2: {detect().bmv2_reason}"
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("plane", PLANES)
+def test_rtt_over_two_delayed_hops(
+    icpn_network: Callable[..., Network], tmp_path: Path, plane: str
+) -> None:
+    """Expected: an echo crosses each 15 ms link twice (request and reply), so the round trip
+    is 2 x (15 + 15) = 60 ms; the switches and the element add microseconds, so the median of
+    60 pings must be within 2% of 60 ms."""
+    net = icpn_network(_two_hop(tmp_path), dataplane=plane)
+    net.ping("ha", "hb", count=2)  # neighbours and the software switches warm
+    rtts = net.rtts_ms("ha", "hb", count=60)
+    assert len(rtts) >= 55, rtts
+    median = statistics.median(rtts)
+    assert abs(median - 60.0) <= 0.02 * 60.0, (median, rtts)
+
+
+def test_link_changed_at_run_time_changes_the_rtt_within_a_second(
+    icpn_network: Callable[..., Network], tmp_path: Path
+) -> None:
+    """15 -> 40 ms on pe1-pe2: the round trip goes from 60 ms to 2 x (40 + 15) = 110 ms.
+    Every echo sent after the change (the first within a second of it) shows the new delay
+    (old frames in flight keep theirs; none of these was in flight)."""
+    net = icpn_network(_two_hop(tmp_path), dataplane="ebpf")
+    net.ping("ha", "hb", count=2)
+    before = statistics.median(net.rtts_ms("ha", "hb", count=10))
+    assert abs(before - 60.0) <= 1.2
+    net.set_link("pe1", "pe2", delay_ms=40.0)
+    after = net.rtts_ms("ha", "hb", count=10, interval_s=0.1)  # the first leaves at once
+    assert len(after) == 10 and min(after) > 100.0, after
+    assert abs(statistics.median(after) - 110.0) <= 0.02 * 110.0, after
+    net.emu.link_down("pe1", "pe2")
+    assert net.ping("ha", "hb", count=2) == 0
+    net.emu.link_up("pe1", "pe2")
+    assert net.ping("ha", "hb", count=2) == 2
+
+
+def test_rate_limited_backbone_carries_tcp_at_its_rate(
+    icpn_network: Callable[..., Network], tmp_path: Path
+) -> None:
+    """A 40 Mbit/s backbone (the element serialises at the rate, 64-frame queue): iperf3 TCP
+    through eBPF nodes gets 90-101% of 40 Mbit/s (TCP headers excluded from the goodput, so
+    ~94-97% is what a full pipe gives; 90% leaves room for slow start)."""
+    net = icpn_network(_two_hop(tmp_path, bw_mbit=40, queue_packets=200), dataplane="ebpf")
+    hb, ha = net.emu.nodes["hb"], net.emu.nodes["ha"]
+    server = hb.popen(["iperf3", "-s", "-1", "-B", net.address("hb")], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        out = ha.cmd(f"iperf3 -6 -c {net.address('hb')} -t 6 -O 2 -M 1400 -J")
+    finally:
+        server.kill()
+        server.wait()
+    import json
+
+    mbit = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+    assert 0.90 * 40 <= mbit <= 1.01 * 40, mbit
+    stats = net.emu.link_stats()["pe1-pe2"]
+    assert stats.a2b.tx > 0
