@@ -42,7 +42,8 @@ def synthetic(n: int) -> dict[str, Any]:
     nodes[-1]["role"] = "egress"
     links = [{"a": f"s{i}", "b": f"s{i + 1}", "bw_mbit": 100} for i in range(switches - 1)]
     for h in range(hosts):
-        sw = 0 if h % 2 == 0 else switches - 1
+        # one host a switch: a switch holds at most 63 ports (constants.MAX_PORTS)
+        sw = h % switches
         nodes.append({"name": f"h{h}", "kind": "host", "site": f"site{sw % 2}"})
         links.append({"a": f"h{h}", "b": f"s{sw}", "bw_mbit": 100})
     nodes.append({"name": "col", "kind": "collector"})
