@@ -25,6 +25,11 @@ reads the clock too when IFIT, PFC or elephant detection is on, one call into th
 whose cost (ten clock reads, repeat=10000) is printed. For scale: the wall-clock cost of one
 `EBPFDataPlane.process` call from Python and of the reference plane's `process`. Built objects
 needed (`make build`).
+
+Floors of the same run: one kernel call, and the redirect-only program (icpn_redirect) through
+the same replay on the End + IFIT frame. Target: End + IFIT transit warm within 3 kernel calls
+(it was < 100 ns on a VM whose kernel call cost 31-36 ns). The machine line comes first
+(bench/machine.py); the exit status is 1 when a target is missed.
 """
 
 from __future__ import annotations
