@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from ebpf_srv6 import scenarios
+from machine import print_machine
 from replay import Replay
 
 from pyctl.model.node import PacketContext
@@ -79,6 +80,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="how long perf samples")
     ap.add_argument("--top", type=int, default=40, help="source lines to print")
     args = ap.parse_args()
+    print_machine()
     perf = shutil.which("perf")
     if perf is None:
         print("bpf_profile: needs perf (Debian: apt install linux-perf)", file=sys.stderr)

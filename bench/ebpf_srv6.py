@@ -25,6 +25,11 @@ reads the clock too when IFIT, PFC or elephant detection is on, one call into th
 whose cost (ten clock reads, repeat=10000) is printed. For scale: the wall-clock cost of one
 `EBPFDataPlane.process` call from Python and of the reference plane's `process`. Built objects
 needed (`make build`).
+
+Floors of the same run: one kernel call, and the redirect-only program (icpn_redirect) through
+the same replay on the End + IFIT frame. Target: End + IFIT transit warm within 3 kernel calls
+(it was < 100 ns on a VM whose kernel call cost 31-36 ns). The machine line comes first
+(bench/machine.py); the exit status is 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ from scapy.packet import Raw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import srv6_path  # noqa: E402
 from ebpf_nodes import node, node_dict  # noqa: E402
-from replay import Replay  # noqa: E402
+from machine import print_machine, target  # noqa: E402
+from replay import Replay, kernel_call_ns  # noqa: E402
 
 from pyctl.model.load import node_from_dict  # noqa: E402
 from pyctl.model.node import NodeConfig, PacketContext  # noqa: E402
@@ -187,6 +193,7 @@ def main() -> int:
     ap.add_argument("--no-path", action="store_true", help="per-packet costs only")
     srv6_path.add_arguments(ap)
     args = ap.parse_args()
+    print_machine()
     reason = EBPFDataPlane.unavailable()
     if reason is not None:
         print(f"ebpf_srv6: the eBPF plane cannot run here: {reason}", file=sys.stderr)
@@ -229,11 +236,9 @@ def main() -> int:
         rows.append(
             (name + (" *" if fast else ""), len(frame), growth, warm, cold, p99, per_call, ref_call)
         )
-    small = bytes(100)
-    call_ns = (
-        _median_ns(bench.program("icpn_calls"), small, 30, 10000)
-        - _median_ns(floor_prog, small, 30, 10000)
-    ) / 10
+    call_ns = kernel_call_ns(bench)
+    ifit_frame = next(f for name, _, f, _ in scenarios() if name == "End + IFIT transit")
+    redirect_ns = replay.frame_ns(bench.program("icpn_redirect"), ifit_frame, args.repeat, 15)
     bench.close()
     h = ("scenario", "bytes", "+bytes", "warm ns", "cold ns", "p99", "process() us", "reference us")
     print(f"{h[0]:30} {h[1]:>6} {h[2]:>6} {h[3]:>8} {h[4]:>8} {h[5]:>6} {h[6]:>13} {h[7]:>13}")
@@ -247,23 +252,31 @@ def main() -> int:
         f"warm: repeat={args.repeat} through icpn_replay; cold: repeat=1; both minus a do-nothing"
         " program's cost; p99: whole single-run duration; *: taken by the End fast path"
     )
-    print(
-        f"one call into the kernel (helper, hash or LPM lookup, clock read) here: {call_ns:.0f} ns"
-    )
     end_ifit = next(r for r in rows if r[0].startswith("End + IFIT transit"))
     warm_ifit = end_ifit[3]
-    if warm_ifit is None:
-        print("End + IFIT transit: the replay did not reproduce the frame", file=sys.stderr)
-        return 1
     print(
-        f"End + IFIT transit: {warm_ifit:.0f} ns a packet warm, {end_ifit[4]:.0f} ns cold"
-        f" (target < 100 ns: {'met' if warm_ifit < 100 else 'NOT met'}); a live node adds one"
-        f" clock read ({call_ns:.0f} ns here) for the IOAM timestamp"
+        f"floors in this run: one kernel call (helper, hash or LPM lookup, clock read)"
+        f" {call_ns:.0f} ns; the redirect-only program (icpn_redirect) through the same replay"
+        f" on the End + IFIT frame {redirect_ns:.0f} ns a frame, whole"
+    )
+    if warm_ifit is not None:
+        print(
+            f"End + IFIT transit: {warm_ifit:.0f} ns a packet warm ({warm_ifit / call_ns:.2f}"
+            f" kernel calls, {warm_ifit / redirect_ns:.2f}x the redirect-only frame),"
+            f" {end_ifit[4]:.0f} ns cold; a live node adds one clock read (a kernel call)"
+        )
+    # The target was < 100 ns on a VM whose kernel call cost 31-36 ns: 3 kernel calls.
+    ok = target(
+        "End + IFIT transit warm",
+        None if warm_ifit is None else warm_ifit / call_ns,
+        3.0,
+        True,
+        "one kernel call",
     )
     if args.no_path:
-        return 0
+        return 0 if ok else 1
     print(flush=True)
-    return srv6_path.bench_args(args)
+    return max(srv6_path.bench_args(args), 0 if ok else 1)
 
 
 if __name__ == "__main__":

@@ -55,3 +55,24 @@ class Replay:
             node.append(self.run(target, frame, repeat, ctx).duration_ns)
             base.append(self.run(floor or self.floor, frame, repeat, ctx).duration_ns)
         return statistics.median(node) - statistics.median(base)
+
+    def frame_ns(
+        self, target: Program, frame: bytes, repeat: int, runs: int, ctx: bytes | None = None
+    ) -> float:
+        """Whole warm ns a frame of `target` through the replay, nothing subtracted: with
+        icpn_redirect, the least an XDP program costs this frame here (a floor)."""
+        return statistics.median(
+            self.run(target, frame, repeat, ctx).duration_ns for _ in range(runs)
+        )
+
+
+def kernel_call_ns(bench: BPFObject) -> float:
+    """One call into the kernel (a clock read: icpn_calls makes ten) minus the do-nothing
+    program, repeat=10000, median of 30 runs."""
+    small = bytes(100)
+
+    def median(name: str) -> float:
+        prog = bench.program(name)
+        return statistics.median(prog.test_run(small, repeat=10000).duration_ns for _ in range(30))
+
+    return (median("icpn_calls") - median("icpn_pass")) / 10

@@ -12,7 +12,8 @@ generator, DUT and sink run one after the other on the generator's CPU and the r
 For each payload, and each segment count, the DUT runs on the same path in the same run:
   (0) baseline: an XDP program that redirects every frame and does nothing else (icpn_redirect);
   (a) the eBPF H.Encaps headend: icpn_node as native XDP;
-  (b) the kernel's `encap seg6 mode encap` route;
+  (b) the kernel's `encap seg6 mode encap` route, where the kernel has it (probed:
+      pyctl.targets.kernel.probe; without it one line says the row is skipped);
   (c) plain kernel IPv6 forwarding, for scale.
 The DUT's own cost per frame is t(variant) - t(baseline). It is conservative for the kernel
 variants: the baseline's sink also builds the skb that the kernel variants bring with them.
@@ -44,7 +45,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from replay import Replay
+from machine import print_machine, skipped, target
+from replay import Replay, kernel_call_ns
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, IPv6ExtHdrSegmentRouting
 from scapy.layers.l2 import Ether
@@ -58,6 +60,7 @@ from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.ebpf import attach as att
 from pyctl.targets.ebpf.dataplane import NODE_PROGRAM
 from pyctl.targets.ebpf.libbpf import BPFObject, xdp_md
+from pyctl.targets.kernel.probe import probe
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_OBJ = ROOT / "ebpf" / "build" / "icpn_bench.bpf.o"
@@ -278,12 +281,22 @@ def dut_ns(rate: float, base: float) -> float:
     return max(1e9 / rate - 1e9 / base, 1.0)
 
 
+def seg6_missing() -> str | None:
+    """Why the kernel seg6 variant cannot run here (the kernel probe's answer), or None."""
+    caps = probe()
+    if caps.encap:
+        return None
+    if caps.problem is None or "SEG6" in caps.problem:
+        return "kernel lacks CONFIG_IPV6_SEG6_LWTUNNEL"
+    return caps.problem
+
+
 @dataclass
 class Row:
     segments: int
     payload: int
     xdp: float  # frames/s delivered
-    kernel: float
+    kernel: float | None  # None: the kernel has no seg6 encapsulation
     plain: float
     base: float
 
@@ -291,21 +304,50 @@ class Row:
         return dut_ns(rate, self.base)
 
     @property
-    def rate_ratio(self) -> float:
-        return self.xdp / self.kernel
+    def rate_ratio(self) -> float | None:
+        return None if self.kernel is None else self.xdp / self.kernel
 
     @property
-    def dut_ratio(self) -> float:
-        return self.dut_ns(self.kernel) / self.dut_ns(self.xdp)
+    def dut_ratio(self) -> float | None:
+        return None if self.kernel is None else self.dut_ns(self.kernel) / self.dut_ns(self.xdp)
+
+    @property
+    def plain_ratio(self) -> float:
+        """DUT forwarding rate of XDP H.Encaps over plain kernel IPv6 forwarding."""
+        return self.dut_ns(self.plain) / self.dut_ns(self.xdp)
+
+    def line(self) -> str:
+        seg6 = "kernel seg6 -"
+        if self.kernel is not None:
+            seg6 = (
+                f"kernel seg6 {self.kernel / 1e6:.3f} Mpps (DUT {self.dut_ns(self.kernel):3.0f} ns)"
+            )
+        ratios = f"XDP/forwarding: DUT {self.plain_ratio:.2f}x"
+        if self.dut_ratio is not None and self.rate_ratio is not None:
+            ratios += f"; XDP/seg6: rate {self.rate_ratio:.2f}x, DUT {self.dut_ratio:.2f}x"
+        return (
+            f"  {self.payload:4d} B, {self.segments} SIDs: XDP H.Encaps {self.xdp / 1e6:.3f} Mpps"
+            f" (DUT {self.dut_ns(self.xdp):3.0f} ns)  {seg6}  kernel forwarding"
+            f" {self.plain / 1e6:.3f} Mpps (DUT {self.dut_ns(self.plain):3.0f} ns)"
+            f"  baseline {self.base / 1e6:.3f} Mpps  {ratios}"
+        )
+
+
+@dataclass
+class EndIFIT:
+    path_ns: float  # on the path, minus the redirect-only baseline
+    warm: float | None  # the attached program warm through icpn_replay, minus icpn_redirect
+    call_ns: float  # one kernel call in the same run
 
 
 def run(
-    seconds: float, seg_counts: list[int], payloads: list[int], rounds: int
-) -> tuple[list[Row], float, float | None]:
+    seconds: float, seg_counts: list[int], payloads: list[int], rounds: int, seg6: bool
+) -> tuple[list[Row], EndIFIT]:
     """Each row: `rounds` rounds of the four variants one after the other, each variant's best
     rate kept, so that a burst of other work on the machine does not decide a ratio. Then End +
     IFIT transit (XDP, 1000-byte payload) against its baseline, best rates kept: its DUT ns,
-    and the attached program's warm cost through BPF_PROG_TEST_RUN."""
+    and the attached program's warm cost through BPF_PROG_TEST_RUN. `seg6`: whether the
+    kernel variant runs."""
     rows = []
     with bench_path() as ns:
         obj = BPFObject(BENCH_OBJ)
@@ -333,21 +375,16 @@ def run(
                     with redirect_baseline(dut, obj):
                         keep("base", measure(gen, data, seconds, obj))
                     keep("plain", measure(gen, data, seconds, obj))
-                    kernel_routes(dut, segs)
-                    keep("kernel", measure(gen, data, seconds, obj))
+                    if seg6:
+                        kernel_routes(dut, segs)
+                        keep("kernel", measure(gen, data, seconds, obj))
                     dut.ip("-6", "route", "del", "2001:db8:b::/64")
                     with xdp_node(dut, headend_node(segs)):
                         keep("xdp", measure(gen, data, seconds, obj))
-                row = Row(n, payload, best["xdp"], best["kernel"], best["plain"], best["base"])
+                kernel = best["kernel"] if seg6 else None
+                row = Row(n, payload, best["xdp"], kernel, best["plain"], best["base"])
                 rows.append(row)
-                print(
-                    f"  {payload:4d} B, {n} SIDs: XDP H.Encaps {row.xdp / 1e6:.3f} Mpps"
-                    f" (DUT {row.dut_ns(row.xdp):3.0f} ns)  kernel seg6 {row.kernel / 1e6:.3f}"
-                    f" Mpps (DUT {row.dut_ns(row.kernel):3.0f} ns)  kernel forwarding"
-                    f" {row.plain / 1e6:.3f} Mpps  baseline {row.base / 1e6:.3f} Mpps"
-                    f"  XDP/seg6: rate {row.rate_ratio:.2f}x, DUT {row.dut_ratio:.2f}x",
-                    flush=True,
-                )
+                print(row.line(), flush=True)
         kernel_routes(dut, None)
         data = end_ifit_frame(1000)
         end = {"base": 0.0, "xdp": 0.0}
@@ -359,14 +396,16 @@ def run(
         end_ns = dut_ns(end["xdp"], end["base"])
         with xdp_node(dut, transit_node()) as dp:
             warm = dut.run(functools.partial(live_cost, obj, dp, data))
+        call_ns = kernel_call_ns(obj)
         print(
             f"  End + IFIT transit, 1000 B: XDP icpn_node {end['xdp'] / 1e6:.3f} Mpps"
             f" (DUT {end_ns:3.0f} ns)  baseline {end['base'] / 1e6:.3f} Mpps;"
-            f" live program warm {'-' if warm is None else f'{warm:.0f} ns'}",
+            f" live program warm {'-' if warm is None else f'{warm:.0f} ns'};"
+            f" one kernel call {call_ns:.0f} ns",
             flush=True,
         )
         obj.close()
-    return rows, end_ns, warm
+    return rows, EndIFIT(end_ns, warm, call_ns)
 
 
 def unavailable() -> str | None:
@@ -379,31 +418,49 @@ def unavailable() -> str | None:
 
 
 def bench(seconds: float, seg_counts: list[int], payloads: list[int], rounds: int) -> int:
-    """Run and print the path benchmark with its ratios; the exit status."""
+    """Run and print the path benchmark with its ratios and targets; the exit status (1 when a
+    target is missed)."""
     reason = unavailable()
     if reason is not None:
         print(f"srv6_path: {reason}", file=sys.stderr)
         return 2
+    no_seg6 = seg6_missing()
     print("veth path gen -> dut -> sink on one CPU (side by side in this run):", flush=True)
+    if no_seg6 is not None:
+        print(f"kernel seg6 row: skipped ({no_seg6})", flush=True)
     try:
-        rows, end_ns, end_warm = run(seconds, seg_counts, payloads, rounds)
+        rows, end = run(seconds, seg_counts, payloads, rounds, no_seg6 is None)
     except ICPNError as e:
         print(f"srv6_path: {e}", file=sys.stderr)
         return 1
-    rate = [r.rate_ratio for r in rows]
-    dut = [r.dut_ratio for r in rows]
-    print(f"XDP H.Encaps / kernel seg6 encap, delivered rate: {min(rate):.2f}x .. {max(rate):.2f}x")
+    plain = [r.plain_ratio for r in rows]
+    base = [r.xdp / r.base for r in rows]
     print(
-        f"XDP H.Encaps / kernel seg6 encap, DUT forwarding rate: {min(dut):.2f}x .. {max(dut):.2f}x"
-        f" (target >= 2x): {'met' if min(dut) >= 2 else 'NOT met'}"
+        f"XDP H.Encaps / plain kernel forwarding, DUT forwarding rate: {min(plain):.2f}x .."
+        f" {max(plain):.2f}x; XDP H.Encaps delivered / redirect-only floor: {min(base):.2f}x"
+        f" .. {max(base):.2f}x"
     )
-    warm = "-" if end_warm is None else f"{end_warm:.0f} ns"
-    met = end_warm is not None and end_warm < 100
+    ok = True
+    name = "XDP H.Encaps / kernel seg6 encap, DUT forwarding rate (lowest row)"
+    if no_seg6 is not None:
+        skipped(name, no_seg6)
+    else:
+        rate = [r.rate_ratio or 0.0 for r in rows]
+        dut = [r.dut_ratio or 0.0 for r in rows]
+        print(
+            f"XDP H.Encaps / kernel seg6 encap: delivered rate {min(rate):.2f}x .."
+            f" {max(rate):.2f}x, DUT forwarding rate {min(dut):.2f}x .. {max(dut):.2f}x"
+        )
+        ok &= target(name, min(dut), 2.0, False, "kernel seg6's")
     print(
-        f"End + IFIT transit live (clock read included, redirect excluded): {warm} a packet warm"
-        f" (target < 100 ns: {'met' if met else 'NOT met'}); on the path {end_ns:.0f} ns a frame"
+        f"End + IFIT transit live (clock read included, redirect excluded):"
+        f" {'-' if end.warm is None else f'{end.warm:.0f} ns'} a packet warm; on the path"
+        f" {end.path_ns:.0f} ns a frame; one kernel call {end.call_ns:.0f} ns"
     )
-    return 0
+    # The target was < 100 ns on a VM whose kernel call cost 31-36 ns: 3 kernel calls.
+    warm = None if end.warm is None else end.warm / end.call_ns
+    ok &= target("End + IFIT transit live warm", warm, 3.0, True, "one kernel call")
+    return 0 if ok else 1
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -425,7 +482,9 @@ def bench_args(args: argparse.Namespace) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     add_arguments(ap)
-    return bench_args(ap.parse_args())
+    args = ap.parse_args()
+    print_machine()
+    return bench_args(args)
 
 
 if __name__ == "__main__":

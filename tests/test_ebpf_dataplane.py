@@ -5,6 +5,7 @@ builds up (elephants, IFIT counters, PFC), counters, and the errors the target r
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -268,6 +269,12 @@ def test_what_the_maps_cannot_hold_is_a_config_error() -> None:
     d["ifit"] = dict(d["ifit"], max_nodes=16, trace_type=0xFFFFFC)
     with EBPFDataPlane() as dp, pytest.raises(ConfigError, match="ifit"):
         dp.configure(node_from_dict(d, "test"))
+    # a port number past the 64-entry port arrays (a plan made elsewhere, not a YAML node,
+    # whose loader already refuses it): named, not an E2BIG from the map update
+    n = node("transit")
+    far = dataclasses.replace(n, ports=(*n.ports, dataclasses.replace(n.ports[0], index=76)))
+    with EBPFDataPlane() as dp, pytest.raises(ConfigError, match="port 76; the eBPF node holds"):
+        dp.configure(far)
 
 
 def test_a_128_sid_is_found_in_its_slot_without_the_trie(pair_of: Any) -> None:

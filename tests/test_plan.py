@@ -75,3 +75,20 @@ def test_switch_without_role_is_refused(tmp_path: Path) -> None:
     f.write_text("name: t\nnodes:\n  - {name: s, kind: ebpf}\n")
     with pytest.raises(ConfigError, match=r"line 3: nodes\[0\].role: is required"):
         load_topology(f)
+
+
+@pytest.mark.parametrize(("hosts", "refused"), [(63, False), (64, True)])
+def test_a_switch_holds_at_most_63_links(tmp_path: Path, hosts: int, refused: bool) -> None:
+    """Ports are numbered from 1 and every data plane holds ports 0..63 (the eBPF port maps are
+    arrays of 64): a 64th link is refused by name, not left to fail in a map update."""
+    f = tmp_path / "t.yaml"
+    lines = ["name: t", "sites:", "  - {name: a}", "nodes:"]
+    lines += [f"  - {{name: h{i}, kind: host, site: a}}" for i in range(hosts)]
+    lines += ["  - {name: pe1, kind: ebpf, role: headend, site: a}", "links:"]
+    lines += [f"  - {{a: h{i}, b: pe1}}" for i in range(hosts)]
+    f.write_text("\n".join(lines) + "\n")
+    if refused:
+        with pytest.raises(ConfigError, match="switch 'pe1' has more than 63 links"):
+            make_plan(load_topology(f))
+    else:
+        assert max(p.index for p in make_plan(load_topology(f)).switches["pe1"].ports) == 63

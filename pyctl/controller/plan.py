@@ -124,6 +124,12 @@ def make_plan(topo: Topology) -> Plan:
         for name in (link.a, link.b):
             if name in index:
                 p = len(ports[name]) + 1
+                if p >= C.MAX_PORTS:  # every data plane holds ports 0..MAX_PORTS-1
+                    raise ConfigError(
+                        topo.source,
+                        f"links: switch {name!r} has more than {C.MAX_PORTS - 1} links"
+                        f" (ports 1..{C.MAX_PORTS - 1})",
+                    )
                 ports[name].append(Port(p, _switch_mac(index[name], p)))
                 ends.append((name, p))
             else:

@@ -282,6 +282,11 @@ def node_entries(node: NodeConfig) -> MapEntries:
     _limit(node, "local_sids", len(node.local_sids), M.MAX_SIDS)
     _limit(node, "apn.qp_map", len(node.apn.qp_map), M.MAX_QPS)
     for p in node.ports:
+        if not 0 <= p.index < C.MAX_PORTS:  # the port maps are arrays keyed by port number
+            most = C.MAX_PORTS - 1
+            raise ConfigError(
+                f"node {node.name}: ports", f"port {p.index}; the eBPF node holds 0..{most}"
+            )
         port = M.Port(valid=1)
         port.mac[:] = list(_mac(p.mac))
         out.add("ports", _u32(p.index), port)
