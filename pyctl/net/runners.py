@@ -30,7 +30,6 @@ from pyctl.targets.ebpf.maps import TAP_OUT
 DEFAULT_BUFFER_BYTES = 64 * 1514
 # How often the agent looks for frames the node queued (IFIT reports, PFC frames) when idle.
 AUX_POLL_S = 0.002
-ETH_HLEN = 14
 PFC_ETHERTYPE = C.PFC_ETHERTYPE.to_bytes(2, "big")
 
 
@@ -107,14 +106,14 @@ def stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float = 5.0) -
 
 
 def port_buffers(topo: Topology, plan: Plan, switch: str) -> dict[int, int]:
-    """Buffer (bytes) of each port of a switch: its link's `queue_packets` full-size frames
-    (MTU + Ethernet header), the eBPF node's tail-drop limit."""
+    """Buffer (bytes) of each port of a switch: its link's buffer in the direction away from
+    the switch (Link.buffer_bytes), the eBPF node's tail-drop limit."""
     links = {frozenset((lk.a, lk.b)): lk for lk in topo.links}
     out = {}
     for (node, port), (peer, _) in plan.wiring.items():
         lk = links.get(frozenset((node, peer)))
         if node == switch and lk is not None:
-            out[port] = lk.queue_packets * (lk.mtu + ETH_HLEN)
+            out[port] = lk.buffer_bytes("a2b" if lk.a == switch else "b2a")
     return out
 
 

@@ -13,6 +13,7 @@ from pyctl.errors import ConfigError
 from pyctl.model.fields import Field
 from pyctl.model.node import EncapMode, Role
 from pyctl.net.linkmodel import (
+    ETH_HLEN,
     JITTER_DISTS,
     MAX_DELAY_MS,
     GilbertElliott,
@@ -79,7 +80,10 @@ class Link:
     loss_pct: float = 0.0  # random loss
     gilbert_elliott: GilbertElliott | None = None  # burst loss instead of loss_pct
     mtu: int = 9000
-    queue_packets: int = 64  # tail-drop limit of frames waiting for the rate (with bw_mbit)
+    # The sending port's buffer: queue_packets full-size frames, or queue_bytes when given; the
+    # same buffer the switch data planes mark ECN and tail-drop against (runners.port_buffers),
+    # so the element never drops what a switch's queue admitted.
+    queue_packets: int = 64
     queue_bytes: int | None = None
     a_to_b: tuple[tuple[str, object], ...] = ()
     b_to_a: tuple[tuple[str, object], ...] = ()
@@ -91,6 +95,7 @@ class Link:
             return over.get(name, getattr(self, name))
 
         rate = get("bw_mbit")
+        buffer = self.buffer_bytes(direction)
         return LinkModel(
             delay_ms=get("delay_ms"),
             jitter_ms=get("jitter_ms"),
@@ -99,18 +104,24 @@ class Link:
             loss_pct=get("loss_pct"),
             gilbert_elliott=get("gilbert_elliott"),
             rate_mbit=rate,
-            # without a rate nothing waits: the limits would only cap frames in flight
-            queue_packets=get("queue_packets") if rate else None,
-            queue_bytes=get("queue_bytes") if rate else None,
+            # without a rate nothing waits: a limit would only cap frames in flight
+            queue_packets=None,
+            queue_bytes=buffer if rate else None,
         )
+
+    def buffer_bytes(self, direction: str = "a2b") -> int:
+        """The sending port's buffer in bytes (what ECN and tail drop count against)."""
+        over = dict(self.a_to_b if direction == "a2b" else self.b_to_a)
+        qb = over.get("queue_bytes", self.queue_bytes)
+        qp = over.get("queue_packets", self.queue_packets)
+        return int(qb) if qb else int(qp) * (self.mtu + ETH_HLEN)  # type: ignore[call-overload]
 
     def scaled(self, factor: float) -> Link:
         """The link with every rate times `factor` (what a smaller VM carries)."""
 
         def scale(items: tuple[tuple[str, object], ...]) -> tuple[tuple[str, object], ...]:
             return tuple(
-                (k, v * factor if k == "bw_mbit" and isinstance(v, float) else v)
-                for k, v in items
+                (k, v * factor if k == "bw_mbit" and isinstance(v, float) else v) for k, v in items
             )
 
         return dataclasses.replace(
