@@ -39,6 +39,7 @@ from pyctl.netns import alive
 
 REGISTRY = Path("/run/icpn")
 CLONE_NEWNET = 0x40000000
+LINK_ELEMENT_RT_PRIORITY = 10
 T = TypeVar("T")
 
 
@@ -265,7 +266,10 @@ class Emulation:
         # Switch nodes forward with generic (skb) XDP, whose redirect reaches the element's veth
         # as a normal skb: no XDP program is needed on the element's side (a native one would
         # also refuse links above the veth's XDP MTU limit of about 3,500 bytes).
-        self.element = LinkElement(spawn, xdp_pass=False)
+        # SCHED_FIFO: on a busy 2-core VM the element must not wait behind traffic generators
+        # and software switches, or queueing in the run queue shows up as link delay
+        # (docs/links.md, measured performance)
+        self.element = LinkElement(spawn, xdp_pass=False, rt_priority=LINK_ELEMENT_RT_PRIORITY)
         self._write_registry()
         for info in self.links:
             lk = info.link

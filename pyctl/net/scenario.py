@@ -26,6 +26,7 @@ from pyctl.controller.plan import Plan, make_plan
 from pyctl.errors import ConfigError, ICPNError
 from pyctl.model.node import NodeConfig
 from pyctl.net.emulation import Emulation, SwitchRunner, port_rates
+from pyctl.net.linkreport import link_rows
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
 from pyctl.net.topology import Kind, Topology, load_topology
 from pyctl.targets.ebpf import EBPFDataPlane
@@ -248,12 +249,16 @@ class Scenario:
                 phases.append(self._phase("single-path", single_path))
             phases.append(self._phase("multi-path" if has_policies else "flows", None))
             ifit = self._collector_snapshot(collector)
+            link_stats = self.emu.link_stats()
             if cli:
                 from mininet.cli import CLI
 
                 self.log("  Mininet CLI (exit to tear the network down)")
                 CLI(self.emu.net)
         report = self._report(phases, ifit)
+        report["links"] = link_rows(
+            [i.link for i in self.emu.links], link_stats, report["ifit"], self.emu.element_name
+        )
         report["switches"] = self._switch_counters()
         (self.run_dir / "report.json").write_text(json.dumps(report, indent=1))
         return report
