@@ -340,8 +340,9 @@ def test_compare_modes_on_the_default_scenario() -> None:
     #  job12, job14 too (no refresh before 10.25, dc2's t=5.5 report unseen);
     #  h2 job01-09 -> dc2-a (5 x 4 of dc2's 22); job11 at 5.75 sees dc1 and dc2 full
     #  (dc2-a .2+.9+3/32+1 = 2.19) -> dc3 .8, and job13, job15 too.
-    #  In truth: job06 and job08 go to dc1 with 1 GPU free while dc2 has 10 and 6: avoidable;
-    #  job10 finds dc2 at 22-20 = 2, job12 and job14 at 3 then 0, dc3 has 8 and 4: avoidable.
+    #  In truth: job06 and job08 go to dc1 with 1 then 0 GPUs free while dc2 has 10 and 6:
+    #  avoidable; job10, job12, job14 find dc2 at 2, 3 (its t=5.5 report), 0 GPUs free while
+    #  dc3 has 12, 8, 4: avoidable.
     #  5 avoidable; h2's jobs all fit (dc2 22 -> 2, dc3 12 -> 0).
     # Centralised (one view, placements counted): job06 sees dc1 full -> dc2 .8; job08, job09,
     #  job10 -> dc3 (dc2 down to 2 free: +1); from job11 on no site has 4 GPUs free in truth
