@@ -30,16 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from pyctl import kernelfeatures
 from pyctl.controller.plan import Plan
 from pyctl.errors import ICPNError
 from pyctl.model.node import NodeConfig
 from pyctl.net.linkd import LinkElement, LinkStats
+from pyctl.net.netem import NetemElement
 from pyctl.net.topology import DIRECTION_FIELDS, Link, Topology
 from pyctl.netns import alive
 
 REGISTRY = Path("/run/icpn")
 CLONE_NEWNET = 0x40000000
 LINK_ELEMENT_RT_PRIORITY = 10
+LINK_ELEMENTS = ("icpn", "netem")  # icpn_linkd (every kernel) or netem (where present)
 T = TypeVar("T")
 
 
@@ -123,7 +126,17 @@ class Emulation:
         run_dir: Path,
         runner_factory: Callable[[str], SwitchRunner],
         log: Callable[[str], None] = print,
+        link_element: str = "icpn",
     ) -> None:
+        if link_element not in LINK_ELEMENTS:
+            raise EmulationError(
+                f"link element {link_element!r} is not one of {', '.join(LINK_ELEMENTS)}"
+            )
+        if link_element == "netem":
+            for feature in ("netem", "mirred"):
+                reason = kernelfeatures.missing(feature)
+                if reason is not None:
+                    raise EmulationError(f"link element netem: {reason}; use icpn_linkd")
         self.topo = topo
         self.plan = plan
         self.run_dir = run_dir
@@ -136,8 +149,9 @@ class Emulation:
         self.ifnames: dict[tuple[str, int], str] = {}  # (plan node, port) -> interface name
         self.runners: dict[str, SwitchRunner] = {}
         self.links: list[LinkInfo] = []
-        self.element: LinkElement | None = None
-        self.element_name = "icpn_linkd"  # what implements the link model (for the report)
+        self.element: LinkElement | NetemElement | None = None
+        # what implements the link model (named in the report)
+        self.element_name = "icpn_linkd" if link_element == "icpn" else "netem"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.warnings: list[str] = []
         self._registry = REGISTRY / f"{self.prefix}.json"
@@ -284,7 +298,7 @@ class Emulation:
                 return info
         raise EmulationError(f"no link between {a!r} and {b!r}")
 
-    def _element(self) -> LinkElement:
+    def _element(self) -> LinkElement | NetemElement:
         if self.element is None:
             raise EmulationError("the network is not up")
         return self.element
@@ -377,10 +391,17 @@ class Emulation:
         shells = [*self.nodes.values(), self.links_node]
         pids = [n.pid for n in shells if getattr(n, "pid", None)]
         pids += [p.pid for p in self.procs]
-        if self.element is not None:
+        if self.element is not None and self.element.pid is not None:
             pids.append(self.element.pid)
         data = {"owner": os.getpid(), "prefix": self.prefix, "pids": pids}
         self._registry.write_text(json.dumps(data))
+
+
+def _status(node: Any, cmd: str) -> tuple[int, str]:
+    """A shell command in a node: (exit status, output)."""
+    out = node.cmd(f"{cmd}; echo __rc=$?")
+    body, _, rc = out.rpartition("__rc=")
+    return int(rc.strip() or 1), body
 
 
 def _sh(node: Any, *cmds: str) -> None:

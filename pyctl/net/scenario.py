@@ -183,6 +183,7 @@ class Scenario:
         self.log = log
         self.dataplane, self.factory, self.why = choose_runner(dataplane)
         self.emu: Emulation | None = None
+        self.link_element = "icpn"  # or "netem" (Emulation's link_element)
         self.runners: dict[str, SwitchRunner] = {}
         self.bmv2_nodes: list[str] = []
 
@@ -236,11 +237,19 @@ class Scenario:
                 " flow rates, elephant threshold"
             )
         t0 = time.monotonic()
-        self.emu = Emulation(self.topo, self.plan, self.run_dir, self._runner, log=self.log)
+        self.emu = Emulation(
+            self.topo,
+            self.plan,
+            self.run_dir,
+            self._runner,
+            log=self.log,
+            link_element=self.link_element,
+        )
         with self.emu:
             self.log(
                 f"  network up: {len(self.plan.switches)} switches, {len(self.plan.hosts)} hosts"
-                f" in {time.monotonic() - t0:.1f} s (run directory {self.run_dir})"
+                f" in {time.monotonic() - t0:.1f} s (run directory {self.run_dir}); links by"
+                f" {self.emu.element_name}"
             )
             collector = self._start_collector()
             phases = []
@@ -451,6 +460,7 @@ def run_topology(
     scale: float | None = None,
     out_root: Path = Path("runs"),
     cli: bool | None = None,
+    link_element: str = "icpn",
 ) -> int:
     from pyctl.net.report import render
 
@@ -464,6 +474,7 @@ def run_topology(
     run_dir = out_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{topo.name}"
     interactive = sys.stdin.isatty() if cli is None else cli
     scenario = Scenario(topo, run_dir, dataplane, seconds, scale=factor)
+    scenario.link_element = link_element
     report = scenario.run(cli=interactive)
     print(render(report, run_dir))
     return 0
