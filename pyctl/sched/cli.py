@@ -29,7 +29,8 @@ from pyctl.sched.feed import CollectorFeed
 from pyctl.sched.model import SLA, Job, LoadReport, PathState
 from pyctl.sched.scheduler import DecisionLog, LoggingSteerer, Scheduler
 from pyctl.telemetry.clock import ClockConfig
-from pyctl.telemetry.collector import Collector, CollectorConfig, CollectorServer
+from pyctl.telemetry.server import CollectorServer
+from pyctl.telemetry.state import Collector, CollectorConfig
 
 
 def _number(text: str, option: str) -> float:

@@ -5,14 +5,7 @@ See docs/telemetry.md. The hot path (`decode_report`) uses `struct` only; the sc
 """
 
 from pyctl.telemetry.clock import ClockConfig
-from pyctl.telemetry.collector import (
-    Collector,
-    CollectorConfig,
-    CollectorServer,
-    DelayFigure,
-    main,
-    serve,
-)
+from pyctl.telemetry.collector import main
 from pyctl.telemetry.export import JsonLinesSink, ListSink, prometheus_text
 from pyctl.telemetry.loss import PeriodLoss
 from pyctl.telemetry.report import (
@@ -25,6 +18,8 @@ from pyctl.telemetry.report import (
     encode_counter_report,
     encode_trace_report,
 )
+from pyctl.telemetry.server import CollectorServer, serve
+from pyctl.telemetry.state import Collector, CollectorConfig, DelayFigure
 
 __all__ = [
     "DEFAULT_LAYOUT",
