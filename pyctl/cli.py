@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiments_cli.add_arguments(x)
     x.set_defaults(func=experiments_cli.run)
 
-    from pyctl.p4rt.shell import add_parser as add_shell
+    from pyctl.targets.bmv2.shell import add_parser as add_shell
 
     add_shell(sub)
 
