@@ -26,13 +26,12 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from pyctl import conformance
 from pyctl.errors import ConfigError, ICPNError, PacketError
 from pyctl.model.load import node_from_dict
 from pyctl.model.node import Behaviour, NodeConfig, PacketContext
 from pyctl.packets import AltMarkOption, ioam_trace_option, pfc_frame
 from pyctl.targets import dataplane_class
-from pyctl.targets.base import Result
+from pyctl.targets.base import FEATURES, Result
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.ebpf import maps as M
 from pyctl.targets.ebpf.dataplane import MAX_FRAME
@@ -104,7 +103,7 @@ def test_registered_and_available() -> None:
 
 
 def test_supports_every_conformance_feature_and_names_unknown_ones() -> None:
-    assert EBPFDataPlane.supports(list(conformance.FEATURES)) is None
+    assert EBPFDataPlane.supports(list(FEATURES)) is None
     assert EBPFDataPlane.supports(["End", "teleport"]) == "not implemented in eBPF yet: teleport"
 
 
