@@ -29,10 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyctl import netns  # noqa: E402
-from pyctl.net.emulation import netem_available  # noqa: E402
-from pyctl.net.linkd import LinkElement, Sink, generate, spawn_in_netns  # noqa: E402
-from pyctl.net.linkmodel import LinkModel  # noqa: E402
+from pyctl import netns
+from pyctl.net.emulation import netem_available
+from pyctl.net.linkd import LinkElement, Sink, generate, spawn_in_netns
+from pyctl.net.linkmodel import LinkModel
 
 PREFIX = "icpnb-lk"
 DELAY_MS = 15.0

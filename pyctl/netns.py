@@ -51,7 +51,7 @@ def _on_thread(fn: Callable[[], T], enter: Callable[[], None]) -> T:
         try:
             enter()
             box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 (handed back to the caller's thread)
+        except BaseException as exc:  # handed back to the caller's thread
             box["error"] = exc
 
     thread = threading.Thread(target=body, name="netns")

@@ -35,7 +35,7 @@ def _value_repr(fld: Any, pkt: Any, value: Any) -> str:
     try:
         return _short(str(fld.i2repr(pkt, value)))
     # scapy's repr of a dissected value can trip on odd input; fall back to the raw value.
-    except Exception:  # noqa: BLE001
+    except Exception:
         return _short(repr(value))
 
 
@@ -121,7 +121,7 @@ def field_diff(expected: bytes, actual: bytes) -> list[str]:
     try:
         _diff_layers(Ether(expected), Ether(actual), "", lines)
     # Dissection of a corrupt frame may raise anything; the byte offset below still locates it.
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         lines.append(f"(field diff unavailable: {type(e).__name__}: {e})")
     if expected != actual:
         lines.append(_byte_diff(expected, actual))
@@ -133,7 +133,7 @@ def _summary(frame: bytes) -> str:
 
     try:
         text = str(Ether(frame).summary())
-    except Exception:  # noqa: BLE001 (a summary is best effort)
+    except Exception:  # a summary is best effort
         text = frame[:16].hex() + "..."
     return f"{len(frame)} bytes: {_short(text, 110)}"
 

@@ -109,7 +109,7 @@ def _run_steps(vec: Vector, dp: DataPlane, result: Any, known: Difference | None
         dp.configure(vec.node)
     except DataPlaneUnavailable as e:
         return result("skip", str(e))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return result("FAIL", f"configure raised {type(e).__name__}: {e}")
     for step in vec.steps:
         head = f"step {step.index} (in_port {step.in_port}"
@@ -119,7 +119,7 @@ def _run_steps(vec: Vector, dp: DataPlane, result: Any, known: Difference | None
         except DataPlaneUnavailable as e:
             # the plane met a part of the node it cannot run (e.g. the kernel without a VRF)
             return result("skip", f"{head}: {e}")
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             return result("FAIL", f"{head}: process raised {type(e).__name__}: {e}")
         alternative = known.at(step.index) if known is not None else None
         problems = compare_step(step, res, exact_drop, normalise)

@@ -171,7 +171,7 @@ def _packet_namespace() -> tuple[dict[str, Any], str | None]:
         import pyctl.packets as packets
     # A half-written pyctl.packets may fail with anything; vectors written with scapy alone must
     # still run, and a vector that needs its names is told why they are missing.
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         error = f"{type(e).__name__}: {e}"
     else:
         exported = getattr(packets, "__all__", None) or [n for n in dir(packets) if n[0] != "_"]
@@ -350,7 +350,7 @@ def _evaluate(loader: _Loader, pf: Field) -> bytes:
             hint = f" (pyctl.packets did not import: {loader.packets_import_error})"
         raise pf.fail(f"cannot evaluate: {e}{hint}") from None
     # Any error of the expression (syntax, a scapy field refusing a value) is the vector's fault.
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise pf.fail(f"cannot evaluate: {type(e).__name__}: {e}") from None
     if frame is None:
         raise pf.fail(f"evaluates to {type(value).__name__}, not a packet or bytes")

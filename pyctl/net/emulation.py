@@ -104,7 +104,7 @@ def in_netns_of(pid: int, fn: Callable[[], T]) -> T:
             finally:
                 os.close(fd)
             box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 (re-raised on the caller's thread)
+        except BaseException as exc:  # re-raised on the caller's thread
             box["error"] = exc
 
     t = threading.Thread(target=body, name=f"netns-{pid}")
@@ -341,7 +341,7 @@ class Emulation:
 
     def popen(self, node: str, argv: list[str], log_name: str) -> subprocess.Popen[bytes]:
         """Start a process inside a node; its output goes to logs/<log_name>.log."""
-        logf = open(self.run_dir / "logs" / f"{log_name}.log", "wb")  # noqa: SIM115 (owned by proc)
+        logf = open(self.run_dir / "logs" / f"{log_name}.log", "wb")  # owned by proc
         proc: subprocess.Popen[bytes] = self.nodes[node].popen(
             argv, stdout=logf, stderr=subprocess.STDOUT
         )

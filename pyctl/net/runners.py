@@ -70,7 +70,7 @@ class SoftwareSwitchRunner:
         for port, bps in sorted(self.rates.items()):
             argv += ["--rate", f"{port}={bps:.0f}"]
         logfile = self.run_dir / "logs" / f"swnode-{self.name}.log"
-        log = open(logfile, "ab")  # noqa: SIM115 (handed to the process)
+        log = open(logfile, "ab")  # handed to the process
         start = log.tell()  # a restart appends: only what this start writes counts
         self.proc = self.node.popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()

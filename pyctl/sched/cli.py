@@ -47,7 +47,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         decision_log = DecisionLog(sys.stdout)
     elif args.decisions:
         try:
-            stream = open(args.decisions, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+            stream = open(args.decisions, "a", encoding="utf-8")  # closed below
         except OSError as e:
             raise ConfigError(
                 "--decisions", f"cannot open {args.decisions!r}: {e.strerror}"

@@ -145,7 +145,7 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         sink = JsonLinesSink(out or sys.stdout)
     elif args.jsonl:
         try:
-            stream = open(args.jsonl, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+            stream = open(args.jsonl, "a", encoding="utf-8")  # closed below
         except OSError as e:
             raise ConfigError("--jsonl", f"cannot open {args.jsonl!r}: {e.strerror}") from None
         sink = JsonLinesSink(stream)

@@ -256,7 +256,7 @@ class Collector:
             try:
                 rolled = self._maybe_roll(now)
                 report = self._feed(data, addr, now)
-            except Exception as e:  # noqa: BLE001 - hostile input must never stop the collector
+            except Exception as e:  # hostile input must never stop the collector
                 self._reject(R_INTERNAL, f"{type(e).__name__}: {e}", addr, now, exc_info=True)
                 report = None
         if rolled:
@@ -270,7 +270,7 @@ class Collector:
         with self._lock:
             try:
                 rolled = self._maybe_roll(now)
-            except Exception as e:  # noqa: BLE001 - a bug here must not end the server thread
+            except Exception as e:  # a bug here must not end the server thread
                 self._anomaly(R_INTERNAL)
                 self._log.warn(R_INTERNAL, f"period end failed: {e!r}", now, exc_info=True)
                 rolled = False
@@ -556,7 +556,7 @@ class Collector:
         for hook in self._hooks:
             try:
                 hook(now)
-            except Exception:  # noqa: BLE001 - a consumer's bug must not stop the collector
+            except Exception:  # a consumer's bug must not stop the collector
                 self._log.logger.exception("collector period hook %r failed", hook)
 
     # --- read side -------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def in_netns(fd: int, fn: Callable[[], T]) -> T:
             if libc.setns(fd, CLONE_NEWNET) != 0:
                 raise ICPNError(f"setns: {os.strerror(ctypes.get_errno())}")
             box["value"] = fn()
-        except Exception as e:  # noqa: BLE001 (handed back to the caller)
+        except Exception as e:  # handed back to the caller
             box["error"] = e
 
     t = threading.Thread(target=body, name="icpn-netns")
