@@ -17,13 +17,11 @@ a software switch — and on kernels with and without netem (docs/topology.md).
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,10 +35,9 @@ from pyctl.model.node import NodeConfig
 from pyctl.net.linkd import LinkElement, LinkStats
 from pyctl.net.netem import NetemElement
 from pyctl.net.topology import DIRECTION_FIELDS, Link, Topology
-from pyctl.netns import alive
+from pyctl.netns import alive, in_netns_of
 
 REGISTRY = Path("/run/icpn")
-CLONE_NEWNET = 0x40000000
 LINK_ELEMENT_RT_PRIORITY = 10
 LINK_ELEMENTS = ("icpn", "netem")  # icpn_linkd (every kernel) or netem (where present)
 T = TypeVar("T")
@@ -89,31 +86,6 @@ def port_rates(topo: Topology, plan: Plan, switch: str) -> dict[int, float]:
 def new_prefix() -> str:
     """`ic` + 3 hex digits of this PID: short enough for 15-character interface names."""
     return f"ic{os.getpid() % 4096:03x}"
-
-
-def in_netns_of(pid: int, fn: Callable[[], T]) -> T:
-    """Call `fn` on a thread that has joined the network namespace of process `pid`."""
-    box: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
-            try:
-                if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
-                    raise EmulationError(f"setns into pid {pid}: {os.strerror(ctypes.get_errno())}")
-            finally:
-                os.close(fd)
-            box["value"] = fn()
-        except BaseException as exc:  # re-raised on the caller's thread
-            box["error"] = exc
-
-    t = threading.Thread(target=body, name=f"netns-{pid}")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    value: T = box["value"]
-    return value
 
 
 class Emulation:
