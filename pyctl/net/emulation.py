@@ -26,16 +26,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from pyctl import kernelfeatures
 from pyctl.controller.plan import Plan
 from pyctl.errors import ICPNError
-from pyctl.model.node import NodeConfig
 from pyctl.net.linkd import LinkElement, LinkStats
 from pyctl.net.netem import NetemElement
 from pyctl.net.topology import DIRECTION_FIELDS, Link, Topology
 from pyctl.netns import alive, in_netns_of
+from pyctl.targets.runner import SwitchRunner
 
 REGISTRY = Path("/run/icpn")
 LINK_ELEMENT_RT_PRIORITY = 10
@@ -45,16 +45,6 @@ T = TypeVar("T")
 
 class EmulationError(ICPNError):
     """The network could not be built or torn down; the message names the step."""
-
-
-class SwitchRunner(Protocol):
-    """Makes one switch node forward: started once its interfaces exist."""
-
-    def start(self, node: Any, cfg: NodeConfig, ifnames: dict[int, str], run_dir: Path) -> None: ...
-
-    def apply(self, cfg: NodeConfig) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 @dataclass

@@ -25,11 +25,12 @@ from pyctl import constants as C
 from pyctl.controller.plan import Plan, make_plan
 from pyctl.errors import ConfigError, ICPNError
 from pyctl.model.node import NodeConfig
-from pyctl.net.emulation import Emulation, SwitchRunner, port_rates
+from pyctl.net.emulation import Emulation, port_rates
 from pyctl.net.linkreport import link_rows
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
 from pyctl.net.topology import Kind, Topology, load_topology
 from pyctl.targets.ebpf import EBPFDataPlane
+from pyctl.targets.runner import SwitchRunner
 
 COLLECTOR_HTTP_PORT = 9391
 SAMPLE_S = 0.25
