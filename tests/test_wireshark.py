@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scapy.data import DLT_EN10MB
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import (
     IPv6,
@@ -33,7 +34,7 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
-from scapy.utils import wrpcap
+from scapy.utils import RawPcapWriter
 
 from pyctl import constants as C
 from pyctl.conformance import load_vectors
@@ -41,12 +42,19 @@ from pyctl.packets import (
     APN_ID_TYPE_64,
     APN_ID_TYPE_128,
     SRHTLVAPN,
+    TRACE_TYPE_DEFAULT,
     AltMarkOption,
     APNOption,
     IFITReport,
     IOAMNodeRecord,
     apn_id_from_groups,
     ioam_trace_option,
+    register_apn_option_type,
+    register_ifit_report_port,
+    register_srh_apn_tlv_type,
+    unregister_apn_option_type,
+    unregister_ifit_report_port,
+    unregister_srh_apn_tlv_type,
 )
 from pyctl.wireshark import DISSECTOR, constants_block, lua_constants_block
 
@@ -217,7 +225,28 @@ def _csid_record(da: str) -> dict[str, Any] | None:
     return {"kind": "csid", "block": BLOCK, "active": words[2], "remaining": rest}
 
 
-def _report_record(r: IFITReport) -> dict[str, Any]:
+# IOAMNodeRecord attribute -> the Lua field (named as Wireshark's IOAM dissector names them).
+NODE_FIELDS = {
+    "hop_limit": "hlim",
+    "node_id": "id",
+    "ingress_if": "iif",
+    "egress_if": "eif",
+    "ts_sec": "tss",
+    "ts_subsec": "tsf",
+    "transit_delay": "trdelay",
+    "namespace_data": "nsdata",
+    "queue_depth": "qdepth",
+    "checksum_complement": "csum",
+    "hop_limit_wide": "hlim_wide",
+    "node_id_wide": "id_wide",
+    "ingress_if_wide": "iif_wide",
+    "egress_if_wide": "eif_wide",
+    "namespace_data_wide": "nsdata_wide",
+    "buffer_occupancy": "bufoccup",
+}
+
+
+def _report_record(r: IFITReport, trace_type: int) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "kind": "ifit",
         "version": int(r.version),
@@ -243,14 +272,16 @@ def _report_record(r: IFITReport) -> dict[str, Any]:
         rec["packets"], rec["bytes"] = int(r.packets), int(r.bytes)
     else:
         rec["nodes"] = [
-            [rec.hop_limit, rec.node_id, rec.ingress_if, rec.egress_if]
-            + [rec.ts_sec, rec.ts_subsec, rec.queue_depth]
-            for rec in r.records()
+            {lua: getattr(node, attr) for attr, lua in NODE_FIELDS.items()}
+            for node in r.records(trace_type)
         ]
+        for node in rec["nodes"]:
+            for key in [k for k, v in node.items() if v is None]:
+                del node[key]
     return rec
 
 
-def scapy_records(frame: bytes) -> list[dict[str, Any]]:
+def scapy_records(frame: bytes, trace_type: int = TRACE_TYPE_DEFAULT) -> list[dict[str, Any]]:
     """ICPN items of `frame` in wire order, as ICPN's scapy layers dissect them."""
     out: list[dict[str, Any]] = []
     for layer in Ether(frame).iterpayloads():
@@ -278,7 +309,7 @@ def scapy_records(frame: bytes) -> list[dict[str, Any]]:
                 if isinstance(tlv, SRHTLVAPN):
                     out.append(_apn_record(tlv, C.IPPROTO_ROUTING))
         elif isinstance(layer, IFITReport):
-            out.append(_report_record(layer))
+            out.append(_report_record(layer, trace_type))
     return out
 
 
@@ -333,7 +364,6 @@ def _tshark_csid(e: ET.Element) -> dict[str, Any]:
     }
 
 
-_NODE_FIELDS = ("hlim", "id", "iif", "eif", "tss", "tsf", "qdepth")
 _REPORT_INTS = (
     "version node_count flags flowmon_id l d reserved tail_node_id ts_sec ts_subsec family "
     "proto sport dport tuple_reserved"
@@ -354,7 +384,10 @@ def _tshark_report(p: ET.Element) -> dict[str, Any]:
         rec["bytes"] = _num(_first(p, "icpn.ifit.bytes"))
     else:
         rec["nodes"] = [
-            [_num(_first(n, f"icpn.ifit.node.{f}")) for f in _NODE_FIELDS]
+            {
+                f.get("name", "").removeprefix("icpn.ifit.node."): _num(f.get("show", ""))
+                for f in _walk(n)
+            }
             for n in _walk(p)
             if n.get("name") == "icpn.ifit.node"
         ]
@@ -410,13 +443,23 @@ def tshark_records(packet: ET.Element) -> Dissected:
     )
 
 
-def _pdml(pcap: Path, *lua: str) -> tuple[list[ET.Element], str]:
+def _pdml(pcap: Path, lua: str | None = None, *prefs: str) -> tuple[list[ET.Element], str]:
+    """tshark's PDML of `pcap`, with the dissector `lua` (and `prefs`, name:value) if given."""
     args = [_need_tshark(), "-n", "-r", str(pcap), "-T", "pdml"]
-    if lua:
-        args[1:1] = ["-X", f"lua_script:{lua[0]}", "-o", f"icpn.csid_block:{BLOCK}"]
+    if lua is not None:
+        args += ["-X", f"lua_script:{lua}", "-o", f"icpn.csid_block:{BLOCK}"]
+        for pref in prefs:
+            args += ["-o", f"icpn.{pref}"]
     run = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     return ET.fromstring(run.stdout).findall("packet"), run.stderr
+
+
+def _write_pcap(path: Path, frames: list[bytes]) -> None:
+    """The frames byte for byte (no scapy rebuild, which could tidy a malformed one up)."""
+    with RawPcapWriter(str(path), linktype=DLT_EN10MB) as out:
+        for frame in frames:
+            out.write(frame)
 
 
 @dataclass(frozen=True)
@@ -432,7 +475,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     _need_tshark()
     frames = _vector_frames() + _extra_frames()
     pcap = tmp_path_factory.mktemp("wireshark") / "icpn.pcap"
-    wrpcap(str(pcap), [Ether(f) for f in frames])
+    _write_pcap(pcap, frames)
     plain, _ = _pdml(pcap)
     icpn, stderr = _pdml(pcap, str(DISSECTOR))
     assert len(plain) == len(icpn) == len(frames)
@@ -502,3 +545,47 @@ def test_icpn_wireshark_install_puts_it_where_tshark_loads_it(tmp_path: Path) ->
     assert target.read_bytes() == DISSECTOR.read_bytes()
     after = subprocess.run([tshark, "-G", "protocols"], capture_output=True, text=True, env=env)
     assert "\ticpn\n" in after.stdout and "\ticpn.ifit\n" in after.stdout
+
+
+def test_preferences_set_the_apn_types_the_report_port_and_trace_type(tmp_path: Path) -> None:
+    # Non-default carriers as the control layer may configure them (SPEC 2, 3): APN option type
+    # 0x3E, APN SRH TLV type 130, reports on UDP 6000 whose node data has trace type bits 0 and
+    # 8 only (hop limit + node id, short and wide: 12 bytes a node).
+    trace_type = 0x808000
+    node = IOAMNodeRecord(hop_limit=9, node_id=7, hop_limit_wide=8, node_id_wide=(1 << 56) - 3)
+    register_apn_option_type(0x3E)
+    register_srh_apn_tlv_type(130)
+    register_ifit_report_port(6000)
+    try:
+        frames = [
+            _eth(
+                IPv6(src="fc00:a::1", dst="fc00:b::1")
+                / IPv6ExtHdrHopByHop(options=[APNOption(otype=0x3E, apn_id=0x00090003)])
+                / IPv6ExtHdrSegmentRouting(
+                    addresses=["fc00:3::"], tlv_objects=[SRHTLVAPN(type=130, apn_id=0x00040005)]
+                )
+                / UDP()
+            ),
+            _eth(
+                IPv6(src="fc00:c::1", dst="fc00:99::1")
+                / UDP(sport=6000, dport=6000)
+                / IFITReport(node_count=1, flowmon_id=9, data=node.pack(trace_type))
+            ),
+        ]
+        want = [scapy_records(f, trace_type) for f in frames]
+    finally:
+        unregister_apn_option_type(0x3E)
+        unregister_srh_apn_tlv_type(130)
+        unregister_ifit_report_port(6000)
+    assert [r["kind"] for w in want for r in w] == ["apn", "apn", "ifit"]
+    # The record as built above, field by field.
+    assert want[1][0]["nodes"] == [{"hlim": 9, "id": 7, "hlim_wide": 8, "id_wide": (1 << 56) - 3}]
+    pcap = tmp_path / "prefs.pcap"
+    _write_pcap(pcap, frames)
+    prefs = ["apn_opt_type:62", "apn_tlv_type:130", "ifit_port:6000", "trace_type:0x808000"]
+    packets, _ = _pdml(pcap, str(DISSECTOR), *prefs)
+    got = [tshark_records(p).records for p in packets]
+    assert got == want
+    # With the default preferences none of them is recognised.
+    packets, _ = _pdml(pcap, str(DISSECTOR))
+    assert [tshark_records(p).records for p in packets] == [[], []]
