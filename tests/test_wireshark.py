@@ -29,6 +29,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import (
     IPv6,
     IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
     IPv6ExtHdrHopByHop,
     IPv6ExtHdrSegmentRouting,
 )
@@ -114,6 +115,12 @@ def _extra_frames() -> list[bytes]:
             / inner
         ),
     ]
+    # A non-first fragment whose data happens to look like a Hop-by-Hop header with an APN
+    # option: it is fragment data, not a header (scapy leaves it Raw).
+    hbh = bytes(IPv6ExtHdrHopByHop(nh=59, options=[APNOption(apn_id=1)]))
+    frames.append(
+        _eth(IPv6(src="fc00:a::1", dst="fc00:b::1") / IPv6ExtHdrFragment(nh=0, offset=8) / hbh)
+    )
     return frames + _report_frames()
 
 
@@ -511,7 +518,7 @@ def test_no_lua_error_and_malformed_only_where_icpn_validator_finds_a_problem(ru
         assert not any("Exception" in e for e in got.experts), f"frame {i + 1}: {got.experts}"
     assert flagged >= 2  # the broken vectors and the mismatch frame below are flagged
     # The APN option whose bitmap announces two parameters and carries one (_extra_frames).
-    mismatch = run.icpn[len(run.frames) - len(_report_frames()) - 2]
+    mismatch = run.icpn[len(run.frames) - len(_report_frames()) - 3]
     assert any("room for 1 parameter" in e for e in tshark_records(mismatch).experts)
 
 
@@ -589,3 +596,16 @@ def test_preferences_set_the_apn_types_the_report_port_and_trace_type(tmp_path: 
     # With the default preferences none of them is recognised.
     packets, _ = _pdml(pcap, str(DISSECTOR))
     assert [tshark_records(p).records for p in packets] == [[], []]
+
+
+def test_truncated_frames_give_no_lua_error(run: Run, tmp_path: Path) -> None:
+    # Every frame that carries ICPN items, cut short at every 5th byte (a capture's snap length,
+    # or a broken sender): the dissector must stop at the end of the data, never raise.
+    cut = [f[:n] for f in run.frames if scapy_records(f) for n in range(14, len(f), 5)]
+    pcap = tmp_path / "cut.pcap"
+    _write_pcap(pcap, cut)
+    args = [_need_tshark(), "-n", "-r", str(pcap), "-X", f"lua_script:{DISSECTOR}"]
+    args += ["-o", f"icpn.csid_block:{BLOCK}", "-V", "-Y", "_ws.lua.error"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(cut) > 1000 and "Lua Error" not in out.stdout, out.stdout[:3000]

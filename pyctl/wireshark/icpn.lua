@@ -497,6 +497,8 @@ local function walk_ipv6(root, src, off)
             nh = src(p, 1):uint()
             p = p + hlen
         elseif nh == C.IPPROTO_FRAGMENT then
+            -- What follows a non-first fragment is no header.
+            if band(src(p + 2, 2):uint(), 0xFFF8) ~= 0 then return end
             nh = src(p, 1):uint()
             p = p + 8
         else
@@ -639,7 +641,7 @@ function ifit.dissector(tvb, pinfo, tree)
     local tt = state.trace_type
     t:add(R.trace_type, tt):set_generated()
     local size = nodes * node_len(tt) * 4
-    if band(tt, lshift(1, 23 - 22)) ~= 0 or size > rest then
+    if band(tt, lshift(1, 23 - 22)) ~= 0 or size > rest or (nodes > 0 and size == 0) then
         t:add_proto_expert_info(RE.nodes, string.format(
             "NodeCount %d needs %d bytes of node data for trace type 0x%06x, the report has %d",
             nodes, size, tt, rest))
