@@ -231,6 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pick the site and SRv6 path from compute load and live telemetry.",
     )
     sched_cli.add_arguments(s)
+
+    from pyctl import wireshark
+
+    w = sub.add_parser(
+        "wireshark",
+        help="the Wireshark/tshark dissector for APN, Alternate Marking, NEXT-CSID, IFIT reports",
+        description=wireshark.DESCRIPTION,
+    )
+    wireshark.add_arguments(w)
+    w.set_defaults(func=wireshark.run)
     return ap
 
 
