@@ -29,8 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyctl import netns
-from pyctl.net.emulation import netem_available
+from pyctl import kernelfeatures, netns
 from pyctl.net.linkd import LinkElement, Sink, generate, spawn_in_netns
 from pyctl.net.linkmodel import LinkModel
 
@@ -276,7 +275,7 @@ def main() -> int:
         (icpn, DELAY_MS),
         (lambda: icpn(RT_PRIORITY), DELAY_MS),
     ]
-    have_netem = netem_available()
+    have_netem = kernelfeatures.present("netem")
     if have_netem:
         setups.append((netem, DELAY_MS))
     else:
