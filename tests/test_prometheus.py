@@ -10,6 +10,7 @@ port 9090) is queried over its HTTP API. Everything is stopped and removed at th
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import socket
@@ -35,6 +36,7 @@ from pyctl.telemetry import (
 )
 
 PROMETHEUS = shutil.which("prometheus")
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "grafana"
 pytestmark = pytest.mark.skipif(
     PROMETHEUS is None, reason="prometheus not installed (Debian package prometheus; make deps)"
 )
@@ -124,8 +126,11 @@ class Prometheus:
 
     def api(self, path: str, **params: str) -> Any:
         url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            body = json.load(resp)
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                body = json.load(resp)
+        except urllib.error.HTTPError as e:  # a bad query: say which and why
+            raise AssertionError(f"{path} {params}: {e.code} {e.read().decode()}") from None
         assert body["status"] == "success", body
         return body["data"]
 
@@ -255,6 +260,38 @@ def test_prometheus_scrapes_flow_delay_loss_and_path_changes(
         # Prometheus took the whole exposition without complaint
         targets = prom.api("targets")["activeTargets"]
         assert [(t["health"], t["lastError"]) for t in targets] == [("up", "")]
+        check_dashboard(prom, collector_server.http.url + "/metrics")
     finally:
         prom.stop()
     assert prom.proc.returncode is not None
+
+
+def check_dashboard(prom: Prometheus, metrics_url: str) -> None:
+    """Every query of the Grafana dashboard is valid PromQL for this Prometheus, names only
+    series the collector exports, and those of the flow, loss and path panels have data."""
+    dashboard = json.loads((DOCS / "icpn-dashboard.json").read_text())
+    with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+        exported = set(re.findall(r"^# TYPE (\S+) ", resp.read().decode(), re.M))
+    # Grafana's variables as it would expand them: All FlowMonIDs, 4 scrapes, the last minute
+    grafana_vars = {"$flowmon_id": ".*", "$__rate_interval": "4s", "$__range": "1m"}
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) > 10
+    for expr in exprs:
+        assert set(re.findall(r"icpn_[a-z_]+", expr)) <= exported, expr
+        for var, value in grafana_vars.items():
+            expr = expr.replace(var, value)
+        assert "$" not in expr, expr
+        result = prom.query(expr)  # fails the test on a PromQL error
+        if re.match(r"icpn_ifit_(flow_delay|flow_path_info|loss_ppm|loss_packets\{)", expr):
+            assert result, f"no data for the dashboard query {expr}"
+
+
+def test_example_prometheus_config_is_valid() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    out = subprocess.run(
+        [promtool, "check", "config", str(DOCS / "prometheus.yml")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
