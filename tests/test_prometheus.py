@@ -129,7 +129,10 @@ class Prometheus:
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:
                 body = json.load(resp)
-        except urllib.error.HTTPError as e:  # a bad query: say which and why
+        except urllib.error.HTTPError as e:
+            if e.code == 503:  # still starting: wait_for tries again
+                raise
+            # a bad query: say which and why
             raise AssertionError(f"{path} {params}: {e.code} {e.read().decode()}") from None
         assert body["status"] == "success", body
         return body["data"]
@@ -146,7 +149,7 @@ class Prometheus:
                 if cond():
                     return
             except (urllib.error.URLError, ConnectionError):
-                pass  # not listening yet
+                pass  # not listening or not ready yet
             assert time.monotonic() < end, f"{what}: not in Prometheus within {WAIT_S} s"
             time.sleep(0.25)
 
