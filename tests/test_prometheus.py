@@ -37,7 +37,7 @@ from pyctl.telemetry import (
 
 PROMETHEUS = shutil.which("prometheus")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "grafana"
-pytestmark = pytest.mark.skipif(
+needs_prometheus = pytest.mark.skipif(
     PROMETHEUS is None, reason="prometheus not installed (Debian package prometheus; make deps)"
 )
 
@@ -181,6 +181,7 @@ def values(result: list[dict[str, Any]]) -> dict[Key, float]:
     }
 
 
+@needs_prometheus
 def test_prometheus_scrapes_flow_delay_loss_and_path_changes(
     workdir: Path, collector_server: CollectorServer
 ) -> None:
@@ -298,3 +299,28 @@ def test_example_prometheus_config_is_valid() -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_dashboard_and_provisioning_files_are_well_formed() -> None:
+    """What Grafana needs of the files (no Grafana here; the queries are checked above): unique
+    panel ids, panels within the 24-column grid, every $variable declared or Grafana's own,
+    every query on the dashboard's data source variable, provisioning YAML Grafana reads."""
+    import yaml
+
+    dashboard = json.loads((DOCS / "icpn-dashboard.json").read_text())
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    assert all(
+        0 <= p["gridPos"]["x"] and p["gridPos"]["x"] + p["gridPos"]["w"] <= 24 for p in panels
+    )
+    declared = {v["name"] for v in dashboard["templating"]["list"]}
+    assert declared == {"datasource", "flowmon_id"}
+    for p in panels:
+        for t in p.get("targets", []):
+            used = set(re.findall(r"\$(\w+)", t["expr"]))
+            assert used <= declared | {"__rate_interval", "__range"}, t["expr"]
+            assert t["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    provider = yaml.safe_load((DOCS / "provisioning" / "dashboards" / "icpn.yaml").read_text())
+    assert provider["apiVersion"] == 1 and provider["providers"][0]["type"] == "file"
+    source = yaml.safe_load((DOCS / "provisioning" / "datasources" / "icpn.yaml").read_text())
+    assert source["datasources"][0]["type"] == "prometheus"
