@@ -6,8 +6,9 @@ See docs/telemetry.md. The hot path (`decode_report`) uses `struct` only; the sc
 
 from pyctl.telemetry.clock import ClockConfig
 from pyctl.telemetry.collector import main
-from pyctl.telemetry.export import JsonLinesSink, ListSink, prometheus_text
+from pyctl.telemetry.export import JsonLinesSink, ListSink
 from pyctl.telemetry.loss import PeriodLoss
+from pyctl.telemetry.metrics import IFITMetrics, prometheus_text
 from pyctl.telemetry.report import (
     DEFAULT_LAYOUT,
     HopRecord,
@@ -29,6 +30,7 @@ __all__ = [
     "CollectorServer",
     "DelayFigure",
     "HopRecord",
+    "IFITMetrics",
     "JsonLinesSink",
     "ListSink",
     "PeriodLoss",

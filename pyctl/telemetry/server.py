@@ -1,5 +1,8 @@
 """The collector as a service: a UDP receiver thread feeding a `Collector`, and the HTTP
 exporter (``/metrics`` in Prometheus text, ``/flows`` as JSON) on a local port.
+
+``/metrics`` is prometheus_client's `generate_latest` over `CollectorServer.registry`, a registry
+of the server's own (more collectors may be registered in it); the HTTP server is ICPN's.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from collections.abc import Callable
 
 from pyctl import constants as C
 from pyctl.errors import ConfigError, ICPNError
-from pyctl.telemetry.export import PROMETHEUS_CONTENT_TYPE
 from pyctl.telemetry.httpd import LocalHTTPServer, Response
+from pyctl.telemetry.metrics import CONTENT_TYPE, exposition, registry_for
 from pyctl.telemetry.state import DEFAULT_HTTP_PORT, Collector
 
 log = logging.getLogger("pyctl.telemetry")
@@ -51,6 +54,7 @@ class CollectorServer:
     ) -> None:
         self.collector = collector
         self._stop = threading.Event()
+        self.registry = registry_for(collector.snapshot)
         self._sock = _udp_socket(bind, port, rcvbuf)
         self.http: LocalHTTPServer | None = None
         if http_port is not None:
@@ -63,7 +67,7 @@ class CollectorServer:
 
     def _routes(self) -> dict[tuple[str, str], Callable[[bytes], Response]]:
         def metrics(_body: bytes) -> Response:
-            return Response(200, self.collector.metrics_text().encode(), PROMETHEUS_CONTENT_TYPE)
+            return Response(200, exposition(self.registry), CONTENT_TYPE)
 
         def flows(_body: bytes) -> Response:
             body = json.dumps(self.collector.snapshot()).encode()

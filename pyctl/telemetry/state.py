@@ -27,8 +27,9 @@ from typing import Any
 from pyctl import constants as C
 from pyctl.errors import ConfigError, PacketError
 from pyctl.telemetry.clock import ClockConfig, ClockModel
-from pyctl.telemetry.export import Sink, prometheus_text
+from pyctl.telemetry.export import Sink
 from pyctl.telemetry.loss import FlowLoss, LossTracker, PeriodLoss
+from pyctl.telemetry.metrics import prometheus_text
 from pyctl.telemetry.report import (
     R_TOO_LARGE,
     REJECT_REASONS,
