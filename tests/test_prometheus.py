@@ -37,9 +37,13 @@ from pyctl.telemetry import (
 
 PROMETHEUS = shutil.which("prometheus")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "grafana"
-needs_prometheus = pytest.mark.skipif(
-    PROMETHEUS is None, reason="prometheus not installed (Debian package prometheus; make deps)"
-)
+
+
+def _prometheus() -> str:
+    """Prometheus is not optional: the Makefile installs it (Debian package prometheus)."""
+    assert PROMETHEUS is not None, "prometheus is not installed: run `sudo make deps`"
+    return PROMETHEUS
+
 
 WAIT_S = 20.0
 FLOWMON = 42
@@ -112,11 +116,11 @@ class Prometheus:
             f"    static_configs:\n      - targets: ['{target}']\n"
         )
         self.log = workdir / "prometheus.log"
-        assert PROMETHEUS is not None
+        binary = _prometheus()
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [
-                    PROMETHEUS,
+                    binary,
                     f"--config.file={config}",
                     f"--storage.tsdb.path={workdir / 'data'}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
@@ -181,7 +185,6 @@ def values(result: list[dict[str, Any]]) -> dict[Key, float]:
     }
 
 
-@needs_prometheus
 def test_prometheus_scrapes_flow_delay_loss_and_path_changes(
     workdir: Path, collector_server: CollectorServer
 ) -> None:
@@ -292,8 +295,7 @@ def check_dashboard(prom: Prometheus, metrics_url: str) -> None:
 
 def test_example_prometheus_config_is_valid() -> None:
     promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (Debian package prometheus)")
+    assert promtool is not None, "promtool is not installed: run `sudo make deps` (prometheus)"
     out = subprocess.run(
         [promtool, "check", "config", str(DOCS / "prometheus.yml")],
         capture_output=True, text=True, timeout=30,
