@@ -6,9 +6,9 @@
 
 #include "state.h"
 #include "options.h"
+#include "l3.h"
 #include "ifit.h"
 
-#define IP6_OFF_PLEN (ETH_HLEN + 4)
 #define IP6_OFF_HOPLIMIT (ETH_HLEN + 7)
 #define IP6_OFF_DADDR (ETH_HLEN + 24)
 #define SRH_OFF_SL 3
@@ -85,13 +85,6 @@ static __always_inline int srh_check(CTX *ctx, const struct icpn_pkt *p, struct 
 	if (w.off < w.end) /* the common SRH has no TLVs */
 		bpf_loop(2048, srh_tlv_step, &w, 0);
 	return w.bad ? ICPN_DROP_BAD_SRH : 0;
-}
-
-static __always_inline int ip6_set_plen(CTX *ctx, __u32 ip_end)
-{
-	__be16 plen = bpf_htons(ip_end - ETH_HLEN - IP6_HLEN);
-
-	return pkt_store(ctx, IP6_OFF_PLEN, &plen, 2);
 }
 
 /* RFC 8986 4.16.1 S14-S17: remove the SRH, patch the Next Header that named it and the Payload

@@ -32,11 +32,6 @@ static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
 	return 1;
 }
 
-static __always_inline int test_mode(const struct icpn_cfg *c)
-{
-	return c->flags & ICPN_CFG_TEST_MODE;
-}
-
 static __always_inline int route(struct xdp_md *ctx, const struct icpn_cfg *c,
 				 struct icpn_scratch *s, __u32 table, const __u64 dst[2])
 {
@@ -175,20 +170,6 @@ ICPN_STAGE int stage_parse(struct xdp_md *ctx)
 
 /* --- step 4: endpoint behaviours ----------------------------------------------------------- */
 
-/* A decapsulating IFIT tail reports from the outer header it removes: take what the report
- * needs (the AltMark, the trace and its filled area) before it goes. */
-static __always_inline void tail_capture(struct xdp_md *ctx, struct icpn_scratch *s,
-					 const struct icpn_cfg *c)
-{
-	struct icpn_ifit_view *v = &s->iv;
-
-	ifit_find(ctx, s, c);
-	v->hop_limit = s->p.hop_limit - 1;
-	if (v->has_trace &&
-	    ifit_copy_filled(ctx, s, v->remaining >= v->node_len ? v->node_len * 4 : 0) < 0)
-		v->has_trace = 0;
-}
-
 /* End.DT4 / DT6 / DT46 / DX4 / DX6 (RFC 8986 4.4-4.8): SRH (if any) valid with SL 0, the outer
  * header and its extension headers removed, CE copied (RFC 6040), then a lookup in the SID's
  * table or its adjacency, and the inner hop limit decremented. */
@@ -215,7 +196,7 @@ static __always_inline int endpoint_decap(struct xdp_md *ctx, struct icpn_scratc
 	if (!((inner == ICPN_IPPROTO_IPV6 && want6) || (inner == ICPN_IPPROTO_IPIP && want4)))
 		return drop(s, ICPN_DROP_BAD_INNER);
 	if (c->ifit_role == ICPN_IFIT_TAIL)
-		tail_capture(ctx, s, c);
+		ifit_tail_capture(ctx, s, c);
 	outer_ce = (p->tc & 3) == ICPN_ECN_CE;
 	outer = p->l4_off - ETH_HLEN;
 	proto = bpf_htons(inner == ICPN_IPPROTO_IPV6 ? ETH_P_IPV6 : ETH_P_IP);
@@ -312,81 +293,6 @@ ICPN_STAGE int stage_endpoint(struct xdp_md *ctx, int again)
 
 /* --- step 5: headend ----------------------------------------------------------------------- */
 
-/* First entry of a match table that matches the packet: classifiers, policies and IFIT flows
- * all start with their struct icpn_match. */
-#define MATCH_INLINE 2
-
-struct match_loop {
-	struct icpn_scratch *s;
-	void *table;
-	__u32 n;
-	int with_apn;
-	__s32 found;
-};
-
-static __always_inline int match_one(struct match_loop *m, __u32 i)
-{
-	struct icpn_match *e;
-
-	if (i >= m->n)
-		return 1;
-	e = bpf_map_lookup_elem(m->table, &i);
-	if (e && flow_matches(e, m->s, m->with_apn)) {
-		m->found = i;
-		return 1;
-	}
-	return 0;
-}
-
-static long match_step(__u32 i, void *data)
-{
-	return match_one(data, i + MATCH_INLINE);
-}
-
-/* The first MATCH_INLINE entries are tried inline, where the table is a known map and its
- * lookup is inlined by the verifier; the rest, if any, in a bpf_loop. */
-static __always_inline __s32 first_match(struct icpn_scratch *s, void *table, __u32 n,
-					 int with_apn)
-{
-	struct match_loop m = { .s = s, .table = table, .n = n, .with_apn = with_apn, .found = -1 };
-
-	for (__u32 i = 0; i < MATCH_INLINE; i++)
-		if (match_one(&m, i))
-			return m.found;
-	bpf_loop(ICPN_MAX_CLASSIFIERS - MATCH_INLINE, match_step, &m, 0);
-	return m.found;
-}
-
-/* The packet's APN-ID (pipeline.md 3): QP map, else the option it carries, else the first
- * matching classifier. */
-static __always_inline void classify_apn(struct xdp_md *ctx, struct icpn_scratch *s,
-					 const struct icpn_cfg *c)
-{
-	struct icpn_classifier *cl;
-	__u32 i;
-	__s32 found;
-
-	s->has_apn = 0;
-	s->apn_carried = 0;
-	if (s->p.is_roce) {
-		struct icpn_apn_mark *m = bpf_map_lookup_elem(&qp_map, &s->p.qp);
-
-		if (m) {
-			apn_from_mark(s, m);
-			return;
-		}
-	}
-	if (apn_from_packet(ctx, s, c->apn_opt_type))
-		return;
-	found = first_match(s, &classifiers, c->n_classifiers, 0);
-	if (found < 0)
-		return;
-	i = found;
-	cl = bpf_map_lookup_elem(&classifiers, &i);
-	if (cl)
-		apn_from_mark(s, &cl->mark);
-}
-
 /* Step 5a: the flow key, elephant detection and the APN-ID. */
 ICPN_STAGE int stage_classify(struct xdp_md *ctx)
 {
@@ -403,38 +309,6 @@ ICPN_STAGE int stage_classify(struct xdp_md *ctx)
 		s->elephant = elephant_observe(s, c, s->p.ip_end - ETH_HLEN);
 	classify_apn(ctx, s, c);
 	return R_CONT;
-}
-
-/* IFIT head (pipeline.md 4): the first matching flow gets AltMark + IOAM; L is the period's
- * parity, D is set on packets 0, d_every, 2*d_every ... of each period. */
-static __always_inline void ifit_head(struct icpn_scratch *s, const struct icpn_cfg *c)
-{
-	struct icpn_ifit_period fresh = {}, *pe;
-	struct icpn_ifit_flow *f;
-	__u64 period, count;
-	__u32 i, id;
-	__s32 found;
-
-	s->ifit_head = 0;
-	if (c->ifit_role != ICPN_IFIT_HEAD || !c->ifit_period_us || !c->ifit_d_every)
-		return;
-	found = first_match(s, &ifit_flows, c->n_ifit_flows, 1);
-	if (found < 0)
-		return;
-	i = found;
-	f = bpf_map_lookup_elem(&ifit_flows, &i);
-	if (!f)
-		return;
-	id = f->flowmon_id;
-	period = s->p.now_us / c->ifit_period_us;
-	pe = bpf_map_lookup_elem(&ifit_periods, &id);
-	count = pe && pe->period == period ? pe->count : 0;
-	fresh.period = period;
-	fresh.count = count + 1;
-	bpf_map_update_elem(&ifit_periods, &id, &fresh, BPF_ANY);
-	s->ifit_flow = (id << 12) | ((__u32)(period & 1) << 11) |
-		       ((count % c->ifit_d_every == 0) << 10);
-	s->ifit_head = 1;
 }
 
 static __always_inline __u32 apn_hash(const struct icpn_scratch *s)
@@ -575,98 +449,6 @@ ICPN_STAGE int stage_route(struct xdp_md *ctx)
 
 /* --- step 7: IFIT -------------------------------------------------------------------------- */
 
-struct strip_walk {
-	struct xdp_md *ctx;
-	struct icpn_scratch *s;
-	__u32 r;	/* next option to read */
-	__u32 w;	/* where the next kept option goes */
-	__u32 end;
-	int err;
-};
-
-/* Compact the HBH's options in place, leaving out AltMark, IOAM and padding. */
-static long strip_step(__u32 i, void *data)
-{
-	struct strip_walk *sw = data;
-	__u8 h[2];
-	__u32 n;
-
-	if (sw->r >= sw->end || pkt_load(sw->ctx, sw->r, h, 1) < 0)
-		return 1;
-	if (h[0] == ICPN_IPV6_OPT_PAD1) {
-		sw->r += 1;
-		return 0;
-	}
-	if (sw->r + 2 > sw->end || pkt_load(sw->ctx, sw->r, h, 2) < 0 ||
-	    sw->r + 2 + h[1] > sw->end)
-		return 1;
-	n = 2 + h[1];
-	if (h[0] != ICPN_ALTMARK_OPT_TYPE && h[0] != ICPN_IOAM_OPT_TYPE &&
-	    h[0] != ICPN_IPV6_OPT_PADN) {
-		if (pkt_move(sw->ctx, sw->w, sw->r, n, sw->s->chunk) < 0) {
-			sw->err = 1;
-			return 1;
-		}
-		sw->w += n;
-	}
-	sw->r += n;
-	return 0;
-}
-
-/* pipeline.md 4: a tail that does not decapsulate removes the IFIT options from the HBH, lays
- * the others out again (padding to 8n) and removes the HBH when none remain. */
-static __always_inline int ifit_strip(struct xdp_md *ctx, struct icpn_scratch *s)
-{
-	struct icpn_pkt *p = &s->p;
-	__u32 off = p->ext[0].off, len = p->ext[0].len, kept, nlen;
-	struct strip_walk sw = { .ctx = ctx, .s = s, .r = off + 2, .w = off + 2, .end = off + len };
-	__u8 h[2];
-
-	bpf_loop(2048, strip_step, &sw, 0);
-	if (sw.err || sw.w < off + 2)
-		return -1;
-	kept = sw.w - off - 2;
-	if (kept == 0) {
-		if (pkt_load(ctx, off, h, 1) < 0 || pkt_store(ctx, p->ext[0].named_at, h, 1) < 0)
-			return -1;
-		nlen = 0;
-	} else {
-		nlen = (2 + kept + 7) & ~7U;
-		h[0] = nlen / 8 - 1;
-		if (pad_write(ctx, s->zeros, sw.w, off + nlen - sw.w, ICPN_IPV6_OPT_PAD1,
-			      ICPN_IPV6_OPT_PADN) < 0 ||
-		    pkt_store(ctx, off + 1, h, 1) < 0)
-			return -1;
-	}
-	if (nlen > len || ip6_set_plen(ctx, p->ip_end - (len - nlen)) < 0 ||
-	    pkt_remove(ctx, off + nlen, len - nlen, s->chunk) < 0)
-		return -1;
-	return parse_packet(ctx, p) ? -1 : 0;
-}
-
-struct copy_ctx {
-	struct icpn_scratch *s;
-	__u32 n;
-};
-
-static long record_copy_step(__u32 i, void *data)
-{
-	struct copy_ctx *cc = data;
-
-	if (i >= cc->n || i >= ICPN_RECORD_MAX)
-		return 1;
-	cc->s->frame.data[ICPN_REPORT_HDR + i] = cc->s->record[i];
-	return 0;
-}
-
-/* Copy this node's record in front of the node data already in the report frame. */
-static __always_inline void report_put_record(struct icpn_scratch *s, __u32 n)
-{
-	struct copy_ctx cc = { .s = s, .n = n };
-
-	bpf_loop(ICPN_RECORD_MAX, record_copy_step, &cc, 0);
-}
-
 /* The tail's report, out of the route to the collector (none without a route). */
 ICPN_STAGE int stage_report(struct xdp_md *ctx)
 {
@@ -694,40 +476,6 @@ ICPN_STAGE int stage_report(struct xdp_md *ctx)
 	if (port)
 		ifit_report(s, c, &to_collector, port->mac);
 	return 0;
-}
-
-/* This node's record in the IOAM trace's next free slot, with the depth of the egress queue. */
-static __always_inline void ifit_record_here(struct icpn_scratch *s, const struct icpn_cfg *c)
-{
-	__u32 queue = 0, port = s->nh.port;
-
-	if (test_mode(c)) {
-		struct icpn_test_ctx *t = get_test_ctx();
-
-		if (t && port < ICPN_MAX_PORTS)
-			queue = t->egress_queue_packets[port];
-	}
-	ifit_record(s, c, queue);
-}
-
-/* What every IFIT role but the tail does to a packet it forwards with its outer header: count
- * the AltMark, stamp the trace. R_OUT, or R_DROP when the trace cannot be written. */
-static __always_inline int ifit_forward(struct xdp_md *ctx, struct icpn_scratch *s,
-					const struct icpn_cfg *c)
-{
-	struct icpn_ifit_view *v = &s->iv;
-
-	if (s->p.l3_proto != ETH_P_IPV6)
-		return R_OUT;
-	ifit_find(ctx, s, c);
-	v->hop_limit = s->p.hop_limit;
-	ifit_count(v);
-	if (!v->has_trace)
-		return R_OUT;
-	ifit_record_here(s, c);
-	if (ifit_stamp_packet(ctx, s) < 0)
-		return drop(s, ICPN_DROP_BAD_EXTHDR);
-	return R_OUT;
 }
 
 /* Count and stamp the IFIT options of the outer IPv6 header as the packet leaves (or, at a
@@ -765,7 +513,7 @@ ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
 	ifit_record_here(s, c);
 	if (v->remaining >= v->node_len) {
 		v->remaining -= v->node_len;
-		report_put_record(s, (__u32)v->node_len * 4);
+		ifit_report_put_record(s, (__u32)v->node_len * 4);
 	}
 	s->report = 1;
 	return R_OUT;
