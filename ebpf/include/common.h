@@ -28,8 +28,11 @@
 /* Masks the code relies on instead of bounds checks the verifier would need spelled out. */
 _Static_assert((ICPN_MAX_EXT_HEADERS & (ICPN_MAX_EXT_HEADERS - 1)) == 0,
 	       "ext[i & (ICPN_MAX_EXT_HEADERS - 1)] needs a power of two");
-_Static_assert(ICPN_DROP_SID_LOOP <= 31 && ICPN_DROP_QUEUE_FULL <= 31,
+_Static_assert(ICPN_DROP_SID_LOOP <= 31 && ICPN_DROP_INTERNAL <= 31 &&
+		       ICPN_DROP_QUEUE_FULL <= 31,
 	       "stats index STAT_DROP_BASE + (drop & 31) needs every drop code below 32");
+_Static_assert(ICPN_DROP_SID_LOOP < ICPN_DROP_INTERNAL,
+	       "the contract's codes (up to sid-loop) stay below the eBPF node's own");
 _Static_assert(ICPN_STAT_DROP_BASE + 31 < ICPN_N_STATS,
 	       "the stats map must hold STAT_DROP_BASE + 31");
 

@@ -379,7 +379,7 @@ static __always_inline void ifit_record_here(struct icpn_scratch *s, const struc
 }
 
 /* What every IFIT role but the tail does to a packet it forwards with its outer header: count
- * the AltMark, stamp the trace. R_OUT, or R_DROP when the trace cannot be written. */
+ * the AltMark, stamp the trace. R_OUT, or R_DROP (internal-error) when a write fails. */
 static __always_inline int ifit_forward(CTX *ctx, struct icpn_scratch *s,
 					const struct icpn_cfg *c)
 {
@@ -393,8 +393,10 @@ static __always_inline int ifit_forward(CTX *ctx, struct icpn_scratch *s,
 	if (!v->has_trace)
 		return R_OUT;
 	ifit_record_here(s, c);
+	/* ifit_find put the trace and its area in the packet and sized the record (at most 31
+	 * words, within ICPN_RECORD_MAX): a failed write is the node's, not the packet's */
 	if (ifit_stamp_packet(ctx, s) < 0)
-		return drop(s, ICPN_DROP_BAD_EXTHDR);
+		return drop(s, ICPN_DROP_INTERNAL);
 	return R_OUT;
 }
 

@@ -32,6 +32,8 @@ static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
 	return 1;
 }
 
+/* The route to `dst` in `table` into s->nh: 0, or the drop reason (no-route; with the kernel's
+ * FIB also internal-error, see fib_kernel_lookup). */
 static __always_inline int route(struct xdp_md *ctx, const struct icpn_cfg *c,
 				 struct icpn_scratch *s, __u32 table, const __u64 dst[2])
 {
@@ -40,7 +42,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct icpn_cfg *c,
 
 	if (c->flags & ICPN_CFG_FIB_HELPER)
 		return fib_kernel_lookup(ctx, &s->fib, v6, table, p->src, dst, p->tc, &s->nh);
-	return fib_lookup_cached(v6, table, dst, &s->nh);
+	return fib_lookup_cached(v6, table, dst, &s->nh) < 0 ? ICPN_DROP_NO_ROUTE : 0;
 }
 
 /* Record parse results the IFIT report names the flow by. */
@@ -59,8 +61,10 @@ static __always_inline int parse_trim(struct xdp_md *ctx, struct icpn_scratch *s
 	if (rc)
 		return rc;
 	if (s->p.len > s->p.ip_end) {
+		/* the IP packet (parsed: at least ETH_HLEN + 20 octets) stays: shrinking to it fails
+		 * only if the helper does */
 		if (bpf_xdp_adjust_tail(ctx, -(int)(s->p.len - s->p.ip_end)) < 0)
-			return ICPN_DROP_TOO_BIG;
+			return ICPN_DROP_INTERNAL;
 		s->p.len = s->p.ip_end;
 	}
 	return 0;
@@ -200,9 +204,11 @@ static __always_inline int endpoint_decap(struct xdp_md *ctx, struct icpn_scratc
 	outer_ce = (p->tc & 3) == ICPN_ECN_CE;
 	outer = p->l4_off - ETH_HLEN;
 	proto = bpf_htons(inner == ICPN_IPPROTO_IPV6 ? ETH_P_IPV6 : ETH_P_IP);
+	/* the parsed outer headers end by ip_end, so at least an Ethernet header's worth of frame
+	 * is left: a failure is the helper's (the inner packet is judged by the parse below) */
 	if (outer > ICPN_MAX_FRAME || pkt_pop_front(ctx, outer) < 0 ||
 	    pkt_store(ctx, ETH_HLEN - 2, &proto, 2) < 0)
-		return drop(s, ICPN_DROP_BAD_INNER);
+		return drop(s, ICPN_DROP_INTERNAL);
 	s->decap = 1;
 	rc = parse_trim(ctx, s);
 	if (rc)
@@ -216,14 +222,18 @@ static __always_inline int endpoint_decap(struct xdp_md *ctx, struct icpn_scratc
 			return drop(s, ICPN_DROP_ECN_NOT_ECT_CE);
 		tc |= ICPN_ECN_CE;
 	}
-	if (b == ICPN_B_END_DX4 || b == ICPN_B_END_DX6)
+	if (b == ICPN_B_END_DX4 || b == ICPN_B_END_DX6) {
 		s->nh = sid->adj;
-	else if (route(ctx, c, s, sid->table, p->dst) < 0)
-		return drop(s, ICPN_DROP_NO_ROUTE);
+	} else {
+		rc = route(ctx, c, s, sid->table, p->dst);
+		if (rc)
+			return drop(s, rc);
+	}
 	if (p->hop_limit <= 1)
 		return drop(s, ICPN_DROP_HOP_LIMIT);
+	/* writes to the inner header just parsed */
 	if (ip_set_tc(ctx, p, tc) < 0 || ip_set_hop_limit(ctx, p, p->hop_limit - 1) < 0)
-		return drop(s, ICPN_DROP_BAD_INNER);
+		return drop(s, ICPN_DROP_INTERNAL);
 	return R_OUT;
 }
 
@@ -408,10 +418,13 @@ ICPN_STAGE int stage_apn_insert(struct xdp_md *ctx)
 			       c->apn_carrier == ICPN_CARRIER_HBH ? ICPN_IPPROTO_HOPOPTS
 								  : ICPN_IPPROTO_DSTOPTS,
 			       c->apn_opt_type, s->apn_data, s->apn_len, s->zeros, s->chunk);
-	if (rc < 0)
-		return drop(s, ICPN_DROP_TOO_BIG);
+	if (rc > 0)
+		return drop(s, rc);
+	/* The packet parsed before the insertion. It fails to parse after it only where this
+	 * node's parse state is full (a fifth extension header), a limit of the node that the
+	 * contract does not have: internal-error. */
 	if (rc == 0 && parse_packet(ctx, &s->p) != 0)
-		return drop(s, ICPN_DROP_TOO_BIG);
+		return drop(s, ICPN_DROP_INTERNAL);
 	return R_CONT;
 }
 
@@ -422,15 +435,19 @@ ICPN_STAGE int stage_transit(struct xdp_md *ctx)
 {
 	struct icpn_scratch *s = get_scratch();
 	struct icpn_cfg *c = get_cfg();
+	int rc;
 
 	if (!s || !c)
 		return R_DROP;
-	if (!s->routed && route(ctx, c, s, 0, s->p.dst) < 0)
-		return drop(s, ICPN_DROP_NO_ROUTE);
+	if (!s->routed) {
+		rc = route(ctx, c, s, 0, s->p.dst);
+		if (rc)
+			return drop(s, rc);
+	}
 	if (s->p.hop_limit <= 1)
 		return drop(s, ICPN_DROP_HOP_LIMIT);
-	if (ip_set_hop_limit(ctx, &s->p, s->p.hop_limit - 1) < 0)
-		return drop(s, ICPN_DROP_BAD_IPV4);
+	if (ip_set_hop_limit(ctx, &s->p, s->p.hop_limit - 1) < 0) /* the parsed header */
+		return drop(s, ICPN_DROP_INTERNAL);
 	return R_OUT;
 }
 
@@ -439,12 +456,12 @@ ICPN_STAGE int stage_route(struct xdp_md *ctx)
 {
 	struct icpn_scratch *s = get_scratch();
 	struct icpn_cfg *c = get_cfg();
+	int rc;
 
 	if (!s || !c)
 		return R_DROP;
-	if (route(ctx, c, s, s->table, s->p.dst) < 0)
-		return drop(s, ICPN_DROP_NO_ROUTE);
-	return R_OUT;
+	rc = route(ctx, c, s, s->table, s->p.dst);
+	return rc ? drop(s, rc) : R_OUT;
 }
 
 /* --- step 7: IFIT -------------------------------------------------------------------------- */
@@ -464,7 +481,7 @@ ICPN_STAGE int stage_report(struct xdp_md *ctx)
 	saved = s->nh;
 	__builtin_memcpy(collector, c->collector, 16);
 	if (c->flags & ICPN_CFG_FIB_HELPER) {
-		if (fib_kernel_lookup(ctx, &s->fib, 1, 0, collector, collector, 0, &s->nh) < 0)
+		if (fib_kernel_lookup(ctx, &s->fib, 1, 0, collector, collector, 0, &s->nh))
 			return 0;
 	} else if (fib_lookup_cached(1, 0, collector, &s->nh) < 0) {
 		return 0;
@@ -499,8 +516,10 @@ ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
 		/* the tail reports the trace and removes the options */
 		if (ifit_copy_filled(ctx, s, 0) == 0)
 			s->report = 1;
+		/* ifit_find measured the HBH and its options; the strip moves bytes within it and
+		 * parses a packet that parsed with more: a failure is the node's */
 		if (ifit_strip(ctx, s) < 0)
-			return drop(s, ICPN_DROP_BAD_EXTHDR);
+			return drop(s, ICPN_DROP_INTERNAL);
 		return R_OUT;
 	}
 	if (c->ifit_role != ICPN_IFIT_TAIL)
@@ -551,8 +570,8 @@ static __always_inline int egress(struct xdp_md *ctx, struct icpn_scratch *s,
 				q = t->egress_queue_bytes[idx];
 		}
 		if ((ecn == 1 || ecn == 2) && (__u64)s->p.rand32 < ecn_threshold(c, q)) {
-			if (ip_set_tc(ctx, &s->p, s->p.tc | ICPN_ECN_CE) < 0)
-				return drop(s, ICPN_DROP_BAD_IPV4);
+			if (ip_set_tc(ctx, &s->p, s->p.tc | ICPN_ECN_CE) < 0) /* the parsed header */
+				return drop(s, ICPN_DROP_INTERNAL);
 			if (ps)
 				ps->ce_marked++;
 		}
@@ -569,8 +588,8 @@ static __always_inline int egress(struct xdp_md *ctx, struct icpn_scratch *s,
 	__builtin_memcpy(eth.h_dest, s->nh.mac, ETH_ALEN);
 	__builtin_memcpy(eth.h_source, port->mac, ETH_ALEN);
 	eth.h_proto = bpf_htons(s->p.l3_proto);
-	if (pkt_store(ctx, 0, &eth, sizeof(eth)) < 0)
-		return drop(s, ICPN_DROP_NO_ROUTE);
+	if (pkt_store(ctx, 0, &eth, sizeof(eth)) < 0) /* every frame here holds an IP packet */
+		return drop(s, ICPN_DROP_INTERNAL);
 	if (ps) {
 		ps->tx_packets++;
 		ps->tx_bytes += s->p.ip_end;
@@ -702,7 +721,7 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 	if (pkt_store(ctx, off + SRH_OFF_SL, &sl, 1) < 0 ||
 	    pkt_store16(ctx, IP6_OFF_DADDR, p->dst) < 0 ||
 	    pkt_store(ctx, IP6_OFF_HOPLIMIT, &p->hop_limit, 1) < 0)
-		return drop(s, ICPN_DROP_BAD_SRH);
+		return drop(s, ICPN_DROP_INTERNAL); /* offsets read above */
 	if (c->ifit_role != ICPN_IFIT_NONE) {
 		rc = ifit_forward(ctx, s, c);
 		if (rc != R_OUT)
@@ -849,8 +868,9 @@ int icpn_node(struct xdp_md *ctx)
 			tap_frame(ctx, s->nh.port, ICPN_TAP_OUT);
 		act = test ? XDP_TX : (int)bpf_redirect_map(&tx_port, s->nh.port, XDP_DROP);
 	} else {
+		/* a drop without a reason: a map lookup that cannot fail did */
 		if (rc != R_DROP || s->drop == 0)
-			s->drop = ICPN_DROP_NO_ROUTE;
+			s->drop = ICPN_DROP_INTERNAL;
 		stat_inc(ICPN_STAT_DROP_BASE + (s->drop & 31));
 		act = XDP_DROP;
 	}
