@@ -59,6 +59,12 @@ _Static_assert(ICPN_STAT_DROP_BASE + 31 < ICPN_N_STATS,
 #define pkt_load(ctx, off, buf, n) bpf_skb_load_bytes(ctx, off, buf, n)
 #define pkt_store(ctx, off, buf, n) bpf_skb_store_bytes(ctx, off, (void *)(buf), n, 0)
 #define pkt_store16(ctx, off, src) pkt_store(ctx, off, src, 16)
+
+/* See the XDP version below; tc copies into buf (an skb's bytes need not be linear). */
+static __always_inline const void *pkt_view(CTX *ctx, __u32 off, __u32 n, void *buf)
+{
+	return bpf_skb_load_bytes(ctx, off, buf, n) < 0 ? NULL : buf;
+}
 #else
 #define CTX struct xdp_md
 
@@ -102,6 +108,15 @@ static __always_inline __u8 *xdp_ptr(struct xdp_md *ctx, __u32 off, __u32 n)
 	if ((void *)q > end)
 		return NULL;
 	return p;
+}
+
+/* The n bytes at `off` to read in place (xdp-tools' parsing helpers, Katran): a pointer into the
+ * packet, valid until the frame changes; NULL when they are not all in the frame. `buf` (n bytes)
+ * is only used by tc, which copies. */
+static __always_inline const void *pkt_view(struct xdp_md *ctx, __u32 off, __u32 n, void *buf)
+{
+	(void)buf;
+	return xdp_ptr(ctx, off, n);
 }
 
 static __always_inline long xdp_access(struct xdp_md *ctx, __u32 off, void *buf, __u32 n,

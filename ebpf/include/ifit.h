@@ -60,7 +60,8 @@ static __always_inline void ifit_find(CTX *ctx, struct icpn_scratch *s, const st
 	struct icpn_pkt *p = &s->p;
 	struct icpn_ifit_view *v = &s->iv;
 	struct opt_walk w;
-	__u8 o[12];
+	const __u8 *o;
+	__u8 buf[12];
 	__u32 olen, nl, rem, tt;
 	__u16 ns;
 
@@ -80,7 +81,8 @@ static __always_inline void ifit_find(CTX *ctx, struct icpn_scratch *s, const st
 	olen = w.found_len[1];
 	if (!w.found_off[1] || olen < 10 || (olen - 10) % 4)
 		return;
-	if (pkt_load(ctx, w.found_off[1], o, sizeof(o)) < 0 || o[3] != 0)
+	o = pkt_view(ctx, w.found_off[1], sizeof(buf), buf); /* in place: the fields are read once */
+	if (!o || o[3] != 0)
 		return;
 	ns = ((__u16)o[4] << 8) | o[5];
 	v->word = ((__u16)o[6] << 8) | o[7];

@@ -113,12 +113,14 @@ ICPN_STAGE int stage_pfc(struct xdp_md *ctx)
 	struct icpn_cfg *c = get_cfg();
 	struct icpn_pfc_state *st;
 	struct icpn_port *port;
-	__u8 h[ETH_HLEN + PFC_BODY_LEN];
 	__u32 in_port, proto;
+	const __u8 *h;
 
 	if (!s || !c)
 		return R_DROP;
-	if (pkt_load(ctx, 0, h, ETH_HLEN) < 0)
+	/* read in place: the stage writes nothing, and the frame does not change under it */
+	h = xdp_ptr(ctx, 0, ETH_HLEN);
+	if (!h)
 		return drop(s, ICPN_DROP_NOT_IP);
 	proto = ((__u32)h[12] << 8) | h[13];
 	in_port = s->p.in_port;
@@ -131,8 +133,8 @@ ICPN_STAGE int stage_pfc(struct xdp_md *ctx)
 	}
 	if (proto == ICPN_PFC_ETHERTYPE) {
 		/* Step 1: a PFC frame pauses the priorities it enables on in_port; it is consumed. */
-		if (pkt_load(ctx, 0, h, sizeof(h)) < 0 ||
-		    (((__u16)h[14] << 8) | h[15]) != ICPN_PFC_OPCODE)
+		h = xdp_ptr(ctx, 0, ETH_HLEN + PFC_BODY_LEN);
+		if (!h || (((__u16)h[14] << 8) | h[15]) != ICPN_PFC_OPCODE)
 			return drop(s, ICPN_DROP_NOT_IP);
 		if ((c->flags & ICPN_CFG_PFC) && c->line_rate_bps) {
 			for (__u32 pr = 0; pr < ICPN_PRIORITIES; pr++) {
@@ -629,7 +631,7 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 	struct icpn_pkt *p = &s->p;
 	const struct ipv6hdr *ip6;
 	struct icpn_port *port;
-	struct ipv6_sr_hdr srh;
+	const struct ipv6_sr_hdr *srh;
 	struct icpn_sid *sid;
 	__u8 *hdr, h[2], nh, sl;
 	int rc;
@@ -678,21 +680,24 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 		if (off > p->ip_end)
 			return R_CONT;
 	}
-	if (nh != ICPN_IPPROTO_ROUTING || pkt_load(ctx, off, &srh, sizeof(srh)) < 0)
+	if (nh != ICPN_IPPROTO_ROUTING)
+		return R_CONT;
+	srh = (const struct ipv6_sr_hdr *)xdp_ptr(ctx, off, sizeof(*srh));
+	if (!srh)
 		return R_CONT;
 	/* srv6_end's checks; no TLVs: the segment list fills the header */
-	if (off + ext_len(srh.hdrlen) > p->ip_end || srh.type != ICPN_SRH_ROUTING_TYPE ||
-	    is_exthdr(srh.nexthdr) || srh.segments_left == 0 || srh_bounds(&srh) ||
-	    sizeof(srh) + ((__u32)srh.first_segment + 1) * SID_LEN != ext_len(srh.hdrlen))
+	if (off + ext_len(srh->hdrlen) > p->ip_end || srh->type != ICPN_SRH_ROUTING_TYPE ||
+	    is_exthdr(srh->nexthdr) || srh->segments_left == 0 || srh_bounds(srh) ||
+	    sizeof(*srh) + ((__u32)srh->first_segment + 1) * SID_LEN != ext_len(srh->hdrlen))
 		return R_CONT;
 	if (!sid_maybe_local(c, p->dst))
 		return R_CONT;
 	sid = sid_in_slot(p->dst);
 	if (!sid || sid->flavours || (sid->behaviour != ICPN_B_END && sid->behaviour != ICPN_B_END_X))
 		return R_CONT;
-	sl = srh.segments_left - 1;
+	sl = srh->segments_left - 1;
 	/* the new DA: the old one is not needed any more */
-	if (pkt_load(ctx, off + sizeof(srh) + (__u32)sl * SID_LEN, p->dst, SID_LEN) < 0)
+	if (pkt_load(ctx, off + sizeof(*srh) + (__u32)sl * SID_LEN, p->dst, SID_LEN) < 0)
 		return R_CONT;
 	if (sid->behaviour == ICPN_B_END_X) {
 		s->nh = sid->adj;
@@ -706,14 +711,14 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 	p->rh = p->n_ext;
 	p->ext[p->n_ext & (ICPN_MAX_EXT_HEADERS - 1)] = (struct icpn_ext){
 		.off = off,
-		.len = ext_len(srh.hdrlen),
+		.len = ext_len(srh->hdrlen),
 		.named_at = p->n_ext ? ETH_HLEN + IP6_HLEN : ETH_HLEN + 6,
 		.kind = ICPN_IPPROTO_ROUTING,
 	};
 	p->n_ext += 1;
 	p->rh_type = ICPN_SRH_ROUTING_TYPE;
-	p->l4_off = off + ext_len(srh.hdrlen);
-	p->l4_proto = srh.nexthdr;
+	p->l4_off = off + ext_len(srh->hdrlen);
+	p->l4_proto = srh->nexthdr;
 	parse_l4(ctx, p);
 	set_origin(s);
 	if (c->flags & ICPN_CFG_PFC)
