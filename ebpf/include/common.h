@@ -4,7 +4,8 @@
  * Packets are read and written with the load/store-bytes helpers at explicit offsets rather than
  * with direct packet pointers: the pipeline moves headers around (encapsulation, PSP, APN
  * insertion), which invalidates packet pointers, and offsets that walk extension-header chains
- * keep the verifier's range tracking simple. The same code compiles for XDP and for tc
+ * keep the verifier's range tracking simple; a header read where it lies goes through pkt_view(),
+ * whose pointer is used before the frame changes. The same code compiles for XDP and for tc
  * (ICPN_TC defined) through the CTX and pkt_* macros below.
  */
 #ifndef ICPN_COMMON_H
