@@ -130,6 +130,29 @@ def test_big_frame_encapsulated_and_too_big_frame_refused(pair_of: Any) -> None:
         p.ebpf.process(_to_site2(payload=MAX_FRAME), PacketContext(in_port=1))
 
 
+def test_a_push_the_buffer_cannot_hold_is_an_internal_error(pair_of: Any) -> None:
+    """H.Encaps with an APN option and an IFIT trace pushes more than bpf_xdp_adjust_head's
+    headroom, so the frame grows at its tail, which a test run's buffer allows up to MAX_FRAME
+    (the rest of the page is headroom and skb_shared_info). One byte more and the write fails:
+    the reference forwards that packet (the contract's too-big is a Payload Length past 65535),
+    so the drop is the node's own internal-error, not a reason that blames the packet."""
+    p = pair_of(node("headend"))
+    ctx = PacketContext(in_port=1, time_us=5_000)
+    small = _to_site2(tc=46 << 2 | 2)  # DSCP 46: the 64-bit APN with parameters, IFIT head
+    push = len(p.run(small, ctx).outputs[-1].frame) - len(small)  # the two planes agree on it
+    assert push > 256  # beyond the headroom: the tail-growth path
+    room = MAX_FRAME - push - len(small)  # payload bytes to add for an output of MAX_FRAME
+    fits = _to_site2(payload=11 + room, tc=46 << 2 | 2)
+    assert len(p.run(fits, ctx).outputs[-1].frame) == MAX_FRAME
+    over = _to_site2(payload=12 + room, tc=46 << 2 | 2)
+    want = p.ref.process(over, ctx)
+    assert want.drop is None and len(want.outputs[-1].frame) == MAX_FRAME + 1
+    got = p.ebpf.process(over, ctx)
+    assert (got.drop, got.outputs) == ("internal-error", [])
+    stats = p.ebpf.stats()
+    assert stats["drop:internal-error"] == 1 and stats["drop:too-big"] == 0
+
+
 def test_end_then_local_dt6_on_one_node_and_sid_loop(pair_of: Any) -> None:
     p = pair_of(node("transit"))
     inner = IPv6(src="2001:db8:1::1", dst="2001:db8:2::2") / UDP() / Raw(b"x")

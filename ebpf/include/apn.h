@@ -24,8 +24,10 @@ static __always_inline __u32 apn_id_width(__u8 id_type)
 
 /* pipeline.md 3, no encapsulation: a new HBH (kind 0) right after the IPv6 header, or a new DOH
  * (kind 60) right after the IPv6 header or its HBH, holding the option (opt_type, data[alen]).
- * 1 when a header of that kind is already there (the existing one wins), 0 when inserted (then
- * *p is stale), -1 when the packet would exceed 64 KiB or the frame cannot grow. */
+ * 0 when inserted (then *p is stale), -1 when a header of that kind is already there (the
+ * existing one wins), else the drop reason: too-big when the Payload Length would exceed 65535
+ * (the contract's case) or the frame ICPN_MAX_FRAME (grow_drop_reason); internal-error when a
+ * write fails, since every offset written was checked by the parser. */
 static __always_inline int apn_insert_header(CTX *ctx, const struct icpn_pkt *p, __u8 kind,
 					     __u8 opt_type, const __u8 *data, __u32 alen,
 					     const __u8 *zeros, __u8 *chunk)
@@ -43,20 +45,22 @@ static __always_inline int apn_insert_header(CTX *ctx, const struct icpn_pkt *p,
 		idx = 1;
 	}
 	if (p->n_ext > idx && p->ext[idx & (ICPN_MAX_EXT_HEADERS - 1)].kind == kind)
-		return 1;
+		return -1;
 	if (p->ip_end - ETH_HLEN - IP6_HLEN + hlen > 0xffff)
-		return -1;
+		return ICPN_DROP_TOO_BIG;
 	if (pkt_load(ctx, named_at, &h[0], 1) < 0)
-		return -1;
+		return ICPN_DROP_INTERNAL;
 	h[1] = hlen / 8 - 1;
-	if (at > ICPN_MAX_FRAME || pkt_insert(ctx, at, hlen, chunk) < 0)
-		return -1;
+	if (at > ICPN_MAX_FRAME)
+		return ICPN_DROP_INTERNAL;
+	if (pkt_insert(ctx, at, hlen, chunk) < 0)
+		return grow_drop_reason(p->len, hlen);
 	plen = bpf_htons(p->ip_end + hlen - ETH_HLEN - IP6_HLEN);
 	if (pkt_store(ctx, at, h, 2) < 0 || opt_write(ctx, at + 2, opt_type, data, alen) < 0 ||
 	    pad_write(ctx, zeros, at + 4 + alen, hlen - 4 - alen, ICPN_IPV6_OPT_PAD1,
 		      ICPN_IPV6_OPT_PADN) < 0 ||
 	    pkt_store(ctx, named_at, &kind, 1) < 0 || pkt_store(ctx, ETH_HLEN + 4, &plen, 2) < 0)
-		return -1;
+		return ICPN_DROP_INTERNAL;
 	return 0;
 }
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
-/* Classification (docs/pipeline.md 3): flow matches, the 37-byte flow key, elephant detection
- * with a count-min sketch per window, and the packet's APN-ID (QP map, carried option, mark). */
+/* Classification (docs/pipeline.md 3): flow matches and the first match of a match table
+ * (classifiers, policies, IFIT flows), the 37-byte flow key, elephant detection with a
+ * count-min sketch per window, and the packet's APN-ID (QP map, carried option, classifier). */
 #ifndef ICPN_CLASSIFY_H
 #define ICPN_CLASSIFY_H
 
@@ -213,6 +214,81 @@ static __always_inline int apn_from_packet(CTX *ctx, struct icpn_scratch *s, __u
 		return 1;
 	}
 	return 0;
+}
+
+/* First entry of a match table that matches the packet: classifiers, policies and IFIT flows
+ * all start with their struct icpn_match. */
+#define MATCH_INLINE 2
+
+struct match_loop {
+	struct icpn_scratch *s;
+	void *table;
+	__u32 n;
+	int with_apn;
+	__s32 found;
+};
+
+static __always_inline int match_one(struct match_loop *m, __u32 i)
+{
+	struct icpn_match *e;
+
+	if (i >= m->n)
+		return 1;
+	e = bpf_map_lookup_elem(m->table, &i);
+	if (e && flow_matches(e, m->s, m->with_apn)) {
+		m->found = i;
+		return 1;
+	}
+	return 0;
+}
+
+static long match_step(__u32 i, void *data)
+{
+	return match_one(data, i + MATCH_INLINE);
+}
+
+/* The first MATCH_INLINE entries are tried inline, where the table is a known map and its
+ * lookup is inlined by the verifier; the rest, if any, in a bpf_loop. */
+static __always_inline __s32 first_match(struct icpn_scratch *s, void *table, __u32 n,
+					 int with_apn)
+{
+	struct match_loop m = { .s = s, .table = table, .n = n, .with_apn = with_apn, .found = -1 };
+
+	for (__u32 i = 0; i < MATCH_INLINE; i++)
+		if (match_one(&m, i))
+			return m.found;
+	bpf_loop(ICPN_MAX_CLASSIFIERS - MATCH_INLINE, match_step, &m, 0);
+	return m.found;
+}
+
+/* The packet's APN-ID (pipeline.md 3): QP map, else the option it carries, else the first
+ * matching classifier. */
+static __always_inline void classify_apn(CTX *ctx, struct icpn_scratch *s,
+					 const struct icpn_cfg *c)
+{
+	struct icpn_classifier *cl;
+	__u32 i;
+	__s32 found;
+
+	s->has_apn = 0;
+	s->apn_carried = 0;
+	if (s->p.is_roce) {
+		struct icpn_apn_mark *m = bpf_map_lookup_elem(&qp_map, &s->p.qp);
+
+		if (m) {
+			apn_from_mark(s, m);
+			return;
+		}
+	}
+	if (apn_from_packet(ctx, s, c->apn_opt_type))
+		return;
+	found = first_match(s, &classifiers, c->n_classifiers, 0);
+	if (found < 0)
+		return;
+	i = found;
+	cl = bpf_map_lookup_elem(&classifiers, &i);
+	if (cl)
+		apn_from_mark(s, &cl->mark);
 }
 
 #endif

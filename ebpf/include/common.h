@@ -4,7 +4,8 @@
  * Packets are read and written with the load/store-bytes helpers at explicit offsets rather than
  * with direct packet pointers: the pipeline moves headers around (encapsulation, PSP, APN
  * insertion), which invalidates packet pointers, and offsets that walk extension-header chains
- * keep the verifier's range tracking simple. The same code compiles for XDP and for tc
+ * keep the verifier's range tracking simple; a header read where it lies goes through pkt_view(),
+ * whose pointer is used before the frame changes. The same code compiles for XDP and for tc
  * (ICPN_TC defined) through the CTX and pkt_* macros below.
  */
 #ifndef ICPN_COMMON_H
@@ -28,8 +29,11 @@
 /* Masks the code relies on instead of bounds checks the verifier would need spelled out. */
 _Static_assert((ICPN_MAX_EXT_HEADERS & (ICPN_MAX_EXT_HEADERS - 1)) == 0,
 	       "ext[i & (ICPN_MAX_EXT_HEADERS - 1)] needs a power of two");
-_Static_assert(ICPN_DROP_SID_LOOP <= 31 && ICPN_DROP_QUEUE_FULL <= 31,
+_Static_assert(ICPN_DROP_SID_LOOP <= 31 && ICPN_DROP_INTERNAL <= 31 &&
+		       ICPN_DROP_QUEUE_FULL <= 31,
 	       "stats index STAT_DROP_BASE + (drop & 31) needs every drop code below 32");
+_Static_assert(ICPN_DROP_SID_LOOP < ICPN_DROP_INTERNAL,
+	       "the contract's codes (up to sid-loop) stay below the eBPF node's own");
 _Static_assert(ICPN_STAT_DROP_BASE + 31 < ICPN_N_STATS,
 	       "the stats map must hold STAT_DROP_BASE + 31");
 
@@ -56,6 +60,12 @@ _Static_assert(ICPN_STAT_DROP_BASE + 31 < ICPN_N_STATS,
 #define pkt_load(ctx, off, buf, n) bpf_skb_load_bytes(ctx, off, buf, n)
 #define pkt_store(ctx, off, buf, n) bpf_skb_store_bytes(ctx, off, (void *)(buf), n, 0)
 #define pkt_store16(ctx, off, src) pkt_store(ctx, off, src, 16)
+
+/* See the XDP version below; tc copies into buf (an skb's bytes need not be linear). */
+static __always_inline const void *pkt_view(CTX *ctx, __u32 off, __u32 n, void *buf)
+{
+	return bpf_skb_load_bytes(ctx, off, buf, n) < 0 ? NULL : buf;
+}
 #else
 #define CTX struct xdp_md
 
@@ -99,6 +109,15 @@ static __always_inline __u8 *xdp_ptr(struct xdp_md *ctx, __u32 off, __u32 n)
 	if ((void *)q > end)
 		return NULL;
 	return p;
+}
+
+/* The n bytes at `off` to read in place (xdp-tools' parsing helpers, Katran): a pointer into the
+ * packet, valid until the frame changes; NULL when they are not all in the frame. `buf` (n bytes)
+ * is only used by tc, which copies. */
+static __always_inline const void *pkt_view(struct xdp_md *ctx, __u32 off, __u32 n, void *buf)
+{
+	(void)buf;
+	return xdp_ptr(ctx, off, n);
 }
 
 static __always_inline long xdp_access(struct xdp_md *ctx, __u32 off, void *buf, __u32 n,

@@ -77,13 +77,18 @@ static __always_inline int fib_lookup_cached(int v6, __u32 table, const __u64 ds
 
 #ifndef ICPN_TC
 /* The kernel's FIB (table = the VRF's table id); the egress ifindex is mapped to a port. `f` is
- * the helper's 64-byte parameter block, kept off the stack (the call chain has 512 bytes). */
+ * the helper's 64-byte parameter block, kept off the stack (the call chain has 512 bytes).
+ * 0, or the drop reason: no-route when the kernel has no usable route (a BPF_FIB_LKUP_RET_*
+ * code: unreachable, blackhole, no neighbour, ...) or routes out of a device that is not one of
+ * the node's ports, both about the destination; internal-error when the helper itself fails (a
+ * negative errno: its arguments are the program's, not the packet's). */
 static __always_inline int fib_kernel_lookup(struct xdp_md *ctx, struct bpf_fib_lookup *f, int v6,
 					     __u32 table, const __u64 src[2], const __u64 dst[2],
 					     __u8 tc, struct icpn_nexthop *nh)
 {
 	__u32 port;
 	__u32 flags = 0;
+	long rc;
 
 	__builtin_memset(f, 0, sizeof(*f));
 	f->ifindex = ctx->ingress_ifindex;
@@ -102,11 +107,14 @@ static __always_inline int fib_kernel_lookup(struct xdp_md *ctx, struct bpf_fib_
 		f->tbid = table;
 		flags |= BPF_FIB_LOOKUP_DIRECT | BPF_FIB_LOOKUP_TBID;
 	}
-	if (bpf_fib_lookup(ctx, f, sizeof(*f), flags) != BPF_FIB_LKUP_RET_SUCCESS)
-		return -1;
+	rc = bpf_fib_lookup(ctx, f, sizeof(*f), flags);
+	if (rc < 0)
+		return ICPN_DROP_INTERNAL;
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return ICPN_DROP_NO_ROUTE;
 	port = port_of_ifindex(f->ifindex);
 	if (port >= ICPN_MAX_PORTS)
-		return -1;
+		return ICPN_DROP_NO_ROUTE;
 	nh->port = port;
 	__builtin_memcpy(nh->mac, f->dmac, 6);
 	return 0;

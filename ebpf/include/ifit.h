@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
-/* IFIT (SPEC 3, docs/pipeline.md 4): finding the AltMark and IOAM trace options of the outer
- * HBH, per-(FlowMonID, colour) counters, stamping this node's record, the tail's report (an
- * aux frame) and the tail's removal of the options from a packet it does not decapsulate. */
+/* IFIT (SPEC 3, docs/pipeline.md 4): the head's choice of flows and colours, finding the
+ * AltMark and IOAM trace options of the outer HBH, per-(FlowMonID, colour) counters, stamping
+ * this node's record, the tail's report (an aux frame) and the tail's removal of the options
+ * from a packet it does not decapsulate. */
 #ifndef ICPN_IFIT_H
 #define ICPN_IFIT_H
 
 #include "state.h"
 #include "options.h"
 #include "csum.h"
+#include "l3.h"
+#include "classify.h"
 
 #define IOAM_REMAINING_MASK 0x7f
 #define IOAM_WIDE_FIRST 8
@@ -57,7 +60,8 @@ static __always_inline void ifit_find(CTX *ctx, struct icpn_scratch *s, const st
 	struct icpn_pkt *p = &s->p;
 	struct icpn_ifit_view *v = &s->iv;
 	struct opt_walk w;
-	__u8 o[12];
+	const __u8 *o;
+	__u8 buf[12];
 	__u32 olen, nl, rem, tt;
 	__u16 ns;
 
@@ -77,7 +81,8 @@ static __always_inline void ifit_find(CTX *ctx, struct icpn_scratch *s, const st
 	olen = w.found_len[1];
 	if (!w.found_off[1] || olen < 10 || (olen - 10) % 4)
 		return;
-	if (pkt_load(ctx, w.found_off[1], o, sizeof(o)) < 0 || o[3] != 0)
+	o = pkt_view(ctx, w.found_off[1], sizeof(buf), buf); /* in place: the fields are read once */
+	if (!o || o[3] != 0)
 		return;
 	ns = ((__u16)o[4] << 8) | o[5];
 	v->word = ((__u16)o[6] << 8) | o[7];
@@ -313,6 +318,180 @@ static __always_inline void ifit_report(struct icpn_scratch *s, const struct icp
 	s->frame.port = nh->port;
 	s->frame.len = ICPN_REPORT_HDR + filled;
 	emit_frame(s);
+}
+
+/* IFIT head (pipeline.md 4): the first matching flow gets AltMark + IOAM; L is the period's
+ * parity, D is set on packets 0, d_every, 2*d_every ... of each period. */
+static __always_inline void ifit_head(struct icpn_scratch *s, const struct icpn_cfg *c)
+{
+	struct icpn_ifit_period fresh = {}, *pe;
+	struct icpn_ifit_flow *f;
+	__u64 period, count;
+	__u32 i, id;
+	__s32 found;
+
+	s->ifit_head = 0;
+	if (c->ifit_role != ICPN_IFIT_HEAD || !c->ifit_period_us || !c->ifit_d_every)
+		return;
+	found = first_match(s, &ifit_flows, c->n_ifit_flows, 1);
+	if (found < 0)
+		return;
+	i = found;
+	f = bpf_map_lookup_elem(&ifit_flows, &i);
+	if (!f)
+		return;
+	id = f->flowmon_id;
+	period = s->p.now_us / c->ifit_period_us;
+	pe = bpf_map_lookup_elem(&ifit_periods, &id);
+	count = pe && pe->period == period ? pe->count : 0;
+	fresh.period = period;
+	fresh.count = count + 1;
+	bpf_map_update_elem(&ifit_periods, &id, &fresh, BPF_ANY);
+	s->ifit_flow = (id << 12) | ((__u32)(period & 1) << 11) |
+		       ((count % c->ifit_d_every == 0) << 10);
+	s->ifit_head = 1;
+}
+
+/* A decapsulating IFIT tail reports from the outer header it removes: take what the report
+ * needs (the AltMark, the trace and its filled area) before it goes. */
+static __always_inline void ifit_tail_capture(CTX *ctx, struct icpn_scratch *s,
+					      const struct icpn_cfg *c)
+{
+	struct icpn_ifit_view *v = &s->iv;
+
+	ifit_find(ctx, s, c);
+	v->hop_limit = s->p.hop_limit - 1;
+	if (v->has_trace &&
+	    ifit_copy_filled(ctx, s, v->remaining >= v->node_len ? v->node_len * 4 : 0) < 0)
+		v->has_trace = 0;
+}
+
+/* This node's record in the IOAM trace's next free slot, with the depth of the egress queue. */
+static __always_inline void ifit_record_here(struct icpn_scratch *s, const struct icpn_cfg *c)
+{
+	__u32 queue = 0, port = s->nh.port;
+
+	if (test_mode(c)) {
+		struct icpn_test_ctx *t = get_test_ctx();
+
+		if (t && port < ICPN_MAX_PORTS)
+			queue = t->egress_queue_packets[port];
+	}
+	ifit_record(s, c, queue);
+}
+
+/* What every IFIT role but the tail does to a packet it forwards with its outer header: count
+ * the AltMark, stamp the trace. R_OUT, or R_DROP (internal-error) when a write fails. */
+static __always_inline int ifit_forward(CTX *ctx, struct icpn_scratch *s,
+					const struct icpn_cfg *c)
+{
+	struct icpn_ifit_view *v = &s->iv;
+
+	if (s->p.l3_proto != ETH_P_IPV6)
+		return R_OUT;
+	ifit_find(ctx, s, c);
+	v->hop_limit = s->p.hop_limit;
+	ifit_count(v);
+	if (!v->has_trace)
+		return R_OUT;
+	ifit_record_here(s, c);
+	/* ifit_find put the trace and its area in the packet and sized the record (at most 31
+	 * words, within ICPN_RECORD_MAX): a failed write is the node's, not the packet's */
+	if (ifit_stamp_packet(ctx, s) < 0)
+		return drop(s, ICPN_DROP_INTERNAL);
+	return R_OUT;
+}
+
+struct strip_walk {
+	CTX *ctx;
+	struct icpn_scratch *s;
+	__u32 r;	/* next option to read */
+	__u32 w;	/* where the next kept option goes */
+	__u32 end;
+	int err;
+};
+
+/* Compact the HBH's options in place, leaving out AltMark, IOAM and padding. */
+static long strip_step(__u32 i, void *data)
+{
+	struct strip_walk *sw = data;
+	__u8 h[2];
+	__u32 n;
+
+	if (sw->r >= sw->end || pkt_load(sw->ctx, sw->r, h, 1) < 0)
+		return 1;
+	if (h[0] == ICPN_IPV6_OPT_PAD1) {
+		sw->r += 1;
+		return 0;
+	}
+	if (sw->r + 2 > sw->end || pkt_load(sw->ctx, sw->r, h, 2) < 0 ||
+	    sw->r + 2 + h[1] > sw->end)
+		return 1;
+	n = 2 + h[1];
+	if (h[0] != ICPN_ALTMARK_OPT_TYPE && h[0] != ICPN_IOAM_OPT_TYPE &&
+	    h[0] != ICPN_IPV6_OPT_PADN) {
+		if (pkt_move(sw->ctx, sw->w, sw->r, n, sw->s->chunk) < 0) {
+			sw->err = 1;
+			return 1;
+		}
+		sw->w += n;
+	}
+	sw->r += n;
+	return 0;
+}
+
+/* pipeline.md 4: a tail that does not decapsulate removes the IFIT options from the HBH, lays
+ * the others out again (padding to 8n) and removes the HBH when none remain. */
+static __always_inline int ifit_strip(CTX *ctx, struct icpn_scratch *s)
+{
+	struct icpn_pkt *p = &s->p;
+	__u32 off = p->ext[0].off, len = p->ext[0].len, kept, nlen;
+	struct strip_walk sw = { .ctx = ctx, .s = s, .r = off + 2, .w = off + 2, .end = off + len };
+	__u8 h[2];
+
+	bpf_loop(2048, strip_step, &sw, 0);
+	if (sw.err || sw.w < off + 2)
+		return -1;
+	kept = sw.w - off - 2;
+	if (kept == 0) {
+		if (pkt_load(ctx, off, h, 1) < 0 || pkt_store(ctx, p->ext[0].named_at, h, 1) < 0)
+			return -1;
+		nlen = 0;
+	} else {
+		nlen = (2 + kept + 7) & ~7U;
+		h[0] = nlen / 8 - 1;
+		if (pad_write(ctx, s->zeros, sw.w, off + nlen - sw.w, ICPN_IPV6_OPT_PAD1,
+			      ICPN_IPV6_OPT_PADN) < 0 ||
+		    pkt_store(ctx, off + 1, h, 1) < 0)
+			return -1;
+	}
+	if (nlen > len || ip6_set_plen(ctx, p->ip_end - (len - nlen)) < 0 ||
+	    pkt_remove(ctx, off + nlen, len - nlen, s->chunk) < 0)
+		return -1;
+	return parse_packet(ctx, p) ? -1 : 0;
+}
+
+struct copy_ctx {
+	struct icpn_scratch *s;
+	__u32 n;
+};
+
+static long record_copy_step(__u32 i, void *data)
+{
+	struct copy_ctx *cc = data;
+
+	if (i >= cc->n || i >= ICPN_RECORD_MAX)
+		return 1;
+	cc->s->frame.data[ICPN_REPORT_HDR + i] = cc->s->record[i];
+	return 0;
+}
+
+/* Copy this node's record in front of the node data already in the report frame. */
+static __always_inline void ifit_report_put_record(struct icpn_scratch *s, __u32 n)
+{
+	struct copy_ctx cc = { .s = s, .n = n };
+
+	bpf_loop(ICPN_RECORD_MAX, record_copy_step, &cc, 0);
 }
 
 #endif

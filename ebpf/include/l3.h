@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
-/* Writes to the outermost IP header (at ETH_HLEN): hop limit / TTL and traffic class / TOS,
- * with the IPv4 header checksum updated incrementally (RFC 1624) for each changed word. */
+/* Writes to the outermost IP header (at ETH_HLEN): IPv6 payload length, hop limit / TTL and
+ * traffic class / TOS, with the IPv4 header checksum updated incrementally (RFC 1624) for each
+ * changed word. */
 #ifndef ICPN_L3_H
 #define ICPN_L3_H
 
 #include "state.h"
 #include "csum.h"
+
+#define IP6_OFF_PLEN (ETH_HLEN + 4)
 
 /* Replace the 16-bit IPv4 header word at `off` (from the IP header) and fix the checksum. */
 static __always_inline int ip4_set_word(CTX *ctx, __u32 off, __u16 new)
@@ -26,6 +29,14 @@ static __always_inline int ip4_set_word(CTX *ctx, __u32 off, __u16 new)
 	if (pkt_store(ctx, ETH_HLEN + off, w, 2) < 0 || pkt_store(ctx, ETH_HLEN + 10, c, 2) < 0)
 		return -1;
 	return 0;
+}
+
+/* IPv6 Payload Length of a packet that ends at ip_end. */
+static __always_inline int ip6_set_plen(CTX *ctx, __u32 ip_end)
+{
+	__be16 plen = bpf_htons(ip_end - ETH_HLEN - IP6_HLEN);
+
+	return pkt_store(ctx, IP6_OFF_PLEN, &plen, 2);
 }
 
 /* IPv6 hop limit / IPv4 TTL. */

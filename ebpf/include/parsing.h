@@ -68,37 +68,47 @@ static __always_inline void v4_mapped(__u64 a[2], __be32 addr)
 	__builtin_memcpy(&b[12], &addr, 4);
 }
 
-/* Ethernet; returns the EtherType (host order). */
-static __always_inline int parse_ethhdr(CTX *ctx, struct hdr_cursor *c, struct ethhdr *eth)
+/* Ethernet; returns the EtherType (host order). Only the EtherType is read: the addresses are
+ * the PFC stage's business. */
+static __always_inline int parse_ethhdr(CTX *ctx, struct hdr_cursor *c)
 {
-	if (pkt_load(ctx, c->off, eth, sizeof(*eth)) < 0)
+	__be16 proto;
+
+	if (pkt_load(ctx, c->off + offsetof(struct ethhdr, h_proto), &proto, sizeof(proto)) < 0)
 		return -1;
-	c->off += sizeof(*eth);
-	return bpf_ntohs(eth->h_proto);
+	c->off += sizeof(struct ethhdr);
+	return bpf_ntohs(proto);
 }
 
-/* IPv6 fixed header: version 6 and a payload that fits in the frame; returns Next Header. */
-static __always_inline int parse_ip6hdr(CTX *ctx, struct hdr_cursor *c, struct ipv6hdr *ip6)
+/* IPv6 fixed header, read in place (*ip6; tc: a copy in buf): version 6 and a payload that fits
+ * in the frame; returns Next Header. */
+static __always_inline int parse_ip6hdr(CTX *ctx, struct hdr_cursor *c, struct ipv6hdr *buf,
+					const struct ipv6hdr **ip6)
 {
-	if (pkt_load(ctx, c->off, ip6, sizeof(*ip6)) < 0)
+	const struct ipv6hdr *h = pkt_view(ctx, c->off, sizeof(*h), buf);
+
+	if (!h || h->version != 6)
 		return -1;
-	if (ip6->version != 6)
+	if (c->off + sizeof(*h) + bpf_ntohs(h->payload_len) > pkt_len(ctx))
 		return -1;
-	if (c->off + sizeof(*ip6) + bpf_ntohs(ip6->payload_len) > pkt_len(ctx))
-		return -1;
-	c->off += sizeof(*ip6);
-	return ip6->nexthdr;
+	c->off += sizeof(*h);
+	*ip6 = h;
+	return h->nexthdr;
 }
 
-/* IPv4 header: IHL >= 5, IHL*4 <= total length <= the frame, and (RFC 1812 5.2.2, a router
- * verifies it) a valid header checksum; returns the protocol. */
-static __always_inline int parse_iphdr(CTX *ctx, struct hdr_cursor *c, struct iphdr *ip4)
+/* IPv4 header, read in place (*ip4; tc: a copy in buf): IHL >= 5, IHL*4 <= total length <= the
+ * frame, and (RFC 1812 5.2.2, a router verifies it) a valid header checksum; returns the
+ * protocol. */
+static __always_inline int parse_iphdr(CTX *ctx, struct hdr_cursor *c, struct iphdr *buf,
+				       const struct iphdr **ip4p)
 {
+	const struct iphdr *ip4 = pkt_view(ctx, c->off, sizeof(*ip4), buf);
 	const __u8 *b = (const __u8 *)ip4;
 	__u32 hlen, tot, sum = 0;
 
-	if (pkt_load(ctx, c->off, ip4, sizeof(*ip4)) < 0)
+	if (!ip4)
 		return -1;
+	*ip4p = ip4;
 	hlen = ip4->ihl * 4;
 	tot = bpf_ntohs(ip4->tot_len);
 	if (ip4->version != 4 || ip4->ihl < 5 || tot < hlen || c->off + tot > pkt_len(ctx))
@@ -239,47 +249,48 @@ static __always_inline int is_link_local(const struct icpn_pkt *p, const __u64 a
 static __always_inline int parse_packet(CTX *ctx, struct icpn_pkt *p)
 {
 	struct hdr_cursor c = { .off = 0 };
-	struct ethhdr eth;
 	int proto, rc;
 
 	p->len = pkt_len(ctx);
 	p->n_ext = 0;
 	p->rh = -1;
 	p->fragment = 0;
-	proto = parse_ethhdr(ctx, &c, &eth);
+	proto = parse_ethhdr(ctx, &c);
 	if (proto == ETH_P_IPV6) {
-		struct ipv6hdr ip6;
+		const struct ipv6hdr *ip6;
+		struct ipv6hdr buf;
 		int nh;
 
-		nh = parse_ip6hdr(ctx, &c, &ip6);
+		nh = parse_ip6hdr(ctx, &c, &buf, &ip6);
 		if (nh < 0)
 			return ICPN_DROP_BAD_IPV6;
 		p->l3_proto = ETH_P_IPV6;
-		p->ip_end = ETH_HLEN + sizeof(ip6) + bpf_ntohs(ip6.payload_len);
-		p->tc = (ip6.priority << 4) | (ip6.flow_lbl[0] >> 4);
-		p->flowlabel = ((__u32)(ip6.flow_lbl[0] & 0xf) << 16) | ((__u32)ip6.flow_lbl[1] << 8) |
-			       ip6.flow_lbl[2];
-		p->hop_limit = ip6.hop_limit;
-		__builtin_memcpy(p->src, &ip6.saddr, 16);
-		__builtin_memcpy(p->dst, &ip6.daddr, 16);
+		p->ip_end = ETH_HLEN + sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+		p->tc = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
+		p->flowlabel = ((__u32)(ip6->flow_lbl[0] & 0xf) << 16) |
+			       ((__u32)ip6->flow_lbl[1] << 8) | ip6->flow_lbl[2];
+		p->hop_limit = ip6->hop_limit;
+		__builtin_memcpy(p->src, &ip6->saddr, 16);
+		__builtin_memcpy(p->dst, &ip6->daddr, 16);
 		rc = parse_ip6_exts(ctx, p, &c, nh);
 		if (rc)
 			return rc;
 	} else if (proto == ETH_P_IP) {
-		struct iphdr ip4;
+		const struct iphdr *ip4;
+		struct iphdr buf;
 		int nh;
 
-		nh = parse_iphdr(ctx, &c, &ip4);
+		nh = parse_iphdr(ctx, &c, &buf, &ip4);
 		if (nh < 0)
 			return ICPN_DROP_BAD_IPV4;
 		p->l3_proto = ETH_P_IP;
-		p->ip_end = ETH_HLEN + bpf_ntohs(ip4.tot_len);
-		p->tc = ip4.tos;
+		p->ip_end = ETH_HLEN + bpf_ntohs(ip4->tot_len);
+		p->tc = ip4->tos;
 		p->flowlabel = 0;
-		p->hop_limit = ip4.ttl;
-		p->fragment = (bpf_ntohs(ip4.frag_off) & 0x1fff) != 0;
-		v4_mapped(p->src, ip4.saddr);
-		v4_mapped(p->dst, ip4.daddr);
+		p->hop_limit = ip4->ttl;
+		p->fragment = (bpf_ntohs(ip4->frag_off) & 0x1fff) != 0;
+		v4_mapped(p->src, ip4->saddr);
+		v4_mapped(p->dst, ip4->daddr);
 		p->l4_off = c.off;
 		p->l4_proto = nh;
 	} else {

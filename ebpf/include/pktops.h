@@ -16,6 +16,16 @@
 #define ICPN_CHUNK 256
 #define ICPN_MAX_CHUNKS (ICPN_MAX_FRAME / ICPN_CHUNK)
 
+/* Why a frame of len bytes could not grow by n. Past ICPN_MAX_FRAME, the largest frame the
+ * programs handle, the packet is too big for this node as for an MTU: too-big, the input's
+ * reason. Within it the node could not do what the contract asks of a packet it accepted (its
+ * buffer had no room: the kernel keeps the tail of the page for skb_shared_info; or a helper
+ * failed): internal-error. */
+static __always_inline __u32 grow_drop_reason(__u32 len, __u32 n)
+{
+	return len + n > ICPN_MAX_FRAME ? ICPN_DROP_TOO_BIG : ICPN_DROP_INTERNAL;
+}
+
 struct move_ctx {
 	CTX *ctx;
 	__u8 *buf;

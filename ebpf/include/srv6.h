@@ -6,9 +6,9 @@
 
 #include "state.h"
 #include "options.h"
+#include "l3.h"
 #include "ifit.h"
 
-#define IP6_OFF_PLEN (ETH_HLEN + 4)
 #define IP6_OFF_HOPLIMIT (ETH_HLEN + 7)
 #define IP6_OFF_DADDR (ETH_HLEN + 24)
 #define SRH_OFF_SL 3
@@ -76,7 +76,7 @@ static __always_inline int srh_check(CTX *ctx, const struct icpn_pkt *p, struct 
 	int rc;
 
 	if (parse_srh(ctx, e->off, srh) < 0)
-		return ICPN_DROP_BAD_SRH;
+		return ICPN_DROP_INTERNAL; /* the parser measured the header: 8 octets at least */
 	rc = srh_bounds(srh);
 	if (rc)
 		return rc;
@@ -85,13 +85,6 @@ static __always_inline int srh_check(CTX *ctx, const struct icpn_pkt *p, struct 
 	if (w.off < w.end) /* the common SRH has no TLVs */
 		bpf_loop(2048, srh_tlv_step, &w, 0);
 	return w.bad ? ICPN_DROP_BAD_SRH : 0;
-}
-
-static __always_inline int ip6_set_plen(CTX *ctx, __u32 ip_end)
-{
-	__be16 plen = bpf_htons(ip_end - ETH_HLEN - IP6_HLEN);
-
-	return pkt_store(ctx, IP6_OFF_PLEN, &plen, 2);
 }
 
 /* RFC 8986 4.16.1 S14-S17: remove the SRH, patch the Next Header that named it and the Payload
@@ -119,11 +112,14 @@ static __always_inline int srv6_end(CTX *ctx, struct icpn_scratch *s, const stru
 	__u32 sl;
 	int rc;
 
-	/* RFC 8986 4.1 order: S02 SL == 0, S05 hop limit, S09 LE / SL sanity */
+	/* RFC 8986 4.1 order: S02 SL == 0, S05 hop limit, S09 LE / SL sanity. The parser put the
+	 * whole routing header (8 octets at least) inside the packet, and the checks below put
+	 * List[SL - 1] inside it: a failed read or write from here on is the node's, not the
+	 * packet's (internal-error). */
 	if (!has_srh(p))
 		return drop(s, ICPN_DROP_NO_SRH);
 	if (parse_srh(ctx, rh_ext(p)->off, &srh) < 0)
-		return drop(s, ICPN_DROP_BAD_SRH);
+		return drop(s, ICPN_DROP_INTERNAL);
 	if (srh.segments_left == 0)
 		return drop(s, ICPN_DROP_SL_ZERO);
 	if (p->hop_limit <= 1)
@@ -134,15 +130,17 @@ static __always_inline int srv6_end(CTX *ctx, struct icpn_scratch *s, const stru
 	sl = srh.segments_left - 1;
 	/* sl <= LE <= HdrExtLen/2 - 1: List[sl] lies inside the routing header */
 	if (pkt_load(ctx, rh_ext(p)->off + sizeof(srh) + sl * SID_LEN, p->dst, SID_LEN) < 0)
-		return drop(s, ICPN_DROP_BAD_SRH);
+		return drop(s, ICPN_DROP_INTERNAL);
 	srh.segments_left = sl;
 	p->hop_limit -= 1;
 	if (pkt_store(ctx, rh_ext(p)->off + SRH_OFF_SL, &srh.segments_left, 1) < 0 ||
 	    pkt_store(ctx, IP6_OFF_DADDR, p->dst, SID_LEN) < 0 ||
 	    pkt_store(ctx, IP6_OFF_HOPLIMIT, &p->hop_limit, 1) < 0)
-		return drop(s, ICPN_DROP_BAD_SRH);
+		return drop(s, ICPN_DROP_INTERNAL);
+	/* PSP removes a header the parser measured and parses what it already parsed, less one
+	 * header: nothing in it can fail because of the packet */
 	if (sl == 0 && (sid->flavours & ICPN_FL_PSP) && srv6_psp(ctx, s) < 0)
-		return drop(s, ICPN_DROP_BAD_SRH);
+		return drop(s, ICPN_DROP_INTERNAL);
 	if (sid->behaviour == ICPN_B_END_X) {
 		s->nh = sid->adj;
 		return R_OUT;
@@ -189,9 +187,10 @@ static __always_inline int srv6_next_csid(CTX *ctx, struct icpn_scratch *s,
 	p->dst[0] = bpf_cpu_to_be64((hi & ~bhi) | (nhi & bhi));
 	p->dst[1] = bpf_cpu_to_be64((lo & ~blo) | (nlo & blo));
 	p->hop_limit -= 1;
+	/* the parsed IPv6 header: a failed write is the node's */
 	if (pkt_store(ctx, IP6_OFF_DADDR, p->dst, SID_LEN) < 0 ||
 	    pkt_store(ctx, IP6_OFF_HOPLIMIT, &p->hop_limit, 1) < 0)
-		return drop(s, ICPN_DROP_BAD_IPV6);
+		return drop(s, ICPN_DROP_INTERNAL);
 	if (sid->behaviour == ICPN_B_END_X) {
 		s->nh = sid->adj;
 		return R_OUT;
@@ -262,12 +261,16 @@ static __always_inline int srv6_encap(CTX *ctx, struct icpn_scratch *s, const st
 	__builtin_memcpy(&ip6.saddr, c->source, 16);
 	__builtin_memcpy(&ip6.daddr, sl->da, 16);
 
-	if (total > ICPN_MAX_FRAME || pkt_push_front(ctx, total, s->chunk) < 0)
+	if (total > ICPN_MAX_FRAME)
 		return drop(s, ICPN_DROP_TOO_BIG);
+	if (pkt_push_front(ctx, total, s->chunk) < 0)
+		return drop(s, grow_drop_reason(p->len, total));
+	/* From here on every write lands in the room just made, and the parse below reads headers
+	 * this function wrote: a failure is the node's (internal-error), not the packet's. */
 	h[0] = ETH_P_IPV6 >> 8;
 	h[1] = ETH_P_IPV6 & 0xff;
 	if (pkt_store(ctx, ETH_HLEN - 2, h, 2) < 0 || pkt_store(ctx, ETH_HLEN, &ip6, sizeof(ip6)) < 0)
-		return drop(s, ICPN_DROP_TOO_BIG);
+		return drop(s, ICPN_DROP_INTERNAL);
 	off = ETH_HLEN + IP6_HLEN;
 	if (hbh_len) {
 		__u32 end = off + hbh_len;
@@ -277,24 +280,24 @@ static __always_inline int srv6_encap(CTX *ctx, struct icpn_scratch *s, const st
 		h[0] = nh;
 		h[1] = hbh_len / 8 - 1;
 		if (pkt_store(ctx, off, h, 2) < 0)
-			return drop(s, ICPN_DROP_TOO_BIG);
+			return drop(s, ICPN_DROP_INTERNAL);
 		off += 2;
 		if (apn_hbh && opt_write(ctx, off, c->apn_opt_type, s->apn_data, alen) < 0)
-			return drop(s, ICPN_DROP_TOO_BIG);
+			return drop(s, ICPN_DROP_INTERNAL);
 		off += apn_hbh ? 2 + alen : 0;
 		if (s->ifit_head) {
 			__u32 pad = ((hbh_pre_ioam + 3) & ~3U) - hbh_pre_ioam;
 
 			if (altmark_write(ctx, off, s->ifit_flow) < 0 ||
 			    pad_write(ctx, s->zeros, off + 6, pad, ICPN_IPV6_OPT_PAD1, ICPN_IPV6_OPT_PADN) < 0)
-				return drop(s, ICPN_DROP_TOO_BIG);
+				return drop(s, ICPN_DROP_INTERNAL);
 			off += 6 + pad;
 			if (ioam_write(ctx, s, c, off, area) < 0)
-				return drop(s, ICPN_DROP_TOO_BIG);
+				return drop(s, ICPN_DROP_INTERNAL);
 			off += 12 + area;
 		}
 		if (pad_write(ctx, s->zeros, off, end - off, ICPN_IPV6_OPT_PAD1, ICPN_IPV6_OPT_PADN) < 0)
-			return drop(s, ICPN_DROP_TOO_BIG);
+			return drop(s, ICPN_DROP_INTERNAL);
 		off = end;
 	}
 	if (doh_len) {
@@ -306,7 +309,7 @@ static __always_inline int srv6_encap(CTX *ctx, struct icpn_scratch *s, const st
 		    opt_write(ctx, off + 2, c->apn_opt_type, s->apn_data, alen) < 0 ||
 		    pad_write(ctx, s->zeros, off + 4 + alen, end - off - 4 - alen, ICPN_IPV6_OPT_PAD1,
 			      ICPN_IPV6_OPT_PADN) < 0)
-			return drop(s, ICPN_DROP_TOO_BIG);
+			return drop(s, ICPN_DROP_INTERNAL);
 		off = end;
 	}
 	if (srh_len) {
@@ -318,31 +321,31 @@ static __always_inline int srv6_encap(CTX *ctx, struct icpn_scratch *s, const st
 		srh.segments_left = sl->n_total - 1;
 		srh.first_segment = n_list - 1;
 		if (pkt_store(ctx, off, &srh, sizeof(srh)) < 0)
-			return drop(s, ICPN_DROP_TOO_BIG);
+			return drop(s, ICPN_DROP_INTERNAL);
 		off += sizeof(srh);
 		if (sl->n_segs == 0) {
 			if (pkt_store(ctx, off, sl->da, SID_LEN) < 0)
-				return drop(s, ICPN_DROP_TOO_BIG);
+				return drop(s, ICPN_DROP_INTERNAL);
 		} else {
 			/* a SID at a time: fixed-size stores go straight to the packet */
 			for (__u32 i = 0; i < ICPN_MAX_SEGMENTS; i++) {
 				if (i >= n_list)
 					break;
 				if (pkt_store16(ctx, off + i * SID_LEN, sl->segs[i]) < 0)
-					return drop(s, ICPN_DROP_TOO_BIG);
+					return drop(s, ICPN_DROP_INTERNAL);
 			}
 		}
 		off += seg_bytes;
 		if (apn_tlv) {
 			if (opt_write(ctx, off, c->apn_srh_tlv_type, s->apn_data, alen) < 0)
-				return drop(s, ICPN_DROP_TOO_BIG);
+				return drop(s, ICPN_DROP_INTERNAL);
 			off += 2 + alen;
 		}
 		if (pad_write(ctx, s->zeros, off, end - off, ICPN_SRH_TLV_PAD1, ICPN_SRH_TLV_PADN) < 0)
-			return drop(s, ICPN_DROP_TOO_BIG);
+			return drop(s, ICPN_DROP_INTERNAL);
 	}
 	if (parse_packet(ctx, p) != 0)
-		return drop(s, ICPN_DROP_TOO_BIG);
+		return drop(s, ICPN_DROP_INTERNAL);
 	return R_CONT;
 }
 

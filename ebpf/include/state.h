@@ -109,6 +109,11 @@ static __always_inline struct icpn_test_ctx *get_test_ctx(void)
 	return bpf_map_lookup_elem(&test_ctx, &zero);
 }
 
+static __always_inline int test_mode(const struct icpn_cfg *c)
+{
+	return c->flags & ICPN_CFG_TEST_MODE;
+}
+
 static __always_inline int drop(struct icpn_scratch *s, __u32 reason)
 {
 	s->drop = reason;

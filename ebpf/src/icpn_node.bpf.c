@@ -32,11 +32,8 @@ static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
 	return 1;
 }
 
-static __always_inline int test_mode(const struct icpn_cfg *c)
-{
-	return c->flags & ICPN_CFG_TEST_MODE;
-}
-
+/* The route to `dst` in `table` into s->nh: 0, or the drop reason (no-route; with the kernel's
+ * FIB also internal-error, see fib_kernel_lookup). */
 static __always_inline int route(struct xdp_md *ctx, const struct icpn_cfg *c,
 				 struct icpn_scratch *s, __u32 table, const __u64 dst[2])
 {
@@ -45,7 +42,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct icpn_cfg *c,
 
 	if (c->flags & ICPN_CFG_FIB_HELPER)
 		return fib_kernel_lookup(ctx, &s->fib, v6, table, p->src, dst, p->tc, &s->nh);
-	return fib_lookup_cached(v6, table, dst, &s->nh);
+	return fib_lookup_cached(v6, table, dst, &s->nh) < 0 ? ICPN_DROP_NO_ROUTE : 0;
 }
 
 /* Record parse results the IFIT report names the flow by. */
@@ -64,8 +61,10 @@ static __always_inline int parse_trim(struct xdp_md *ctx, struct icpn_scratch *s
 	if (rc)
 		return rc;
 	if (s->p.len > s->p.ip_end) {
+		/* the IP packet (parsed: at least ETH_HLEN + 20 octets) stays: shrinking to it fails
+		 * only if the helper does */
 		if (bpf_xdp_adjust_tail(ctx, -(int)(s->p.len - s->p.ip_end)) < 0)
-			return ICPN_DROP_TOO_BIG;
+			return ICPN_DROP_INTERNAL;
 		s->p.len = s->p.ip_end;
 	}
 	return 0;
@@ -114,12 +113,14 @@ ICPN_STAGE int stage_pfc(struct xdp_md *ctx)
 	struct icpn_cfg *c = get_cfg();
 	struct icpn_pfc_state *st;
 	struct icpn_port *port;
-	__u8 h[ETH_HLEN + PFC_BODY_LEN];
 	__u32 in_port, proto;
+	const __u8 *h;
 
 	if (!s || !c)
 		return R_DROP;
-	if (pkt_load(ctx, 0, h, ETH_HLEN) < 0)
+	/* read in place: the stage writes nothing, and the frame does not change under it */
+	h = xdp_ptr(ctx, 0, ETH_HLEN);
+	if (!h)
 		return drop(s, ICPN_DROP_NOT_IP);
 	proto = ((__u32)h[12] << 8) | h[13];
 	in_port = s->p.in_port;
@@ -132,8 +133,8 @@ ICPN_STAGE int stage_pfc(struct xdp_md *ctx)
 	}
 	if (proto == ICPN_PFC_ETHERTYPE) {
 		/* Step 1: a PFC frame pauses the priorities it enables on in_port; it is consumed. */
-		if (pkt_load(ctx, 0, h, sizeof(h)) < 0 ||
-		    (((__u16)h[14] << 8) | h[15]) != ICPN_PFC_OPCODE)
+		h = xdp_ptr(ctx, 0, ETH_HLEN + PFC_BODY_LEN);
+		if (!h || (((__u16)h[14] << 8) | h[15]) != ICPN_PFC_OPCODE)
 			return drop(s, ICPN_DROP_NOT_IP);
 		if ((c->flags & ICPN_CFG_PFC) && c->line_rate_bps) {
 			for (__u32 pr = 0; pr < ICPN_PRIORITIES; pr++) {
@@ -175,20 +176,6 @@ ICPN_STAGE int stage_parse(struct xdp_md *ctx)
 
 /* --- step 4: endpoint behaviours ----------------------------------------------------------- */
 
-/* A decapsulating IFIT tail reports from the outer header it removes: take what the report
- * needs (the AltMark, the trace and its filled area) before it goes. */
-static __always_inline void tail_capture(struct xdp_md *ctx, struct icpn_scratch *s,
-					 const struct icpn_cfg *c)
-{
-	struct icpn_ifit_view *v = &s->iv;
-
-	ifit_find(ctx, s, c);
-	v->hop_limit = s->p.hop_limit - 1;
-	if (v->has_trace &&
-	    ifit_copy_filled(ctx, s, v->remaining >= v->node_len ? v->node_len * 4 : 0) < 0)
-		v->has_trace = 0;
-}
-
 /* End.DT4 / DT6 / DT46 / DX4 / DX6 (RFC 8986 4.4-4.8): SRH (if any) valid with SL 0, the outer
  * header and its extension headers removed, CE copied (RFC 6040), then a lookup in the SID's
  * table or its adjacency, and the inner hop limit decremented. */
@@ -215,13 +202,15 @@ static __always_inline int endpoint_decap(struct xdp_md *ctx, struct icpn_scratc
 	if (!((inner == ICPN_IPPROTO_IPV6 && want6) || (inner == ICPN_IPPROTO_IPIP && want4)))
 		return drop(s, ICPN_DROP_BAD_INNER);
 	if (c->ifit_role == ICPN_IFIT_TAIL)
-		tail_capture(ctx, s, c);
+		ifit_tail_capture(ctx, s, c);
 	outer_ce = (p->tc & 3) == ICPN_ECN_CE;
 	outer = p->l4_off - ETH_HLEN;
 	proto = bpf_htons(inner == ICPN_IPPROTO_IPV6 ? ETH_P_IPV6 : ETH_P_IP);
+	/* the parsed outer headers end by ip_end, so at least an Ethernet header's worth of frame
+	 * is left: a failure is the helper's (the inner packet is judged by the parse below) */
 	if (outer > ICPN_MAX_FRAME || pkt_pop_front(ctx, outer) < 0 ||
 	    pkt_store(ctx, ETH_HLEN - 2, &proto, 2) < 0)
-		return drop(s, ICPN_DROP_BAD_INNER);
+		return drop(s, ICPN_DROP_INTERNAL);
 	s->decap = 1;
 	rc = parse_trim(ctx, s);
 	if (rc)
@@ -235,14 +224,18 @@ static __always_inline int endpoint_decap(struct xdp_md *ctx, struct icpn_scratc
 			return drop(s, ICPN_DROP_ECN_NOT_ECT_CE);
 		tc |= ICPN_ECN_CE;
 	}
-	if (b == ICPN_B_END_DX4 || b == ICPN_B_END_DX6)
+	if (b == ICPN_B_END_DX4 || b == ICPN_B_END_DX6) {
 		s->nh = sid->adj;
-	else if (route(ctx, c, s, sid->table, p->dst) < 0)
-		return drop(s, ICPN_DROP_NO_ROUTE);
+	} else {
+		rc = route(ctx, c, s, sid->table, p->dst);
+		if (rc)
+			return drop(s, rc);
+	}
 	if (p->hop_limit <= 1)
 		return drop(s, ICPN_DROP_HOP_LIMIT);
+	/* writes to the inner header just parsed */
 	if (ip_set_tc(ctx, p, tc) < 0 || ip_set_hop_limit(ctx, p, p->hop_limit - 1) < 0)
-		return drop(s, ICPN_DROP_BAD_INNER);
+		return drop(s, ICPN_DROP_INTERNAL);
 	return R_OUT;
 }
 
@@ -312,81 +305,6 @@ ICPN_STAGE int stage_endpoint(struct xdp_md *ctx, int again)
 
 /* --- step 5: headend ----------------------------------------------------------------------- */
 
-/* First entry of a match table that matches the packet: classifiers, policies and IFIT flows
- * all start with their struct icpn_match. */
-#define MATCH_INLINE 2
-
-struct match_loop {
-	struct icpn_scratch *s;
-	void *table;
-	__u32 n;
-	int with_apn;
-	__s32 found;
-};
-
-static __always_inline int match_one(struct match_loop *m, __u32 i)
-{
-	struct icpn_match *e;
-
-	if (i >= m->n)
-		return 1;
-	e = bpf_map_lookup_elem(m->table, &i);
-	if (e && flow_matches(e, m->s, m->with_apn)) {
-		m->found = i;
-		return 1;
-	}
-	return 0;
-}
-
-static long match_step(__u32 i, void *data)
-{
-	return match_one(data, i + MATCH_INLINE);
-}
-
-/* The first MATCH_INLINE entries are tried inline, where the table is a known map and its
- * lookup is inlined by the verifier; the rest, if any, in a bpf_loop. */
-static __always_inline __s32 first_match(struct icpn_scratch *s, void *table, __u32 n,
-					 int with_apn)
-{
-	struct match_loop m = { .s = s, .table = table, .n = n, .with_apn = with_apn, .found = -1 };
-
-	for (__u32 i = 0; i < MATCH_INLINE; i++)
-		if (match_one(&m, i))
-			return m.found;
-	bpf_loop(ICPN_MAX_CLASSIFIERS - MATCH_INLINE, match_step, &m, 0);
-	return m.found;
-}
-
-/* The packet's APN-ID (pipeline.md 3): QP map, else the option it carries, else the first
- * matching classifier. */
-static __always_inline void classify_apn(struct xdp_md *ctx, struct icpn_scratch *s,
-					 const struct icpn_cfg *c)
-{
-	struct icpn_classifier *cl;
-	__u32 i;
-	__s32 found;
-
-	s->has_apn = 0;
-	s->apn_carried = 0;
-	if (s->p.is_roce) {
-		struct icpn_apn_mark *m = bpf_map_lookup_elem(&qp_map, &s->p.qp);
-
-		if (m) {
-			apn_from_mark(s, m);
-			return;
-		}
-	}
-	if (apn_from_packet(ctx, s, c->apn_opt_type))
-		return;
-	found = first_match(s, &classifiers, c->n_classifiers, 0);
-	if (found < 0)
-		return;
-	i = found;
-	cl = bpf_map_lookup_elem(&classifiers, &i);
-	if (cl)
-		apn_from_mark(s, &cl->mark);
-}
-
 /* Step 5a: the flow key, elephant detection and the APN-ID. */
 ICPN_STAGE int stage_classify(struct xdp_md *ctx)
 {
@@ -403,38 +321,6 @@ ICPN_STAGE int stage_classify(struct xdp_md *ctx)
 		s->elephant = elephant_observe(s, c, s->p.ip_end - ETH_HLEN);
 	classify_apn(ctx, s, c);
 	return R_CONT;
-}
-
-/* IFIT head (pipeline.md 4): the first matching flow gets AltMark + IOAM; L is the period's
- * parity, D is set on packets 0, d_every, 2*d_every ... of each period. */
-static __always_inline void ifit_head(struct icpn_scratch *s, const struct icpn_cfg *c)
-{
-	struct icpn_ifit_period fresh = {}, *pe;
-	struct icpn_ifit_flow *f;
-	__u64 period, count;
-	__u32 i, id;
-	__s32 found;
-
-	s->ifit_head = 0;
-	if (c->ifit_role != ICPN_IFIT_HEAD || !c->ifit_period_us || !c->ifit_d_every)
-		return;
-	found = first_match(s, &ifit_flows, c->n_ifit_flows, 1);
-	if (found < 0)
-		return;
-	i = found;
-	f = bpf_map_lookup_elem(&ifit_flows, &i);
-	if (!f)
-		return;
-	id = f->flowmon_id;
-	period = s->p.now_us / c->ifit_period_us;
-	pe = bpf_map_lookup_elem(&ifit_periods, &id);
-	count = pe && pe->period == period ? pe->count : 0;
-	fresh.period = period;
-	fresh.count = count + 1;
-	bpf_map_update_elem(&ifit_periods, &id, &fresh, BPF_ANY);
-	s->ifit_flow = (id << 12) | ((__u32)(period & 1) << 11) |
-		       ((count % c->ifit_d_every == 0) << 10);
-	s->ifit_head = 1;
 }
 
 static __always_inline __u32 apn_hash(const struct icpn_scratch *s)
@@ -534,10 +420,13 @@ ICPN_STAGE int stage_apn_insert(struct xdp_md *ctx)
 			       c->apn_carrier == ICPN_CARRIER_HBH ? ICPN_IPPROTO_HOPOPTS
 								  : ICPN_IPPROTO_DSTOPTS,
 			       c->apn_opt_type, s->apn_data, s->apn_len, s->zeros, s->chunk);
-	if (rc < 0)
-		return drop(s, ICPN_DROP_TOO_BIG);
+	if (rc > 0)
+		return drop(s, rc);
+	/* The packet parsed before the insertion. It fails to parse after it only where this
+	 * node's parse state is full (a fifth extension header), a limit of the node that the
+	 * contract does not have: internal-error. */
 	if (rc == 0 && parse_packet(ctx, &s->p) != 0)
-		return drop(s, ICPN_DROP_TOO_BIG);
+		return drop(s, ICPN_DROP_INTERNAL);
 	return R_CONT;
 }
 
@@ -548,15 +437,19 @@ ICPN_STAGE int stage_transit(struct xdp_md *ctx)
 {
 	struct icpn_scratch *s = get_scratch();
 	struct icpn_cfg *c = get_cfg();
+	int rc;
 
 	if (!s || !c)
 		return R_DROP;
-	if (!s->routed && route(ctx, c, s, 0, s->p.dst) < 0)
-		return drop(s, ICPN_DROP_NO_ROUTE);
+	if (!s->routed) {
+		rc = route(ctx, c, s, 0, s->p.dst);
+		if (rc)
+			return drop(s, rc);
+	}
 	if (s->p.hop_limit <= 1)
 		return drop(s, ICPN_DROP_HOP_LIMIT);
-	if (ip_set_hop_limit(ctx, &s->p, s->p.hop_limit - 1) < 0)
-		return drop(s, ICPN_DROP_BAD_IPV4);
+	if (ip_set_hop_limit(ctx, &s->p, s->p.hop_limit - 1) < 0) /* the parsed header */
+		return drop(s, ICPN_DROP_INTERNAL);
 	return R_OUT;
 }
 
@@ -565,107 +458,15 @@ ICPN_STAGE int stage_route(struct xdp_md *ctx)
 {
 	struct icpn_scratch *s = get_scratch();
 	struct icpn_cfg *c = get_cfg();
+	int rc;
 
 	if (!s || !c)
 		return R_DROP;
-	if (route(ctx, c, s, s->table, s->p.dst) < 0)
-		return drop(s, ICPN_DROP_NO_ROUTE);
-	return R_OUT;
+	rc = route(ctx, c, s, s->table, s->p.dst);
+	return rc ? drop(s, rc) : R_OUT;
 }
 
 /* --- step 7: IFIT -------------------------------------------------------------------------- */
-
-struct strip_walk {
-	struct xdp_md *ctx;
-	struct icpn_scratch *s;
-	__u32 r;	/* next option to read */
-	__u32 w;	/* where the next kept option goes */
-	__u32 end;
-	int err;
-};
-
-/* Compact the HBH's options in place, leaving out AltMark, IOAM and padding. */
-static long strip_step(__u32 i, void *data)
-{
-	struct strip_walk *sw = data;
-	__u8 h[2];
-	__u32 n;
-
-	if (sw->r >= sw->end || pkt_load(sw->ctx, sw->r, h, 1) < 0)
-		return 1;
-	if (h[0] == ICPN_IPV6_OPT_PAD1) {
-		sw->r += 1;
-		return 0;
-	}
-	if (sw->r + 2 > sw->end || pkt_load(sw->ctx, sw->r, h, 2) < 0 ||
-	    sw->r + 2 + h[1] > sw->end)
-		return 1;
-	n = 2 + h[1];
-	if (h[0] != ICPN_ALTMARK_OPT_TYPE && h[0] != ICPN_IOAM_OPT_TYPE &&
-	    h[0] != ICPN_IPV6_OPT_PADN) {
-		if (pkt_move(sw->ctx, sw->w, sw->r, n, sw->s->chunk) < 0) {
-			sw->err = 1;
-			return 1;
-		}
-		sw->w += n;
-	}
-	sw->r += n;
-	return 0;
-}
-
-/* pipeline.md 4: a tail that does not decapsulate removes the IFIT options from the HBH, lays
- * the others out again (padding to 8n) and removes the HBH when none remain. */
-static __always_inline int ifit_strip(struct xdp_md *ctx, struct icpn_scratch *s)
-{
-	struct icpn_pkt *p = &s->p;
-	__u32 off = p->ext[0].off, len = p->ext[0].len, kept, nlen;
-	struct strip_walk sw = { .ctx = ctx, .s = s, .r = off + 2, .w = off + 2, .end = off + len };
-	__u8 h[2];
-
-	bpf_loop(2048, strip_step, &sw, 0);
-	if (sw.err || sw.w < off + 2)
-		return -1;
-	kept = sw.w - off - 2;
-	if (kept == 0) {
-		if (pkt_load(ctx, off, h, 1) < 0 || pkt_store(ctx, p->ext[0].named_at, h, 1) < 0)
-			return -1;
-		nlen = 0;
-	} else {
-		nlen = (2 + kept + 7) & ~7U;
-		h[0] = nlen / 8 - 1;
-		if (pad_write(ctx, s->zeros, sw.w, off + nlen - sw.w, ICPN_IPV6_OPT_PAD1,
-			      ICPN_IPV6_OPT_PADN) < 0 ||
-		    pkt_store(ctx, off + 1, h, 1) < 0)
-			return -1;
-	}
-	if (nlen > len || ip6_set_plen(ctx, p->ip_end - (len - nlen)) < 0 ||
-	    pkt_remove(ctx, off + nlen, len - nlen, s->chunk) < 0)
-		return -1;
-	return parse_packet(ctx, p) ? -1 : 0;
-}
-
-struct copy_ctx {
-	struct icpn_scratch *s;
-	__u32 n;
-};
-
-static long record_copy_step(__u32 i, void *data)
-{
-	struct copy_ctx *cc = data;
-
-	if (i >= cc->n || i >= ICPN_RECORD_MAX)
-		return 1;
-	cc->s->frame.data[ICPN_REPORT_HDR + i] = cc->s->record[i];
-	return 0;
-}
-
-/* Copy this node's record in front of the node data already in the report frame. */
-static __always_inline void report_put_record(struct icpn_scratch *s, __u32 n)
-{
-	struct copy_ctx cc = { .s = s, .n = n };
-
-	bpf_loop(ICPN_RECORD_MAX, record_copy_step, &cc, 0);
-}
 
 /* The tail's report, out of the route to the collector (none without a route). */
 ICPN_STAGE int stage_report(struct xdp_md *ctx)
@@ -682,7 +483,7 @@ ICPN_STAGE int stage_report(struct xdp_md *ctx)
 	saved = s->nh;
 	__builtin_memcpy(collector, c->collector, 16);
 	if (c->flags & ICPN_CFG_FIB_HELPER) {
-		if (fib_kernel_lookup(ctx, &s->fib, 1, 0, collector, collector, 0, &s->nh) < 0)
+		if (fib_kernel_lookup(ctx, &s->fib, 1, 0, collector, collector, 0, &s->nh))
 			return 0;
 	} else if (fib_lookup_cached(1, 0, collector, &s->nh) < 0) {
 		return 0;
@@ -694,40 +495,6 @@ ICPN_STAGE int stage_report(struct xdp_md *ctx)
 	if (port)
 		ifit_report(s, c, &to_collector, port->mac);
 	return 0;
-}
-
-/* This node's record in the IOAM trace's next free slot, with the depth of the egress queue. */
-static __always_inline void ifit_record_here(struct icpn_scratch *s, const struct icpn_cfg *c)
-{
-	__u32 queue = 0, port = s->nh.port;
-
-	if (test_mode(c)) {
-		struct icpn_test_ctx *t = get_test_ctx();
-
-		if (t && port < ICPN_MAX_PORTS)
-			queue = t->egress_queue_packets[port];
-	}
-	ifit_record(s, c, queue);
-}
-
-/* What every IFIT role but the tail does to a packet it forwards with its outer header: count
- * the AltMark, stamp the trace. R_OUT, or R_DROP when the trace cannot be written. */
-static __always_inline int ifit_forward(struct xdp_md *ctx, struct icpn_scratch *s,
-					const struct icpn_cfg *c)
-{
-	struct icpn_ifit_view *v = &s->iv;
-
-	if (s->p.l3_proto != ETH_P_IPV6)
-		return R_OUT;
-	ifit_find(ctx, s, c);
-	v->hop_limit = s->p.hop_limit;
-	ifit_count(v);
-	if (!v->has_trace)
-		return R_OUT;
-	ifit_record_here(s, c);
-	if (ifit_stamp_packet(ctx, s) < 0)
-		return drop(s, ICPN_DROP_BAD_EXTHDR);
-	return R_OUT;
 }
 
 /* Count and stamp the IFIT options of the outer IPv6 header as the packet leaves (or, at a
@@ -751,8 +518,10 @@ ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
 		/* the tail reports the trace and removes the options */
 		if (ifit_copy_filled(ctx, s, 0) == 0)
 			s->report = 1;
+		/* ifit_find measured the HBH and its options; the strip moves bytes within it and
+		 * parses a packet that parsed with more: a failure is the node's */
 		if (ifit_strip(ctx, s) < 0)
-			return drop(s, ICPN_DROP_BAD_EXTHDR);
+			return drop(s, ICPN_DROP_INTERNAL);
 		return R_OUT;
 	}
 	if (c->ifit_role != ICPN_IFIT_TAIL)
@@ -765,7 +534,7 @@ ICPN_STAGE int stage_ifit(struct xdp_md *ctx)
 	ifit_record_here(s, c);
 	if (v->remaining >= v->node_len) {
 		v->remaining -= v->node_len;
-		report_put_record(s, (__u32)v->node_len * 4);
+		ifit_report_put_record(s, (__u32)v->node_len * 4);
 	}
 	s->report = 1;
 	return R_OUT;
@@ -803,8 +572,8 @@ static __always_inline int egress(struct xdp_md *ctx, struct icpn_scratch *s,
 				q = t->egress_queue_bytes[idx];
 		}
 		if ((ecn == 1 || ecn == 2) && (__u64)s->p.rand32 < ecn_threshold(c, q)) {
-			if (ip_set_tc(ctx, &s->p, s->p.tc | ICPN_ECN_CE) < 0)
-				return drop(s, ICPN_DROP_BAD_IPV4);
+			if (ip_set_tc(ctx, &s->p, s->p.tc | ICPN_ECN_CE) < 0) /* the parsed header */
+				return drop(s, ICPN_DROP_INTERNAL);
 			if (ps)
 				ps->ce_marked++;
 		}
@@ -821,8 +590,8 @@ static __always_inline int egress(struct xdp_md *ctx, struct icpn_scratch *s,
 	__builtin_memcpy(eth.h_dest, s->nh.mac, ETH_ALEN);
 	__builtin_memcpy(eth.h_source, port->mac, ETH_ALEN);
 	eth.h_proto = bpf_htons(s->p.l3_proto);
-	if (pkt_store(ctx, 0, &eth, sizeof(eth)) < 0)
-		return drop(s, ICPN_DROP_NO_ROUTE);
+	if (pkt_store(ctx, 0, &eth, sizeof(eth)) < 0) /* every frame here holds an IP packet */
+		return drop(s, ICPN_DROP_INTERNAL);
 	if (ps) {
 		ps->tx_packets++;
 		ps->tx_bytes += s->p.ip_end;
@@ -862,7 +631,7 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 	struct icpn_pkt *p = &s->p;
 	const struct ipv6hdr *ip6;
 	struct icpn_port *port;
-	struct ipv6_sr_hdr srh;
+	const struct ipv6_sr_hdr *srh;
 	struct icpn_sid *sid;
 	__u8 *hdr, h[2], nh, sl;
 	int rc;
@@ -911,21 +680,24 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 		if (off > p->ip_end)
 			return R_CONT;
 	}
-	if (nh != ICPN_IPPROTO_ROUTING || pkt_load(ctx, off, &srh, sizeof(srh)) < 0)
+	if (nh != ICPN_IPPROTO_ROUTING)
+		return R_CONT;
+	srh = (const struct ipv6_sr_hdr *)xdp_ptr(ctx, off, sizeof(*srh));
+	if (!srh)
 		return R_CONT;
 	/* srv6_end's checks; no TLVs: the segment list fills the header */
-	if (off + ext_len(srh.hdrlen) > p->ip_end || srh.type != ICPN_SRH_ROUTING_TYPE ||
-	    is_exthdr(srh.nexthdr) || srh.segments_left == 0 || srh_bounds(&srh) ||
-	    sizeof(srh) + ((__u32)srh.first_segment + 1) * SID_LEN != ext_len(srh.hdrlen))
+	if (off + ext_len(srh->hdrlen) > p->ip_end || srh->type != ICPN_SRH_ROUTING_TYPE ||
+	    is_exthdr(srh->nexthdr) || srh->segments_left == 0 || srh_bounds(srh) ||
+	    sizeof(*srh) + ((__u32)srh->first_segment + 1) * SID_LEN != ext_len(srh->hdrlen))
 		return R_CONT;
 	if (!sid_maybe_local(c, p->dst))
 		return R_CONT;
 	sid = sid_in_slot(p->dst);
 	if (!sid || sid->flavours || (sid->behaviour != ICPN_B_END && sid->behaviour != ICPN_B_END_X))
 		return R_CONT;
-	sl = srh.segments_left - 1;
+	sl = srh->segments_left - 1;
 	/* the new DA: the old one is not needed any more */
-	if (pkt_load(ctx, off + sizeof(srh) + (__u32)sl * SID_LEN, p->dst, SID_LEN) < 0)
+	if (pkt_load(ctx, off + sizeof(*srh) + (__u32)sl * SID_LEN, p->dst, SID_LEN) < 0)
 		return R_CONT;
 	if (sid->behaviour == ICPN_B_END_X) {
 		s->nh = sid->adj;
@@ -939,14 +711,14 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 	p->rh = p->n_ext;
 	p->ext[p->n_ext & (ICPN_MAX_EXT_HEADERS - 1)] = (struct icpn_ext){
 		.off = off,
-		.len = ext_len(srh.hdrlen),
+		.len = ext_len(srh->hdrlen),
 		.named_at = p->n_ext ? ETH_HLEN + IP6_HLEN : ETH_HLEN + 6,
 		.kind = ICPN_IPPROTO_ROUTING,
 	};
 	p->n_ext += 1;
 	p->rh_type = ICPN_SRH_ROUTING_TYPE;
-	p->l4_off = off + ext_len(srh.hdrlen);
-	p->l4_proto = srh.nexthdr;
+	p->l4_off = off + ext_len(srh->hdrlen);
+	p->l4_proto = srh->nexthdr;
 	parse_l4(ctx, p);
 	set_origin(s);
 	if (c->flags & ICPN_CFG_PFC)
@@ -954,7 +726,7 @@ static __always_inline int fast_end(struct xdp_md *ctx, struct icpn_scratch *s,
 	if (pkt_store(ctx, off + SRH_OFF_SL, &sl, 1) < 0 ||
 	    pkt_store16(ctx, IP6_OFF_DADDR, p->dst) < 0 ||
 	    pkt_store(ctx, IP6_OFF_HOPLIMIT, &p->hop_limit, 1) < 0)
-		return drop(s, ICPN_DROP_BAD_SRH);
+		return drop(s, ICPN_DROP_INTERNAL); /* offsets read above */
 	if (c->ifit_role != ICPN_IFIT_NONE) {
 		rc = ifit_forward(ctx, s, c);
 		if (rc != R_OUT)
@@ -1101,8 +873,9 @@ int icpn_node(struct xdp_md *ctx)
 			tap_frame(ctx, s->nh.port, ICPN_TAP_OUT);
 		act = test ? XDP_TX : (int)bpf_redirect_map(&tx_port, s->nh.port, XDP_DROP);
 	} else {
+		/* a drop without a reason: a map lookup that cannot fail did */
 		if (rc != R_DROP || s->drop == 0)
-			s->drop = ICPN_DROP_NO_ROUTE;
+			s->drop = ICPN_DROP_INTERNAL;
 		stat_inc(ICPN_STAT_DROP_BASE + (s->drop & 31));
 		act = XDP_DROP;
 	}

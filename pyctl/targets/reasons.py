@@ -7,6 +7,8 @@ docs/pipeline.md uses.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pyctl import constants as C
 
 DROP_REASONS: dict[int, str] = {
@@ -34,10 +36,22 @@ DROP_REASONS: dict[int, str] = {
 
 DROP_CODES: dict[str, int] = {name: code for code, name in DROP_REASONS.items()}
 
+# Reasons a data plane reports beyond the contract's, under codes of its own (the eBPF node's
+# are in pyctl/targets/ebpf/maps.py): never in DROP_REASONS, never a conformance vector's
+# expectation. INTERNAL_ERROR: a helper or a write failed on a packet the contract handles (the
+# node's fault, not the input's); QUEUE_FULL: live only, the egress port's queue is full.
+INTERNAL_ERROR = "internal-error"
+QUEUE_FULL = "queue-full"
 
-def reason_name(code: int) -> str:
-    """The name of a drop code, e.g. 13 -> "no-route"; an unknown code names itself."""
-    return DROP_REASONS.get(code, f"unknown-{code}")
+
+def reason_name(code: int, own: Mapping[int, str] | None = None) -> str:
+    """The name of a drop code, e.g. 13 -> "no-route", or of a data plane's `own` code; an
+    unknown code names itself."""
+    if code in DROP_REASONS:
+        return DROP_REASONS[code]
+    if own and code in own:
+        return own[code]
+    return f"unknown-{code}"
 
 
 def reason_code(name: str) -> int:

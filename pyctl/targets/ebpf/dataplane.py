@@ -24,13 +24,16 @@ from pyctl.targets.ebpf import attach as att
 from pyctl.targets.ebpf import libbpf
 from pyctl.targets.ebpf import maps as M
 from pyctl.targets.ebpf.writer import node_entries
-from pyctl.targets.reasons import DROP_REASONS, reason_name
+from pyctl.targets.reasons import DROP_REASONS, INTERNAL_ERROR, QUEUE_FULL, reason_name
 
 BUILD_DIR = Path(__file__).resolve().parents[3] / "ebpf" / "build"
 NODE_OBJECT = BUILD_DIR / "icpn_node.bpf.o"
 NODE_PROGRAM = "icpn_node"
 # An XDP test run gets one page: 256 bytes of headroom and the skb_shared_info are not data.
 MAX_FRAME = 4096 - 256 - 320
+
+# The node's drop codes beyond the contract's (maps.py): reported, counted, never expected.
+OWN_REASONS: dict[int, str] = {M.DROP_INTERNAL: INTERNAL_ERROR, M.DROP_QUEUE_FULL: QUEUE_FULL}
 
 # Every feature of the conformance vectors (pyctl.targets.base.FEATURES) is implemented.
 IMPLEMENTED: frozenset[str] = frozenset(FEATURES)
@@ -164,7 +167,7 @@ class EBPFDataPlane(DataPlane):
         if v.action == M.ACT_FORWARD:
             return Result([*outputs, Output(v.port, run.data)])
         if v.action == M.ACT_DROP:
-            return Result(outputs, drop=reason_name(v.drop))
+            return Result(outputs, drop=reason_name(v.drop, OWN_REASONS))
         raise ICPNError(f"icpn_node returned {run.retval} without a verdict (aborted)")
 
     def stats(self) -> dict[str, int]:
@@ -176,9 +179,8 @@ class EBPFDataPlane(DataPlane):
         names = {M.STAT_RX: "rx", M.STAT_FORWARD: "forward", M.STAT_AUX: "aux"}
         names[M.STAT_AUX_LOST] = "aux-lost"
         names[M.STAT_FAST_END] = "fast-end"
-        for code, reason in DROP_REASONS.items():
+        for code, reason in {**DROP_REASONS, **OWN_REASONS}.items():
             names[M.STAT_DROP_BASE + code] = f"drop:{reason}"
-        names[M.STAT_DROP_BASE + M.DROP_QUEUE_FULL] = "drop:queue-full"
         for idx, label in names.items():
             raw = m.lookup(M.u32_key(idx)) or bytes(m.buffer_size)
             out[label] = sum(int.from_bytes(raw[i * 8 : i * 8 + 8], "little") for i in range(ncpu))

@@ -112,8 +112,12 @@ STAT_AUX_LOST = 3
 STAT_FAST_END = 4
 STAT_DROP_BASE = 16
 N_STATS = 64
-# A live-only drop (not a contract reason, test runs never produce it): the egress port's
-# virtual queue is full (tail drop at the port's buffer). Counted at STAT_DROP_BASE + 31.
+# Drops that are not contract reasons (pyctl/targets/reasons.py names them; a conformance vector
+# never expects them). internal-error: a helper or a write failed on a packet the contract
+# handles (the node's fault, not the input's: ebpf/README.md); test runs can produce it.
+DROP_INTERNAL = 30
+# Live only (test runs never produce it): the egress port's virtual queue is full (tail drop at
+# the port's buffer). Counted at STAT_DROP_BASE + 31.
 DROP_QUEUE_FULL = 31
 
 
