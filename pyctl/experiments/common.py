@@ -29,7 +29,6 @@ from pyctl.errors import ConfigError
 from pyctl.model.fields import Field
 from pyctl.model.node import NodeConfig
 from pyctl.net.emulation import Emulation
-from pyctl.net.runners import SoftwareSwitchRunner
 from pyctl.net.scenario import (
     SAMPLE_S,
     FlowResult,
@@ -197,7 +196,6 @@ class ExperimentScenario(Scenario):
         self.lock = threading.Lock()  # node shells and switch restarts, one at a time
         self.collector_node: str | None = None
         self.senders: dict[str, _Sender] = {}
-        self.delay_emulated = False
         self._phase_start = 0.0
         self._phase_name = ""
         self.configs: dict[str, NodeConfig] = dict(self.plan.switches)  # as last pushed
@@ -207,7 +205,6 @@ class ExperimentScenario(Scenario):
         """The network up (and the IFIT collector process, unless told not to) until the end."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log(f"  data planes: {self.dataplane} — {self.why}")
-        self.delay_emulated = True  # every link runs through the link element
         t0 = time.monotonic()
         self.emu = Emulation(self.topo, self.plan, self.run_dir, self._runner, log=self.log)
         with self.emu:
@@ -396,41 +393,14 @@ class ExperimentScenario(Scenario):
                     proc.wait(5)
         self.senders = {}
 
-    def set_link_rate(self, a: str, b: str, mbit: float) -> str:
-        """Shape the link a-b down (or back up) on a's side; how, per data plane.
-
-        A software switch sends through the interface's qdisc: its HTB class gets the new rate
-        (the queue then adds delay, and drops when full). An eBPF node forwards with
-        XDP_REDIRECT, which bypasses qdiscs: its port's line rate (the virtual queue, which
-        tail-drops but adds no delay) is changed in place when the runner offers
-        `set_port_rate(port, bps)`, else by re-loading the node (fresh state: its counters and
-        elephant table start again).
-        """
+    def set_link(self, a: str, b: str, **changes: Any) -> str:
+        """Change the link a-b while traffic runs (`Emulation.set_link`: the link element applies
+        it to every frame after the command, whatever forwards them); what changed, as text."""
         assert self.emu is not None
-        port = port_towards(self.plan, a, b)
-        intf = self.emu.ifnames[(a, port)]
-        runner = self.runners[a]
-        if isinstance(runner, SoftwareSwitchRunner):
-            kbit = max(1, round(mbit * 1000))
-            cmd = (
-                f"tc class replace dev {intf} parent 1: classid 1:1 htb rate {kbit}kbit"
-                f" ceil {kbit}kbit; echo rc=$?"
-            )
-            out = self.sh(a, cmd)
-            if "rc=0" not in out:
-                raise ConfigError(f"link {a}-{b}", f"cannot shape {intf}: {out.strip()}")
-            return f"HTB rate of {intf}"
-        rates = getattr(runner, "rates", None)
-        if not isinstance(rates, dict):
-            raise ConfigError(f"link {a}-{b}", f"the {self.dataplane} node cannot be reshaped")
-        set_port_rate = getattr(runner, "set_port_rate", None)
+        before = self.emu.link(a, b).link
         with self.lock:
-            rates[port] = mbit * 1e6
-            if callable(set_port_rate):
-                set_port_rate(port, mbit * 1e6)
-                return f"line rate of {a}'s port {port} (virtual queue, in place)"
-            runner.apply(self.configs[a])
-        return f"line rate of {a}'s port {port} (virtual queue; node re-loaded)"
+            after = self.emu.set_link(a, b, **changes)
+        return ", ".join(f"{k} {getattr(before, k)!r} -> {getattr(after, k)!r}" for k in changes)
 
     def report(
         self,
@@ -450,7 +420,6 @@ class ExperimentScenario(Scenario):
             title=title,
             scale=self.scale,
             emulation_prefix=self.emu.prefix if self.emu is not None else None,
-            delay_emulated=self.delay_emulated,
             events={p.name: p.events for p in phases if isinstance(p, TimedPhase)},
             figures=[dataclasses.asdict(f) for f in figures],
             scaled=[dataclasses.asdict(s) for s in scaling],
