@@ -37,6 +37,7 @@ from pyctl.net.scenario import (
     check_run_options,
     choose_runner,
     scaled,
+    window_args,
 )
 from pyctl.net.topology import FlowIntent, Topology, load_topology, topology_from_field
 
@@ -196,6 +197,8 @@ class ExperimentScenario(Scenario):
         self.lock = threading.Lock()  # node shells and switch restarts, one at a time
         self.collector_node: str | None = None
         self.senders: dict[str, _Sender] = {}
+        # flow name -> more sender options for the next phases (e.g. --fetch-bytes N --fetches K)
+        self.sender_args: dict[str, list[str]] = {}
         self._phase_start = 0.0
         self._phase_name = ""
         self.configs: dict[str, NodeConfig] = dict(self.plan.switches)  # as last pushed
@@ -311,6 +314,10 @@ class ExperimentScenario(Scenario):
             if int(now - start) > shown:
                 shown = int(now - start)
                 self.log(f"    {shown}/{secs:g} s")
+        if time.monotonic() - start < secs:  # the senders finished early (messages moved):
+            time.sleep(0.3)  # what is still in flight lands, then the receivers write their
+            for proc, _ in receivers:  # figures on SIGTERM
+                proc.terminate()
         for proc, _ in receivers:
             proc.wait(secs + 10)
         for sw, now_counts in self._switch_counts().items():
@@ -350,7 +357,8 @@ class ExperimentScenario(Scenario):
         argv += ["--dst", str(self.plan.hosts[f.dst].address), "--dport", str(f.dport)]
         argv += ["--sport", str(f.sport + i), "--qp", hex(f.qp or 0x10 + i)]
         argv += ["--rate-mbit", f"{s.rate_mbit:.3f}", "--duration", f"{remaining:.3f}"]
-        argv += ["--size", str(self.payload)]
+        # the experiment's payload size wins over the RC default (argparse keeps the last)
+        argv += [*window_args(f), "--size", str(self.payload), *self.sender_args.get(f.name, [])]
         s.runs.append((self.emu.popen(f.src, argv, tag), stats))
 
     def _flow_result(self, s: _Sender, rx: Mapping[str, Any]) -> FlowResult:
@@ -363,6 +371,9 @@ class ExperimentScenario(Scenario):
                 sent += tx["bytes"]
                 secs += tx["seconds"]
                 res.cnps += tx["cnps"]
+                res.retransmits += tx.get("retransmits", 0)
+                res.timeouts += tx.get("timeouts", 0)
+                res.fetch_s += tx.get("fetch_s", [])
         res.sent_mbit = sent * 8 / max(secs, 1e-9) / 1e6
         got = rx.get(f"{self.plan.hosts[f.src].address}/{f.qp or 0x10 + i:#x}")
         if got is not None:

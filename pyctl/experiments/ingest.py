@@ -145,9 +145,8 @@ def run(opts: Options) -> Outcome:
         Scaled(
             "propagation delay",
             f"about {delay:g} ms one way (3,000 km of fibre)",
-            "emulated with netem" if sc.delay_emulated else "not emulated (no netem here)",
-            "rate-paced flows do not depend on the round trip as a TCP window does; the"
-            " one-path figure comes from one path carrying the transfer",
+            f"{delay:g} ms one way on each backbone path (the link element delays every frame)",
+            "kept: a QP's window sustains at most window / round trip",
         ),
         Scaled(
             "elephant threshold",

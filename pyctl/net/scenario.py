@@ -27,7 +27,7 @@ from pyctl.errors import ConfigError, ICPNError
 from pyctl.model.node import NodeConfig
 from pyctl.net.emulation import Emulation, SwitchRunner, port_rates
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
-from pyctl.net.topology import Kind, Topology, load_topology
+from pyctl.net.topology import FlowIntent, Kind, Topology, load_topology
 from pyctl.targets.ebpf import EBPFDataPlane
 
 COLLECTOR_HTTP_PORT = 9391
@@ -59,6 +59,9 @@ class FlowResult:
     ce: int = 0
     cnps: int = 0
     pfc_pauses: int = 0
+    retransmits: int = 0  # RC flows: packets sent again (go-back-N)
+    timeouts: int = 0
+    fetch_s: list[float] = field(default_factory=list)  # RC messages: transfer + round trip each
 
 
 @dataclass
@@ -80,7 +83,14 @@ def scaled(topo: Topology, factor: float) -> Topology:
     if factor == 1:
         return topo
     links = tuple(lk.scaled(factor) for lk in topo.links)
-    flows = tuple(dataclasses.replace(f, rate_mbit=f.rate_mbit * factor) for f in topo.flows)
+    flows = tuple(
+        dataclasses.replace(
+            f,
+            rate_mbit=f.rate_mbit * factor,
+            window_kb=f.window_kb * factor if f.window_kb else None,  # a volume: follows rates
+        )
+        for f in topo.flows
+    )
     features = dict(topo.features)
     ele = dict(features.get("elephant") or {})  # type: ignore[call-overload]
     if "elephant" in features:
@@ -89,6 +99,16 @@ def scaled(topo: Topology, factor: float) -> Topology:
         )
         features["elephant"] = ele
     return dataclasses.replace(topo, links=links, flows=flows, features=features)
+
+
+RC_PAYLOAD = 4096  # an RC flow sends RoCEv2's usual 4 KB MTU (a paced one, 1000 octets)
+
+
+def window_args(f: FlowIntent) -> list[str]:
+    """The sender's RC window (`window_kb`) and message size, when the flow has one."""
+    if not f.window_kb:
+        return []
+    return ["--window-bytes", str(round(f.window_kb * 1000)), "--size", str(RC_PAYLOAD)]
 
 
 def single_path(cfg: NodeConfig) -> NodeConfig:
@@ -311,6 +331,7 @@ class Scenario:
             argv += ["--dst", str(self.plan.hosts[f.dst].address), "--dport", str(f.dport)]
             argv += ["--sport", str(f.sport + i), "--qp", hex(f.qp or 0x10 + i)]
             argv += ["--rate-mbit", f"{f.rate_mbit:.3f}", "--duration", str(self.seconds)]
+            argv += window_args(f)
             if "pfc" in self.topo.features:  # senders honour PFC pauses (lossless transport)
                 link = next(lk for lk in self.topo.links if f.src in (lk.a, lk.b))
                 argv += ["--pfc-iface", self.emu.ifnames[(f.src, 1)]]
@@ -352,6 +373,8 @@ class Scenario:
                 res.sent_mbit = tx["bytes"] * 8 / max(tx["seconds"], 1e-9) / 1e6
                 res.cnps = tx["cnps"]
                 res.pfc_pauses = tx.get("pfc_pauses", 0)
+                res.retransmits = tx.get("retransmits", 0)
+                res.timeouts = tx.get("timeouts", 0)
             key = f"{self.plan.hosts[f.src].address}/{f.qp or 0x10 + i:#x}"
             if key in rx:
                 got = rx[key]
