@@ -32,6 +32,7 @@ from pyctl.net.emulation import Emulation
 from pyctl.net.scenario import (
     SAMPLE_S,
     FlowResult,
+    PathUse,
     Phase,
     Scenario,
     check_run_options,
@@ -285,7 +286,7 @@ class ExperimentScenario(Scenario):
             sender = _Sender(f, names.index(f.name), f.rate_mbit, start + secs)
             self.senders[f.name] = sender
             self._start_sender(sender)
-        last = {(p.headend, p.port): self._tx(p.headend, p.port) for p in phase.paths}
+        last = self._carried(phase.paths)
         last_w = {w: self._tx_counts(*w) for w in watch}
         phase.watched = {f"{n}:{p}": [] for n, p in watch}
         last_t = start
@@ -294,11 +295,12 @@ class ExperimentScenario(Scenario):
         while any(s.alive() for s in self.senders.values()):
             time.sleep(max(0.0, sample_s - (time.monotonic() - last_t)))
             now = time.monotonic()
+            carried = self._carried(phase.paths)
             for p in phase.paths:
-                b = self._tx(p.headend, p.port)
-                mbit = (b - last[(p.headend, p.port)]) * 8 / max(now - last_t, 1e-6) / 1e6
+                key = (p.headend, p.port)
+                mbit = (carried[key] - last[key]) * 8 / max(now - last_t, 1e-6) / 1e6
                 p.samples.append((round(now - start, 3), mbit))
-                last[(p.headend, p.port)] = b
+            last = carried
             for w in watch:
                 (b, n), (b0, n0) = self._tx_counts(*w), last_w[w]
                 payload = (b - b0) - (n - n0) * UDP6_FRAME_OVERHEAD
@@ -382,9 +384,19 @@ class ExperimentScenario(Scenario):
             res.ce = got["ce"]
         return res
 
-    def _tx(self, switch: str, port: int) -> int:
+    def _carried(self, paths: Sequence[PathUse]) -> dict[tuple[str, int], int]:
+        """Bytes each path's first link has carried from its headend: the link element's
+        transmitted frames in that direction (what crossed the link, at most its rate; a
+        switch's port counter also counts what still waits in the link's queue)."""
+        assert self.emu is not None
         with self.lock:
-            return self._tx_bytes(switch, port)
+            stats = self.emu.link_stats()
+        out = {}
+        for p in paths:
+            info = self.emu.link(p.headend, p.first_hop)
+            c = stats[info.name]
+            out[(p.headend, p.port)] = (c.a2b if info.link.a == p.headend else c.b2a).tx_bytes
+        return out
 
     def _tx_counts(self, node: str, port: int) -> tuple[int, int]:
         """(bytes, packets) sent out of a node's port, from the node's own netlink."""
