@@ -49,7 +49,7 @@ from pyctl.experiments.common import (
     topology,
 )
 from pyctl.model.node import NodeConfig
-from pyctl.net.scenario import single_path
+from pyctl.net.scenario import EBPF_SCALE, single_path
 from pyctl.net.topology import Topology
 
 NAME = "ingest"
@@ -85,7 +85,7 @@ def ecmp_5tuple(cfg: NodeConfig) -> NodeConfig:
 
 
 def run(opts: Options) -> Outcome:
-    dataplane, factor = resolve_scale(opts.dataplane, opts.scale)
+    dataplane, factor = resolve_scale(opts.dataplane, opts.scale, EBPF_SCALE)
     base = topology("ingest.yaml")
     path_mbit = min(lk.bw_mbit or 0 for lk in base.links if "pe-sh" in (lk.a, lk.b)) * factor
     topo = with_elephant_share(scaled_topology(base, factor), path_mbit)
