@@ -304,10 +304,11 @@ def test_reroute_moves_the_flow_within_two_colour_periods(tmp_path: FsPath) -> N
     assert (move["previous_path"], move["path"]) == ("via-pa", "via-pb")
     assert "> SLA" in move["reason"]
     # The 80 ms degradation passes the 20 ms SLA in the mean of any period in which more than
-    # (20 - 7) / (87 - 7) ~ 16% of the reports are degraded: the decision within 1.16 periods,
-    # the move one reference-switch restart (~0.4 s = 0.4 periods) later.
+    # (20 - 7) / (87 - 7) ~ 16% of the reports are degraded, so the decision comes at the end
+    # of the degradation's period or of the next: within 1 + 0.16 periods, plus the 87 ms a
+    # degraded report takes to arrive (1.25); the move one reference-switch restart later.
     assert r["moved"] and 0 < r["to_decision_s"] <= r["to_move_s"] < 2 * period
-    assert r["to_decision_s"] < 1.2 * period
+    assert r["to_decision_s"] < 1.3 * period
     history = r["path_history"]
     assert history[0]["path"] == "pe1 -> pa -> pe2" and history[-1]["path"] == "pe1 -> pb -> pe2"
     deg_at = r["degradation"]["at_s"]
