@@ -387,19 +387,9 @@ class ExperimentScenario(Scenario):
             res.ce = got["ce"]
         return res
 
-    def _carried(self, paths: Sequence[PathUse]) -> dict[tuple[str, int], int]:
-        """Bytes each path's first link has carried from its headend: the link element's
-        transmitted frames in that direction (what crossed the link, at most its rate; a
-        switch's port counter also counts what still waits in the link's queue)."""
-        assert self.emu is not None
-        with self.lock:
-            stats = self.emu.link_stats()
-        out = {}
-        for p in paths:
-            info = self.emu.link(p.headend, p.first_hop)
-            c = stats[info.name]
-            out[(p.headend, p.port)] = (c.a2b if info.link.a == p.headend else c.b2a).tx_bytes
-        return out
+    def _carried(self, paths: list[PathUse]) -> dict[tuple[str, int], int]:
+        with self.lock:  # one element command at a time with the actions' link changes
+            return super()._carried(paths)
 
     def _tx_counts(self, node: str, port: int) -> tuple[int, int]:
         """(bytes, packets) sent out of a node's port, from the node's own netlink."""

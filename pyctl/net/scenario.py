@@ -342,17 +342,18 @@ class Scenario:
                 argv += ["--line-rate-mbit", str(link.bw_mbit or 1000)]
             senders[f.name] = (self.emu.popen(f.src, argv, f"{name}-tx-{f.name}"), stats)
         start = time.monotonic()
-        last = {p.port: self._tx_bytes(p.headend, p.port) for p in phase.paths}
+        last = self._carried(phase.paths)
         last_t = start
         shown = 0
         while any(proc.poll() is None for proc, _ in senders.values()):
             time.sleep(SAMPLE_S)
             now = time.monotonic()
+            carried = self._carried(phase.paths)
             for p in phase.paths:
-                b = self._tx_bytes(p.headend, p.port)
-                mbit = (b - last[p.port]) * 8 / (now - last_t) / 1e6
+                at = (p.headend, p.port)
+                mbit = (carried[at] - last[at]) * 8 / (now - last_t) / 1e6
                 p.samples.append((round(now - start, 2), mbit))
-                last[p.port] = b
+            last = carried
             last_t = now
             if int(now - start) > shown:
                 shown = int(now - start)
@@ -402,15 +403,18 @@ class Scenario:
                 }
         return out
 
-    def _tx_bytes(self, switch: str, port: int) -> int:
+    def _carried(self, paths: list[PathUse]) -> dict[tuple[str, int], int]:
+        """Bytes each path's first link has carried from its headend: the link element's
+        transmitted frames in that direction (what crossed the link, at most its rate; the
+        switch's port counter would also count what still waits in the link's queue)."""
         assert self.emu is not None
-        intf = self.emu.ifnames[(switch, port)]
-        # sysfs shows the root namespace here; ask the node's own netlink
-        out = self.emu.nodes[switch].cmd(f"ip -s -j link show dev {intf}")
-        try:
-            return int(json.loads(out)[0]["stats64"]["tx"]["bytes"])
-        except (ValueError, KeyError, IndexError):
-            return 0
+        stats = self.emu.link_stats()
+        out = {}
+        for p in paths:
+            info = self.emu.link(p.headend, p.first_hop)
+            c = stats[info.name]
+            out[(p.headend, p.port)] = (c.a2b if info.link.a == p.headend else c.b2a).tx_bytes
+        return out
 
     def _switch_counters(self) -> dict[str, Any]:
         """What each software switch counted in the last phase (written when it stopped)."""
