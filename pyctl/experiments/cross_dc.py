@@ -2,7 +2,7 @@
 
 The all-reduce's traffic itself runs, timed, in one network (topologies/cross-dc.yaml plus two
 more GPU hosts in DC A for the one-DC baseline; fabric links 16 times faster than the DC
-interconnect, 1.5 ms each way across it in the link element). Every GPU's share is an RC
+interconnect, 1.5 ms each way across it in the link element: 300 km). Every GPU's share is an RC
 transfer (windowed, go-back-N) whose sender records each message's time from its first packet
 to the acknowledgement of its last; a step of the algorithm lasts as long as its slowest GPU.
 
