@@ -76,7 +76,7 @@ def build_topology() -> dict[str, Any]:
               ("gpu-b2", "gpu-b1")]  # fmt: skip
     pairs += [*PEERS, *((b, a) for a, b in PEERS)]
     flows: list[dict[str, Any]] = []
-    for i, (a, b) in enumerate(pairs):
+    for i, (a, b) in enumerate(dict.fromkeys(pairs)):  # a1 -> a2 is in the ring and the DC pair
         flow: dict[str, Any] = {"name": flow_name(a, b), "src": a, "dst": b, "dport": 4791,
                                 "qp": 0x310 + i, "rate_mbit": fabric, "window_kb": WINDOW_KB,
                                 "ifit": False}  # fmt: skip
