@@ -223,9 +223,10 @@ def test_ingest_multi_path_beats_one_path_and_ecmp(tmp_path: FsPath) -> None:
     # Each QP offers twice a path's rate and may keep 3 x a path's 30 ms BDP unacknowledged, so
     # a path a QP uses is full while the round trip stays under 90 ms (and with 3 QPs under
     # 270 ms): utilisation = paths used / 4, less what CPU stalls of this VM idle a link. A link
-    # never carries more than its rate (the element's counters), so used / 4 is also a ceiling.
+    # never carries more than its rate (the element's counters), so used / 4 is also a ceiling,
+    # up to when the counters are read on a loaded VM (8%: 0.1 s late over a 1.25 s window).
     for phase, n in used.items():
-        assert util[phase] <= n / 4 + 0.02, (phase, seen)
+        assert util[phase] <= n / 4 * 1.08, (phase, seen)
     assert util["single-path"] > 0.8 * 1 / 4, seen
     assert util["ecmp-5tuple"] > 0.8 * ecmp / 4, seen
     assert util["apn-deep-hash"] > 0.75, seen

@@ -329,8 +329,15 @@ class ExperimentScenario(Scenario):
             was = counts_before.get(sw, {})
             phase.switches[sw] = {k: v - was.get(k, 0) for k, v in now_counts.items()}
         for p in phase.paths:
-            busy = [m for t, m in p.samples if 0.5 <= t <= secs - 0.25] or [0.0]
-            p.mbit = sum(busy) / len(busy)
+            # bits over time across the samples in the window (each weighted by its interval),
+            # so a sample taken late on a loaded VM does not count more than its share
+            busy, before = [], 0.0
+            for t, m in p.samples:
+                if 0.5 <= t <= secs - 0.25:
+                    busy.append((t - before, m))
+                before = t
+            total = sum(dt for dt, _ in busy)
+            p.mbit = sum(dt * m for dt, m in busy) / total if total > 0 else 0.0
         rx: dict[str, Any] = {}
         for _, stats in receivers:
             if stats.exists():
