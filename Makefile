@@ -13,7 +13,7 @@ SYSPY   ?= /usr/bin/python3
 
 APT_REQUIRED := clang llvm libbpf-dev libbpf1 libelf-dev linux-libc-dev iproute2 ethtool \
                 tcpdump iperf3 iputils-ping mininet bridge-utils python3-venv \
-                python3-dev make
+                python3-dev make tshark prometheus
 APT_OPTIONAL := bpftool
 PYTEST_ARGS  ?=
 
@@ -54,6 +54,11 @@ $(STAMPS)/apt: Makefile | $(STAMPS)
 	  apt-get update -qq || { echo "icpn: apt-get update failed" >&2; exit 1; }; \
 	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
 	    || { echo "icpn: apt-get install failed for:$$missing" >&2; exit 1; }; \
+	  case " $$missing " in *" prometheus "*) \
+	    echo "==> disabling the prometheus service the package started (tests run their own)"; \
+	    if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1; \
+	    elif [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop >/dev/null 2>&1; \
+	      update-rc.d prometheus disable >/dev/null 2>&1; fi; true;; esac; \
 	else echo "==> system packages present"; fi
 	@touch $@
 
@@ -65,7 +70,8 @@ $(STAMPS)/venv: pyproject.toml setup.py $(STAMPS)/apt
 	@# The P4Runtime bindings are ICPN's own (pyctl/p4rt/pb, made by the install); the p4runtime
 	@# wheel an older venv had is unused and does not import with this protobuf: remove it.
 	@$(PY) -m pip uninstall -q -y p4runtime 2>/dev/null || true
-	@$(PY) -c "import mininet.net, scapy, pyroute2, grpc; from pyctl.p4rt.pb import p4runtime_pb2" \
+	@$(PY) -c "import mininet.net, scapy, pyroute2, grpc, prometheus_client; \
+	  from pyctl.p4rt.pb import p4runtime_pb2" \
 	  || { echo "icpn: the venv cannot import its dependencies (see above)" >&2; exit 1; }
 	@touch $@
 

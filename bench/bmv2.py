@@ -170,7 +170,7 @@ def measure_bare_client(dp: BMv2DataPlane, n: int, batch: int) -> float:
     action = next(a for a in info.actions if a.preamble.name.endswith(".set_nexthop"))
     fid = {f.name: f.id for f in table.match_fields}
     pid = {p.name: p.id for p in action.params}
-    stub = dp.switch._require_stub()  # noqa: SLF001  (the same channel, no client logic)
+    stub = dp.switch._require_stub()  # the same channel, no client logic
     election = p4runtime_pb2.Uint128(low=dp.switch.election_id)
     base = int(ipaddress.IPv6Address("4000::"))
     start = time.monotonic()

@@ -48,21 +48,21 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import srv6_path  # noqa: E402
-from ebpf_nodes import node, node_dict  # noqa: E402
-from machine import print_machine, target  # noqa: E402
-from replay import Replay, kernel_call_ns  # noqa: E402
+import srv6_path
+from ebpf_nodes import node, node_dict
+from machine import print_machine, target
+from replay import Replay, kernel_call_ns
 
-from pyctl.model.load import node_from_dict  # noqa: E402
-from pyctl.model.node import NodeConfig, PacketContext  # noqa: E402
-from pyctl.packets import AltMarkOption, ioam_trace_option  # noqa: E402
-from pyctl.targets.ebpf import EBPFDataPlane  # noqa: E402
+from pyctl.model.load import node_from_dict
+from pyctl.model.node import NodeConfig, PacketContext
+from pyctl.packets import AltMarkOption, ioam_trace_option
+from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.ebpf.dataplane import (
-    BUILD_DIR,  # noqa: E402
-    NODE_PROGRAM,  # noqa: E402
+    BUILD_DIR,
+    NODE_PROGRAM,
 )
-from pyctl.targets.ebpf.libbpf import BPFObject, Program  # noqa: E402
-from pyctl.targets.reference import ReferenceDataPlane  # noqa: E402
+from pyctl.targets.ebpf.libbpf import BPFObject, Program
+from pyctl.targets.reference import ReferenceDataPlane
 
 PAYLOAD = Raw(bytes(1000))
 

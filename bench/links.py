@@ -29,10 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyctl import netns  # noqa: E402
-from pyctl.net.emulation import netem_available  # noqa: E402
-from pyctl.net.linkd import LinkElement, Sink, generate, spawn_in_netns  # noqa: E402
-from pyctl.net.linkmodel import LinkModel  # noqa: E402
+from pyctl import kernelfeatures, netns
+from pyctl.net.linkd import LinkElement, Sink, generate, spawn_in_netns
+from pyctl.net.linkmodel import LinkModel
 
 PREFIX = "icpnb-lk"
 DELAY_MS = 15.0
@@ -276,7 +275,7 @@ def main() -> int:
         (icpn, DELAY_MS),
         (lambda: icpn(RT_PRIORITY), DELAY_MS),
     ]
-    have_netem = netem_available()
+    have_netem = kernelfeatures.present("netem")
     if have_netem:
         setups.append((netem, DELAY_MS))
     else:

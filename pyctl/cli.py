@@ -53,7 +53,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cli = False if args.no_cli else None
     return run_topology(
-        Path(args.topology), args.dataplane, args.seconds, args.scale, Path(args.runs), cli
+        Path(args.topology),
+        args.dataplane,
+        args.seconds,
+        args.scale,
+        Path(args.runs),
+        cli,
+        link_element=args.link_element,
     )
 
 
@@ -138,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="bring a topology up in Mininet, run its flows, report paths, IFIT, ECN",
         description=(
-            "Build the topology's network (hosts, switch nodes, shaped links), program every "
+            "Build the topology's network (hosts, switch nodes, links with their delay, loss, "
+            "rate and queue), program every "
             "node from the intents, run the flows (single-path, then multi-path with APN-keyed "
             "deep hashing when there are SRv6 policies), and write report.json and PNG plots "
             "into runs/<time>-<topology>/. Opens the Mininet CLI at the end only when stdin is "
@@ -157,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--runs", default="runs", help="where run directories go (runs/)")
     r.add_argument("--no-cli", action="store_true", help="never open the Mininet CLI")
+    r.add_argument(
+        "--link-element",
+        choices=("icpn", "netem"),
+        default="icpn",
+        help="what applies each link's delay/loss/rate/queue: icpn (icpn_linkd, every kernel;"
+        " default) or netem (kernels with netem and act_mirred)",
+    )
     r.set_defaults(func=_cmd_run)
 
     from pyctl.experiments import cli as experiments_cli
@@ -169,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiments_cli.add_arguments(x)
     x.set_defaults(func=experiments_cli.run)
 
-    from pyctl.p4rt.shell import add_parser as add_shell
+    from pyctl.targets.bmv2.shell import add_parser as add_shell
 
     add_shell(sub)
 
@@ -217,6 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pick the site and SRv6 path from compute load and live telemetry.",
     )
     sched_cli.add_arguments(s)
+
+    from pyctl import wireshark
+
+    w = sub.add_parser(
+        "wireshark",
+        help="the Wireshark/tshark dissector for APN, Alternate Marking, NEXT-CSID, IFIT reports",
+        description=wireshark.DESCRIPTION,
+    )
+    wireshark.add_arguments(w)
+    w.set_defaults(func=wireshark.run)
     return ap
 
 

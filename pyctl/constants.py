@@ -1,8 +1,9 @@
 """Wire constants shared by every data plane.
 
 This module is the single place they are written. `make build` renders it into
-`ebpf/include/icpn_consts.h` (``python -m pyctl.constants``) so the C code never types them again,
-and the P4 program's `p4/include/consts.p4` is rendered the same way.
+`ebpf/build/icpn_consts.h` (``python -m pyctl.constants c``) so the C code never types them
+again, and the P4 build renders `p4/build/consts.p4` the same way (``python -m pyctl.constants
+p4``; committed with the P4 artefacts).
 """
 
 from __future__ import annotations

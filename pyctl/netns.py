@@ -51,7 +51,7 @@ def _on_thread(fn: Callable[[], T], enter: Callable[[], None]) -> T:
         try:
             enter()
             box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 (handed back to the caller's thread)
+        except BaseException as exc:  # handed back to the caller's thread
             box["error"] = exc
 
     thread = threading.Thread(target=body, name="netns")
@@ -60,6 +60,27 @@ def _on_thread(fn: Callable[[], T], enter: Callable[[], None]) -> T:
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["value"]  # type: ignore[return-value]
+
+
+def in_netns_fd(fd: int, fn: Callable[[], T]) -> T:
+    """Call `fn` on a thread that has joined the namespace open at `fd` (setns is per thread)."""
+
+    def enter() -> None:
+        _check(_libc().setns(fd, CLONE_NEWNET), "setns")
+
+    return _on_thread(fn, enter)
+
+
+def in_netns_of(pid: int, fn: Callable[[], T]) -> T:
+    """Call `fn` on a thread that has joined the network namespace of process `pid`."""
+    try:
+        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise NetnsError(f"the namespace of pid {pid}: {e.strerror}") from None
+    try:
+        return in_netns_fd(fd, fn)
+    finally:
+        os.close(fd)
 
 
 def run_isolated(fn: Callable[[], T]) -> T:

@@ -79,7 +79,13 @@ class Capture:
 class Network:
     """A running emulation with helpers for tests; `close()` tears it down."""
 
-    def __init__(self, topo: Topology, run_dir: Path, dataplane: str = "reference") -> None:
+    def __init__(
+        self,
+        topo: Topology,
+        run_dir: Path,
+        dataplane: str = "reference",
+        link_element: str = "icpn",
+    ) -> None:
         if os.geteuid() != 0:
             raise ICPNError("an ICPN network needs root (namespaces and links)")
         self.topo = topo
@@ -101,7 +107,9 @@ class Network:
             return self.runners[name]
 
         self.host_apns: list[HostAPN] = []
-        self.emu = Emulation(topo, self.plan, run_dir, runner, log=lambda _m: None)
+        self.emu = Emulation(
+            topo, self.plan, run_dir, runner, log=lambda _m: None, link_element=link_element
+        )
         self.emu.start()
 
     def close(self) -> None:
@@ -280,13 +288,18 @@ def icpn_network(tmp_path: Path) -> Iterator[Callable[..., Network]]:
     any other name runs that data plane in Python on the ports (pyctl.net.swnode)."""
     started: list[Network] = []
 
-    def start(topology: str | Path, dataplane: str = "reference", **overrides: Any) -> Network:
+    def start(
+        topology: str | Path,
+        dataplane: str = "reference",
+        link_element: str = "icpn",
+        **overrides: Any,
+    ) -> Network:
         topo = load_topology(topology)
         if overrides:
             import dataclasses
 
             topo = dataclasses.replace(topo, **overrides)
-        net = Network(topo, tmp_path / f"net{len(started)}", dataplane)
+        net = Network(topo, tmp_path / f"net{len(started)}", dataplane, link_element)
         started.append(net)
         return net
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import machine  # noqa: E402
+import machine
 
 
 def test_the_machine_line_names_cpu_cores_and_kernel() -> None:

@@ -128,15 +128,18 @@ def test_ecn_marks_under_congestion_reach_the_receiver(
     assert ecn.count(0b11) > 0, "no CE mark under congestion"
     assert ecn[0] == 0b10  # the first packets met an empty queue: ECT(0), not marked
     assert all(e in (0b10, 0b11) for e in ecn)
-    # every CE the receiver saw was set by leaf-a or dci (XDP polices without pacing, so a burst
-    # queues again at dci; the software switch paces, so leaf-a marks them all)
-    counted = {sw: net.switch_stats(sw) for sw in ("leaf-a", "dci")}
+    # A node marks only ECT packets (CE stays CE), so every CE the receiver saw is exactly one
+    # mark made by one node on the way. A marked packet can still be lost after its mark (leaf-a
+    # marks, then dci's queue, policed by XDP or the real qdisc, drops it), so marks may exceed
+    # what arrives, never the other way round.
+    counted = {sw: net.switch_stats(sw) for sw in ("leaf-a", "dci", "leaf-b")}
     marked = {sw: st["counts"].get("ce_marked", 0) for sw, st in counted.items()}
     assert marked["leaf-a"] > 0
-    if plane == "ebpf":  # a policed packet is dropped before it is marked: every mark arrives
-        assert sum(marked.values()) == ecn.count(0b11), marked
-    else:  # the software switch marks from its model queue; the real qdisc may still drop
-        assert sum(marked.values()) >= ecn.count(0b11), marked
+    assert 0 < ecn.count(0b11) <= sum(marked.values()), marked
+    if plane == "ebpf":  # every drop on the way is counted by the node that made it
+        dropped = {sw: st["counts"]["dropped"] for sw, st in counted.items()}
+        lost_after_a_mark = sum(marked.values()) - ecn.count(0b11)
+        assert lost_after_a_mark <= dropped["dci"] + dropped["leaf-b"], (marked, dropped)
 
 
 def test_pfc_pauses_an_incast_without_loss(icpn_network: Callable[..., Network]) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import random
+import zlib
 from collections import Counter
 from collections.abc import Iterator
+from ipaddress import IPv6Address
 from typing import Any
 
 import pytest
@@ -24,13 +26,12 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from pyctl import conformance
 from pyctl.errors import ConfigError, ICPNError, PacketError
 from pyctl.model.load import node_from_dict
 from pyctl.model.node import Behaviour, NodeConfig, PacketContext
 from pyctl.packets import AltMarkOption, ioam_trace_option, pfc_frame
 from pyctl.targets import dataplane_class
-from pyctl.targets.base import Result
+from pyctl.targets.base import FEATURES, Result
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.ebpf import maps as M
 from pyctl.targets.ebpf.dataplane import MAX_FRAME
@@ -102,7 +103,7 @@ def test_registered_and_available() -> None:
 
 
 def test_supports_every_conformance_feature_and_names_unknown_ones() -> None:
-    assert EBPFDataPlane.supports(list(conformance.FEATURES)) is None
+    assert EBPFDataPlane.supports(list(FEATURES)) is None
     assert EBPFDataPlane.supports(["End", "teleport"]) == "not implemented in eBPF yet: teleport"
 
 
@@ -170,13 +171,60 @@ def test_ipv4_with_options_checksum_checked_and_updated(pair_of: Any) -> None:
 
 
 def test_elephants_and_ifit_counters_evolve_like_the_reference(pair_of: Any) -> None:
+    """One flow at random times (going backwards too) through the headend: besides agreeing with
+    the reference frame by frame, the SID list of every packet follows the elephant state and
+    the IFIT counters hold what was sent, both worked here from the contract (pipeline.md 3, 4)
+    without either plane's code."""
     p = pair_of(node("headend"))
+    # UDP 2001:db8:1::1.40001 -> 2001:db8:2::2.5000: APN-ID 0x00010001 (classifier) -> policy
+    # "gold": list 0 has 3 segments, list 1 has 8; weights 2:1 fill the 64 buckets 0, 1, 0, 0,
+    # 1, 0, ... (list 1 iff bucket % 3 == 1). A mouse hashes its flow key, an elephant its APN-ID.
+    src, dst, sport, dport = "2001:db8:1::1", "2001:db8:2::2", 40001, 5000
+    key = IPv6Address(src).packed + IPv6Address(dst).packed + bytes([17])
+    key += sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
+    mouse = int(zlib.crc32(key) % 64 % 3 == 1)
+    elephant = int(zlib.crc32((0x00010001).to_bytes(4, "big")) % 64 % 3 == 1)
+    assert (mouse, elephant) == (0, 1)  # so the SID list shows whether the flow is an elephant
+    n_segments = {0: 3, 1: 8}
+    # Elephant settings of HEADEND_EXTRA: 1,000 µs windows, 3,000 bytes, 1 idle window. With one
+    # flow the count-min estimate is exactly its bytes (inner IP length) in the current window.
+    window, in_window, last = -1, 0, None
+    counters: Counter[tuple[int, int]] = Counter()
+    lists_used: Counter[int] = Counter()
     rng = random.Random(7)
     t = 0
     for _ in range(300):
-        t = max(0, t + rng.randrange(-400, 900))
-        frame = _to_site2(payload=rng.choice((100, 900, 1400)), fl=rng.randrange(3))
-        p.run(frame, PacketContext(in_port=1, time_us=t, rand32=rng.randrange(1 << 32)))
+        # mostly bursts (time going backwards too), sometimes a pause of one to three windows
+        gap = rng.random() < 0.15
+        t = max(0, t + (rng.randrange(1000, 3600) if gap else rng.randrange(-400, 900)))
+        payload = rng.choice((100, 900, 1400))
+        ip = IPv6(src=src, dst=dst, hlim=64, fl=rng.randrange(3))
+        frame = Ether(src="02:00:00:00:00:01", dst=A_MAC) / ip / UDP(sport=sport, dport=dport)
+        inner_len = 40 + 8 + payload
+        w = t // 1000
+        if w != window:
+            window, in_window = w, 0
+        if last is not None and w - last > 1:
+            last = None  # forgotten: more than idle_windows windows since its last packet
+        in_window += inner_len
+        if in_window >= 3000 or last is not None:
+            last = w
+        chosen = elephant if last is not None else mouse
+        lists_used[chosen] += 1
+        ctx = PacketContext(in_port=1, time_us=t, rand32=rng.randrange(1 << 32))
+        res = p.run(bytes(frame / Raw(bytes(payload))), ctx)
+        out = Ether(res.outputs[-1].frame)
+        assert len(out[IPv6ExtHdrSegmentRouting].addresses) == n_segments[chosen], (t, chosen)
+        # Counted by the head (FlowMonID 0x12345, colour (t // period 1,000 µs) & 1) at its outer
+        # IP length: inner + IPv6 40 + HBH 152 (APN 10, AltMark 6, PadN 2, IOAM 4 + 8 + 6 x 20,
+        # with the 2-byte header) + SRH 8 + 16 per segment.
+        colour = (t // 1000) & 1
+        counters[(colour, 0)] += 1
+        counters[(colour, 1)] += inner_len + 40 + 152 + 8 + 16 * n_segments[chosen]
+    assert lists_used[elephant] > 0 and lists_used[mouse] > 0, lists_used
+    want = {(0x12345, c): (counters[(c, 0)], counters[(c, 1)]) for c in (0, 1)}
+    assert p.ebpf.ifit_counters() == want
+    assert p.ref.counters() == want
     assert p.ebpf.stats()["forward"] == 300
 
 

@@ -1,15 +1,22 @@
-"""Property test: random and mutated packets through the eBPF programs give exactly what the
-reference plane gives (same drop reason, or the same outputs byte for byte).
+"""Property test: random and mutated packets through the eBPF programs (and BMv2's, where it is
+installed) give exactly what the reference plane gives (same drop reason, or the same outputs
+byte for byte).
 
 Truncated headers, bad lengths, SL/LE out of range, nested SRHs, IOAM options with lying lengths
-and garbage APN options are made by mutating well-formed templates; every one of at least 10,000
-frames goes through icpn_node (three nodes: headend, transit, egress, with their state carried
-from frame to frame) and the host's icpn_host_apn. A frame the eBPF plane forwarded differently
-from the reference would be a corrupted forward: the test fails on the first one.
+and garbage APN options are made by mutating well-formed templates; 17,000 frames per node go
+through icpn_node (three nodes: headend, transit, egress, with their state carried from frame to
+frame: 51,000 frames) and 2,000 through the host's icpn_host_apn. A frame the eBPF plane
+forwarded differently from the reference would be a corrupted forward: the test fails on the
+first one. A coverage floor keeps the test honest: a share of the frames must get past the
+parser and on to the SRH check, an endpoint behaviour, the headend, IFIT and decapsulation,
+seen from what came out (drop reasons, outputs, IFIT counters), so that templates or mutations
+that make every frame fail early fail the test instead of passing it vacuously.
 """
 
 from __future__ import annotations
 
+import random
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,10 +38,11 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
+from pyctl import constants as C
 from pyctl.errors import PacketError
 from pyctl.model.node import APNCarrier, NodeConfig, PacketContext
 from pyctl.packets import pfc_frame
-from pyctl.targets.base import Result
+from pyctl.targets.base import DataPlane, Result
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.ebpf.host import MIN_IP_FRAME, HostAPN
 from pyctl.targets.reference import ReferenceDataPlane
@@ -43,8 +51,8 @@ from pyctl.targets.reference.frame import Drop, parse_ipv6
 
 pytestmark = pytest.mark.root
 
-BATCH = 100
-EXAMPLES = 60  # x BATCH frames per node: 3 nodes x 6,000 + 2 x 1,000 host frames
+BATCH = 100  # host frames per hypothesis example (2 carriers x 10 examples)
+FRAMES = {"ebpf": 17_000, "bmv2": 300}  # per node; a BMv2 frame is a real switch round trip
 
 APN_32 = HBHOptUnknown(otype=0x1E, optdata=bytes.fromhex("01000000 00010001"))
 APN_LONG = HBHOptUnknown(
@@ -160,47 +168,108 @@ def egress_templates(mac: str) -> list[bytes]:
 
 @dataclass
 class Case:
-    """One node on both planes, with its frames and the MAC its ports answer to."""
+    """One node on the plane under test and on the reference, with its frames and the MAC its
+    ports answer to."""
 
+    kind: str
+    plane_name: str
     node: NodeConfig
     templates: list[bytes]
     macs: dict[int, bytes]
-    ebpf: EBPFDataPlane
+    plane: DataPlane
     ref: ReferenceDataPlane
 
 
 TEMPLATES = {"headend": headend_templates, "transit": transit_templates, "egress": egress_templates}
 
 
-@pytest.fixture(scope="module", params=list(TEMPLATES))
+def _bmv2_plane() -> DataPlane:
+    """BMv2's plane, or a skip naming what is missing."""
+    if shutil.which("simple_switch_grpc") is None:
+        pytest.skip("BMv2 fuzz: simple_switch_grpc is not installed (not on PATH)")
+    from pyctl.targets.bmv2.dataplane import BMv2DataPlane
+
+    reason = BMv2DataPlane.unavailable()
+    if reason is not None:
+        pytest.skip(f"BMv2 fuzz: {reason}")
+    return BMv2DataPlane()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(
+            (plane, kind), id=f"{plane}-{kind}", marks=[pytest.mark.bmv2] * (plane == "bmv2")
+        )
+        for plane in ("ebpf", "bmv2")
+        for kind in TEMPLATES
+    ]
+)
 def case(request: pytest.FixtureRequest) -> Iterator[Case]:
-    kind = request.param
+    plane_name, kind = request.param
     n = node(kind)
     macs = {p.index: bytes.fromhex(p.mac.replace(":", "")) for p in n.ports}
-    ebpf, ref = EBPFDataPlane(), ReferenceDataPlane()
-    ebpf.configure(n)
-    ref.configure(n)
+    plane: DataPlane = EBPFDataPlane() if plane_name == "ebpf" else _bmv2_plane()
+    ref = ReferenceDataPlane()
     try:
-        yield Case(n, TEMPLATES[kind](n.ports[0].mac), macs, ebpf, ref)
+        if plane_name == "bmv2":
+            from pyctl.targets.bmv2.writer import P4Unsupported
+
+            try:
+                plane.configure(n)
+            except P4Unsupported as e:
+                pytest.skip(f"BMv2 fuzz: {e}")
+        else:
+            plane.configure(n)
+        ref.configure(n)
+        yield Case(kind, plane_name, n, TEMPLATES[kind](n.ports[0].mac), macs, plane, ref)
     finally:
-        ebpf.close()
+        plane.close()
 
 
-edit = st.tuples(st.integers(0, 255), st.integers(0, 255))
-frame_plan = st.fixed_dictionaries(
-    {
-        "template": st.integers(0, 1000),
-        "port": st.integers(0, 2),
-        "edits": st.lists(edit, max_size=4),
-        "cut": st.one_of(st.none(), st.integers(14, 400)),
-        "tail": st.binary(max_size=8),
-        "dt": st.integers(-2000, 3000),
-        "rand32": st.integers(0, 0xFFFFFFFF),
-        "queue": st.integers(0, 8000),
-        "ingress": st.integers(0, 12000),
-        "fix_v4": st.booleans(),
-    }
-)
+@dataclass(frozen=True)
+class Plan:
+    """How one frame is made from a template, and the context it meets."""
+
+    template: int
+    port: int
+    edits: tuple[tuple[int, int], ...]
+    cut: int | None
+    tail: bytes
+    dt: int
+    rand32: int
+    queue: int
+    ingress: int
+    fix_v4: bool
+
+
+EDGES = (0, 1, 2, 3, 4, 5, 7, 8, 0x0F, 0x10, 0x1F, 0x3F, 0x40, 0x7F, 0x80, 0xC0, 0xFE, 0xFF)
+
+
+def _value(rng: random.Random, top: int) -> int:
+    """0..top, often a boundary value (lengths, counts and flags live at the edges)."""
+    if rng.random() < 0.3:
+        return min(rng.choice(EDGES), top)
+    return rng.randrange(top + 1)
+
+
+def make_plan(rng: random.Random) -> Plan:
+    n_edits = rng.choice((0, 0, 0, 1, 1, 2, 3, 4))
+    edits = tuple(
+        (rng.randrange(64) if rng.random() < 0.6 else rng.randrange(256), _value(rng, 255))
+        for _ in range(n_edits)
+    )
+    return Plan(
+        template=rng.randrange(1000),
+        port=rng.randrange(3),
+        edits=edits,
+        cut=None if rng.random() < 0.7 else rng.randrange(14, 401),
+        tail=rng.randbytes(rng.choice((0, 0, 0, 1, 2, 8))),
+        dt=rng.randrange(-2000, 3001),
+        rand32=rng.getrandbits(32),
+        queue=_value(rng, 8000),
+        ingress=_value(rng, 12000),
+        fix_v4=rng.random() < 0.5,
+    )
 
 
 def fix_ipv4_checksums(frame: bytearray) -> None:
@@ -230,48 +299,166 @@ def _show(r: Result) -> str:
     return f"drop={r.drop} outputs={[(o.port, o.frame.hex()) for o in r.outputs]}"
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(plans=st.lists(frame_plan, min_size=BATCH, max_size=BATCH))
-def test_node_matches_the_reference_on_mutated_frames(case: Case, plans: list[dict]) -> None:
+# --- how far a frame got, from what came out ---------------------------------------------------
+
+# Drops of frames that did not get past the parser (pipeline.md steps 0-3).
+NOT_PARSED = frozenset(
+    {"not-for-me", "not-ip", "pfc-consumed", "bad-ipv6", "bad-ipv4", "bad-exthdr", "bad-srh",
+     "link-local"}
+)  # fmt: skip
+SRH_CHECK_DROPS = frozenset({"no-srh", "sl-zero", "bad-srh-le", "bad-srh-sl", "sl-nonzero"})
+DECAP_DROPS = frozenset({"bad-inner", "ecn-not-ect-ce"})
+STAGES = ("parse", "srh-check", "endpoint", "headend", "ifit", "decap")
+ETH_IPV6, ETH_IPV4 = b"\x86\xdd", b"\x08\x00"
+REPORT_PORT = C.IFIT_REPORT_PORT.to_bytes(2, "big")
+
+
+def _addresses(frame: bytes) -> tuple[bytes, bytes] | None:
+    """Source and destination of the frame's outer IP header; None for a PFC frame or non-IP."""
+    if frame[12:14] == ETH_IPV6 and len(frame) >= 54:
+        return frame[22:38], frame[38:54]
+    if frame[12:14] == ETH_IPV4 and len(frame) >= 34:
+        return frame[26:30], frame[30:34]
+    return None
+
+
+def _has_srh(frame: bytes) -> bool:
+    """A Routing header of type 4 in the outer IPv6 extension-header chain."""
+    if frame[12:14] != ETH_IPV6 or len(frame) < 54:
+        return False
+    nh, at = frame[20], 54
+    while nh in (0, 43, 60) and at + 4 <= len(frame):
+        if nh == 43:
+            return frame[at + 2] == 4
+        nh, at = frame[at], at + (frame[at + 1] + 1) * 8
+    return False
+
+
+def stages_reached(source: bytes, frame: bytes, res: Result) -> set[str]:
+    """The stages a frame got to, judged from the input and the result alone: a headend output
+    has the node's source as its outer SA; an endpoint (End, End.X, NEXT-CSID) keeps the SA and
+    rewrites the DA; a decapsulation sends a shorter packet with the inner SA; an SRH was checked
+    when one of those ran on a frame with an SRH, or a drop says the check failed. IFIT reach
+    is counted from the IFIT counters (`ifit_reach`)."""
+    reached = set()
+    if res.drop not in NOT_PARSED:
+        reached.add("parse")
+    if res.drop in SRH_CHECK_DROPS:
+        reached.add("srh-check")
+    if res.drop in DECAP_DROPS:
+        reached.add("decap")
+    if res.drop == "sid-loop":  # eight endpoint passes, then the drop
+        reached.add("endpoint")
+    if res.drop == "too-big":  # the encapsulation did not fit
+        reached.add("headend")
+    before = _addresses(frame)
+    for out in res.outputs:
+        after = _addresses(out.frame)
+        if before is None or after is None or out.frame[56:58] == REPORT_PORT:
+            continue  # a PFC frame or an IFIT report: not the packet itself
+        if after[0] == source and before[0] != source:
+            reached.add("headend")
+        elif after[0] == before[0] and after[1] != before[1]:
+            reached.add("endpoint")
+        elif after[0] != before[0] and len(out.frame) < len(frame):
+            reached.add("decap")
+    if reached & {"endpoint", "decap"} and _has_srh(frame):
+        reached.add("srh-check")
+    return reached
+
+
+def ifit_reach(ref: ReferenceDataPlane) -> int:
+    """Frames counted by the node's IFIT counters (each counted frame is one packet)."""
+    return sum(packets for packets, _ in ref.counters().values())
+
+
+# Each stage's share of the frames must reach at least this. Measured with the seeds below at
+# 17,000 frames per node: headend: parse 77%, headend 57%, IFIT 49%; transit: parse 76%,
+# SRH check 36%, endpoint 29%, IFIT 9.6%, decap 13%; egress: parse 80%, SRH check 18%, IFIT 40%,
+# decap 54%. The floors are half of that: a change that makes most frames fail early fails.
+FLOORS: dict[str, dict[str, float]] = {
+    "headend": {"parse": 0.38, "headend": 0.28, "ifit": 0.24},
+    "transit": {"parse": 0.38, "srh-check": 0.18, "endpoint": 0.14, "ifit": 0.048, "decap": 0.065},
+    "egress": {"parse": 0.4, "srh-check": 0.09, "ifit": 0.2, "decap": 0.27},
+}
+
+
+def _same_ifit_counters(ebpf: EBPFDataPlane, ref: ReferenceDataPlane) -> None:
+    """The eBPF node's IFIT counters hold what the reference counted. Mutated AltMarks make far
+    more (FlowMonID, colour) keys than a node has room for (1,024 slots, then a hash map): past
+    that, a new key goes uncounted, so a key may be missing only when the hash map is full."""
+    got, want = ebpf.ifit_counters(), ref.counters()
+    assert {k: want.get(k) for k in got} == got
+    missing = want.keys() - got.keys()
+    overflow = ebpf.map("ifit_counters")
+    assert not missing or len(list(overflow.keys())) == overflow.max_entries, sorted(missing)
+
+
+def test_node_matches_the_reference_on_mutated_frames(case: Case) -> None:
+    # a fixed seed per node: a failure reproduces, and its message holds the frame and context
+    rng = random.Random(f"icpn-fuzz-{case.kind}")
+    frames = FRAMES[case.plane_name]
+    exact_ecn = case.plane_name != "bmv2"  # BMv2 compares packets, the others bytes (docs/p4.md)
+    source = case.node.source.packed if case.node.source is not None else b""
+    reach: Counter[str] = Counter()
+    limited = 0
     time_us = 10_000
     ports = sorted(case.macs)
-    for plan in plans:
-        frame = bytearray(case.templates[plan["template"] % len(case.templates)])
-        in_port = ports[plan["port"] % len(ports)]
+    for i in range(frames):
+        plan = make_plan(rng)
+        frame = bytearray(case.templates[plan.template % len(case.templates)])
+        in_port = ports[plan.port % len(ports)]
         if frame[:6] != b"\x01\x80\xc2\x00\x00\x01":
             frame[:6] = case.macs[in_port]
-        for pos, val in plan["edits"]:
+        for pos, val in plan.edits:
             at = 14 + pos
             if at < len(frame):
                 frame[at] = val
-        if plan["cut"] is not None:
-            frame = frame[: plan["cut"]]
-        frame += plan["tail"]
-        if plan["fix_v4"]:
+        if plan.cut is not None:
+            frame = frame[: plan.cut]
+        frame += plan.tail
+        if plan.fix_v4:
             fix_ipv4_checksums(frame)
-        time_us = max(0, time_us + plan["dt"])
+        time_us = max(0, time_us + plan.dt)
+        queue = plan.queue if exact_ecn else (0 if plan.queue < 4000 else 60_000)
         ctx = PacketContext(
             in_port=in_port,
             time_us=time_us,
-            rand32=plan["rand32"],
-            egress_queue_bytes={p: plan["queue"] for p in ports},
-            egress_queue_packets={p: plan["queue"] // 1000 for p in ports},
-            ingress_queue_bytes={(in_port, prio): plan["ingress"] for prio in range(8)},
+            rand32=plan.rand32,
+            egress_queue_bytes={p: queue for p in ports},
+            egress_queue_packets={p: queue // 1000 for p in ports},
+            ingress_queue_bytes={(in_port, prio): plan.ingress for prio in range(8)},
         )
-        got = case.ebpf.process(bytes(frame), ctx)
+        got = case.plane.process(bytes(frame), ctx)
         want = case.ref.process(bytes(frame), ctx)
+        if case.plane_name == "bmv2" and got.drop == "p4-limit":
+            limited += 1  # past a documented limit of the P4 program (docs/p4.md)
+            continue
         assert _same(got, want), (
-            f"{case.node.name}: frame {bytes(frame).hex()} in_port {in_port} time {time_us}\n"
-            f"  ebpf:      {_show(got)}\n  reference: {_show(want)}"
+            f"{case.node.name}: frame #{i} {bytes(frame).hex()} in_port {in_port} time {time_us}\n"
+            f"  {case.plane_name}: {_show(got)}\n  reference: {_show(want)}"
         )
+        reach.update(stages_reached(source, bytes(frame), want))
+    reach["ifit"] = ifit_reach(case.ref)
+    if isinstance(case.plane, EBPFDataPlane):
+        _same_ifit_counters(case.plane, case.ref)
+    shares = {stage: round(reach[stage] / frames, 3) for stage in STAGES}
+    low = {s: f for s, f in FLOORS[case.kind].items() if reach[s] < f * frames}
+    assert not low, f"{case.node.name}: stages under their floor {low}; reached {shares}"
+    assert limited < frames // 2, f"BMv2 gave up (p4-limit) on {limited} of {frames} frames"
 
 
 # --- the host's tc egress program -------------------------------------------------------------
+
+edit = st.tuples(st.integers(0, 255), st.integers(0, 255))
+frame_plan = st.fixed_dictionaries(
+    {
+        "template": st.integers(0, 1000),
+        "port": st.integers(0, 2),
+        "edits": st.lists(edit, max_size=4),
+        "cut": st.one_of(st.none(), st.integers(14, 400)),
+    }
+)
 
 
 def _host_node(carrier: str) -> NodeConfig:

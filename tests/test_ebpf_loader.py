@@ -5,9 +5,10 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,8 @@ import pytest
 from pyctl import constants as C
 from pyctl import netns
 from pyctl.errors import ICPNError
+from pyctl.targets.ebpf import EBPFDataPlane, libbpf
 from pyctl.targets.ebpf import attach as att
-from pyctl.targets.ebpf import libbpf
 from pyctl.targets.ebpf import maps as M
 from pyctl.targets.ebpf.dataplane import BUILD_DIR, NODE_OBJECT, NODE_PROGRAM
 from pyctl.targets.ebpf.host import HOST_OBJECT, HOST_PROGRAM
@@ -289,27 +290,62 @@ def test_test_run_returns_retval_and_grown_frame_once(tmp_path: Path) -> None:
 
 @root
 def test_a_user_without_privileges_is_told_to_use_root() -> None:
-    code = (
-        "from pyctl.targets.ebpf import EBPFDataPlane, libbpf\n"
-        "print(EBPFDataPlane.unavailable())\n"
-        f"o = libbpf.BPFObject({str(NODE_OBJECT)!r})\n"
-        "try:\n    o.load()\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
-    )
+    """A forked child of this interpreter drops to nobody (groups, gid and uid: no capability
+    left) and asks: nothing is exec'd or imported from the clone as nobody, so where the clone
+    lives (CI's may sit under a 0700 folder) does not matter. It loads a world-readable copy of
+    the object, in a directory of its own under /tmp."""
+    _require_built(NODE_OBJECT)
+    assert libbpf.available() is None  # libbpf.so.1 is loaded before the fork
     nobody = 65534
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd="/",
-        user=nobody,
-        group=nobody,
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)},
-        check=False,
-    )
-    out = proc.stdout.splitlines()
-    assert proc.returncode == 0, proc.stderr
-    assert out[0] == "needs root to load BPF programs (run with sudo)"
-    assert out[1].startswith("ICPNError") and "run with sudo" in out[1]
+    world = Path(tempfile.mkdtemp(prefix="icpn-nobody-", dir="/tmp"))
+    try:
+        world.chmod(0o755)
+        obj = world / NODE_OBJECT.name
+        shutil.copyfile(NODE_OBJECT, obj)
+        obj.chmod(0o644)
+        out = _as_nobody(nobody, lambda: _unprivileged_answers(obj))
+    finally:
+        shutil.rmtree(world)
+    assert out[0] == "needs root to load BPF programs (run with sudo)", out
+    assert out[1].startswith("ICPNError") and "run with sudo" in out[1], out
+
+
+def _unprivileged_answers(obj: Path) -> list[str]:
+    lines = [str(EBPFDataPlane.unavailable())]
+    o = libbpf.BPFObject(obj)
+    try:
+        o.load()
+        lines.append("loaded")
+    except ICPNError as e:
+        lines.append(f"ICPNError {e}")
+    finally:
+        o.close()
+    return lines
+
+
+def _as_nobody(uid: int, ask: Callable[[], list[str]]) -> list[str]:
+    """`ask()` in a forked child running as `uid` (and gid `uid`, no groups); its lines."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        os.close(rfd)
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            lines = ask()
+        except Exception as e:  # reported to the parent, which fails with it
+            lines = [f"child failed: {type(e).__name__}: {e}"]
+        try:
+            os.write(wfd, "\n".join(lines).encode())
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as r:
+        text = r.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    return text.splitlines()
 
 
 # --- attaching (root, in a namespace of our own) ----------------------------------------------

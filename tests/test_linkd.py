@@ -238,3 +238,31 @@ def test_bad_commands_are_one_line_errors(rig: Rig) -> None:
         LinkModel(jitter_dist="pareto")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"loss_pct: 1 set with gilbert_elliott"):
         LinkModel(loss_pct=1, gilbert_elliott=GilbertElliott(1, 10))
+
+
+def test_netem_arguments_render_the_model() -> None:
+    """What the netem element asks of tc, worked by hand: 15 ms delay, 2 ms normal jitter,
+    Gilbert-Elliott 1%/10%, 100 Mbit/s with a 64-frame buffer on a 1,500-byte MTU: netem's limit
+    counts frames in flight too, 100e6 * 0.015 / 8 / 1514 = 123.8 -> 124 full-size frames in
+    flight + 64 buffered = 188. Without a rate nothing waits: no tail drop (the cap)."""
+    from pyctl.net.netem import NETEM_MAX_LIMIT, netem_args
+
+    model = LinkModel(
+        delay_ms=15,
+        jitter_ms=2,
+        jitter_dist="normal",
+        gilbert_elliott=GilbertElliott(1, 10),
+        rate_mbit=100,
+        queue_packets=64,
+    )
+    assert (
+        netem_args(model, 1500)
+        == (
+            "delay 15000us 2000us distribution normal loss gemodel 1% 10% 100.0% 0.0%"
+            " rate 100000000bit limit 188"
+        ).split()
+    )
+    plain = LinkModel(delay_ms=1, loss_pct=0.5, queue_packets=None)
+    assert netem_args(plain, 9000) == (
+        f"delay 1000us loss random 0.5% limit {NETEM_MAX_LIMIT}".split()
+    )

@@ -495,7 +495,7 @@ def test_shell_command_line() -> None:
     import argparse
 
     from pyctl.errors import ICPNError
-    from pyctl.p4rt import shell
+    from pyctl.targets.bmv2 import shell
 
     ap = argparse.ArgumentParser()
     shell.add_parser(ap.add_subparsers())

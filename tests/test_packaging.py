@@ -81,6 +81,13 @@ def test_pip_install_into_a_fresh_venv_runs_the_vectors(tmp_path: Path) -> None:
     )
     assert shell_pins.returncode != 0  # p4runtime-shell (protobuf<3.21) stays out of this venv
 
+    # The Wireshark dissector is package data: the installed copy, not the checkout's.
+    lua = subprocess.run(
+        [str(icpn), "wireshark", "--path"], capture_output=True, text=True, env=env, check=True
+    )
+    lua_path = Path(lua.stdout.strip())
+    assert lua_path.is_file() and venv in lua_path.parents, lua.stdout
+
     vectors = subprocess.run(
         [str(icpn), "vectors", "--dataplane", "reference"],
         capture_output=True,

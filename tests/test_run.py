@@ -52,6 +52,17 @@ def test_run_minimal_writes_a_report_and_cleans_up(tmp_path: Path) -> None:
     assert trace["path"] == ["pe1", "pe2"] and trace["delay_us"]["count"] > 10
     assert (run_dir / "utilisation.png").stat().st_size > 1000
     assert "mean path utilisation" in proc.stdout
+    # minimal.yaml's pe1-pe2 link delays 1 ms: the IFIT hop pe1 -> pe2 measures it. Its fastest
+    # packet crossed an empty queue: at least the 1 ms, plus the Python software switches'
+    # processing (they stamp when they get to a frame: a few ms at most here); without the
+    # element's delay it would be under 1 ms. The element counted the frames it carried.
+    links = {r["link"]: r for r in report["links"]}
+    backbone = links["pe1-pe2"]
+    assert backbone["configured"]["delay_ms"] == 1.0 and backbone["element"] == "icpn_linkd"
+    assert 1.0 <= backbone["measured"]["delay_ms"] < 6.0, backbone
+    assert backbone["measured"]["a2b"]["frames"] > 0
+    assert links["ha-pe1"]["measured"]["delay_ms"] is None  # no IFIT node at a host
+    assert "IFIT min" in proc.stdout
     assert _root_links() == before
     assert "mnexec" not in subprocess.run(["ps", "-e"], capture_output=True, text=True).stdout
 

@@ -328,8 +328,39 @@ def test_compare_modes_on_the_default_scenario() -> None:
     result = compare_modes(default_scenario(), refresh_s=5.0)
     c, d = result.centralised, result.distributed
     assert c.placed == d.placed == 16
-    # stale compute state and unseen placements send jobs to full sites while others had room
+    # Worked by hand from the scoring rule (docs/scheduler.md) and default_scenario(): 4-GPU jobs
+    # every 0.5 s from t=0.25, even ones at h1, odd at h2; SLA 10 ms, so network = delay / 10 ms;
+    # compute = util + queued / gpus; +1 when the site's free GPUs < 4. Truly free GPUs:
+    # floor(gpus * (1 - util)): dc1 28, dc2 22, dc3 12 at t=0; dc1 1 from t=3; dc2 3 from t=5.5.
+    # h1's scores at t=0: dc1-a .2+.1 = .3, dc1-b .5, dc2 .5+.3 = .8, dc3 .8+.2 = 1.0;
+    # h2's: dc2-a .2+.3 = .5, dc2-b .6, dc1 .5+.1 = .6, dc3 .6+.2 = .8.
+    # Distributed (gossip every 5 s; h1 refreshes at 0.25 and 5.25, h2 at 0.75 and 5.75):
+    #  h1 job00-06 -> dc1-a (its view: dc1 idle); job08 at 4.25 -> dc1-b (dc1-a at 12 ms breaks
+    #  the SLA since t=4); job10 at 5.25 learns dc1's t=3 report (dc1-b 2.51) -> dc2 .8, and
+    #  job12, job14 too (no refresh before 10.25, dc2's t=5.5 report unseen);
+    #  h2 job01-09 -> dc2-a (5 x 4 of dc2's 22); job11 at 5.75 sees dc1 and dc2 full
+    #  (dc2-a .2+.9+3/32+1 = 2.19) -> dc3 .8, and job13, job15 too.
+    #  In truth: job06 and job08 go to dc1 with 1 then 0 GPUs free while dc2 has 10 and 6:
+    #  avoidable; job10, job12, job14 find dc2 at 2, 3 (its t=5.5 report), 0 GPUs free while
+    #  dc3 has 12, 8, 4: avoidable.
+    #  5 avoidable; h2's jobs all fit (dc2 22 -> 2, dc3 12 -> 0).
+    # Centralised (one view, placements counted): job06 sees dc1 full -> dc2 .8; job08, job09,
+    #  job10 -> dc3 (dc2 down to 2 free: +1); from job11 on no site has 4 GPUs free in truth
+    #  either, so those jobs queue with nothing avoidable: 0 (job11-15 -> dc3: 1.8 / 2.0 against
+    #  dc2's 2.19 / 2.49 and dc1's 2.61 / 2.51).
     assert c.avoidable == 0 and d.avoidable == 5
+    placed_c = {x.job: x.site for x in c.decisions if x.kind == "place"}
+    assert placed_c == {
+        **{f"job{i:02d}": "dc1" for i in (0, 2, 4)},
+        **{f"job{i:02d}": "dc2" for i in (1, 3, 5, 6, 7)},
+        **{f"job{i:02d}": "dc3" for i in range(8, 16)},
+    }
+    placed_d = {x.job: x.site for x in d.decisions if x.kind == "place"}
+    assert placed_d == {
+        **{f"job{i:02d}": "dc1" for i in (0, 2, 4, 6, 8)},
+        **{f"job{i:02d}": "dc2" for i in (10, 12, 14, 1, 3, 5, 7, 9)},
+        **{f"job{i:02d}": "dc3" for i in (11, 13, 15)},
+    }
     assert result.differing and all(a != b for _, a, b in result.differing)
     assert ("job06", "dc2/h1-dc2", "dc1/h1-dc1-a") in result.differing  # dc1 full since t=3
     assert c.resteers >= 1 and d.resteers >= 1  # both react to h1-dc1-a degrading

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pyctl.p4rt.shell import READY, REQUIREMENT, ShellVenv, venv_dir
+from pyctl.targets.bmv2.shell import READY, REQUIREMENT, ShellVenv, venv_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -330,8 +330,18 @@ SAMPLE = re.compile(
 )
 
 
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:\\.|[^"\\])*)"')
+
+
+def canonical(labels: str) -> str:
+    """A label set in name order: the text format does not fix the order of labels."""
+    pairs = sorted(LABEL.findall(labels))
+    return "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}" if pairs else ""
+
+
 def parse_prometheus(text: str) -> dict[tuple[str, str], float]:
-    """A strict reader of the text format: HELP/TYPE once per family, before its samples."""
+    """A strict reader of the text format: HELP/TYPE once per family, before its samples.
+    Keys are (name, label set in name order) whatever order the exposition wrote them in."""
     assert text.endswith("\n")
     typed: dict[str, str] = {}
     helped: set[str] = set()
@@ -354,7 +364,7 @@ def parse_prometheus(text: str) -> dict[tuple[str, str], float]:
         assert current is not None and m.group(1) == current, f"{m.group(1)} outside its family"
         if typed[current] == "counter":
             assert current.endswith("_total")
-        samples[(m.group(1), m.group(2) or "")] = float(m.group(5))
+        samples[(m.group(1), canonical(m.group(2) or ""))] = float(m.group(5))
     return samples
 
 
@@ -375,11 +385,17 @@ def test_prometheus_text_format() -> None:
         'flowmon_id="7",src="2001:db8:a::1",dst="2001:db8:b::1",proto="17",sport="1000",'
         'dport="2000"'
     )
-    assert samples[("icpn_ifit_flow_delay_us", f'{{{flow},stat="max",basis="raw"}}')] == 300
-    assert samples[("icpn_ifit_flow_period_delay_us", f'{{{flow},stat="avg",basis="raw"}}')] == 275
-    assert samples[("icpn_ifit_flow_path_info", f'{{{flow},path="1,2,3"}}')] == 1
-    assert samples[("icpn_ifit_hop_delay_us", '{from="1",to="2",stat="min",basis="raw"}')] == 100
-    assert samples[("icpn_ifit_node_queue_depth", '{node="2",stat="max"}')] == 5
+
+    def value(name: str, labels: str) -> float:
+        return samples[(name, canonical(labels))]
+
+    assert value("icpn_ifit_flow_delay_us", f'{{{flow},stat="max",basis="raw"}}') == 300
+    assert value("icpn_ifit_flow_period_delay_us", f'{{{flow},stat="avg",basis="raw"}}') == 275
+    assert value("icpn_ifit_flow_path_info", f'{{{flow},path="1,2,3"}}') == 1
+    assert value("icpn_ifit_hop_delay_us", '{from="1",to="2",stat="min",basis="raw"}') == 100
+    assert value("icpn_ifit_node_queue_depth", '{node="2",stat="max"}') == 5
+    # the head counted 100 in the one measured period (the denominator of the 2 lost)
+    assert value("icpn_ifit_loss_head_packets_total", '{flowmon_id="7"}') == 100
     assert samples[("icpn_ifit_loss_packets", '{flowmon_id="7"}')] == 2
     assert samples[("icpn_ifit_loss_ppm", '{flowmon_id="7"}')] == 20_000
 

@@ -66,8 +66,8 @@ def test_udp_and_http_end_to_end() -> None:
         }
         status, ctype, text = get(server.http.url + "/metrics")
         assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
-        assert "icpn_ifit_datagrams_total 8\n" in text
-        assert 'icpn_ifit_rejected_total{reason="too-large"} 1\n' in text
+        assert "icpn_ifit_datagrams_total 8.0\n" in text
+        assert 'icpn_ifit_rejected_total{reason="too-large"} 1.0\n' in text
         status, ctype, body = get(server.http.url + "/flows")
         assert status == 200 and ctype == "application/json"
         flows = json.loads(body)["flows"]

@@ -25,6 +25,14 @@
 #include "icpn_consts.h"
 #include "icpn_ebpf.h"
 
+/* Masks the code relies on instead of bounds checks the verifier would need spelled out. */
+_Static_assert((ICPN_MAX_EXT_HEADERS & (ICPN_MAX_EXT_HEADERS - 1)) == 0,
+	       "ext[i & (ICPN_MAX_EXT_HEADERS - 1)] needs a power of two");
+_Static_assert(ICPN_DROP_SID_LOOP <= 31 && ICPN_DROP_QUEUE_FULL <= 31,
+	       "stats index STAT_DROP_BASE + (drop & 31) needs every drop code below 32");
+_Static_assert(ICPN_STAT_DROP_BASE + 31 < ICPN_N_STATS,
+	       "the stats map must hold STAT_DROP_BASE + 31");
+
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))
 #endif

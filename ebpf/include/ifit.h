@@ -37,13 +37,13 @@ static __always_inline int ioam_write(CTX *ctx, struct icpn_scratch *s, const st
 }
 
 /* RFC 9197 4.4.1: node-data words of a trace type (bits 8-10 are 8 octets, the others up to
- * bit 21 are 4); 0 when bit 22 or 23 is set (this project cannot size them). */
+ * bit 21 are 4, bit 23 none); 0 when bit 22 is set (this project cannot size it). */
 #define IOAM_BITS_0_21 0xfffffcU
 #define IOAM_BITS_8_10 0x00e000U
 
 static __always_inline __u32 ioam_node_len(__u32 trace_type)
 {
-	if (trace_type & 0x3)
+	if (trace_type & 0x2)
 		return 0;
 	return __builtin_popcount(trace_type & IOAM_BITS_0_21) +
 	       __builtin_popcount(trace_type & IOAM_BITS_8_10);

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pyctl.model.node import NodeConfig
-from pyctl.net.emulation import SwitchRunner
+from pyctl.targets.runner import SwitchRunner
 
 
 @dataclass

@@ -256,7 +256,7 @@ class CounterExporter:
                 node_id = self.sc.configs[name].node_id
                 try:
                     counters = read()
-                except Exception:  # noqa: BLE001 - a node being re-loaded: skip this period
+                except Exception:  # a node being re-loaded: skip this period
                     continue
                 for (fid, colour), (packets, octets) in counters.items():
                     if colour != closed:

@@ -17,43 +17,34 @@ a software switch — and on kernels with and without netem (docs/topology.md).
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
+from pyctl import kernelfeatures
 from pyctl.controller.plan import Plan
 from pyctl.errors import ICPNError
-from pyctl.model.node import NodeConfig
 from pyctl.net.linkd import LinkElement, LinkStats
+from pyctl.net.netem import NetemElement
 from pyctl.net.topology import DIRECTION_FIELDS, Link, Topology
-from pyctl.netns import alive
+from pyctl.netns import alive, in_netns_of
+from pyctl.targets.runner import SwitchRunner
 
 REGISTRY = Path("/run/icpn")
-CLONE_NEWNET = 0x40000000
+LINK_ELEMENT_RT_PRIORITY = 10
+LINK_ELEMENTS = ("icpn", "netem")  # icpn_linkd (every kernel) or netem (where present)
 T = TypeVar("T")
 
 
 class EmulationError(ICPNError):
     """The network could not be built or torn down; the message names the step."""
-
-
-class SwitchRunner(Protocol):
-    """Makes one switch node forward: started once its interfaces exist."""
-
-    def start(self, node: Any, cfg: NodeConfig, ifnames: dict[int, str], run_dir: Path) -> None: ...
-
-    def apply(self, cfg: NodeConfig) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 @dataclass
@@ -87,31 +78,6 @@ def new_prefix() -> str:
     return f"ic{os.getpid() % 4096:03x}"
 
 
-def in_netns_of(pid: int, fn: Callable[[], T]) -> T:
-    """Call `fn` on a thread that has joined the network namespace of process `pid`."""
-    box: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
-            try:
-                if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
-                    raise EmulationError(f"setns into pid {pid}: {os.strerror(ctypes.get_errno())}")
-            finally:
-                os.close(fd)
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 (re-raised on the caller's thread)
-            box["error"] = exc
-
-    t = threading.Thread(target=body, name=f"netns-{pid}")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    value: T = box["value"]
-    return value
-
-
 class Emulation:
     """Owns a Mininet network built from a plan; `stop()` (or leaving the `with`) removes it."""
 
@@ -122,7 +88,17 @@ class Emulation:
         run_dir: Path,
         runner_factory: Callable[[str], SwitchRunner],
         log: Callable[[str], None] = print,
+        link_element: str = "icpn",
     ) -> None:
+        if link_element not in LINK_ELEMENTS:
+            raise EmulationError(
+                f"link element {link_element!r} is not one of {', '.join(LINK_ELEMENTS)}"
+            )
+        if link_element == "netem":
+            for feature in ("netem", "mirred"):
+                reason = kernelfeatures.missing(feature)
+                if reason is not None:
+                    raise EmulationError(f"link element netem: {reason}; use icpn_linkd")
         self.topo = topo
         self.plan = plan
         self.run_dir = run_dir
@@ -135,8 +111,9 @@ class Emulation:
         self.ifnames: dict[tuple[str, int], str] = {}  # (plan node, port) -> interface name
         self.runners: dict[str, SwitchRunner] = {}
         self.links: list[LinkInfo] = []
-        self.element: LinkElement | None = None
-        self.element_name = "icpn_linkd"  # what implements the link model (for the report)
+        self.element: LinkElement | NetemElement | None = None
+        # what implements the link model (named in the report)
+        self.element_name = "icpn_linkd" if link_element == "icpn" else "netem"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.warnings: list[str] = []
         self._registry = REGISTRY / f"{self.prefix}.json"
@@ -265,7 +242,10 @@ class Emulation:
         # Switch nodes forward with generic (skb) XDP, whose redirect reaches the element's veth
         # as a normal skb: no XDP program is needed on the element's side (a native one would
         # also refuse links above the veth's XDP MTU limit of about 3,500 bytes).
-        self.element = LinkElement(spawn, xdp_pass=False)
+        # SCHED_FIFO: on a busy 2-core VM the element must not wait behind traffic generators
+        # and software switches, or queueing in the run queue shows up as link delay
+        # (docs/links.md, measured performance)
+        self.element = LinkElement(spawn, xdp_pass=False, rt_priority=LINK_ELEMENT_RT_PRIORITY)
         self._write_registry()
         for info in self.links:
             lk = info.link
@@ -280,7 +260,7 @@ class Emulation:
                 return info
         raise EmulationError(f"no link between {a!r} and {b!r}")
 
-    def _element(self) -> LinkElement:
+    def _element(self) -> LinkElement | NetemElement:
         if self.element is None:
             raise EmulationError("the network is not up")
         return self.element
@@ -323,7 +303,7 @@ class Emulation:
 
     def popen(self, node: str, argv: list[str], log_name: str) -> subprocess.Popen[bytes]:
         """Start a process inside a node; its output goes to logs/<log_name>.log."""
-        logf = open(self.run_dir / "logs" / f"{log_name}.log", "wb")  # noqa: SIM115 (owned by proc)
+        logf = open(self.run_dir / "logs" / f"{log_name}.log", "wb")  # owned by proc
         proc: subprocess.Popen[bytes] = self.nodes[node].popen(
             argv, stdout=logf, stderr=subprocess.STDOUT
         )
@@ -373,10 +353,17 @@ class Emulation:
         shells = [*self.nodes.values(), self.links_node]
         pids = [n.pid for n in shells if getattr(n, "pid", None)]
         pids += [p.pid for p in self.procs]
-        if self.element is not None:
+        if self.element is not None and self.element.pid is not None:
             pids.append(self.element.pid)
         data = {"owner": os.getpid(), "prefix": self.prefix, "pids": pids}
         self._registry.write_text(json.dumps(data))
+
+
+def _status(node: Any, cmd: str) -> tuple[int, str]:
+    """A shell command in a node: (exit status, output)."""
+    out = node.cmd(f"{cmd}; echo __rc=$?")
+    body, _, rc = out.rpartition("__rc=")
+    return int(rc.strip() or 1), body
 
 
 def _sh(node: Any, *cmds: str) -> None:

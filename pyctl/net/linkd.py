@@ -125,7 +125,7 @@ class LinkElement:
         self._xdp_pass = xdp_pass
         self._bpf: BPFObject | None = None
         self._ns_fd: int | None = None
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (read when the element fails)
+        self._stderr = tempfile.TemporaryFile()  # read when the element fails
         self.proc = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         try:
             # the first answer proves icpn_linkd runs (so /proc/<pid>/ns/net is its namespace,

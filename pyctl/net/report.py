@@ -20,6 +20,50 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [fmt(header), "  ".join("-" * w for w in widths), *[fmt(r) for r in rows]]
 
 
+def _num(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _links_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Each link's configured delay and loss beside the measured ones (pyctl.net.linkreport)."""
+    if not rows:
+        return []
+    header = [
+        "link",
+        "delay ms: set",
+        "IFIT min",
+        "mean",
+        "loss %: set",
+        "a->b",
+        "b->a",
+        "frames a->b/b->a",
+    ]
+    table = []
+    for r in rows:
+        cfg, meas = r["configured"], r["measured"]
+        a2b, b2a = meas.get("a2b", {}), meas.get("b2a", {})
+        delay = _num(cfg["delay_ms"])
+        if cfg["delay_ms_b2a"] != cfg["delay_ms"]:
+            delay += f"/{cfg['delay_ms_b2a']:.2f}"
+        table.append(
+            [
+                r["link"],
+                delay,
+                _num(meas["delay_ms"]),
+                _num(meas.get("delay_avg_ms")),
+                _num(cfg["loss_pct"], 3),
+                _num(a2b.get("loss_pct"), 3),
+                _num(b2a.get("loss_pct"), 3),
+                f"{a2b.get('frames', 0)}/{b2a.get('frames', 0)}",
+            ]
+        )
+    title = (
+        f"links (the model applied by {rows[0]['element']}; delay measured by IFIT between"
+        " the link's ends: min = propagation, mean = with queueing; loss counted by the element):"
+    )
+    return ["", title, *_table(header, table)]
+
+
 def render(report: dict[str, Any], run_dir: Path) -> str:
     secs = report["seconds_per_phase"]
     lines = [f"== {report['topology']} on {report['dataplane']} ({secs} s a phase)"]
@@ -75,6 +119,7 @@ def render(report: dict[str, Any], run_dir: Path) -> str:
                 hm = h["delay_us"].get("avg") if isinstance(h["delay_us"], dict) else None
                 if isinstance(hm, int | float):
                     lines.append(f"      {h['from']} -> {h['to']}: {hm:.0f} us")
+    lines += _links_table(report.get("links") or [])
     switches = report.get("switches") or {}
     if switches:
         lines += [

@@ -18,8 +18,9 @@ from pyctl.controller.plan import Plan
 from pyctl.errors import ICPNError
 from pyctl.model.dump import node_to_dict
 from pyctl.model.node import NodeConfig
-from pyctl.net.emulation import EmulationError, in_netns_of
+from pyctl.net.emulation import EmulationError
 from pyctl.net.topology import Topology
+from pyctl.netns import in_netns_of
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.ebpf import attach as att
 from pyctl.targets.ebpf.attach import XDPMode
@@ -70,7 +71,7 @@ class SoftwareSwitchRunner:
         for port, bps in sorted(self.rates.items()):
             argv += ["--rate", f"{port}={bps:.0f}"]
         logfile = self.run_dir / "logs" / f"swnode-{self.name}.log"
-        log = open(logfile, "ab")  # noqa: SIM115 (handed to the process)
+        log = open(logfile, "ab")  # handed to the process
         start = log.tell()  # a restart appends: only what this start writes counts
         self.proc = self.node.popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()

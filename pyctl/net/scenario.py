@@ -25,10 +25,12 @@ from pyctl import constants as C
 from pyctl.controller.plan import Plan, make_plan
 from pyctl.errors import ConfigError, ICPNError
 from pyctl.model.node import NodeConfig
-from pyctl.net.emulation import Emulation, SwitchRunner, port_rates
+from pyctl.net.emulation import Emulation, port_rates
+from pyctl.net.linkreport import link_rows
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
 from pyctl.net.topology import FlowIntent, Kind, Topology, load_topology
 from pyctl.targets.ebpf import EBPFDataPlane
+from pyctl.targets.runner import SwitchRunner
 
 COLLECTOR_HTTP_PORT = 9391
 # `icpn run`'s default scale on eBPF and BMv2 nodes: the 2-core VM moves about 8,000 4 KB frames
@@ -206,6 +208,7 @@ class Scenario:
         self.log = log
         self.dataplane, self.factory, self.why = choose_runner(dataplane)
         self.emu: Emulation | None = None
+        self.link_element = "icpn"  # or "netem" (Emulation's link_element)
         self.runners: dict[str, SwitchRunner] = {}
         self.bmv2_nodes: list[str] = []
 
@@ -259,11 +262,19 @@ class Scenario:
                 " flow rates, elephant threshold"
             )
         t0 = time.monotonic()
-        self.emu = Emulation(self.topo, self.plan, self.run_dir, self._runner, log=self.log)
+        self.emu = Emulation(
+            self.topo,
+            self.plan,
+            self.run_dir,
+            self._runner,
+            log=self.log,
+            link_element=self.link_element,
+        )
         with self.emu:
             self.log(
                 f"  network up: {len(self.plan.switches)} switches, {len(self.plan.hosts)} hosts"
-                f" in {time.monotonic() - t0:.1f} s (run directory {self.run_dir})"
+                f" in {time.monotonic() - t0:.1f} s (run directory {self.run_dir}); links by"
+                f" {self.emu.element_name}"
             )
             collector = self._start_collector()
             phases = []
@@ -272,12 +283,16 @@ class Scenario:
                 phases.append(self._phase("single-path", single_path))
             phases.append(self._phase("multi-path" if has_policies else "flows", None))
             ifit = self._collector_snapshot(collector)
+            link_stats = self.emu.link_stats()
             if cli:
                 from mininet.cli import CLI
 
                 self.log("  Mininet CLI (exit to tear the network down)")
                 CLI(self.emu.net)
         report = self._report(phases, ifit)
+        report["links"] = link_rows(
+            [i.link for i in self.emu.links], link_stats, report["ifit"], self.emu.element_name
+        )
         report["switches"] = self._switch_counters()
         (self.run_dir / "report.json").write_text(json.dumps(report, indent=1))
         return report
@@ -477,6 +492,7 @@ def run_topology(
     scale: float | None = None,
     out_root: Path = Path("runs"),
     cli: bool | None = None,
+    link_element: str = "icpn",
 ) -> int:
     from pyctl.net.report import render
 
@@ -490,6 +506,7 @@ def run_topology(
     run_dir = out_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{topo.name}"
     interactive = sys.stdin.isatty() if cli is None else cli
     scenario = Scenario(topo, run_dir, dataplane, seconds, scale=factor)
+    scenario.link_element = link_element
     report = scenario.run(cli=interactive)
     print(render(report, run_dir))
     return 0

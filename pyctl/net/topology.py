@@ -27,7 +27,9 @@ class Kind(enum.StrEnum):
     COLLECTOR = "collector"  # a host that receives IFIT reports
     EBPF = "ebpf"
     BMV2 = "bmv2"
-    AUTO = "auto"  # BMv2 where present, else eBPF
+    AUTO = (
+        "auto"  # the run's choice: eBPF where it runs, else the reference (scenario.choose_runner)
+    )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ sw.set_pipeline("p4/build/icpn.p4info.txt", Path("p4/build/icpn.json"))
 sw.insert([TableEntry("my_sid", {"sid": LPM("fc00:1::", 48)}, "end",
                       {"psp": 0, "csid": 0, "block": 0, "arg": 0, "csid_bits": 0})])
 
-Names are imported on first use (PEP 562), so that `pyctl.p4rt.shell`, which the CLI registers
+Names are imported on first use (PEP 562), so that the CLI, which registers `icpn shell`
 at start-up, does not need gRPC or the P4Runtime bindings.
 """
 

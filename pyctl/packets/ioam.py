@@ -31,6 +31,7 @@ from scapy.layers.inet6 import _hbhoptcls, _hbhopts, _OTypeField
 from scapy.packet import Packet
 
 from pyctl.errors import PacketError
+from pyctl.model.trace import data_words
 from pyctl.packets._tlv import _BoundedTLV, align_delta
 
 IOAM_OPTION_TYPE = 0x31
@@ -86,18 +87,10 @@ def _check_trace_type(trace_type: int) -> None:
 
 
 def node_len_for(trace_type: int) -> int:
-    """NodeLen (4-octet words per node) that `trace_type` needs.
-
-    Bits 8, 9 and 10 are 8 octets, every other data bit 4; bit 22 (opaque state snapshot, not
-    counted in NodeLen by RFC 9197) and bit 23 (reserved) add nothing.
-    """
+    """NodeLen (4-octet words per node) that `trace_type` needs when building a trace: the
+    fixed-size data of bits 0-21 (pyctl.model.trace); bits 22 and 23 add nothing."""
     _check_trace_type(trace_type)
-    words = 0
-    for bit, fields in _TRACE_FIELDS:
-        if trace_type & (1 << (23 - bit)):
-            words += sum(width for _, width in fields) // 32
-    words += sum(1 for bit in _UNDEFINED_BITS if trace_type & (1 << (23 - bit)))
-    return words
+    return data_words(trace_type)
 
 
 @dataclass(frozen=True)

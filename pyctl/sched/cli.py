@@ -29,7 +29,8 @@ from pyctl.sched.feed import CollectorFeed
 from pyctl.sched.model import SLA, Job, LoadReport, PathState
 from pyctl.sched.scheduler import DecisionLog, LoggingSteerer, Scheduler
 from pyctl.telemetry.clock import ClockConfig
-from pyctl.telemetry.collector import Collector, CollectorConfig, CollectorServer
+from pyctl.telemetry.server import CollectorServer
+from pyctl.telemetry.state import Collector, CollectorConfig
 
 
 def _number(text: str, option: str) -> float:
@@ -46,7 +47,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         decision_log = DecisionLog(sys.stdout)
     elif args.decisions:
         try:
-            stream = open(args.decisions, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+            stream = open(args.decisions, "a", encoding="utf-8")  # closed below
         except OSError as e:
             raise ConfigError(
                 "--decisions", f"cannot open {args.decisions!r}: {e.strerror}"

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from pyctl.errors import ConfigError
 from pyctl.sched.model import Decision, Path, PathState
-from pyctl.telemetry.collector import Collector, DelayFigure
+from pyctl.telemetry.state import Collector, DelayFigure
 
 STATS = ("avg", "max")
 

@@ -5,16 +5,10 @@ See docs/telemetry.md. The hot path (`decode_report`) uses `struct` only; the sc
 """
 
 from pyctl.telemetry.clock import ClockConfig
-from pyctl.telemetry.collector import (
-    Collector,
-    CollectorConfig,
-    CollectorServer,
-    DelayFigure,
-    main,
-    serve,
-)
-from pyctl.telemetry.export import JsonLinesSink, ListSink, prometheus_text
+from pyctl.telemetry.collector import main
+from pyctl.telemetry.export import JsonLinesSink, ListSink
 from pyctl.telemetry.loss import PeriodLoss
+from pyctl.telemetry.metrics import IFITMetrics, prometheus_text
 from pyctl.telemetry.report import (
     DEFAULT_LAYOUT,
     HopRecord,
@@ -25,6 +19,8 @@ from pyctl.telemetry.report import (
     encode_counter_report,
     encode_trace_report,
 )
+from pyctl.telemetry.server import CollectorServer, serve
+from pyctl.telemetry.state import Collector, CollectorConfig, DelayFigure
 
 __all__ = [
     "DEFAULT_LAYOUT",
@@ -34,6 +30,7 @@ __all__ = [
     "CollectorServer",
     "DelayFigure",
     "HopRecord",
+    "IFITMetrics",
     "JsonLinesSink",
     "ListSink",
     "PeriodLoss",

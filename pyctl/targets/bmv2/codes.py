@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+from pyctl.model import codes as K
+
 CPU_PORT = 255  # simple_switch_grpc --cpu-port; packet-in / packet-out
 DROP_PORT = 511  # BMv2's default drop port
 
@@ -29,13 +31,13 @@ PKTOUT_DIRECT = 0  # out of packet_out.egress_port, no pipeline
 PKTOUT_PIPELINE = 1  # through the pipeline as if received on packet_out.in_port
 
 # node_cfg.flowlabel (FlowLabelMode) and node_cfg.ifit_role / egress_cfg.ifit_role (IFITRole).
-FLOWLABEL_HASH = 0
-FLOWLABEL_COPY = 1
-FLOWLABEL_ZERO = 2
-IFIT_ROLE_NONE = 0
-IFIT_ROLE_HEAD = 1
-IFIT_ROLE_TRANSIT = 2
-IFIT_ROLE_TAIL = 3
+FLOWLABEL_HASH = K.FLOWLABEL_HASH
+FLOWLABEL_COPY = K.FLOWLABEL_COPY
+FLOWLABEL_ZERO = K.FLOWLABEL_ZERO
+IFIT_ROLE_NONE = K.IFIT_ROLE_NONE
+IFIT_ROLE_HEAD = K.IFIT_ROLE_HEAD
+IFIT_ROLE_TRANSIT = K.IFIT_ROLE_TRANSIT
+IFIT_ROLE_TAIL = K.IFIT_ROLE_TAIL
 # ifit head with another trace type: what each word of its record holds (4 bits per word).
 GEN_HOP_NODE = 0
 GEN_PORTS = 1
@@ -44,9 +46,9 @@ GEN_MICROS = 3
 GEN_QDEPTH = 4
 GEN_ONES = 5
 # node_cfg.apn_carrier (APNCarrier): where a headend / marking edge puts the APN option.
-APN_CARRIER_HBH = 0
-APN_CARRIER_DOH = 1
-APN_CARRIER_SRH_TLV = 2
+APN_CARRIER_HBH = K.APN_CARRIER_HBH
+APN_CARRIER_DOH = K.APN_CARRIER_DOH
+APN_CARRIER_SRH_TLV = K.APN_CARRIER_SRH_TLV
 
 # FIB address families (fib.family): IPv4 addresses are looked up as ::ffff:a.b.c.d.
 FAMILY_IPV4 = 4

@@ -7,19 +7,17 @@ program too (or GRO on), and XDP_REDIRECT bypasses qdiscs; use tc where shaping 
 
 from __future__ import annotations
 
-import ctypes
 import os
-import threading
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from pyctl import netns
 from pyctl.errors import ICPNError
 
 T = TypeVar("T")
-CLONE_NEWNET = 0x40000000
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 XDP_FLAGS_SKB_MODE = 1 << 1
@@ -45,26 +43,11 @@ def same_netns(fd: int) -> bool:
 
 
 def in_netns(fd: int, fn: Callable[[], T]) -> T:
-    """Call `fn` on a thread that has joined the namespace `fd` (setns is per thread)."""
+    """Call `fn` in the namespace open at `fd`: here when it is this thread's, else on a thread
+    that joined it (pyctl.netns)."""
     if same_netns(fd):
         return fn()
-    box: dict[str, object] = {}
-
-    def body() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                raise ICPNError(f"setns: {os.strerror(ctypes.get_errno())}")
-            box["value"] = fn()
-        except Exception as e:  # noqa: BLE001 (handed back to the caller)
-            box["error"] = e
-
-    t = threading.Thread(target=body, name="icpn-netns")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
+    return netns.in_netns_fd(fd, fn)
 
 
 def ifindex_of(ifname: str, ipr: IPRoute | None = None) -> int:

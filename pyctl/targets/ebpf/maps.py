@@ -14,6 +14,7 @@ import zlib
 from typing import TypeVar
 
 from pyctl import constants as C
+from pyctl.model import codes as K
 
 # --- codes shared with the C programs (rendered as ICPN_<NAME>) -------------------------------
 
@@ -32,29 +33,29 @@ CFG_PFC_PRIO_DSCP = 1 << 6
 # the node classifies (flow key, APN-ID, elephants): it has something that reads them
 CFG_CLASSIFY = 1 << 7
 # icpn_sid.behaviour
-B_END = 1
-B_END_X = 2
-B_END_DT4 = 3
-B_END_DT6 = 4
-B_END_DT46 = 5
-B_END_DX4 = 6
-B_END_DX6 = 7
+B_END = K.B_END
+B_END_X = K.B_END_X
+B_END_DT4 = K.B_END_DT4
+B_END_DT6 = K.B_END_DT6
+B_END_DT46 = K.B_END_DT46
+B_END_DX4 = K.B_END_DX4
+B_END_DX6 = K.B_END_DX6
 # icpn_sid.flavours
-FL_PSP = 1 << 0
-FL_NEXT_CSID = 1 << 1
+FL_PSP = K.FL_PSP
+FL_NEXT_CSID = K.FL_NEXT_CSID
 # cfg.flowlabel_mode
-FLOWLABEL_HASH = 0
-FLOWLABEL_COPY = 1
-FLOWLABEL_ZERO = 2
+FLOWLABEL_HASH = K.FLOWLABEL_HASH
+FLOWLABEL_COPY = K.FLOWLABEL_COPY
+FLOWLABEL_ZERO = K.FLOWLABEL_ZERO
 # cfg.apn_carrier
-CARRIER_HBH = 0
-CARRIER_DOH = 1
-CARRIER_SRH_TLV = 2
+CARRIER_HBH = K.APN_CARRIER_HBH
+CARRIER_DOH = K.APN_CARRIER_DOH
+CARRIER_SRH_TLV = K.APN_CARRIER_SRH_TLV
 # cfg.ifit_role
-IFIT_NONE = 0
-IFIT_HEAD = 1
-IFIT_TRANSIT = 2
-IFIT_TAIL = 3
+IFIT_NONE = K.IFIT_ROLE_NONE
+IFIT_HEAD = K.IFIT_ROLE_HEAD
+IFIT_TRANSIT = K.IFIT_ROLE_TRANSIT
+IFIT_TAIL = K.IFIT_ROLE_TAIL
 # icpn_match.fields
 M_SRC = 1 << 0
 M_DST = 1 << 1

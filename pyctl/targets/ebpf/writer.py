@@ -29,7 +29,7 @@ from pyctl.model.node import (
     NodeConfig,
     SIDList,
 )
-from pyctl.packets.ioam import node_len_for
+from pyctl.model.trace import data_words
 from pyctl.targets.ebpf import maps as M
 from pyctl.targets.reference.fib import Fib
 
@@ -219,7 +219,7 @@ def _cfg(node: NodeConfig) -> M.Cfg:
     c.apn_opt_type = apn.option_type
     c.apn_srh_tlv_type = apn.srh_tlv_type
     c.ifit_role = _IFIT_ROLE[ifit.role]
-    node_len = node_len_for(ifit.trace_type)
+    node_len = data_words(ifit.trace_type)
     if ifit.role is not IFITRole.NONE and (
         node_len == 0 or node_len * ifit.max_nodes > IOAM_MAX_AREA_WORDS
     ):

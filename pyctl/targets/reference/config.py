@@ -11,7 +11,7 @@ from pyctl import constants as C
 from pyctl.errors import ConfigError
 from pyctl.model.hashing import bucket_table
 from pyctl.model.node import Behaviour, IFITRole, NodeConfig, SRv6Policy
-from pyctl.targets.reference.ifit import node_len
+from pyctl.model.trace import node_len
 
 MAX_OPTION_DATA = 255
 

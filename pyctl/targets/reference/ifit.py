@@ -7,29 +7,13 @@ import struct
 from dataclasses import dataclass, field
 
 from pyctl import constants as C
+from pyctl.model.trace import WIDE_BITS, node_len, trace_bit
 from pyctl.targets.reference.apn import find_option, option
 from pyctl.targets.reference.frame import IPV6_HLEN, UDP_HLEN, inet_checksum, u16
 
-WIDE_BITS = (8, 9, 10)  # RFC 9197 4.4.1: 8-octet fields
-OPAQUE_BIT = 22  # variable-length opaque state snapshot: not supported
-RESERVED_BIT = 23  # must be 0 when sent, ignored when received (RFC 9197 4.4.1)
 NODE_LEN_SHIFT = 11
 REMAINING_MASK = 0x7F
 ONES = 0xFFFFFFFF
-
-
-def trace_bit(trace_type: int, b: int) -> bool:
-    """IOAM-Trace-Type bit `b`, bit 0 being the most significant of the 24 (RFC 9197 4.4.1)."""
-    return bool(trace_type >> (23 - b) & 1)
-
-
-def node_len(trace_type: int) -> int | None:
-    """RFC 9197 4.4.1: node-data length in 4-octet words for a trace type (bits 8-10 are 8
-    octets, bits 0-21 otherwise 4, bit 23 nothing); None with bit 22, which this model cannot
-    size (opaque state snapshot)."""
-    if trace_bit(trace_type, OPAQUE_BIT):
-        return None
-    return sum(2 if b in WIDE_BITS else 1 for b in range(22) if trace_bit(trace_type, b))
 
 
 @dataclass(frozen=True)
