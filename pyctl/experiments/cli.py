@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--scale",
         type=float,
         default=None,
-        help="bandwidth/rate factor (default: 0.2 on the reference switch, else 1)",
+        help="bandwidth/rate factor (default: 0.2 on the reference switch, else 1; ingest 0.5)",
     )
     p.add_argument("--runs", default="runs", help="where run directories go (runs/)")
     p.add_argument("--no-cli", action="store_true", help="never open the Mininet CLI")

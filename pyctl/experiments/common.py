@@ -29,15 +29,16 @@ from pyctl.errors import ConfigError
 from pyctl.model.fields import Field
 from pyctl.model.node import NodeConfig
 from pyctl.net.emulation import Emulation
-from pyctl.net.runners import SoftwareSwitchRunner
 from pyctl.net.scenario import (
     SAMPLE_S,
     FlowResult,
+    PathUse,
     Phase,
     Scenario,
     check_run_options,
     choose_runner,
     scaled,
+    window_args,
 )
 from pyctl.net.topology import FlowIntent, Topology, load_topology, topology_from_field
 
@@ -129,12 +130,15 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def resolve_scale(dataplane: str, scale: float | None) -> tuple[str, float]:
-    """(data plane name, bandwidth factor): the reference switch defaults to 0.2, others 1."""
+def resolve_scale(
+    dataplane: str, scale: float | None, ebpf_default: float = 1.0
+) -> tuple[str, float]:
+    """(data plane name, bandwidth factor): the reference switch defaults to 0.2, others to
+    `ebpf_default` (an experiment whose traffic the VM's CPUs cannot carry at 1 lowers it)."""
     name, _, _ = choose_runner(dataplane)
     if scale is not None:
         return name, scale
-    return name, REFERENCE_SCALE if name == "reference" else 1.0
+    return name, REFERENCE_SCALE if name == "reference" else ebpf_default
 
 
 def topology(source: str | Mapping[str, Any], where: str = "<experiment>") -> Topology:
@@ -197,7 +201,8 @@ class ExperimentScenario(Scenario):
         self.lock = threading.Lock()  # node shells and switch restarts, one at a time
         self.collector_node: str | None = None
         self.senders: dict[str, _Sender] = {}
-        self.delay_emulated = False
+        # flow name -> more sender options for the next phases (e.g. --fetch-bytes N --fetches K)
+        self.sender_args: dict[str, list[str]] = {}
         self._phase_start = 0.0
         self._phase_name = ""
         self.configs: dict[str, NodeConfig] = dict(self.plan.switches)  # as last pushed
@@ -207,7 +212,6 @@ class ExperimentScenario(Scenario):
         """The network up (and the IFIT collector process, unless told not to) until the end."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log(f"  data planes: {self.dataplane} — {self.why}")
-        self.delay_emulated = True  # every link runs through the link element
         t0 = time.monotonic()
         self.emu = Emulation(self.topo, self.plan, self.run_dir, self._runner, log=self.log)
         with self.emu:
@@ -285,7 +289,7 @@ class ExperimentScenario(Scenario):
             sender = _Sender(f, names.index(f.name), f.rate_mbit, start + secs)
             self.senders[f.name] = sender
             self._start_sender(sender)
-        last = {(p.headend, p.port): self._tx(p.headend, p.port) for p in phase.paths}
+        last = self._carried(phase.paths)
         last_w = {w: self._tx_counts(*w) for w in watch}
         phase.watched = {f"{n}:{p}": [] for n, p in watch}
         last_t = start
@@ -294,11 +298,12 @@ class ExperimentScenario(Scenario):
         while any(s.alive() for s in self.senders.values()):
             time.sleep(max(0.0, sample_s - (time.monotonic() - last_t)))
             now = time.monotonic()
+            carried = self._carried(phase.paths)
             for p in phase.paths:
-                b = self._tx(p.headend, p.port)
-                mbit = (b - last[(p.headend, p.port)]) * 8 / max(now - last_t, 1e-6) / 1e6
+                key = (p.headend, p.port)
+                mbit = (carried[key] - last[key]) * 8 / max(now - last_t, 1e-6) / 1e6
                 p.samples.append((round(now - start, 3), mbit))
-                last[(p.headend, p.port)] = b
+            last = carried
             for w in watch:
                 (b, n), (b0, n0) = self._tx_counts(*w), last_w[w]
                 payload = (b - b0) - (n - n0) * UDP6_FRAME_OVERHEAD
@@ -314,14 +319,25 @@ class ExperimentScenario(Scenario):
             if int(now - start) > shown:
                 shown = int(now - start)
                 self.log(f"    {shown}/{secs:g} s")
+        if time.monotonic() - start < secs:  # the senders finished early (messages moved):
+            time.sleep(0.3)  # what is still in flight lands, then the receivers write their
+            for proc, _ in receivers:  # figures on SIGTERM
+                proc.terminate()
         for proc, _ in receivers:
             proc.wait(secs + 10)
         for sw, now_counts in self._switch_counts().items():
             was = counts_before.get(sw, {})
             phase.switches[sw] = {k: v - was.get(k, 0) for k, v in now_counts.items()}
         for p in phase.paths:
-            busy = [m for t, m in p.samples if 0.5 <= t <= secs - 0.25] or [0.0]
-            p.mbit = sum(busy) / len(busy)
+            # bits over time across the samples in the window (each weighted by its interval),
+            # so a sample taken late on a loaded VM does not count more than its share
+            busy, before = [], 0.0
+            for t, m in p.samples:
+                if 0.5 <= t <= secs - 0.25:
+                    busy.append((t - before, m))
+                before = t
+            total = sum(dt for dt, _ in busy)
+            p.mbit = sum(dt * m for dt, m in busy) / total if total > 0 else 0.0
         rx: dict[str, Any] = {}
         for _, stats in receivers:
             if stats.exists():
@@ -353,7 +369,8 @@ class ExperimentScenario(Scenario):
         argv += ["--dst", str(self.plan.hosts[f.dst].address), "--dport", str(f.dport)]
         argv += ["--sport", str(f.sport + i), "--qp", hex(f.qp or 0x10 + i)]
         argv += ["--rate-mbit", f"{s.rate_mbit:.3f}", "--duration", f"{remaining:.3f}"]
-        argv += ["--size", str(self.payload)]
+        # the experiment's payload size wins over the RC default (argparse keeps the last)
+        argv += [*window_args(f), "--size", str(self.payload), *self.sender_args.get(f.name, [])]
         s.runs.append((self.emu.popen(f.src, argv, tag), stats))
 
     def _flow_result(self, s: _Sender, rx: Mapping[str, Any]) -> FlowResult:
@@ -366,6 +383,9 @@ class ExperimentScenario(Scenario):
                 sent += tx["bytes"]
                 secs += tx["seconds"]
                 res.cnps += tx["cnps"]
+                res.retransmits += tx.get("retransmits", 0)
+                res.timeouts += tx.get("timeouts", 0)
+                res.fetch_s += tx.get("fetch_s", [])
         res.sent_mbit = sent * 8 / max(secs, 1e-9) / 1e6
         got = rx.get(f"{self.plan.hosts[f.src].address}/{f.qp or 0x10 + i:#x}")
         if got is not None:
@@ -374,9 +394,9 @@ class ExperimentScenario(Scenario):
             res.ce = got["ce"]
         return res
 
-    def _tx(self, switch: str, port: int) -> int:
-        with self.lock:
-            return self._tx_bytes(switch, port)
+    def _carried(self, paths: list[PathUse]) -> dict[tuple[str, int], int]:
+        with self.lock:  # one element command at a time with the actions' link changes
+            return super()._carried(paths)
 
     def _tx_counts(self, node: str, port: int) -> tuple[int, int]:
         """(bytes, packets) sent out of a node's port, from the node's own netlink."""
@@ -396,41 +416,14 @@ class ExperimentScenario(Scenario):
                     proc.wait(5)
         self.senders = {}
 
-    def set_link_rate(self, a: str, b: str, mbit: float) -> str:
-        """Shape the link a-b down (or back up) on a's side; how, per data plane.
-
-        A software switch sends through the interface's qdisc: its HTB class gets the new rate
-        (the queue then adds delay, and drops when full). An eBPF node forwards with
-        XDP_REDIRECT, which bypasses qdiscs: its port's line rate (the virtual queue, which
-        tail-drops but adds no delay) is changed in place when the runner offers
-        `set_port_rate(port, bps)`, else by re-loading the node (fresh state: its counters and
-        elephant table start again).
-        """
+    def set_link(self, a: str, b: str, **changes: Any) -> str:
+        """Change the link a-b while traffic runs (`Emulation.set_link`: the link element applies
+        it to every frame after the command, whatever forwards them); what changed, as text."""
         assert self.emu is not None
-        port = port_towards(self.plan, a, b)
-        intf = self.emu.ifnames[(a, port)]
-        runner = self.runners[a]
-        if isinstance(runner, SoftwareSwitchRunner):
-            kbit = max(1, round(mbit * 1000))
-            cmd = (
-                f"tc class replace dev {intf} parent 1: classid 1:1 htb rate {kbit}kbit"
-                f" ceil {kbit}kbit; echo rc=$?"
-            )
-            out = self.sh(a, cmd)
-            if "rc=0" not in out:
-                raise ConfigError(f"link {a}-{b}", f"cannot shape {intf}: {out.strip()}")
-            return f"HTB rate of {intf}"
-        rates = getattr(runner, "rates", None)
-        if not isinstance(rates, dict):
-            raise ConfigError(f"link {a}-{b}", f"the {self.dataplane} node cannot be reshaped")
-        set_port_rate = getattr(runner, "set_port_rate", None)
+        before = self.emu.link(a, b).link
         with self.lock:
-            rates[port] = mbit * 1e6
-            if callable(set_port_rate):
-                set_port_rate(port, mbit * 1e6)
-                return f"line rate of {a}'s port {port} (virtual queue, in place)"
-            runner.apply(self.configs[a])
-        return f"line rate of {a}'s port {port} (virtual queue; node re-loaded)"
+            after = self.emu.set_link(a, b, **changes)
+        return ", ".join(f"{k} {getattr(before, k)!r} -> {getattr(after, k)!r}" for k in changes)
 
     def report(
         self,
@@ -450,7 +443,6 @@ class ExperimentScenario(Scenario):
             title=title,
             scale=self.scale,
             emulation_prefix=self.emu.prefix if self.emu is not None else None,
-            delay_emulated=self.delay_emulated,
             events={p.name: p.events for p in phases if isinstance(p, TimedPhase)},
             figures=[dataclasses.asdict(f) for f in figures],
             scaled=[dataclasses.asdict(s) for s in scaling],

@@ -190,8 +190,8 @@ def run(opts: Options) -> Outcome:
         Scaled(
             "propagation delay",
             "1 ms one way",
-            "emulated with netem" if sc.delay_emulated else "not emulated (no netem here)",
-            "a rate step does not depend on it",
+            "1 ms one way on the WAN link (the link element delays every frame)",
+            "kept: a rate step does not depend on it",
         ),
     ]
     model = [

@@ -9,7 +9,19 @@ The same bulk transfer (four RoCEv2 QPs, one APN-ID each) runs three times in on
    whose buckets the controller pins to distinct SID lists (`spread_elephants`).
 
 The figure is the mean utilisation of the headend's four backbone ports (the paper: 20% with
-one path, over 90% with multi-path transfer).
+one path, over 90% with multi-path transfer). Every backbone path delays frames 15 ms each way
+(the link element), and each QP is a reliable connection as an RDMA NIC runs it: it offers its
+NIC's rate, keeps at most a window unacknowledged, and goes back N on a loss. What a path
+carries is what the QPs on it sustain, not what they offer:
+
+* a QP alone on its path sustains min(path rate, window / round trip): the window (three times
+  the path's 30 ms bandwidth-delay product) covers round trips up to 90 ms, so it fills its path;
+* QPs sharing a path fill it (their windows add up to twelve bandwidth-delay products), and the
+  excess waits in the path's queue: ECN marks, DCQCN back-off, tail drops and go-back-N
+  retransmissions follow. One path so carries at most a quarter of the backbone, whatever the
+  QPs offer, and less when their reaction over a 30 ms round trip idles it;
+* so the figure counts the paths that carry a QP: one, those the 5-tuple hash picks, or all four
+  when the controller pins each elephant's APN-ID to its own SID list.
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ from pyctl.experiments.common import (
     topology,
 )
 from pyctl.model.node import NodeConfig
-from pyctl.net.scenario import single_path
+from pyctl.net.scenario import EBPF_SCALE, single_path
 from pyctl.net.topology import Topology
 
 NAME = "ingest"
@@ -45,6 +57,7 @@ TITLE = "the 3,000 km data-ingest pilot: one SRv6 path vs 5-tuple ECMP vs APN-ke
 PHASES = ("single-path", "ecmp-5tuple", "apn-deep-hash")
 PAPER_BACKBONE_GBIT = 100  # per path, as topologies/ingest.yaml models the pilot
 USED = 0.1  # a path carrying more than this share of its capacity counts as used
+WINDOW_BDPS = 3  # topologies/ingest.yaml's window_kb over a backbone path's 30 ms BDP
 ELEPHANT_SHARE = 0.05  # a flow sending 5% of a backbone path's capacity is an elephant
 
 
@@ -72,7 +85,7 @@ def ecmp_5tuple(cfg: NodeConfig) -> NodeConfig:
 
 
 def run(opts: Options) -> Outcome:
-    dataplane, factor = resolve_scale(opts.dataplane, opts.scale)
+    dataplane, factor = resolve_scale(opts.dataplane, opts.scale, EBPF_SCALE)
     base = topology("ingest.yaml")
     path_mbit = min(lk.bw_mbit or 0 for lk in base.links if "pe-sh" in (lk.a, lk.b)) * factor
     topo = with_elephant_share(scaled_topology(base, factor), path_mbit)
@@ -94,30 +107,41 @@ def run(opts: Options) -> Outcome:
         for p in phases
     }
     goodput = {p.name: sum(f.received_mbit for f in p.flows) for p in phases}
-    path_bw = next((p.bw_mbit for p in phases[0].paths if p.bw_mbit), None)
-    speedup = goodput[PHASES[2]] / goodput[PHASES[0]] if goodput[PHASES[0]] else None
+    resent = {p.name: sum(f.retransmits for f in p.flows) for p in phases}
+    path_bw = next((p.bw_mbit for p in phases[0].paths if p.bw_mbit), None) or 0.0
     n_paths = len(phases[0].paths)
+    share = {k: v / (n_paths * path_bw) if path_bw else None for k, v in goodput.items()}
+    speedup = goodput[PHASES[2]] / goodput[PHASES[0]] if goodput[PHASES[0]] else None
     figures = [
         Figure(
             "backbone port utilisation, one SRv6 path",
             "20%",
             pct(util[PHASES[0]]),
             util[PHASES[0]],
-            f"{used[PHASES[0]]} of {n_paths} paths carry the transfer",
+            f"{used[PHASES[0]]} of {n_paths} paths carry the four QPs: at most 25%",
         ),
         Figure(
             "backbone port utilisation, 5-tuple ECMP",
             "- (not reported)",
             pct(util[PHASES[1]]),
             util[PHASES[1]],
-            f"{used[PHASES[1]]} of {n_paths} paths used: flows collide on their 5-tuple hash",
+            f"{used[PHASES[1]]} of {n_paths} paths used: QPs collide on their 5-tuple hash",
         ),
         Figure(
             "backbone port utilisation, APN deep hashing",
             "over 90%",
             pct(util[PHASES[2]]),
             util[PHASES[2]],
-            f"{used[PHASES[2]]} of {n_paths} paths used",
+            f"{used[PHASES[2]]} of {n_paths} paths used, one QP each",
+        ),
+        Figure(
+            "delivered payload / backbone capacity, per phase",
+            "-",
+            " / ".join(pct(share[n]) for n in PHASES),
+            share[PHASES[2]],
+            "in PSN order at the receivers; "
+            + ", ".join(f"{resent[n]} packets resent" for n in PHASES)
+            + " (go-back-N)",
         ),
         Figure(
             "bulk goodput, deep hashing / one path",
@@ -128,40 +152,58 @@ def run(opts: Options) -> Outcome:
         ),
     ]
     delay = path_delay_ms(base, ["pe-sh", "p1", "pe-nx"])
+    bulk = flows[0]
+    bdp_kb = path_bw * 2 * delay / 8  # Mbit/s x ms / 8 = kB
+    backbone = next(lk for lk in topo.links if "pe-sh" in (lk.a, lk.b) and lk.delay_ms)
+    ecn = topo.features.get("ecn") or {}
     scaling = [
         Scaled(
             "backbone path capacity",
             f"{PAPER_BACKBONE_GBIT} Gbit/s each, four paths",
-            f"{path_bw:g} Mbit/s each" if path_bw else "-",
+            f"{path_bw:g} Mbit/s each",
             f"x{factor:g} on topologies/ingest.yaml's 100 Mbit/s: what the {dataplane} data"
-            " plane forwards on this VM; every rate is scaled alike, so utilisation compares",
-        ),
-        Scaled(
-            "bulk transfer",
-            "the pilot's data-ingest traffic",
-            f"{len(flows)} RoCEv2 QPs of {flows[0].rate_mbit:g} Mbit/s (90% of a path each)",
-            "paced senders with DCQCN-like back-off; one APN-ID per QP",
+            " plane and Python hosts carry on this VM; rates and windows are scaled alike",
         ),
         Scaled(
             "propagation delay",
             f"about {delay:g} ms one way (3,000 km of fibre)",
-            "emulated with netem" if sc.delay_emulated else "not emulated (no netem here)",
-            "rate-paced flows do not depend on the round trip as a TCP window does; the"
-            " one-path figure comes from one path carrying the transfer",
+            f"{delay:g} ms one way on each backbone path, in the link element",
+            "kept: a QP sustains at most its window per round trip",
+        ),
+        Scaled(
+            "bulk transfer",
+            "the pilot's data-ingest traffic",
+            f"{len(flows)} RC QPs offering {bulk.rate_mbit:g} Mbit/s each (their NIC's share),"
+            f" window {bulk.window_kb or 0:g} kB = {WINDOW_BDPS} x a path's {bdp_kb:g} kB BDP",
+            "the window covers a 90 ms round trip: the 30 ms of propagation plus what the"
+            " emulated hosts and switches add here (tens of ms on a loaded VM), as a real NIC's"
+            " is sized above its path's BDP; one APN-ID per QP",
+        ),
+        Scaled(
+            "backbone buffer and ECN",
+            "not stated",
+            f"{backbone.buffer_bytes() / 1e6:g} MB a port; ECN from"
+            f" {int(ecn.get('kmin_bytes', 0)) // 1000} kB to"  # type: ignore[attr-defined]
+            f" {int(ecn.get('kmax_bytes', 0)) // 1000} kB",  # type: ignore[attr-defined]
+            "a deep WAN buffer (100 ms at 100 Mbit/s), marking above the 2 BDP a lone QP's"
+            " window can queue; bytes, not scaled (at a smaller scale they hold more time)",
         ),
         Scaled(
             "elephant threshold",
-            "not stated (topologies/ingest.yaml: 500 kB per 100 ms)",
+            "not stated (topologies/ingest.yaml: 150 kB per 100 ms)",
             f"{_threshold(topo)} B per 100 ms: {ELEPHANT_SHARE:.0%} of a path",
-            "a share of the path, so a bulk flow that starts on a congested path (5-tuple"
-            " hash before detection) and is throttled by DCQCN still counts as an elephant",
+            "a share of the path, so a QP that starts on a congested path (5-tuple hash before"
+            " detection) and is throttled there still counts as an elephant",
         ),
     ]
     model = [
-        "utilisation = mean over the headend's backbone ports of the transmitted bit rate"
-        " (port counters sampled every 0.25 s, from 0.5 s to the end of the phase) / capacity",
+        "utilisation = mean over the headend's four backbone links of the bit rate each"
+        " carried (the link element's transmitted frames, sampled every 0.25 s, from 0.5 s to"
+        " the end of the phase) / capacity; resent packets count, as on a real port",
         "one SRv6 path: the policy's bucket table all on SID list 0 (re-pushed to the headend);"
         " 5-tuple ECMP: deep_hash off; deep hashing: the planned policy",
+        "nothing is paced to a share of a path: each QP offers its NIC's rate; the window, the"
+        " 30 ms round trip, ECN/DCQCN and go-back-N decide what each path carries",
     ]
     report = sc.report(
         NAME,
@@ -174,6 +216,8 @@ def run(opts: Options) -> Outcome:
         utilisation=util,
         paths_used=used,
         goodput_mbit=goodput,
+        delivered_share=share,
+        retransmits=resent,
     )
     return finish(NAME, report, run_dir, _plot)
 

@@ -8,14 +8,15 @@ ahead of the planned ones, and the flow's IFIT FlowMonID names the path (100 + S
 index), then it is re-pushed. An IFIT collector runs in this process, in the collector node's
 namespace, with a `CollectorFeed` that hands the scheduler each colour period's figures.
 
-Part-way through, the link from the headend to `pa` is shaped down hard (below the flow's
-rate). On the software switch the queue then adds delay and drops; the scheduler sees the
-path's one-way delay above the SLA at the end of a colour period, moves the flow to `pb`, and
-the report shows the IFIT path before and after, with the time from the degradation to the
-decision and to the first packet traced on the new path (within two colour periods). On eBPF
-nodes the shaping is a virtual queue that drops without delaying; the path's loss is then
-what IFIT can see, from counter records the control plane exports each period (when the
-switch runner offers `ifit_counters()`).
+Part-way through, the link from the headend to `pa` degrades: `Emulation.set_link` gives it
+`DEGRADED_DELAY_MS` of one-way delay (traffic rerouted at the optical layer onto a long
+detour), which the link element applies to every frame after the command, whatever data plane
+forwards them. IFIT traces the flow's one-way delay; at the end of a colour period the
+scheduler sees the path's delay above the SLA, moves the flow to `pb`, and the report shows the
+IFIT path before and after, with the time from the degradation to the decision and to the
+first packet traced on the new path (within two colour periods). Where the switch runner offers
+`ifit_counters()` (eBPF), the control plane also exports counter records each period, so a
+path's loss is seen too.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ from pyctl.experiments.common import (
     topology,
 )
 from pyctl.model.node import FlowMatch, NodeConfig, SRv6Policy
-from pyctl.net.runners import SoftwareSwitchRunner
 from pyctl.net.topology import FlowIntent
 from pyctl.sched import SLA, CollectorFeed, DecisionLog, Job, Path, Scheduler, Site
 from pyctl.sched.model import KIND_RESTEER
@@ -62,10 +62,17 @@ from pyctl.telemetry import (
 
 NAME = "reroute"
 TITLE = "a path degrades mid-transfer: IFIT sees it, the scheduler moves the flow"
-PERIOD_US = 500_000  # colour period: short, so that two periods are one second
-SLA_LATENCY_US = 5_000  # one way: tight for the edge, far above the nodes' own delay
+PERIOD_US = 1_000_000  # colour period: IFIT's usual 1 s
+# One way: far above what the emulated path adds on a loaded 2-core VM (1 ms of propagation plus
+# 3-6 ms in reference switches and link elements), so that only the degradation passes it.
+SLA_LATENCY_US = 20_000
 SLA_LOSS_PPM = 20_000
-DEGRADE_TO = 0.25  # the degraded link carries a quarter of the flow's rate
+# The degraded link's one-way delay (a congested or satellite backup detour). A colour period's
+# mean delay passes the SLA once more than (SLA - nominal) / (degraded - nominal) of its reports
+# are degraded: (20 - 7) / (87 - 7) ~ 16% with a nominal 7 ms. A degradation in the first 84%
+# of a period so trips at that period's end, a later one at the next: the decision comes within
+# 1.16 periods, the move one re-push later.
+DEGRADED_DELAY_MS = 80.0
 DEGRADE_AT = 0.4  # share of the phase before the degradation
 PATH_FLOWMON = 100  # the flow's IFIT FlowMonID on SID list i is 100 + i
 HEAD, EGRESS, VIA = "pe1", "pe2", ("pa", "pb")
@@ -85,8 +92,8 @@ TOPOLOGY: dict[str, Any] = {
     ],
     "links": [
         {"a": "app", "b": HEAD, "bw_mbit": 400},
-        {"a": HEAD, "b": VIA[0], "bw_mbit": 100, "delay_ms": 1, "queue_packets": 16},
-        {"a": HEAD, "b": VIA[1], "bw_mbit": 100, "delay_ms": 2, "queue_packets": 16},
+        {"a": HEAD, "b": VIA[0], "bw_mbit": 100, "delay_ms": 1},
+        {"a": HEAD, "b": VIA[1], "bw_mbit": 100, "delay_ms": 2},
         {"a": VIA[0], "b": EGRESS, "bw_mbit": 100},
         {"a": VIA[1], "b": EGRESS, "bw_mbit": 100},
         {"a": EGRESS, "b": "server", "bw_mbit": 400},
@@ -319,16 +326,11 @@ def _story(
     return lines
 
 
-def _why_not(sc: ExperimentScenario, exporter: CounterExporter) -> str:
-    """Why no re-steer happened, when the data plane explains it."""
-    if isinstance(next(iter(sc.runners.values()), None), SoftwareSwitchRunner):
-        return "no re-steer: the path's delay and loss stayed within the SLA"
+def _why_not(exporter: CounterExporter) -> str:
+    """Why no re-steer happened."""
     if not exporter.sources:
-        return (
-            f"no re-steer: {sc.dataplane} nodes do not delay packets (their queues only drop),"
-            " and their runner offers no ifit_counters() for the loss per colour period"
-        )
-    return "no re-steer: the path's loss stayed within the SLA"
+        return "no re-steer: the path's traced delay stayed within the SLA"
+    return "no re-steer: the path's traced delay and counted loss stayed within the SLA"
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -365,14 +367,13 @@ def run(opts: Options) -> Outcome:
     ]
     job = Job(flow.name, HEAD, SLA(max_latency_us=SLA_LATENCY_US, max_loss_ppm=SLA_LOSS_PPM),
               gpus=0, site="dc")  # fmt: skip
-    degraded_mbit = DEGRADE_TO * flow.rate_mbit
     degrade_at = round(DEGRADE_AT * opts.seconds, 2)
     deg: dict[str, Any] = {}
     steerer = PlanSteerer(sc, [flow])
 
     def degrade() -> None:
         deg["wall"], deg["at_s"] = time.time(), sc.elapsed()
-        deg["how"] = sc.set_link_rate(HEAD, VIA[0], degraded_mbit)
+        deg["how"] = sc.set_link(HEAD, VIA[0], delay_ms=DEGRADED_DELAY_MS)
         deg["took_s"] = round(time.time() - deg["wall"], 3)
 
     with (
@@ -406,7 +407,9 @@ def run(opts: Options) -> Outcome:
                 [flow],
                 actions=[
                     Action(
-                        degrade_at, f"degrade {HEAD}-{VIA[0]} to {degraded_mbit:g} Mbit/s", degrade
+                        degrade_at,
+                        f"degrade {HEAD}-{VIA[0]}: one-way delay {DEGRADED_DELAY_MS:g} ms",
+                        degrade,
                     )
                 ],
                 sample_s=0.1,
@@ -480,9 +483,9 @@ def run(opts: Options) -> Outcome:
                f"two paths of {capacity:g} Mbit/s, a {flow.rate_mbit:g} Mbit/s flow",
                f"x{factor:g}: what the {dataplane} data plane forwards here"),
         Scaled("degradation", "a path degrades (delay or loss)",
-               f"{HEAD}-{VIA[0]} shaped to {degraded_mbit:g} Mbit/s, a quarter of the flow, with a"
-               " 16-packet queue", "no netem here: a rate cut is what can degrade a link; on the"
-               " software switch it queues (delay) and drops, on eBPF it drops"),
+               f"{HEAD}-{VIA[0]}'s one-way delay set to {DEGRADED_DELAY_MS:g} ms at run time",
+               "Emulation.set_link: the link element delays every frame after the change,"
+               " whatever forwards it (a detour of about 6,000 km)"),
         Scaled("colour period", "typically 1 s or more", f"{period:g} s",
                "short, so that the two-period budget is one second"),
         Scaled("SLA", "the application's", f"one-way delay <= {SLA_LATENCY_US / 1000:g} ms, loss <="
@@ -494,8 +497,8 @@ def run(opts: Options) -> Outcome:
         " one-way delay and loss of its FlowMonID in the period just closed)",
         "the scheduler re-steers when the measured delay or loss passes the SLA; the controller"
         " pins the flow to the new SID list (a policy of its own) and re-pushes the headend",
-        "times are the collector's receive times (wall clock) against the moment the shaping"
-        " command was issued",
+        "times are the collector's receive times (wall clock) against the moment the link"
+        " change was issued",
     ]
     report = sc.report(
         NAME,
@@ -524,7 +527,7 @@ def run(opts: Options) -> Outcome:
         ],  # fmt: skip
         counter_records=exporter.exported,
         story=_story(placed.as_dict(), deg, resteer, reports, old_nodes, new_nodes, names, t0)
-        + ([] if resteer is not None else [_why_not(sc, exporter)]),
+        + ([] if resteer is not None else [_why_not(exporter)]),
     )
     return finish(NAME, report, run_dir, _plot)
 

@@ -174,6 +174,9 @@ class FlowIntent:
     ifit: bool = True
     rate_mbit: float = 10.0
     sla: SLA = SLA()
+    # A reliable connection (RC, as an RDMA NIC runs one): at most this many kB unacknowledged,
+    # go-back-N on loss (pyctl.net.traffic); None: paced and unacknowledged.
+    window_kb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -332,7 +335,7 @@ _PROTOS = {"udp": C.IPPROTO_UDP, "tcp": C.IPPROTO_TCP, "icmpv6": C.IPPROTO_ICMPV
 def _flow(f: Field, hosts: set[str]) -> FlowIntent:
     f.mapping(
         ("name", "src", "dst", "proto", "sport", "dport", "qp", "apn", "app", "ifit")
-        + ("rate_mbit", "sla")
+        + ("rate_mbit", "sla", "window_kb")
     )
     ends = []
     for key in ("src", "dst"):
@@ -354,6 +357,7 @@ def _flow(f: Field, hosts: set[str]) -> FlowIntent:
     sla_f = f.child("sla")
     sla_f.mapping(("latency_us", "loss_ppm", "bandwidth_mbit"))
     bw = sla_f.child("bandwidth_mbit")
+    window = f.child("window_kb")
     return FlowIntent(
         name=f.child("name").string(),
         src=ends[0],
@@ -371,6 +375,7 @@ def _flow(f: Field, hosts: set[str]) -> FlowIntent:
             loss_ppm=sla_f.child("loss_ppm").opt_integer(0, 1_000_000),
             bandwidth_mbit=bw.number(0, 1_000_000, 0) if bw.present() else None,
         ),
+        window_kb=window.number(1, 1_000_000, 0) if window.present() else None,
     )
 
 

@@ -8,9 +8,24 @@ as JSON to `--stats` when it ends (duration over, or SIGTERM).
   with `--mark`, sets SO_MARK so a host-side APN program can tag the flow. It reacts to CNPs
   DCQCN-style: each CNP halves the rate (not below 1/64 of the target), which then recovers by
   1/16 of the target every 5 ms without one.
+* With `--window-bytes W` the flow is a reliable connection (RC), as an RDMA NIC runs it: at
+  most W bytes unacknowledged; the packets that fill the window and every `ACK_EVERY`-th one
+  ask for an acknowledgement (the BTH AckReq bit); a receiver's NAK (PSN sequence error) or no
+  progress for `--rto-ms` makes the sender go back to the first unacknowledged PSN and resend
+  from there (go-back-N). A flow so sustains at most W / round trip, and every loss costs it
+  the rest of its window again. Without a window the sender is paced and unacknowledged.
+  With `--fetch-bytes N --fetches K` as well, it moves K messages of N bytes one after the
+  other, each once the previous one is wholly acknowledged (a reader fetching batches, a GPU's
+  share of an all-reduce step), and records each one's time from its first packet to the
+  acknowledgement of its last: the transfer plus one round trip, as its requester sees it
+  (request one way, data the other).
 * The receiver counts packets, bytes and CE marks per (source, QP) from the received traffic
   class (IPV6_RECVTCLASS), and answers CE-marked packets with a CNP (BTH opcode 0x81, BECN set)
-  sent back to the packet's source address and port, at most one per QP every 50 us.
+  sent back to the packet's source address and port, at most one per QP every 50 us. Once a QP
+  asked for an acknowledgement it is a reliable connection: the receiver takes its packets in
+  PSN order only (counting only those), acknowledges (opcode 0x11 with an AETH, cumulative
+  PSN) those that ask, and answers the first packet past a gap with one NAK naming the PSN it
+  expects.
 * With `--pfc-iface`, the sender also honours PFC pause frames for its priority (TC >> 5)
   arriving on its interface: it holds its packets for the pause time (quanta of 512 bit times
   at `--line-rate-mbit`) or until a time-0 frame resumes it.
@@ -37,6 +52,13 @@ from pyctl import constants as C
 BTH = struct.Struct("!BBHII")  # opcode, flags(SE M PadCnt TVer), P_Key, dest QP (24) , PSN (24)
 OPCODE_SEND_ONLY = 0x04
 OPCODE_CNP = 0x81
+OPCODE_ACK = 0x11  # RC ACKNOWLEDGE: BTH + AETH
+AETH = struct.Struct("!I")  # syndrome (8) | MSN (24)
+SYNDROME_ACK = 0x00
+SYNDROME_NAK_PSN = 0x60  # NAK: PSN sequence error
+ACKREQ = 1 << 31  # the BTH's AckReq bit, above the PSN
+PSN_MOD = 1 << 24
+ACK_EVERY = 8  # a windowed sender asks for an acknowledgement every 8th packet (coalesced)
 BECN = 0x40  # in the byte after the QP's reserved byte: FECN(7) BECN(6)
 ECT0 = 0b10
 CE = 0b11
@@ -44,13 +66,31 @@ IPV6_RECVTCLASS = 66
 IPV6_TCLASS = 67
 SO_MARK = 36
 CNP_MIN_GAP_S = 50e-6
+SO_RCVBUFFORCE = 33
+RCVBUF = 8 << 20
 
 
-def bth(opcode: int, qp: int, psn: int, becn: bool = False) -> bytes:
+def bth(opcode: int, qp: int, psn: int, becn: bool = False, ackreq: bool = False) -> bytes:
     """Opcode, flags 0, P_Key 0xFFFF, then `reserved(8) | dest QP(24)` and `A | reserved(7) |
     PSN(24)`; a CNP carries BECN in the FECN/BECN bits of the reserved octet before the QP."""
     qp_word = ((BECN if becn else 0) << 24) | (qp & 0xFFFFFF)
-    return BTH.pack(opcode, 0, 0xFFFF, qp_word, psn & 0xFFFFFF)
+    return BTH.pack(opcode, 0, 0xFFFF, qp_word, (psn % PSN_MOD) | (ACKREQ if ackreq else 0))
+
+
+def ack(qp: int, psn: int, nak: bool = False) -> bytes:
+    """An RC ACKNOWLEDGE: cumulative up to `psn`, or a NAK (sequence error) expecting `psn`."""
+    syndrome = SYNDROME_NAK_PSN if nak else SYNDROME_ACK
+    return bth(OPCODE_ACK, qp, psn) + AETH.pack(syndrome << 24)
+
+
+def unwrap(psn24: int, near: int) -> int:
+    """The full PSN whose low 24 bits are `psn24`, nearest to `near`."""
+    full = (near - near % PSN_MOD) + psn24
+    if full < near - PSN_MOD // 2:
+        full += PSN_MOD
+    elif full > near + PSN_MOD // 2:
+        full -= PSN_MOD
+    return full
 
 
 @dataclass
@@ -61,6 +101,12 @@ class SenderStats:
     bytes: int = 0
     cnps: int = 0
     pfc_pauses: int = 0
+    window_bytes: int = 0
+    acked_bytes: int = 0  # windowed: bytes the receiver acknowledged
+    retransmits: int = 0  # windowed: packets sent again (go-back-N)
+    naks: int = 0
+    timeouts: int = 0
+    fetch_s: list[float] = field(default_factory=list)  # each message's transfer + round trip
     seconds: float = 0.0
     rate_samples: list[tuple[float, float]] = field(default_factory=list)  # (t, Mbit/s)
 
@@ -72,6 +118,10 @@ class FlowCount:
     ce: int = 0
     first: float = 0.0
     last: float = 0.0
+    reliable: bool = False  # the QP asked for acknowledgements: in-order only
+    expected: int = 0  # reliable: the next PSN it takes
+    out_of_order: int = 0  # reliable: packets dropped (past a gap, or already taken)
+    naked: bool = False  # a NAK went out for the current gap
 
 
 class Stopper:
@@ -144,17 +194,50 @@ def send(args: argparse.Namespace) -> SenderStats:
     start = last_cnp = last_sample = time.monotonic()
     next_send = start
     psn = 0
+    window = stats.window_bytes = max(0, args.window_bytes)
+    acked = 0  # windowed: every PSN below this is acknowledged
+    highest = 0  # windowed: one past the highest PSN ever sent
+    progress = start  # windowed: when `acked` last moved (or the sender went back)
+    rto = args.rto_ms / 1000
+    per_fetch = -(-args.fetch_bytes // payload_len) if window and args.fetch_bytes > 0 else 0
+    end = per_fetch or None  # one past the last PSN of the message being sent
+    fetch_start = start
     while stop.running():
         now = time.monotonic()
         try:
             while True:
                 data = sock.recv(2048)
-                if len(data) >= BTH.size and data[0] == OPCODE_CNP:
+                if len(data) < BTH.size:
+                    continue
+                if data[0] == OPCODE_CNP:
                     stats.cnps += 1
                     rate = max(target / 64, rate / 2)
                     last_cnp = now
+                elif data[0] == OPCODE_ACK and window and len(data) >= BTH.size + AETH.size:
+                    got = unwrap(BTH.unpack_from(data)[4] & (PSN_MOD - 1), acked)
+                    nak = AETH.unpack_from(data, BTH.size)[0] >> 24 == SYNDROME_NAK_PSN
+                    upto = got if nak else got + 1
+                    if upto > acked:
+                        stats.acked_bytes += (upto - acked) * payload_len
+                        acked, progress = upto, now
+                    psn = max(psn, acked)
+                    if nak and got == acked:
+                        stats.naks += 1
+                        psn, progress = acked, now  # go back: resend from the gap
         except BlockingIOError:
             pass
+        if window and psn > acked and now - progress > rto:
+            stats.timeouts += 1
+            psn, progress = acked, now
+        if end is not None and acked >= end:
+            stats.fetch_s.append(round(now - fetch_start, 6))
+            if len(stats.fetch_s) >= args.fetches:
+                break
+            end += per_fetch
+            fetch_start = next_send = now
+        if end is not None and psn >= end:
+            time.sleep(0.0002)  # the message is out: wait for its acknowledgement
+            continue
         if now - last_cnp > 0.005 and rate < target:
             rate = min(target, rate + target / 16)
             last_cnp = now
@@ -168,13 +251,22 @@ def send(args: argparse.Namespace) -> SenderStats:
         if now < next_send:
             time.sleep(min(next_send - now, 0.001))
             continue
-        packet = bth(OPCODE_SEND_ONLY, args.qp, psn) + bytes(payload_len - BTH.size)
+        fills = window and (psn + 2 - acked) * payload_len > window
+        if window and (psn + 1 - acked) * payload_len > window:
+            time.sleep(0.0002)  # the window is full: wait for acknowledgements
+            continue
+        last = end is not None and psn == end - 1
+        ask = bool(window) and (fills or last or psn % ACK_EVERY == ACK_EVERY - 1 or psn == 0)
+        packet = bth(OPCODE_SEND_ONLY, args.qp, psn, ackreq=ask) + bytes(payload_len - BTH.size)
         try:
             sock.sendto(packet, (args.dst, args.dport))
         except (BlockingIOError, OSError):
             next_send = now + 0.0005  # the qdisc is full or the route is gone: back off briefly
             continue
+        if psn < highest:
+            stats.retransmits += 1
         psn += 1
+        highest = max(highest, psn)
         stats.packets += 1
         stats.bytes += len(packet)
         next_send = max(next_send + len(packet) * 8 / rate, now - 0.01)
@@ -187,6 +279,14 @@ def recv(args: argparse.Namespace) -> dict[str, FlowCount]:
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVTCLASS, 1)
+    # A NIC does not drop what the wire delivered: room for a long-haul window while this
+    # process waits for a CPU (SO_RCVBUFFORCE as root, else what rmem_max allows).
+    for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, RCVBUF)
+            break
+        except OSError:
+            continue
     sock.bind(("::", args.port))
     sock.settimeout(0.1)
     flows: dict[str, FlowCount] = {}
@@ -202,12 +302,33 @@ def recv(args: argparse.Namespace) -> dict[str, FlowCount]:
         for level, kind, value in anc:
             if level == socket.IPPROTO_IPV6 and kind == IPV6_TCLASS and len(value) >= 4:
                 tclass = struct.unpack("i", value[:4])[0]
-        qp = BTH.unpack_from(data)[3] & 0xFFFFFF if len(data) >= BTH.size else 0
+        fields = BTH.unpack_from(data) if len(data) >= BTH.size else (0, 0, 0, 0, 0)
+        qp, psn_word = fields[3] & 0xFFFFFF, fields[4]
         key = f"{addr[0]}/{qp:#x}"
         fc = flows.setdefault(key, FlowCount(first=now))
-        fc.packets += 1
-        fc.bytes += len(data)
-        fc.last = now
+        if psn_word & ACKREQ and not fc.reliable:
+            fc.reliable = True
+            fc.expected = unwrap(psn_word & (PSN_MOD - 1), fc.expected)
+        take = True
+        if fc.reliable:
+            psn = unwrap(psn_word & (PSN_MOD - 1), fc.expected)
+            take = psn == fc.expected
+            if take:
+                fc.expected += 1
+                fc.naked = False
+                if psn_word & ACKREQ:
+                    sock.sendto(ack(qp, psn), addr[:2])
+            else:
+                fc.out_of_order += 1
+                if psn > fc.expected and not fc.naked:
+                    fc.naked = True
+                    sock.sendto(ack(qp, fc.expected, nak=True), addr[:2])
+                elif psn < fc.expected and psn_word & ACKREQ:
+                    sock.sendto(ack(qp, fc.expected - 1), addr[:2])
+        if take:
+            fc.packets += 1
+            fc.bytes += len(data)
+            fc.last = now
         if tclass & 0b11 == CE:
             fc.ce += 1
             if now - last_cnp.get(qp, 0.0) >= CNP_MIN_GAP_S:
@@ -231,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, default=5.0)
     s.add_argument("--pfc-iface", help="honour PFC pause frames received on this interface")
     s.add_argument("--line-rate-mbit", type=float, default=1000.0, help="for PFC pause quanta")
+    s.add_argument(
+        "--window-bytes", type=int, default=0, help="reliable (RC): bytes unacknowledged at most"
+    )
+    s.add_argument("--rto-ms", type=float, default=537.0, help="RC: resend after no progress")
+    s.add_argument("--fetch-bytes", type=int, default=0, help="RC: message size (0: stream)")
+    s.add_argument("--fetches", type=int, default=1, help="RC: messages, one after the other")
     s.add_argument("--stats", required=True, help="JSON file written at the end")
     r = sub.add_parser("recv", help="count packets, bytes and CE per (source, QP); answer CNPs")
     r.add_argument("--port", type=int, default=C.ROCEV2_UDP_PORT)
