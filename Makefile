@@ -93,6 +93,8 @@ lint: deps
 	@echo "==> ruff"
 	@$(VENV)/bin/ruff check pyctl tests bench
 	@$(VENV)/bin/ruff format --check pyctl tests bench
+	@echo "==> import-linter (the layers of docs/architecture.md)"
+	@$(VENV)/bin/lint-imports --no-cache
 
 typecheck: deps
 	@echo "==> mypy"

@@ -30,8 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyctl import kernelfeatures, netns
+from pyctl.model.link import LinkModel
 from pyctl.net.linkd import LinkElement, Sink, generate, spawn_in_netns
-from pyctl.net.linkmodel import LinkModel
 
 PREFIX = "icpnb-lk"
 DELAY_MS = 15.0

@@ -28,9 +28,9 @@ from machine import print_machine, target
 from pyctl.controller.plan import Plan, make_plan
 from pyctl.model.fields import Field
 from pyctl.model.node import NodeConfig
+from pyctl.model.topology import topology_from_field
 from pyctl.net.emulation import Emulation, SwitchRunner, port_rates
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
-from pyctl.net.topology import topology_from_field
 
 TARGET_RATIO = 30.0 / 7.0  # 100 nodes in 30 s where bare Mininet took ~7 s (DESIGN.md)
 

@@ -35,9 +35,9 @@ from pyctl.errors import ConfigError, ICPNError
 from pyctl.model.fields import Field
 from pyctl.model.load import parse_apn
 from pyctl.model.node import APNConfig, NodeConfig, Role
+from pyctl.model.topology import Topology, load_topology
 from pyctl.net.emulation import Emulation, port_rates
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
-from pyctl.net.topology import Topology, load_topology
 from pyctl.targets.ebpf.attach import ifindex_of
 from pyctl.targets.ebpf.host import HostAPN
 

@@ -21,9 +21,9 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, IPv6ExtHdrSegmentRoutin
 
 from pyctl.controller.controller import Controller
 from pyctl.errors import ICPNError
+from pyctl.model.topology import load_topology
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner
 from pyctl.net.scenario import choose_runner
-from pyctl.net.topology import load_topology
 from pyctl.packets import APNOption
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.testing import Network, watch_until_restart

@@ -9,8 +9,8 @@ from typing import Any
 
 from pyctl.controller.plan import make_plan
 from pyctl.model.node import NodeConfig
+from pyctl.model.topology import load_topology
 from pyctl.net.emulation import REGISTRY, Emulation, cleanup_stale
-from pyctl.net.topology import load_topology
 
 TOPOS = Path(__file__).resolve().parent.parent / "topologies"
 

@@ -20,6 +20,7 @@ import pytest
 
 from pyctl import netns
 from pyctl.errors import ConfigError
+from pyctl.model.link import GilbertElliott, LinkModel
 from pyctl.net.linkd import (
     LinkdError,
     LinkElement,
@@ -29,7 +30,6 @@ from pyctl.net.linkd import (
     linkd_binary,
     spawn_in_netns,
 )
-from pyctl.net.linkmodel import GilbertElliott, LinkModel
 
 pytestmark = pytest.mark.root
 

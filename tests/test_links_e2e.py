@@ -90,8 +90,8 @@ def test_netem_element_is_refused_with_the_missing_option_where_absent(tmp_path:
     nothing is built); with netem the network comes up and says netem applies the links."""
     from pyctl.controller.plan import make_plan
     from pyctl.errors import ICPNError
+    from pyctl.model.topology import load_topology
     from pyctl.net.emulation import Emulation
-    from pyctl.net.topology import load_topology
 
     topo = load_topology(_two_hop(tmp_path))
     missing = kernelfeatures.missing("netem") or kernelfeatures.missing("mirred")

@@ -169,7 +169,7 @@ def test_file_errors_carry_the_line(tmp_path: Path) -> None:
 def test_dump_round_trips_every_shipped_and_planned_node() -> None:
     from pyctl.controller.plan import make_plan
     from pyctl.model.dump import node_to_dict
-    from pyctl.net.topology import load_topology
+    from pyctl.model.topology import load_topology
 
     root = Path(__file__).resolve().parent.parent / "topologies"
     nodes = [load_node(f) for f in sorted((root / "nodes").glob("*.yaml"))]

@@ -10,7 +10,7 @@ import pytest
 from pyctl.controller.plan import make_plan
 from pyctl.errors import ConfigError
 from pyctl.model.node import Behaviour, IFITRole
-from pyctl.net.topology import load_topology
+from pyctl.model.topology import load_topology
 
 TOPOS = Path(__file__).resolve().parent.parent / "topologies"
 

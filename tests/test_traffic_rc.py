@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from pyctl import netns
+from pyctl.model.link import LinkModel
 from pyctl.net import traffic
 from pyctl.net.linkd import LinkElement, linkd_binary, spawn_in_netns
-from pyctl.net.linkmodel import LinkModel
 
 pytestmark = pytest.mark.root
 

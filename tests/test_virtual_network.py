@@ -15,7 +15,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from pyctl.controller.plan import Plan, make_plan
-from pyctl.net.topology import load_topology
+from pyctl.model.topology import load_topology
 from pyctl.net.virtual import VirtualNetwork
 from pyctl.packets import IFITReport, roce_packet
 

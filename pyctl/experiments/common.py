@@ -28,6 +28,7 @@ from pyctl.controller.plan import Plan
 from pyctl.errors import ConfigError
 from pyctl.model.fields import Field
 from pyctl.model.node import NodeConfig
+from pyctl.model.topology import FlowIntent, Topology, load_topology, topology_from_field
 from pyctl.net.emulation import Emulation
 from pyctl.net.scenario import (
     SAMPLE_S,
@@ -40,7 +41,6 @@ from pyctl.net.scenario import (
     scaled,
     window_args,
 )
-from pyctl.net.topology import FlowIntent, Topology, load_topology, topology_from_field
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent.parent / "topologies"
 ETH_P_ALL = 0x0003

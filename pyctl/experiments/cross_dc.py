@@ -46,7 +46,7 @@ from pyctl.experiments.common import (
     scaled_topology,
     topology,
 )
-from pyctl.net.topology import FlowIntent
+from pyctl.model.topology import FlowIntent
 
 NAME = "cross-dc"
 TITLE = "two DCs train together over a 16:1 converged link: performance against one DC"

@@ -49,8 +49,8 @@ from pyctl.experiments.common import (
     topology,
 )
 from pyctl.model.node import NodeConfig
+from pyctl.model.topology import Topology
 from pyctl.net.scenario import EBPF_SCALE, single_path
-from pyctl.net.topology import Topology
 
 NAME = "ingest"
 TITLE = "the 3,000 km data-ingest pilot: one SRv6 path vs 5-tuple ECMP vs APN-keyed deep hashing"

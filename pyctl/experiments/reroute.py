@@ -48,7 +48,7 @@ from pyctl.experiments.common import (
     topology,
 )
 from pyctl.model.node import FlowMatch, NodeConfig, SRv6Policy
-from pyctl.net.topology import FlowIntent
+from pyctl.model.topology import FlowIntent
 from pyctl.sched import SLA, CollectorFeed, DecisionLog, Job, Path, Scheduler, Site
 from pyctl.sched.model import KIND_RESTEER
 from pyctl.telemetry import (

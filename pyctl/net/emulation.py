@@ -31,9 +31,9 @@ from typing import Any, TypeVar
 from pyctl import kernelfeatures
 from pyctl.controller.plan import Plan
 from pyctl.errors import ICPNError
+from pyctl.model.topology import DIRECTION_FIELDS, Link, Topology
 from pyctl.net.linkd import LinkElement, LinkStats
 from pyctl.net.netem import NetemElement
-from pyctl.net.topology import DIRECTION_FIELDS, Link, Topology
 from pyctl.netns import alive, in_netns_of
 from pyctl.targets.runner import SwitchRunner
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pyctl.errors import ICPNError
-from pyctl.net.linkmodel import Direction, LinkModel, check_number
+from pyctl.model.link import Direction, LinkModel, check_number
 from pyctl.targets.ebpf import attach as att
 from pyctl.targets.ebpf.libbpf import BPFObject
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pyctl.model.topology import Link
 from pyctl.net.linkd import LinkStats
-from pyctl.net.topology import Link
 
 
 def _loss_pct(rx: int, dropped: int) -> float | None:

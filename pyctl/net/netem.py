@@ -19,8 +19,8 @@ import math
 from collections.abc import Callable
 
 from pyctl.errors import ICPNError
+from pyctl.model.link import ETH_HLEN, Direction, LinkModel
 from pyctl.net.linkd import Counters, LinkStats
-from pyctl.net.linkmodel import ETH_HLEN, Direction, LinkModel
 
 NETEM_MAX_LIMIT = 1_000_000
 

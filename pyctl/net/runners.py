@@ -18,8 +18,8 @@ from pyctl.controller.plan import Plan
 from pyctl.errors import ICPNError
 from pyctl.model.dump import node_to_dict
 from pyctl.model.node import NodeConfig
+from pyctl.model.topology import Topology
 from pyctl.net.emulation import EmulationError
-from pyctl.net.topology import Topology
 from pyctl.netns import in_netns_of
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.ebpf import attach as att

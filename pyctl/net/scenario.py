@@ -25,10 +25,10 @@ from pyctl import constants as C
 from pyctl.controller.plan import Plan, make_plan
 from pyctl.errors import ConfigError, ICPNError
 from pyctl.model.node import NodeConfig
+from pyctl.model.topology import FlowIntent, Kind, Topology, load_topology
 from pyctl.net.emulation import Emulation, port_rates
 from pyctl.net.linkreport import link_rows
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
-from pyctl.net.topology import FlowIntent, Kind, Topology, load_topology
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.runner import SwitchRunner
 

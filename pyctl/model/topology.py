@@ -11,8 +11,7 @@ from typing import Any
 from pyctl import constants as C
 from pyctl.errors import ConfigError
 from pyctl.model.fields import Field
-from pyctl.model.node import EncapMode, Role
-from pyctl.net.linkmodel import (
+from pyctl.model.link import (
     ETH_HLEN,
     JITTER_DISTS,
     MAX_DELAY_MS,
@@ -20,6 +19,7 @@ from pyctl.net.linkmodel import (
     JitterDist,
     LinkModel,
 )
+from pyctl.model.node import EncapMode, Role
 
 
 class Kind(enum.StrEnum):
