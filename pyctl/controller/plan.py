@@ -43,7 +43,7 @@ from pyctl.model.node import (
     SIDList,
     SRv6Policy,
 )
-from pyctl.net.topology import FlowIntent, Kind, Topology
+from pyctl.model.topology import FlowIntent, Kind, Topology
 
 COLLECTOR_ADDR = ipaddress.IPv6Address("fd00::c")
 
