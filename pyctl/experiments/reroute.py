@@ -21,17 +21,14 @@ path's loss is seen too.
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
 from pyctl import constants as C
-from pyctl.errors import ConfigError
+from pyctl.controller.steer import PlanSteerer
 from pyctl.experiments.common import (
     Action,
     ExperimentScenario,
@@ -47,8 +44,7 @@ from pyctl.experiments.common import (
     scaled_topology,
     topology,
 )
-from pyctl.model.node import FlowMatch, NodeConfig, SRv6Policy
-from pyctl.model.topology import FlowIntent
+from pyctl.net.closedloop import counter_sources
 from pyctl.sched import SLA, CollectorFeed, DecisionLog, Job, Path, Scheduler, Site
 from pyctl.sched.model import KIND_RESTEER
 from pyctl.telemetry import (
@@ -57,8 +53,8 @@ from pyctl.telemetry import (
     CollectorConfig,
     CollectorServer,
     JsonLinesSink,
-    encode_counter_report,
 )
+from pyctl.telemetry.counters import CounterExporter
 
 NAME = "reroute"
 TITLE = "a path degrades mid-transfer: IFIT sees it, the scheduler moves the flow"
@@ -147,131 +143,6 @@ class TimelineSink:
 
     def flush(self) -> None:
         self.inner.flush()
-
-
-class PlanSteerer:
-    """The controller's side of a decision: pin the job's flow to the path's SID list.
-
-    The headend gets its planned configuration plus a policy matching only the flow, with the
-    chosen SID list, ahead of the planned policies; the flow's IFIT FlowMonID becomes the
-    path's. The configuration is re-pushed to the switch (`ExperimentScenario.apply`).
-    """
-
-    def __init__(self, sc: ExperimentScenario, flows: Sequence[FlowIntent]) -> None:
-        self.sc = sc
-        self.flows = {f.name: f for f in flows}
-        self.pushes: list[dict[str, Any]] = []
-
-    def steer(self, job: Job, path: Path) -> None:
-        flow = self.flows.get(job.name)
-        if flow is None:
-            raise ConfigError("job.name", f"{job.name!r} is not a flow of this topology")
-        plan = self.sc.plan
-        cfg = plan.switches[path.headend]
-        pol, i = _sid_list(cfg, path)
-        sl = pol.sid_lists[i]
-        index = [f.name for f in self.sc.topo.flows].index(flow.name)
-        src, dst = plan.hosts[flow.src].address, plan.hosts[flow.dst].address
-        match = FlowMatch(
-            src=ipaddress.ip_network(src),
-            dst=ipaddress.ip_network(dst),
-            proto=flow.proto,
-            sport=flow.sport + index,
-            dport=flow.dport,
-        )
-        pinned = SRv6Policy(
-            name=f"{job.name}-pinned",
-            match=match,
-            sid_lists=(sl,),
-            mode=pol.mode,
-            buckets=tuple(0 for _ in pol.buckets) or (0,),
-            deep_hash=False,
-        )
-        fid = plan.flowmon_ids.get(flow.name)
-        ifit_flows = tuple(
-            dataclasses.replace(x, flowmon_id=PATH_FLOWMON + i) if x.flowmon_id == fid else x
-            for x in cfg.ifit.flows
-        )
-        new = dataclasses.replace(
-            cfg,
-            policies=(pinned, *cfg.policies),
-            ifit=dataclasses.replace(cfg.ifit, flows=ifit_flows),
-        )
-        t0 = time.time()
-        self.sc.apply(path.headend, new)
-        self.pushes.append(
-            {"job": job.name, "path": path.name, "time": t0, "took_s": round(time.time() - t0, 3)}
-        )
-
-
-def _sid_list(cfg: NodeConfig, path: Path) -> tuple[SRv6Policy, int]:
-    """The policy of `cfg` with the path's SID list, and that list's index."""
-    for pol in cfg.policies:
-        for i, sl in enumerate(pol.sid_lists):
-            if tuple(str(s) for s in sl.segments) == path.segments:
-                return pol, i
-    raise ConfigError(f"path {path.name}", f"no SID list of {path.headend} is {path.segments}")
-
-
-class CounterExporter:
-    """The control plane's IFIT counter export (docs/pipeline.md 4): at the end of each colour
-    period of the nodes' clock, every switch whose runner offers `ifit_counters()` (running
-    totals per (FlowMonID, colour)) reports what the closed colour counted in that period (the
-    difference from the totals two periods earlier; a total that went down means the node was
-    re-loaded, and counts from 0); the feed then evaluates the paths at once."""
-
-    def __init__(
-        self, sc: ExperimentScenario, collector: Collector, feed: CollectorFeed, guard_s: float
-    ) -> None:
-        self.sc, self.collector, self.feed, self.guard_s = sc, collector, feed, guard_s
-        self.sources: dict[str, Callable[[], Mapping[tuple[int, int], tuple[int, int]]]] = {
-            name: getattr(runner, "ifit_counters")  # noqa: B009 (optional runner method)
-            for name, runner in sc.runners.items()
-            if callable(getattr(runner, "ifit_counters", None))
-        }
-        self.exported = 0
-        self._totals: dict[tuple[str, int, int], tuple[int, int]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="ifit-counters", daemon=True)
-
-    def start(self) -> None:
-        if self.sources:
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _loop(self) -> None:
-        period = PERIOD_US / 1e6
-        while True:
-            now = time.monotonic()
-            boundary = (int(now / period) + 1) * period
-            if self._stop.wait(boundary + self.guard_s - now):
-                return
-            now_us = int(time.monotonic() * 1e6)
-            closed = (now_us // PERIOD_US - 1) & 1
-            for name, read in self.sources.items():
-                node_id = self.sc.configs[name].node_id
-                try:
-                    counters = read()
-                except Exception:  # a node being re-loaded: skip this period
-                    continue
-                for (fid, colour), (packets, octets) in counters.items():
-                    if colour != closed:
-                        continue
-                    was_p, was_o = self._totals.get((name, fid, colour), (0, 0))
-                    self._totals[(name, fid, colour)] = (packets, octets)
-                    if packets >= was_p and octets >= was_o:
-                        packets, octets = packets - was_p, octets - was_o
-                    report = encode_counter_report(
-                        flowmon_id=fid, colour=colour, node_id=node_id, ts_us=now_us,
-                        packets=packets, octets=octets,
-                    )  # fmt: skip
-                    self.collector.feed(report, None, time.time())
-                    self.exported += 1
-            self.feed.on_period(time.time())
 
 
 def _segments(
@@ -369,7 +240,7 @@ def run(opts: Options) -> Outcome:
               gpus=0, site="dc")  # fmt: skip
     degrade_at = round(DEGRADE_AT * opts.seconds, 2)
     deg: dict[str, Any] = {}
-    steerer = PlanSteerer(sc, [flow])
+    steerer = PlanSteerer(sc.plan, sc.topo, sc.apply)
 
     def degrade() -> None:
         deg["wall"], deg["at_s"] = time.time(), sc.elapsed()
@@ -396,7 +267,9 @@ def run(opts: Options) -> Outcome:
             [Site("dc", 64)], paths, steerer=steerer, decision_log=DecisionLog(decisions_file)
         )
         feed = CollectorFeed(collector, sched)
-        exporter = CounterExporter(sc, collector, feed, guard_s=0.05)
+        exporter = CounterExporter(
+            counter_sources(sc.runners, sc.plan), collector, PERIOD_US, on_period=feed.on_period
+        )
         server.start()
         try:
             placed = sched.place(job)

@@ -9,6 +9,7 @@ the traced path and per-hop delay of every flow.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import json
@@ -26,6 +27,7 @@ from pyctl.controller.plan import Plan, make_plan
 from pyctl.errors import ConfigError, ICPNError
 from pyctl.model.node import NodeConfig
 from pyctl.model.topology import FlowIntent, Kind, Topology, load_topology
+from pyctl.net.closedloop import ClosedLoop
 from pyctl.net.emulation import Emulation, port_rates
 from pyctl.net.linkreport import link_rows
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
@@ -211,6 +213,11 @@ class Scenario:
         self.link_element = "icpn"  # or "netem" (Emulation's link_element)
         self.runners: dict[str, SwitchRunner] = {}
         self.bmv2_nodes: list[str] = []
+        # The closed loop (pyctl.net.closedloop), for topologies with SLA flows: the
+        # scheduler's decisions as dicts, in order, appended while the run goes on.
+        self.decisions: list[dict[str, Any]] = []
+        self.loop: ClosedLoop | None = None
+        self._transform: Callable[[NodeConfig], NodeConfig] | None = None
 
     def _runner(self, name: str) -> SwitchRunner:
         runner = _with_rates(node_runner(self.topo, name, self.factory), self.topo, self.plan)(name)
@@ -276,13 +283,17 @@ class Scenario:
                 f" in {time.monotonic() - t0:.1f} s (run directory {self.run_dir}); links by"
                 f" {self.emu.element_name}"
             )
-            collector = self._start_collector()
+            collector = self._start_loop() or self._start_collector()
             phases = []
             has_policies = any(c.policies for c in self.plan.switches.values())
-            if has_policies:
-                phases.append(self._phase("single-path", single_path))
-            phases.append(self._phase("multi-path" if has_policies else "flows", None))
-            ifit = self._collector_snapshot(collector)
+            try:
+                if has_policies:
+                    phases.append(self._phase("single-path", single_path))
+                phases.append(self._phase("multi-path" if has_policies else "flows", None))
+                ifit = self._collector_snapshot(collector)
+            finally:
+                if self.loop is not None:
+                    self.loop.stop()
             link_stats = self.emu.link_stats()
             if cli:
                 from mininet.cli import CLI
@@ -294,6 +305,10 @@ class Scenario:
             [i.link for i in self.emu.links], link_stats, report["ifit"], self.emu.element_name
         )
         report["switches"] = self._switch_counters()
+        if self.loop is not None:
+            report["loss"] = self.loop.loss()
+            report["closed_loop"] = self.loop.summary()
+        report["decisions"] = list(self.decisions)
         (self.run_dir / "report.json").write_text(json.dumps(report, indent=1))
         return report
 
@@ -310,6 +325,22 @@ class Scenario:
         self.emu.popen(col, argv, "collector")
         time.sleep(0.5)
         return col
+
+    def _start_loop(self) -> str | None:
+        """The closed loop, for a topology with SLA flows; its collector's node or None."""
+        col = next((n.name for n in self.topo.nodes if n.kind is Kind.COLLECTOR), None)
+        loop = ClosedLoop(self.topo, self.plan, self.run_dir, self._steer, self.decisions, self.log)
+        if col is None or self.emu is None or not loop.active:
+            return None
+        emu = self.emu
+        clock = "--estimate-offsets" if self.bmv2_nodes else "--synchronised"
+        loop.start(lambda make: emu.run_in(col, make), [clock], self.runners, COLLECTOR_HTTP_PORT)
+        self.loop = loop
+        return col
+
+    def _steer(self, switch: str, cfg: NodeConfig) -> None:
+        """The controller re-pushes a headend the scheduler steered (as the phase holds it)."""
+        self.runners[switch].apply(self._transform(cfg) if self._transform else cfg)
 
     def _collector_snapshot(self, col: str | None) -> dict[str, Any]:
         if col is None or self.emu is None:
@@ -329,9 +360,13 @@ class Scenario:
 
     def _phase(self, name: str, transform: Callable[[NodeConfig], NodeConfig] | None) -> Phase:
         assert self.emu is not None
-        for sw, cfg in self.plan.switches.items():
-            if cfg.policies:
-                self.runners[sw].apply(transform(cfg) if transform else cfg)
+        self._transform = transform
+        with self.loop.steerer.lock if self.loop is not None else contextlib.nullcontext():
+            for sw, cfg in self.plan.switches.items():
+                if self.loop is not None:
+                    cfg = self.loop.steerer.config(sw)  # with the flows the scheduler steered
+                if cfg.policies:
+                    self.runners[sw].apply(transform(cfg) if transform else cfg)
         phase = Phase(name, self.seconds, paths=self.paths())
         before = self._switch_counts()
         self.log(f"  phase {name}: {len(self.topo.flows)} flows for {self.seconds:.0f} s")
@@ -443,6 +478,8 @@ class Scenario:
     def _report(self, phases: list[Phase], ifit: dict[str, Any]) -> dict[str, Any]:
         names = {cfg.node_id: name for name, cfg in self.plan.switches.items()}
         flows_by_id = {v: k for k, v in self.plan.flowmon_ids.items()}
+        flows_by_id |= self.loop.flowmon_names() if self.loop is not None else {}
+        loss = {row["flowmon_id"]: row for row in ifit.get("loss", [])}
         telemetry = []
         for fl in ifit.get("flows", []):
             fid = fl.get("flowmon_id")
@@ -453,6 +490,7 @@ class Scenario:
                     "path": [names.get(n, str(n)) for n in fl.get("path", [])],
                     "path_changes": fl.get("path_changes", 0),
                     "delay_us": fl.get("delay_us", {}),
+                    "loss": _loss_of(loss.get(fid)),
                     "hops": [
                         {
                             "from": names.get(h["from"], str(h["from"])),
@@ -474,6 +512,15 @@ class Scenario:
             "ifit_counters": ifit.get("counters", {}),
             "warnings": self.emu.warnings if self.emu else [],
         }
+
+
+def _loss_of(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A FlowMonID's loss over the measured colour periods (the collector's totals)."""
+    if row is None or not row.get("head_packets"):
+        return None
+    sent, lost = row["head_packets"], row["packets_lost"]
+    return {"periods": row["measured_periods"], "packets": sent, "packets_lost": lost,
+            "ppm": round(max(lost, 0) * 1e6 / sent, 1)}  # fmt: skip
 
 
 def check_run_options(seconds: float, scale: float | None) -> None:

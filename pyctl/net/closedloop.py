@@ -1,0 +1,247 @@
+"""The closed loop of `icpn run`: sense (IFIT), decide (the scheduler), steer (the controller).
+
+For a topology whose IFIT flows have SLAs, the run's IFIT collector runs in this process, in
+the collector node's namespace (UDP reports and the HTTP /flows document as the stand-alone
+collector serves them), so that the scheduler reads its figures as each colour period closes:
+
+* every switch whose runner offers `ifit_counters()` (eBPF) exports its per-colour-period
+  counters to the collector (`pyctl.telemetry.counters.CounterExporter`): the collector gives
+  each path's and each hop's loss;
+* each SLA flow is a scheduler job pinned to its destination's site; each SID list of the
+  policy from its headend to its egress is a path, measured by a FlowMonID of its own
+  (`PATH_FLOWMON + PER_FLOW * k + i`); the scheduler places the flow on the best path at the
+  start and re-steers it when the path's delay or loss passes the SLA at the end of a period;
+* the controller (`pyctl.controller.steer.PlanSteerer`) pins the flow to the chosen SID list
+  and re-pushes its headend. Each decision, with its reason, is kept in `decisions` (dicts, in
+  order) and written to decisions.jsonl.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path as FsPath
+from typing import IO, Any
+
+from pyctl import constants as C
+from pyctl.controller.plan import Plan
+from pyctl.controller.steer import PlanSteerer
+from pyctl.model.node import NodeConfig
+from pyctl.model.topology import FlowIntent, Topology
+from pyctl.sched import SLA, CollectorFeed, DecisionLog, Job, Path, Scheduler, Site
+from pyctl.sched.model import Decision
+from pyctl.targets.runner import SwitchRunner
+from pyctl.telemetry.collector import build_parser, config_from_args
+from pyctl.telemetry.counters import CounterExporter, Source
+from pyctl.telemetry.export import JsonLinesSink
+from pyctl.telemetry.server import CollectorServer
+from pyctl.telemetry.state import Collector
+
+PATH_FLOWMON = 100  # SLA flow k's path i is measured as FlowMonID 100 + 16 k + i
+PER_FLOW = 16
+
+
+def counter_sources(runners: Mapping[str, SwitchRunner], plan: Plan) -> dict[str, Source]:
+    """The switches whose runner reads IFIT counters (eBPF), as exporter sources."""
+    return {
+        name: (plan.switches[name].node_id, getattr(runner, "ifit_counters"))  # noqa: B009
+        for name, runner in runners.items()
+        if callable(getattr(runner, "ifit_counters", None))
+    }
+
+
+def sla_flows(topo: Topology) -> list[FlowIntent]:
+    """The IFIT flows with a latency or loss SLA: the ones the loop steers."""
+    return [f for f in topo.flows if f.ifit and (f.sla.latency_us or f.sla.loss_ppm) is not None]
+
+
+def loop_paths(topo: Topology, plan: Plan, flow: FlowIntent, k: int) -> list[Path]:
+    """Each SID list of the policy from the flow's headend to its egress, as a scheduler path."""
+    head, egress = plan.hosts[flow.src].switch, plan.hosts[flow.dst].switch
+    site = next((n.site for n in topo.nodes if n.name == flow.dst), None) or egress
+    intent = next((p for p in topo.policies if p.headend == head and p.egress == egress), None)
+    if intent is None:
+        return []
+    policy = next(p for p in plan.switches[head].policies if p.name == intent.name)
+    links = {frozenset((lk.a, lk.b)): lk for lk in topo.links}
+    out = []
+    for i, (via, sl) in enumerate(zip(intent.paths, policy.sid_lists, strict=True)):
+        hops = (head, *via, egress)
+        lks = [links.get(frozenset(ab)) for ab in zip(hops, hops[1:], strict=False)]
+        bws = [lk.bw_mbit for lk in lks if lk is not None and lk.bw_mbit]
+        delay_ms = sum(lk.delay_ms for lk in lks if lk is not None)
+        out.append(
+            Path(
+                name=f"{flow.name} via {'-'.join(via) or 'direct'}",
+                headend=head,
+                site=site,
+                segments=tuple(str(s) for s in sl.segments),
+                nodes=tuple(plan.switches[n].node_id for n in hops),
+                flowmon_id=PATH_FLOWMON + PER_FLOW * k + i,
+                capacity_kbps=int(min(bws) * 1000) if bws else None,
+                nominal_delay_us=max(1, int(delay_ms * 1000)),
+            )
+        )
+    return out
+
+
+class _ListLog(DecisionLog):
+    """A decision log that also keeps each decision as a dict in `out` (the run's list)."""
+
+    def __init__(self, out: list[dict[str, Any]], stream: IO[str]) -> None:
+        super().__init__(stream)
+        self.out = out
+
+    def record(self, decision: Decision) -> None:
+        super().record(decision)
+        self.out.append(decision.as_dict())
+
+
+class LossSink:
+    """Collector events to `inner`; the per-period loss events also summed per hop."""
+
+    def __init__(self, inner: JsonLinesSink) -> None:
+        self.inner = inner
+        self.hops: dict[int, dict[tuple[int, int], int]] = {}  # flowmon -> (a, b) -> lost
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        if event.get("type") == "loss":
+            hops = self.hops.setdefault(int(event["flowmon_id"]), {})
+            for seg in event.get("segments", []):
+                key = (int(seg["from"]), int(seg["to"]))
+                hops[key] = hops.get(key, 0) + int(seg["packets_lost"])
+        self.inner.emit(event)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+
+class ClosedLoop:
+    """Collector + counter export + scheduler + steerer for one `icpn run`."""
+
+    def __init__(
+        self,
+        topo: Topology,
+        plan: Plan,
+        run_dir: FsPath,
+        apply: Callable[[str, NodeConfig], None],
+        decisions: list[dict[str, Any]],
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.topo, self.plan, self.run_dir, self.log = topo, plan, run_dir, log
+        self.flows = sla_flows(topo)
+        self.paths = {f.name: loop_paths(topo, plan, f, k) for k, f in enumerate(self.flows)}
+        self.period_us = next(
+            (c.ifit.period_us for c in plan.switches.values() if c.ifit.flows),
+            C.IFIT_PERIOD_US_DEFAULT,
+        )
+        self.steerer = PlanSteerer(plan, topo, apply)
+        self.decisions = decisions
+        self.collector: Collector | None = None
+        self.sink: LossSink | None = None
+        self.exporter: CounterExporter | None = None
+        self._server: CollectorServer | None = None
+        self._files: list[IO[str]] = []
+
+    @property
+    def active(self) -> bool:
+        return any(self.paths.values())
+
+    def flowmon_names(self) -> dict[int, str]:
+        return {p.flowmon_id: p.name for ps in self.paths.values() for p in ps if p.flowmon_id}
+
+    def start(
+        self,
+        serve: Callable[[Callable[[], CollectorServer]], CollectorServer],
+        collector_argv: list[str],
+        runners: Mapping[str, SwitchRunner],
+        http_port: int,
+    ) -> None:
+        """Start the collector (`serve` builds the server in the collector's namespace, from
+        the stand-alone collector's options), the counter export, and place the flows."""
+        period_s = self.period_us / 1e6
+        config = config_from_args(
+            build_parser().parse_args([*collector_argv, "--period", str(period_s)])
+        )
+        ifit = open(self.run_dir / "ifit.jsonl", "a", encoding="utf-8")  # closed in stop()
+        decisions = open(self.run_dir / "decisions.jsonl", "w", encoding="utf-8")
+        self._files = [ifit, decisions]
+        self.sink = LossSink(JsonLinesSink(ifit))
+        collector = self.collector = Collector(config, self.sink)
+        self._server = serve(
+            lambda: CollectorServer(
+                collector, bind="::", port=C.IFIT_REPORT_PORT, http_port=http_port
+            )
+        )
+        self._server.start()
+        sites = [Site(s.name, s.gpus) for s in self.topo.sites]
+        known = {s.name for s in sites}
+        sites += [Site(p.site, 0) for ps in self.paths.values() for p in ps if p.site not in known]
+        sites = list({s.name: s for s in sites}.values())
+        sched = Scheduler(
+            sites,
+            [p for ps in self.paths.values() for p in ps],
+            steerer=self.steerer,
+            decision_log=_ListLog(self.decisions, decisions),
+        )
+        feed = CollectorFeed(collector, sched)
+        self.exporter = CounterExporter(
+            counter_sources(runners, self.plan), collector, self.period_us,
+            on_period=feed.on_period,
+        )  # fmt: skip
+        for f in self.flows:
+            paths = self.paths[f.name]
+            if not paths:
+                continue
+            sla = SLA(max_latency_us=f.sla.latency_us, max_loss_ppm=f.sla.loss_ppm)
+            d = sched.place(Job(f.name, paths[0].headend, sla, gpus=0, site=paths[0].site))
+            self.log(f"  scheduler: {d.kind} {d.job} on {d.path}: {d.reason}")
+        self.exporter.start()
+
+    def stop(self) -> None:
+        if self.exporter is not None:
+            self.exporter.stop()
+        if self._server is not None:
+            self._server.stop()
+        for f in self._files:
+            f.close()
+
+    def loss(self) -> list[dict[str, Any]]:
+        """Per path: loss over the run's measured colour periods, and per hop."""
+        if self.collector is None or self.sink is None:
+            return []
+        names = {cfg.node_id: name for name, cfg in self.plan.switches.items()}
+        by_fid = self.flowmon_names() | {v: k for k, v in self.plan.flowmon_ids.items()}
+        out = []
+        for row in self.collector.snapshot()["loss"]:
+            fid = row["flowmon_id"]
+            sent, lost = row["head_packets"], row["packets_lost"]
+            hops = self.sink.hops.get(fid, {})
+            out.append(
+                {
+                    "path": by_fid.get(fid, str(fid)),
+                    "flowmon_id": fid,
+                    "periods": row["measured_periods"],
+                    "packets": sent,
+                    "packets_lost": lost,
+                    "loss_ppm": round(max(lost, 0) * 1e6 / sent, 1) if sent else None,
+                    "hops": [
+                        {
+                            "from": names.get(a, str(a)),
+                            "to": names.get(b, str(b)),
+                            "packets_lost": n,
+                        }
+                        for (a, b), n in hops.items()
+                    ],  # fmt: skip
+                }
+            )
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "flows": [f.name for f in self.flows],
+            "paths": {k: [p.name for p in ps] for k, ps in self.paths.items()},
+            "period_s": self.period_us / 1e6,
+            "counter_records": self.exporter.exported if self.exporter else 0,
+            "counter_sources": sorted(self.exporter.sources) if self.exporter else [],
+            "pushes": list(self.steerer.pushes),
+        }
