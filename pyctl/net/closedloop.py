@@ -19,6 +19,7 @@ collector serves them), so that the scheduler reads its figures as each colour p
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import IO, Any
 
@@ -96,19 +97,48 @@ class _ListLog(DecisionLog):
         self.out.append(decision.as_dict())
 
 
+@dataclass
+class PathLoss:
+    """A FlowMonID's loss over its usable colour periods, per path and per hop."""
+
+    periods: int = 0
+    packets: int = 0  # counted by the head
+    lost: int = 0
+    discarded: int = 0  # periods with a node missing or a negative difference
+    hops: dict[tuple[int, int], int] = field(default_factory=dict)
+
+
 class LossSink:
-    """Collector events to `inner`; the per-period loss events also summed per hop."""
+    """Collector events to `inner`; the per-period loss events also summed per path and hop.
+
+    A period counts when every node of the path reported and no hop lost a negative number of
+    packets: a node re-loaded mid-period (the controller re-pushing a headend) loses what it
+    had counted, which would read as negative loss on its hop and hide real loss elsewhere."""
 
     def __init__(self, inner: JsonLinesSink) -> None:
         self.inner = inner
-        self.hops: dict[int, dict[tuple[int, int], int]] = {}  # flowmon -> (a, b) -> lost
+        self.paths: dict[int, PathLoss] = {}
 
     def emit(self, event: Mapping[str, Any]) -> None:
         if event.get("type") == "loss":
-            hops = self.hops.setdefault(int(event["flowmon_id"]), {})
-            for seg in event.get("segments", []):
-                key = (int(seg["from"]), int(seg["to"]))
-                hops[key] = hops.get(key, 0) + int(seg["packets_lost"])
+            acc = self.paths.setdefault(int(event["flowmon_id"]), PathLoss())
+            segs = event.get("segments", [])
+            lost = event.get("packets_lost")
+            if (
+                not event.get("complete")
+                or lost is None
+                or lost < 0
+                or any(s["packets_lost"] < 0 for s in segs)
+            ):
+                acc.discarded += 1
+            else:
+                head = event["counts"][0]["packets"]
+                acc.periods += 1
+                acc.packets += head
+                acc.lost += lost
+                for seg in segs:
+                    key = (int(seg["from"]), int(seg["to"]))
+                    acc.hops[key] = acc.hops.get(key, 0) + int(seg["packets_lost"])
         self.inner.emit(event)
 
     def flush(self) -> None:
@@ -206,35 +236,27 @@ class ClosedLoop:
             f.close()
 
     def loss(self) -> list[dict[str, Any]]:
-        """Per path: loss over the run's measured colour periods, and per hop."""
-        if self.collector is None or self.sink is None:
+        """Per path (FlowMonID): loss over the usable colour periods, and per hop."""
+        if self.sink is None:
             return []
         names = {cfg.node_id: name for name, cfg in self.plan.switches.items()}
         by_fid = self.flowmon_names() | {v: k for k, v in self.plan.flowmon_ids.items()}
-        out = []
-        for row in self.collector.snapshot()["loss"]:
-            fid = row["flowmon_id"]
-            sent, lost = row["head_packets"], row["packets_lost"]
-            hops = self.sink.hops.get(fid, {})
-            out.append(
-                {
-                    "path": by_fid.get(fid, str(fid)),
-                    "flowmon_id": fid,
-                    "periods": row["measured_periods"],
-                    "packets": sent,
-                    "packets_lost": lost,
-                    "loss_ppm": round(max(lost, 0) * 1e6 / sent, 1) if sent else None,
-                    "hops": [
-                        {
-                            "from": names.get(a, str(a)),
-                            "to": names.get(b, str(b)),
-                            "packets_lost": n,
-                        }
-                        for (a, b), n in hops.items()
-                    ],  # fmt: skip
-                }
-            )
-        return out
+        return [
+            {
+                "path": by_fid.get(fid, str(fid)),
+                "flowmon_id": fid,
+                "periods": acc.periods,
+                "discarded_periods": acc.discarded,
+                "packets": acc.packets,
+                "packets_lost": acc.lost,
+                "loss_ppm": round(acc.lost * 1e6 / acc.packets, 1) if acc.packets else None,
+                "hops": [
+                    {"from": names.get(a, str(a)), "to": names.get(b, str(b)), "packets_lost": n}
+                    for (a, b), n in acc.hops.items()
+                ],
+            }
+            for fid, acc in sorted(self.sink.paths.items())
+        ]
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -479,7 +479,7 @@ class Scenario:
         names = {cfg.node_id: name for name, cfg in self.plan.switches.items()}
         flows_by_id = {v: k for k, v in self.plan.flowmon_ids.items()}
         flows_by_id |= self.loop.flowmon_names() if self.loop is not None else {}
-        loss = {row["flowmon_id"]: row for row in ifit.get("loss", [])}
+        loss = {row["flowmon_id"]: row for row in (self.loop.loss() if self.loop else [])}
         telemetry = []
         for fl in ifit.get("flows", []):
             fid = fl.get("flowmon_id")
@@ -490,7 +490,7 @@ class Scenario:
                     "path": [names.get(n, str(n)) for n in fl.get("path", [])],
                     "path_changes": fl.get("path_changes", 0),
                     "delay_us": fl.get("delay_us", {}),
-                    "loss": _loss_of(loss.get(fid)),
+                    "loss": loss.get(fid),  # counted loss (the closed loop's export)
                     "hops": [
                         {
                             "from": names.get(h["from"], str(h["from"])),
@@ -512,15 +512,6 @@ class Scenario:
             "ifit_counters": ifit.get("counters", {}),
             "warnings": self.emu.warnings if self.emu else [],
         }
-
-
-def _loss_of(row: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A FlowMonID's loss over the measured colour periods (the collector's totals)."""
-    if row is None or not row.get("head_packets"):
-        return None
-    sent, lost = row["head_packets"], row["packets_lost"]
-    return {"periods": row["measured_periods"], "packets": sent, "packets_lost": lost,
-            "ppm": round(max(lost, 0) * 1e6 / sent, 1)}  # fmt: skip
 
 
 def check_run_options(seconds: float, scale: float | None) -> None:

@@ -4,9 +4,10 @@ A node keeps running totals of packets and bytes per (FlowMonID, colour). At the
 colour period of the nodes' clock (CLOCK_MONOTONIC) the exporter reads every node and reports
 what the colour that just closed counted in that period: the difference from the totals read
 two periods earlier (the last time that colour closed). A total that went down means the node
-was re-loaded: it counts from 0, so the new total is the period's count. Each record is fed to
-an IFIT `Collector` as the wire datagram (`encode_counter_report`), then `on_period` runs (a
-scheduler feed evaluates its paths at once, with the period's loss in).
+was re-loaded: it counts from 0, so the new total is the period's count (and a key it no
+longer has counted 0, so that every colour block at the collector has all its nodes). Each
+record is fed to an IFIT `Collector` as the wire datagram (`encode_counter_report`), then
+`on_period` runs (a scheduler feed evaluates its paths at once, with the period's loss in).
 
 The sources are plain callables so that this module needs no emulation: node name ->
 (node id, read() -> {(flowmon_id, colour): (packets, bytes)}).
@@ -69,7 +70,10 @@ class CounterExporter:
             except Exception:  # a node being re-loaded or gone: skip it this period
                 self.unreadable += 1
                 continue
-            for (fid, colour), (packets, octets) in counters.items():
+            # A key the node counted before but lacks now: it was re-loaded and counted none
+            # since. Reported as 0, so that the collector's colour block has every node.
+            seen = {(f, c): (0, 0) for (n, f, c) in self._totals if n == name and c == closed}
+            for (fid, colour), (packets, octets) in (seen | dict(counters)).items():
                 if colour != closed:
                     continue
                 was_p, was_o = self._totals.get((name, fid, colour), (0, 0))

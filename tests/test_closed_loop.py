@@ -1,0 +1,211 @@
+"""The closed loop of `icpn run`: counter export, the plan steerer, and a run that re-steers."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pyctl.controller.plan import make_plan
+from pyctl.controller.steer import PlanSteerer
+from pyctl.experiments.common import topology
+from pyctl.model.node import NodeConfig
+from pyctl.net.closedloop import PATH_FLOWMON, loop_paths, sla_flows
+from pyctl.net.scenario import Scenario
+from pyctl.sched import Job
+from pyctl.telemetry import Collector, CollectorConfig, ListSink
+from pyctl.telemetry.counters import CounterExporter
+
+PERIOD_US = 1_000_000
+
+# Two SRv6 paths from pe1 to pe2: via pa (1 ms, preferred while nothing is measured) or pb (2 ms).
+TOPO: dict[str, Any] = {
+    "name": "loop",
+    "sites": [{"name": "edge"}, {"name": "dc", "gpus": 8}],
+    "nodes": [
+        {"name": "app", "kind": "host", "site": "edge"},
+        {"name": "pe1", "kind": "auto", "role": "headend", "site": "edge"},
+        {"name": "pa", "kind": "auto", "role": "transit"},
+        {"name": "pb", "kind": "auto", "role": "transit"},
+        {"name": "pe2", "kind": "auto", "role": "egress", "site": "dc"},
+        {"name": "server", "kind": "host", "site": "dc"},
+        {"name": "col", "kind": "collector"},
+    ],
+    "links": [
+        {"a": "app", "b": "pe1", "bw_mbit": 100},
+        {"a": "pe1", "b": "pa", "bw_mbit": 100, "delay_ms": 1},
+        {"a": "pe1", "b": "pb", "bw_mbit": 100, "delay_ms": 2},
+        {"a": "pa", "b": "pe2", "bw_mbit": 100},
+        {"a": "pb", "b": "pe2", "bw_mbit": 100},
+        {"a": "pe2", "b": "server", "bw_mbit": 100},
+        {"a": "pe2", "b": "col"},
+    ],
+    "policies": [{"name": "to-dc", "headend": "pe1", "egress": "pe2", "paths": [["pa"], ["pb"]]}],
+    "flows": [
+        {
+            "name": "bulk",
+            "src": "app",
+            "dst": "server",
+            "dport": 4791,
+            "qp": 0x11,
+            "rate_mbit": 2,
+            "ifit": False,
+        },
+        {
+            "name": "video",
+            "src": "app",
+            "dst": "server",
+            "dport": 5004,
+            "qp": 0x12,
+            "rate_mbit": 4,
+            "sla": {"latency_us": 30000, "loss_ppm": 20000},
+        },
+    ],  # fmt: skip
+}
+
+
+class _Totals:
+    """A node's running IFIT totals, set by the test."""
+
+    def __init__(self) -> None:
+        self.now: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def read(self) -> dict[tuple[int, int], tuple[int, int]]:
+        return dict(self.now)
+
+
+def test_counter_exporter_reports_each_period_and_a_reset_node_from_zero() -> None:
+    sink = ListSink()
+    collector = Collector(CollectorConfig(period_s=1.0, report_events=True), sink)
+    head, tail = _Totals(), _Totals()
+    periods: list[float] = []
+    exp = CounterExporter(
+        {"h": (1, head.read), "t": (2, tail.read)}, collector, PERIOD_US, on_period=periods.append
+    )
+    # Period 10 (colour 0) closes when the clock is in period 11: the colour-0 totals are
+    # reported, the colour-1 ones (the period now running) are not.
+    head.now = {(7, 0): (100, 10_000), (7, 1): (5, 500)}
+    tail.now = {(7, 0): (98, 9_800)}
+    assert exp.export(11 * PERIOD_US + 50_000, wall=1.0) == 2
+    # Period 11 (colour 1) closes: its totals went from 0 to 60 at the head, 0 to 60 at the tail.
+    head.now = {(7, 0): (100, 10_000), (7, 1): (60, 6_000)}
+    tail.now = {(7, 1): (60, 6_000)}
+    assert exp.export(12 * PERIOD_US + 50_000, wall=2.0) == 2
+    # Period 12 (colour 0): the head's total grew 100 -> 250 (150 in the period); the tail was
+    # re-loaded and counts from 0: its total went down (98 -> 40), so 40 is the period's count.
+    head.now = {(7, 0): (250, 25_000)}
+    tail.now = {(7, 0): (40, 4_000)}
+    exp.export(13 * PERIOD_US + 50_000, wall=3.0)
+    # Period 13 (colour 1): the head was re-loaded and has seen nothing since: no entry, but it
+    # counted 0 (the collector's colour block must not wait for it).
+    head.now = {}
+    tail.now = {(7, 1): (60, 6_000)}
+    exp.export(14 * PERIOD_US + 50_000, wall=4.0)
+    got = [(e["node"], e["colour"], e["packets"], e["bytes"]) for e in sink.of_type("counter")]
+    assert got == [
+        (1, 0, 100, 10_000), (2, 0, 98, 9_800),
+        (1, 1, 60, 6_000), (2, 1, 60, 6_000),
+        (1, 0, 150, 15_000), (2, 0, 40, 4_000),
+        (1, 1, 0, 0), (2, 1, 0, 0),
+    ]  # fmt: skip
+    assert exp.exported == 8 and periods == [1.0, 2.0, 3.0, 4.0]
+    assert collector.counter_reports == 8
+
+
+def test_counter_exporter_skips_a_node_that_cannot_be_read() -> None:
+    sink = ListSink()
+    collector = Collector(CollectorConfig(period_s=1.0, report_events=True), sink)
+
+    def gone() -> dict[tuple[int, int], tuple[int, int]]:
+        raise OSError("node re-loading")
+
+    exp = CounterExporter({"x": (3, gone)}, collector, PERIOD_US)
+    assert exp.export(5 * PERIOD_US) == 0 and exp.unreadable == 1
+
+
+def test_plan_steerer_pins_the_flow_to_the_chosen_sid_list() -> None:
+    topo = topology(TOPO, "test")
+    plan = make_plan(topo)
+    pushed: list[tuple[str, NodeConfig]] = []
+    steerer = PlanSteerer(plan, topo, lambda sw, cfg: pushed.append((sw, cfg)))
+    (video,) = sla_flows(topo)
+    via_pa, via_pb = loop_paths(topo, plan, video, 0)
+    # SLA flow 0's path i is FlowMonID 100 + i; pb's End SID is switch 3's locator (file order)
+    assert (via_pa.flowmon_id, via_pb.flowmon_id) == (PATH_FLOWMON, PATH_FLOWMON + 1)
+    assert via_pb.segments[0] == "fc00:0:3::"
+    steerer.steer(Job("video", "pe1"), via_pb)
+    ((sw, cfg),) = pushed
+    assert sw == "pe1"
+    pinned = cfg.policies[0]
+    assert pinned.name == "video-pinned" and len(cfg.policies) == 1 + len(
+        plan.switches["pe1"].policies
+    )
+    # `icpn run` sends flow i of the file from sport 10000 + i: video is the second flow
+    assert pinned.match.sport == 10001 and pinned.match.dport == 5004
+    assert pinned.match.src == ipaddress.ip_network(plan.hosts["app"].address)
+    assert pinned.match.dst == ipaddress.ip_network(plan.hosts["server"].address)
+    assert [str(s) for s in pinned.sid_lists[0].segments] == list(via_pb.segments)
+    assert not pinned.deep_hash and set(pinned.buckets) == {0}
+    # The flow's IFIT FlowMonID (1: the only IFIT flow) is now the path's
+    assert [f.flowmon_id for f in cfg.ifit.flows] == [PATH_FLOWMON + 1]
+    # Steered back: one pinned policy, the other SID list, the other FlowMonID
+    steerer.steer(Job("video", "pe1"), via_pa)
+    cfg = pushed[-1][1]
+    assert [p.name for p in cfg.policies].count("video-pinned") == 1
+    assert [str(s) for s in cfg.policies[0].sid_lists[0].segments] == list(via_pa.segments)
+    assert [f.flowmon_id for f in cfg.ifit.flows] == [PATH_FLOWMON]
+    assert [p["path"] for p in steerer.pushes] == [via_pb.name, via_pa.name]
+
+
+def test_run_resteers_a_flow_whose_path_loses_packets(tmp_path: Path) -> None:
+    topo = topology(TOPO, "test")
+    lines: list[str] = []
+    sc = Scenario(topo, tmp_path / "run", "ebpf", seconds=5, log=lines.append)
+    degraded: list[str] = []
+
+    def degrade() -> None:
+        # 1.5 s into the first phase (once the scheduler placed the flow): pe1-pa drops 20%
+        deadline = time.monotonic() + 60
+        while not sc.decisions and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)
+        assert sc.emu is not None
+        sc.emu.set_link("pe1", "pa", loss_pct=20.0)
+        degraded.append(str(time.time()))
+
+    t = threading.Thread(target=degrade, daemon=True)
+    t.start()
+    report = sc.run()
+    t.join(5)
+    assert degraded, lines
+    doc = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert doc["decisions"] == report["decisions"]
+    place, *rest = doc["decisions"]
+    # nothing measured yet: pa's nominal 1 ms beats pb's 2 ms
+    assert (place["kind"], place["path"]) == ("place", "video via pa")
+    resteers = [d for d in rest if d["kind"] == "resteer"]
+    assert resteers, doc["decisions"]
+    first = resteers[0]
+    assert (first["previous_path"], first["path"]) == ("video via pa", "video via pb")
+    assert "loss" in first["reason"] and "> SLA" in first["reason"]
+    assert first["time"] > float(degraded[0])
+    # Counter records reached the collector from every IFIT node (eBPF: all four switches)
+    loop = doc["closed_loop"]
+    assert loop["counter_sources"] == ["pa", "pb", "pe1", "pe2"]
+    # (the report's collector figures are read before the export stops: at most what it sent)
+    assert 0 < doc["ifit_counters"]["counter_reports"] <= loop["counter_records"]
+    loss = {row["path"]: row for row in doc["loss"]}
+    pa, pb = loss["video via pa"], loss["video via pb"]
+    # The element drops 20% of the frames on pe1-pa after the change and nothing before: the
+    # path lost some packets (not all: the flow moves within a period or two), all on that hop
+    assert pa["packets_lost"] > 0 and 0 < pa["loss_ppm"] < 1_000_000
+    hops = {(h["from"], h["to"]): h["packets_lost"] for h in pa["hops"]}
+    assert hops[("pe1", "pa")] > 0 and hops[("pa", "pe2")] == 0
+    assert pb["packets"] > 0 and pb["packets_lost"] == 0
+    traced = {t["flow"]: t for t in doc["ifit"]}
+    assert traced["video via pb"]["delay_us"]["count"] > 0 and traced["video via pb"]["loss"]
+    assert "mnexec" not in subprocess.run(["ps", "-e"], capture_output=True, text=True).stdout
