@@ -64,6 +64,29 @@ def _links_table(rows: list[dict[str, Any]]) -> list[str]:
     return ["", title, *_table(header, table)]
 
 
+def _loss_text(loss: dict[str, Any] | None) -> str:
+    """A path's counted loss (the closed loop's counter export), or nothing."""
+    if not loss or not loss.get("packets"):
+        return ""
+    return (
+        f", loss {loss['packets_lost']}/{loss['packets']} packets"
+        f" ({loss['loss_ppm'] / 1e4:.2f}%, {loss['periods']} colour periods)"
+    )
+
+
+def _decisions(decisions: list[dict[str, Any]]) -> list[str]:
+    """The scheduler's decisions, each with its reason."""
+    if not decisions:
+        return []
+    t0 = decisions[0]["time"]
+    out = ["", "scheduler decisions (closed loop: IFIT -> scheduler -> controller):"]
+    for d in decisions:
+        out.append(
+            f"  {d['time'] - t0:6.2f} s  {d['kind']} {d['job']} -> {d['path']}: {d['reason']}"
+        )
+    return out
+
+
 def render(report: dict[str, Any], run_dir: Path) -> str:
     secs = report["seconds_per_phase"]
     lines = [f"== {report['topology']} on {report['dataplane']} ({secs} s a phase)"]
@@ -114,11 +137,21 @@ def render(report: dict[str, Any], run_dir: Path) -> str:
                     else ""
                 )
                 + (f", {t['path_changes']} path changes" if t["path_changes"] else "")
+                + _loss_text(t.get("loss"))
             )
+            hop_loss = {
+                (h["from"], h["to"]): h["packets_lost"]
+                for h in (t.get("loss") or {}).get("hops", [])
+            }
             for h in t["hops"]:
                 hm = h["delay_us"].get("avg") if isinstance(h["delay_us"], dict) else None
+                lost = hop_loss.get((h["from"], h["to"]))
                 if isinstance(hm, int | float):
-                    lines.append(f"      {h['from']} -> {h['to']}: {hm:.0f} us")
+                    lines.append(
+                        f"      {h['from']} -> {h['to']}: {hm:.0f} us"
+                        + ("" if lost is None else f", {lost} lost")
+                    )
+    lines += _decisions(report.get("decisions") or [])
     lines += _links_table(report.get("links") or [])
     switches = report.get("switches") or {}
     if switches:
