@@ -60,6 +60,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         Path(args.runs),
         cli,
         link_element=args.link_element,
+        sched_port=args.sched_port,
     )
 
 
@@ -170,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="icpn",
         help="what applies each link's delay/loss/rate/queue: icpn (icpn_linkd, every kernel;"
         " default) or netem (kernels with netem and act_mirred)",
+    )
+    r.add_argument(
+        "--sched-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve the running network's scheduler API on 127.0.0.1:PORT (docs/scheduler.md:"
+        " POST /place steers a flow through the controller)",
     )
     r.set_defaults(func=_cmd_run)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ from pyctl.controller.plan import make_plan
 from pyctl.controller.steer import PlanSteerer
 from pyctl.experiments.common import topology
 from pyctl.model.node import NodeConfig
-from pyctl.net.closedloop import PATH_FLOWMON, loop_paths, sla_flows
+from pyctl.net.closedloop import PATH_FLOWMON, loop_paths
+from pyctl.net.report import render
 from pyctl.net.scenario import Scenario
 from pyctl.sched import Job
 from pyctl.telemetry import Collector, CollectorConfig, ListSink
@@ -132,9 +135,8 @@ def test_plan_steerer_pins_the_flow_to_the_chosen_sid_list() -> None:
     plan = make_plan(topo)
     pushed: list[tuple[str, NodeConfig]] = []
     steerer = PlanSteerer(plan, topo, lambda sw, cfg: pushed.append((sw, cfg)))
-    (video,) = sla_flows(topo)
-    via_pa, via_pb = loop_paths(topo, plan, video, 0)
-    # SLA flow 0's path i is FlowMonID 100 + i; pb's End SID is switch 3's locator (file order)
+    via_pa, via_pb = loop_paths(topo, plan)
+    # path i is FlowMonID 100 + i; pb's End SID is switch 3's locator (switches in file order)
     assert (via_pa.flowmon_id, via_pb.flowmon_id) == (PATH_FLOWMON, PATH_FLOWMON + 1)
     assert via_pb.segments[0] == "fc00:0:3::"
     steerer.steer(Job("video", "pe1"), via_pb)
@@ -165,13 +167,29 @@ def test_run_resteers_a_flow_whose_path_loses_packets(tmp_path: Path) -> None:
     topo = topology(TOPO, "test")
     lines: list[str] = []
     sc = Scenario(topo, tmp_path / "run", "ebpf", seconds=5, log=lines.append)
+    with socket.socket() as s:  # a free port for the scheduler API (icpn run --sched-port)
+        s.bind(("127.0.0.1", 0))
+        sc.sched_port = s.getsockname()[1]
     degraded: list[str] = []
+    api: list[dict[str, Any]] = []
+
+    def post(doc: dict[str, Any]) -> dict[str, Any]:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{sc.sched_port}/place", json.dumps(doc).encode(), method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            got: dict[str, Any] = json.loads(resp.read())
+            return got
 
     def degrade() -> None:
         # 1.5 s into the first phase (once the scheduler placed the flow): pe1-pa drops 20%
         deadline = time.monotonic() + 60
         while not sc.decisions and time.monotonic() < deadline:
             time.sleep(0.05)
+        # The running network's scheduler API places the other flow through the controller,
+        # and refuses a flow the topology does not have
+        api.append(post({"name": "bulk", "headend": "pe1", "site": "dc"}))
+        api.append(post({"name": "nosuch", "headend": "pe1", "site": "dc"}))
         time.sleep(1.5)
         assert sc.emu is not None
         sc.emu.set_link("pe1", "pa", loss_pct=20.0)
@@ -186,11 +204,11 @@ def test_run_resteers_a_flow_whose_path_loses_packets(tmp_path: Path) -> None:
     assert doc["decisions"] == report["decisions"]
     place, *rest = doc["decisions"]
     # nothing measured yet: pa's nominal 1 ms beats pb's 2 ms
-    assert (place["kind"], place["path"]) == ("place", "video via pa")
+    assert (place["kind"], place["path"]) == ("place", "to-dc/pa")
     resteers = [d for d in rest if d["kind"] == "resteer"]
     assert resteers, doc["decisions"]
     first = resteers[0]
-    assert (first["previous_path"], first["path"]) == ("video via pa", "video via pb")
+    assert (first["previous_path"], first["path"]) == ("to-dc/pa", "to-dc/pb")
     assert "loss" in first["reason"] and "> SLA" in first["reason"]
     assert first["time"] > float(degraded[0])
     # Counter records reached the collector from every IFIT node (eBPF: all four switches)
@@ -199,7 +217,7 @@ def test_run_resteers_a_flow_whose_path_loses_packets(tmp_path: Path) -> None:
     # (the report's collector figures are read before the export stops: at most what it sent)
     assert 0 < doc["ifit_counters"]["counter_reports"] <= loop["counter_records"]
     loss = {row["path"]: row for row in doc["loss"]}
-    pa, pb = loss["video via pa"], loss["video via pb"]
+    pa, pb = loss["to-dc/pa"], loss["to-dc/pb"]
     # The element drops 20% of the frames on pe1-pa after the change and nothing before: the
     # path lost some packets (not all: the flow moves within a period or two), all on that hop
     assert pa["packets_lost"] > 0 and 0 < pa["loss_ppm"] < 1_000_000
@@ -207,5 +225,14 @@ def test_run_resteers_a_flow_whose_path_loses_packets(tmp_path: Path) -> None:
     assert hops[("pe1", "pa")] > 0 and hops[("pa", "pe2")] == 0
     assert pb["packets"] > 0 and pb["packets_lost"] == 0
     traced = {t["flow"]: t for t in doc["ifit"]}
-    assert traced["video via pb"]["delay_us"]["count"] > 0 and traced["video via pb"]["loss"]
+    assert (
+        traced["video on to-dc/pb"]["delay_us"]["count"] > 0 and traced["video on to-dc/pb"]["loss"]
+    )
+    bulk, nosuch = api
+    assert (bulk["kind"], bulk["job"]) == ("place", "bulk") and bulk["path"] in ("to-dc/pa", "to-dc/pb")
+    assert nosuch["kind"] == "steer-failed" and "'nosuch' is not a flow" in nosuch["reason"]
+    assert {p["job"] for p in loop["pushes"]} == {"video", "bulk"}
+    text = render(doc, tmp_path / "run")
+    assert "resteer video -> to-dc/pb: path to-dc/pa: loss" in text
+    assert "pe1 -> pa: " in text and " lost" in text
     assert "mnexec" not in subprocess.run(["ps", "-e"], capture_output=True, text=True).stdout

@@ -7,10 +7,11 @@ collector serves them), so that the scheduler reads its figures as each colour p
 * every switch whose runner offers `ifit_counters()` (eBPF) exports its per-colour-period
   counters to the collector (`pyctl.telemetry.counters.CounterExporter`): the collector gives
   each path's and each hop's loss;
-* each SLA flow is a scheduler job pinned to its destination's site; each SID list of the
-  policy from its headend to its egress is a path, measured by a FlowMonID of its own
-  (`PATH_FLOWMON + PER_FLOW * k + i`); the scheduler places the flow on the best path at the
-  start and re-steers it when the path's delay or loss passes the SLA at the end of a period;
+* each SID list of each policy is a scheduler path to the egress's site, measured by a
+  FlowMonID of its own (`PATH_FLOWMON + i`): the flows steered onto it carry that FlowMonID, so
+  its counters give the path's loss. Each SLA flow is a job pinned to its destination's site;
+  the scheduler places it on the best path at the start and re-steers it when the path's delay
+  or loss passes the SLA at the end of a period;
 * the controller (`pyctl.controller.steer.PlanSteerer`) pins the flow to the chosen SID list
   and re-pushes its headend. Each decision, with its reason, is kept in `decisions` (dicts, in
   order) and written to decisions.jsonl.
@@ -29,16 +30,17 @@ from pyctl.controller.steer import PlanSteerer
 from pyctl.model.node import NodeConfig
 from pyctl.model.topology import FlowIntent, Topology
 from pyctl.sched import SLA, CollectorFeed, DecisionLog, Job, Path, Scheduler, Site
+from pyctl.sched.api import load_api
 from pyctl.sched.model import Decision
 from pyctl.targets.runner import SwitchRunner
 from pyctl.telemetry.collector import build_parser, config_from_args
 from pyctl.telemetry.counters import CounterExporter, Source
 from pyctl.telemetry.export import JsonLinesSink
+from pyctl.telemetry.httpd import LocalHTTPServer
 from pyctl.telemetry.server import CollectorServer
 from pyctl.telemetry.state import Collector
 
-PATH_FLOWMON = 100  # SLA flow k's path i is measured as FlowMonID 100 + 16 k + i
-PER_FLOW = 16
+PATH_FLOWMON = 100  # path i (policies and SID lists in file order) is FlowMonID 100 + i
 
 
 def counter_sources(runners: Mapping[str, SwitchRunner], plan: Plan) -> dict[str, Source]:
@@ -55,34 +57,43 @@ def sla_flows(topo: Topology) -> list[FlowIntent]:
     return [f for f in topo.flows if f.ifit and (f.sla.latency_us or f.sla.loss_ppm) is not None]
 
 
-def loop_paths(topo: Topology, plan: Plan, flow: FlowIntent, k: int) -> list[Path]:
-    """Each SID list of the policy from the flow's headend to its egress, as a scheduler path."""
-    head, egress = plan.hosts[flow.src].switch, plan.hosts[flow.dst].switch
-    site = next((n.site for n in topo.nodes if n.name == flow.dst), None) or egress
-    intent = next((p for p in topo.policies if p.headend == head and p.egress == egress), None)
-    if intent is None:
-        return []
-    policy = next(p for p in plan.switches[head].policies if p.name == intent.name)
+def _site(topo: Topology, node: str) -> str:
+    return next((n.site for n in topo.nodes if n.name == node and n.site), None) or node
+
+
+def loop_paths(topo: Topology, plan: Plan) -> list[Path]:
+    """Each SID list of each policy, as a scheduler path to the egress's site, measured by a
+    FlowMonID of its own (`PATH_FLOWMON` + its index): whatever flows it carries."""
     links = {frozenset((lk.a, lk.b)): lk for lk in topo.links}
-    out = []
-    for i, (via, sl) in enumerate(zip(intent.paths, policy.sid_lists, strict=True)):
-        hops = (head, *via, egress)
-        lks = [links.get(frozenset(ab)) for ab in zip(hops, hops[1:], strict=False)]
-        bws = [lk.bw_mbit for lk in lks if lk is not None and lk.bw_mbit]
-        delay_ms = sum(lk.delay_ms for lk in lks if lk is not None)
-        out.append(
-            Path(
-                name=f"{flow.name} via {'-'.join(via) or 'direct'}",
-                headend=head,
-                site=site,
-                segments=tuple(str(s) for s in sl.segments),
-                nodes=tuple(plan.switches[n].node_id for n in hops),
-                flowmon_id=PATH_FLOWMON + PER_FLOW * k + i,
-                capacity_kbps=int(min(bws) * 1000) if bws else None,
-                nominal_delay_us=max(1, int(delay_ms * 1000)),
+    out: list[Path] = []
+    for intent in topo.policies:
+        head, egress = intent.headend, intent.egress
+        policy = next(p for p in plan.switches[head].policies if p.name == intent.name)
+        for via, sl in zip(intent.paths, policy.sid_lists, strict=True):
+            hops = (head, *via, egress)
+            lks = [links.get(frozenset(ab)) for ab in zip(hops, hops[1:], strict=False)]
+            bws = [lk.bw_mbit for lk in lks if lk is not None and lk.bw_mbit]
+            delay_ms = sum(lk.delay_ms for lk in lks if lk is not None)
+            out.append(
+                Path(
+                    name=f"{intent.name}/{'-'.join(via) or 'direct'}",
+                    headend=head,
+                    site=_site(topo, egress),
+                    segments=tuple(str(s) for s in sl.segments),
+                    nodes=tuple(plan.switches[n].node_id for n in hops),
+                    flowmon_id=PATH_FLOWMON + len(out),
+                    capacity_kbps=int(min(bws) * 1000) if bws else None,
+                    nominal_delay_us=max(1, int(delay_ms * 1000)),
+                )
             )
-        )
     return out
+
+
+def flow_job(topo: Topology, plan: Plan, flow: FlowIntent) -> Job:
+    """The flow as a scheduler job: no GPUs, pinned to its destination's site."""
+    sla = SLA(max_latency_us=flow.sla.latency_us, max_loss_ppm=flow.sla.loss_ppm)
+    head, egress = plan.hosts[flow.src].switch, plan.hosts[flow.dst].switch
+    return Job(flow.name, head, sla, gpus=0, site=_site(topo, egress))
 
 
 class _ListLog(DecisionLog):
@@ -156,10 +167,12 @@ class ClosedLoop:
         apply: Callable[[str, NodeConfig], None],
         decisions: list[dict[str, Any]],
         log: Callable[[str], None] = print,
+        api_port: int | None = None,
     ) -> None:
         self.topo, self.plan, self.run_dir, self.log = topo, plan, run_dir, log
         self.flows = sla_flows(topo)
-        self.paths = {f.name: loop_paths(topo, plan, f, k) for k, f in enumerate(self.flows)}
+        self.api_port = api_port
+        self.paths = loop_paths(topo, plan)
         self.period_us = next(
             (c.ifit.period_us for c in plan.switches.values() if c.ifit.flows),
             C.IFIT_PERIOD_US_DEFAULT,
@@ -170,14 +183,16 @@ class ClosedLoop:
         self.sink: LossSink | None = None
         self.exporter: CounterExporter | None = None
         self._server: CollectorServer | None = None
+        self.api: LocalHTTPServer | None = None
         self._files: list[IO[str]] = []
 
     @property
     def active(self) -> bool:
-        return any(self.paths.values())
+        """Paths to steer over, and SLA flows to steer (or the API to place flows with)."""
+        return bool(self.paths) and (bool(self.flows) or self.api_port is not None)
 
     def flowmon_names(self) -> dict[int, str]:
-        return {p.flowmon_id: p.name for ps in self.paths.values() for p in ps if p.flowmon_id}
+        return {p.flowmon_id: p.name for p in self.paths if p.flowmon_id is not None}
 
     def start(
         self,
@@ -205,11 +220,11 @@ class ClosedLoop:
         self._server.start()
         sites = [Site(s.name, s.gpus) for s in self.topo.sites]
         known = {s.name for s in sites}
-        sites += [Site(p.site, 0) for ps in self.paths.values() for p in ps if p.site not in known]
+        sites += [Site(p.site, 0) for p in self.paths if p.site not in known]
         sites = list({s.name: s for s in sites}.values())
         sched = Scheduler(
             sites,
-            [p for ps in self.paths.values() for p in ps],
+            self.paths,
             steerer=self.steerer,
             decision_log=_ListLog(self.decisions, decisions),
         )
@@ -219,15 +234,17 @@ class ClosedLoop:
             on_period=feed.on_period,
         )  # fmt: skip
         for f in self.flows:
-            paths = self.paths[f.name]
-            if not paths:
-                continue
-            sla = SLA(max_latency_us=f.sla.latency_us, max_loss_ppm=f.sla.loss_ppm)
-            d = sched.place(Job(f.name, paths[0].headend, sla, gpus=0, site=paths[0].site))
+            d = sched.place(flow_job(self.topo, self.plan, f))
             self.log(f"  scheduler: {d.kind} {d.job} on {d.path}: {d.reason}")
         self.exporter.start()
+        if self.api_port is not None:
+            self.api = load_api(sched, "127.0.0.1", self.api_port).start()
+            names = ", ".join(p.name for p in self.paths)
+            self.log(f"  scheduler API at {self.api.url} (POST /place, /release; paths {names})")
 
     def stop(self) -> None:
+        if self.api is not None:
+            self.api.stop()
         if self.exporter is not None:
             self.exporter.stop()
         if self._server is not None:
@@ -261,7 +278,7 @@ class ClosedLoop:
     def summary(self) -> dict[str, Any]:
         return {
             "flows": [f.name for f in self.flows],
-            "paths": {k: [p.name for p in ps] for k, ps in self.paths.items()},
+            "paths": {p.name: p.flowmon_id for p in self.paths},
             "period_s": self.period_us / 1e6,
             "counter_records": self.exporter.exported if self.exporter else 0,
             "counter_sources": sorted(self.exporter.sources) if self.exporter else [],

@@ -217,6 +217,7 @@ class Scenario:
         # scheduler's decisions as dicts, in order, appended while the run goes on.
         self.decisions: list[dict[str, Any]] = []
         self.loop: ClosedLoop | None = None
+        self.sched_port: int | None = None  # serve the loop's scheduler API (icpn run --sched)
         self._transform: Callable[[NodeConfig], NodeConfig] | None = None
 
     def _runner(self, name: str) -> SwitchRunner:
@@ -329,7 +330,10 @@ class Scenario:
     def _start_loop(self) -> str | None:
         """The closed loop, for a topology with SLA flows; its collector's node or None."""
         col = next((n.name for n in self.topo.nodes if n.kind is Kind.COLLECTOR), None)
-        loop = ClosedLoop(self.topo, self.plan, self.run_dir, self._steer, self.decisions, self.log)
+        loop = ClosedLoop(
+            self.topo, self.plan, self.run_dir, self._steer, self.decisions, self.log,
+            api_port=self.sched_port,
+        )  # fmt: skip
         if col is None or self.emu is None or not loop.active:
             return None
         emu = self.emu
@@ -478,14 +482,15 @@ class Scenario:
     def _report(self, phases: list[Phase], ifit: dict[str, Any]) -> dict[str, Any]:
         names = {cfg.node_id: name for name, cfg in self.plan.switches.items()}
         flows_by_id = {v: k for k, v in self.plan.flowmon_ids.items()}
-        flows_by_id |= self.loop.flowmon_names() if self.loop is not None else {}
+        paths = self.loop.flowmon_names() if self.loop is not None else {}
+        by_port = {(f.sport + i, f.dport): f.name for i, f in enumerate(self.topo.flows)}
         loss = {row["flowmon_id"]: row for row in (self.loop.loss() if self.loop else [])}
         telemetry = []
         for fl in ifit.get("flows", []):
             fid = fl.get("flowmon_id")
             telemetry.append(
                 {
-                    "flow": flows_by_id.get(fid, str(fid)),
+                    "flow": _label(fl, flows_by_id, paths, by_port),
                     "flowmon_id": fid,
                     "path": [names.get(n, str(n)) for n in fl.get("path", [])],
                     "path_changes": fl.get("path_changes", 0),
@@ -514,6 +519,17 @@ class Scenario:
         }
 
 
+def _label(
+    fl: dict[str, Any], flows: dict[int, str], paths: dict[int, str], by_port: dict[Any, str]
+) -> str:
+    """A collector flow's name: the topology's, or for a path's FlowMonID (the closed loop
+    steered it) the flow by its ports, on the path."""
+    fid = fl.get("flowmon_id")
+    if fid in paths:
+        return f"{by_port.get((fl.get('sport'), fl.get('dport')), '?')} on {paths[fid]}"
+    return flows.get(fid, str(fid)) if fid is not None else "?"
+
+
 def check_run_options(seconds: float, scale: float | None) -> None:
     """The bounds of `icpn run`'s and `icpn experiment`'s --seconds and --scale (one line each,
     naming the option and the value; NaN fails both comparisons and is refused too)."""
@@ -531,6 +547,7 @@ def run_topology(
     out_root: Path = Path("runs"),
     cli: bool | None = None,
     link_element: str = "icpn",
+    sched_port: int | None = None,
 ) -> int:
     from pyctl.net.report import render
 
@@ -545,6 +562,7 @@ def run_topology(
     interactive = sys.stdin.isatty() if cli is None else cli
     scenario = Scenario(topo, run_dir, dataplane, seconds, scale=factor)
     scenario.link_element = link_element
+    scenario.sched_port = sched_port
     report = scenario.run(cli=interactive)
     print(render(report, run_dir))
     return 0
