@@ -229,7 +229,10 @@ def test_run_resteers_a_flow_whose_path_loses_packets(tmp_path: Path) -> None:
         traced["video on to-dc/pb"]["delay_us"]["count"] > 0 and traced["video on to-dc/pb"]["loss"]
     )
     bulk, nosuch = api
-    assert (bulk["kind"], bulk["job"]) == ("place", "bulk") and bulk["path"] in ("to-dc/pa", "to-dc/pb")
+    assert (bulk["kind"], bulk["job"]) == ("place", "bulk") and bulk["path"] in (
+        "to-dc/pa",
+        "to-dc/pb",
+    )
     assert nosuch["kind"] == "steer-failed" and "'nosuch' is not a flow" in nosuch["reason"]
     assert {p["job"] for p in loop["pushes"]} == {"video", "bulk"}
     text = render(doc, tmp_path / "run")
