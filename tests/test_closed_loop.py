@@ -6,6 +6,7 @@ import ipaddress
 import json
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -239,3 +240,11 @@ def test_run_resteers_a_flow_whose_path_loses_packets(tmp_path: Path) -> None:
     assert "resteer video -> to-dc/pb: path to-dc/pa: loss" in text
     assert "pe1 -> pa: " in text and " lost" in text
     assert "mnexec" not in subprocess.run(["ps", "-e"], capture_output=True, text=True).stdout
+
+
+def test_run_refuses_a_bad_sched_port_in_one_line() -> None:
+    topo = Path(__file__).resolve().parent.parent / "topologies" / "minimal.yaml"
+    cmd = [sys.executable, "-m", "pyctl.cli", "run", str(topo), "--sched-port", "70000"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "icpn: error: --sched-port: 70000 is not a TCP port (1-65535)"

@@ -338,7 +338,13 @@ class Scenario:
             return None
         emu = self.emu
         clock = "--estimate-offsets" if self.bmv2_nodes else "--synchronised"
-        loop.start(lambda make: emu.run_in(col, make), [clock], self.runners, COLLECTOR_HTTP_PORT)
+        try:
+            loop.start(
+                lambda make: emu.run_in(col, make), [clock], self.runners, COLLECTOR_HTTP_PORT
+            )
+        except BaseException:
+            loop.stop()  # what did start: the collector's thread and socket, the files
+            raise
         self.loop = loop
         return col
 
@@ -552,6 +558,8 @@ def run_topology(
     from pyctl.net.report import render
 
     check_run_options(seconds, scale)
+    if sched_port is not None and not 1 <= sched_port <= 65535:
+        raise ConfigError("--sched-port", f"{sched_port} is not a TCP port (1-65535)")
     if os.geteuid() != 0:
         raise ICPNError("icpn run needs root (namespaces, links): run it with sudo")
     topo = load_topology(path)
