@@ -267,8 +267,12 @@ def run(opts: Options) -> Outcome:
             [Site("dc", 64)], paths, steerer=steerer, decision_log=DecisionLog(decisions_file)
         )
         feed = CollectorFeed(collector, sched)
+        path_fids = [p.flowmon_id for p in paths if p.flowmon_id is not None]
         exporter = CounterExporter(
-            counter_sources(sc.runners, sc.plan), collector, PERIOD_US, on_period=feed.on_period
+            counter_sources(sc.runners, sc.plan, [*plan.flowmon_ids.values(), *path_fids]),
+            collector,
+            PERIOD_US,
+            on_period=feed.on_period,
         )
         server.start()
         try:

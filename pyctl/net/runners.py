@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -240,10 +240,12 @@ class EBPFSwitchRunner:
             old.hand_over()  # its interfaces run the new program now
             old.close()
 
-    def ifit_counters(self) -> dict[tuple[int, int], tuple[int, int]]:
-        """The node's IFIT counters: (FlowMonID, colour) -> (packets, bytes)."""
+    def ifit_counters(
+        self, flowmon_ids: Iterable[int] | None = None
+    ) -> dict[tuple[int, int], tuple[int, int]]:
+        """The node's IFIT counters: (FlowMonID, colour) -> (packets, bytes) (of these only)."""
         with self._lock:
-            return self._dp.ifit_counters() if self._dp is not None else {}
+            return self._dp.ifit_counters(flowmon_ids) if self._dp is not None else {}
 
     def set_port_rate(self, port: int, bps: float) -> None:
         """Change a port's line rate in place (no reload: the node keeps its state)."""
