@@ -264,6 +264,10 @@ def test_ifit_counters_match_the_reference(pair_of: Any) -> None:
         )
         p.run(bytes(pkt), PacketContext(in_port=1, time_us=i))
     assert p.ebpf.ifit_counters() == p.ref.counters() == {(0x12345, 1): (5, 5 * 56 + 100)}
+    # Only some FlowMonIDs (what the control plane's per-period export reads): the same counter
+    # for its own FlowMonID, nothing for another (0x12345 ^ 512 shares its slot index)
+    assert p.ebpf.ifit_counters([0x12345, 7]) == {(0x12345, 1): (5, 5 * 56 + 100)}
+    assert p.ebpf.ifit_counters([0x12345 ^ 512]) == {}
 
 
 def test_pfc_pause_xoff_xon_like_the_reference(pair_of: Any) -> None:
