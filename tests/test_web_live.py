@@ -69,7 +69,11 @@ def _until(what: str, fn: object, timeout_s: float = 40.0) -> object:
 
 
 def _texts(driver: object, css: str) -> list[str]:
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]  # type: ignore[attr-defined]
+    """The text of every element matching `css`, read in one go in the page: the page redraws
+    twice a second, so an element found first and read later may be gone (stale)."""
+    js = "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent.trim())"
+    texts: list[str] = driver.execute_script(js, css)  # type: ignore[attr-defined]
+    return texts
 
 
 def test_live_view_and_report_html(tmp_path: Path, browser: object) -> None:

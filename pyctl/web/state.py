@@ -110,6 +110,7 @@ class LiveState:
         self._last: tuple[float, dict[str, LinkStats]] | None = None
         self.history: dict[str, list[tuple[float, float | None]]] = {}
         self.peak: dict[str, float] = {}
+        self.peak_mbit: dict[str, tuple[float, float]] = {}  # per direction
         self.ifit: list[dict[str, Any]] = []
         self.switches: dict[str, Any] = {}
         self.status = "running"
@@ -125,6 +126,7 @@ class LiveState:
     def _collector(self) -> list[dict[str, Any]]:
         sc = self.scenario
         col = next((n.name for n in sc.topo.nodes if n.kind is Kind.COLLECTOR), None)
+        col = getattr(sc, "collector_node", col)  # an experiment says whether it started one
         if col is None or sc.emu is None:
             return []
 
@@ -153,6 +155,8 @@ class LiveState:
             util = max(a2b, b2a) / cap if cap else None
             if util is not None:
                 self.peak[name] = max(self.peak.get(name, 0.0), util)
+            was = self.peak_mbit.get(name, (0.0, 0.0))
+            self.peak_mbit[name] = (max(was[0], a2b), max(was[1], b2a))
             hist = self.history.setdefault(name, [])
             hist.append((round(now - self.t0, 2), util if util is not None else max(a2b, b2a)))
             del hist[:-HISTORY]
@@ -162,13 +166,18 @@ class LiveState:
                 "mbit_b2a": b2a,
                 "utilisation": util,
                 "peak_utilisation": self.peak.get(name),
+                "peak_mbit": self.peak_mbit.get(name),
                 "history": hist,
             }
         self._last = (now, stats)
         return out
 
     def _idle(self, name: str) -> dict[str, Any]:
-        return {"history": self.history.get(name, []), "peak_utilisation": self.peak.get(name)}
+        return {
+            "history": self.history.get(name, []),
+            "peak_utilisation": self.peak.get(name),
+            "peak_mbit": self.peak_mbit.get(name),
+        }
 
     def sample(self) -> dict[str, Any]:
         """The state now (the network's counters are read; safe while the run goes on)."""
@@ -244,6 +253,7 @@ def final_state(
             "mean_utilisation": report.get("mean_utilisation", {}).get(p["name"]),
         }
         for p in report.get("phases", [])
+        if isinstance(p, dict) and "name" in p
     ]
     state["plots"] = plots(run_dir)
     return state
