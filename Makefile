@@ -70,7 +70,7 @@ $(STAMPS)/venv: pyproject.toml setup.py $(STAMPS)/apt
 	@# The P4Runtime bindings are ICPN's own (pyctl/p4rt/pb, made by the install); the p4runtime
 	@# wheel an older venv had is unused and does not import with this protobuf: remove it.
 	@$(PY) -m pip uninstall -q -y p4runtime 2>/dev/null || true
-	@$(PY) -c "import mininet.net, scapy, pyroute2, grpc, prometheus_client; \
+	@$(PY) -c "import mininet.net, scapy, pyroute2, grpc, prometheus_client, selenium; \
 	  from pyctl.p4rt.pb import p4runtime_pb2" \
 	  || { echo "icpn: the venv cannot import its dependencies (see above)" >&2; exit 1; }
 	@touch $@

@@ -49,11 +49,12 @@ class LiveView:
         self.bind, self.port = parse_addr(addr)
         self.say = say
         self.live: LiveState | None = None
-        self.server: LocalHTTPServer | None = None
         self._state: dict[str, Any] = {"status": "starting"}
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
         self.report_html: Path | None = None
+        # bound now: a taken port is an error before the network is built, not after
+        self.server: LocalHTTPServer | None = LocalHTTPServer(self._routes(), self.bind, self.port)
 
     @property
     def url(self) -> str:
@@ -70,7 +71,8 @@ class LiveView:
 
         scenario.log = tee
         self._state = self.live.sample()
-        self.server = LocalHTTPServer(self._routes(), self.bind, self.port).start()
+        assert self.server is not None
+        self.server.start()
         self._sampler = threading.Thread(target=self._sample_loop, name="web-sampler", daemon=True)
         self._sampler.start()
         self.say(f"  live view: {self.server.url}/")
