@@ -58,6 +58,12 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
+def _root_links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    names = {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
+    return {n for n in names if re.match(r"ic[0-9a-f]{3}", n)}  # what emulations create
+
+
 def _until(what: str, fn: object, timeout_s: float = 40.0) -> object:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -77,6 +83,7 @@ def _texts(driver: object, css: str) -> list[str]:
 
 
 def test_live_view_and_report_html(tmp_path: Path, browser: object) -> None:
+    before = _root_links()
     topo = load_topology(TOPO)
     names = {n.name for n in topo.nodes}  # what the graph must draw, from the YAML itself
     (flow,) = topo.flows
@@ -132,6 +139,7 @@ def test_live_view_and_report_html(tmp_path: Path, browser: object) -> None:
                 proc.wait()
         cleanup_stale()
 
+    assert _root_links() <= before  # the run's network is gone
     (run_dir,) = tmp_path.iterdir()
     assert (run_dir / "live.png").stat().st_size > 10_000
     report = run_dir / "report.html"
