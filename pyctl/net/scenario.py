@@ -28,6 +28,7 @@ from pyctl.model.node import NodeConfig
 from pyctl.model.topology import FlowIntent, Kind, Topology, load_topology
 from pyctl.net.emulation import Emulation, port_rates
 from pyctl.net.linkreport import link_rows
+from pyctl.net.observer import RunObserver
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.runner import SwitchRunner
@@ -211,6 +212,8 @@ class Scenario:
         self.link_element = "icpn"  # or "netem" (Emulation's link_element)
         self.runners: dict[str, SwitchRunner] = {}
         self.bmv2_nodes: list[str] = []
+        self.observer: RunObserver | None = None  # the live view (`icpn run --web`)
+        self.phases: list[Phase] = []  # the phases done so far (the live view reads them)
 
     def _runner(self, name: str) -> SwitchRunner:
         runner = _with_rates(node_runner(self.topo, name, self.factory), self.topo, self.plan)(name)
@@ -277,7 +280,9 @@ class Scenario:
                 f" {self.emu.element_name}"
             )
             collector = self._start_collector()
-            phases = []
+            if self.observer is not None:
+                self.observer.network_up(self)
+            phases = self.phases
             has_policies = any(c.policies for c in self.plan.switches.values())
             if has_policies:
                 phases.append(self._phase("single-path", single_path))
@@ -493,6 +498,7 @@ def run_topology(
     out_root: Path = Path("runs"),
     cli: bool | None = None,
     link_element: str = "icpn",
+    observer: RunObserver | None = None,
 ) -> int:
     from pyctl.net.report import render
 
@@ -507,6 +513,13 @@ def run_topology(
     interactive = sys.stdin.isatty() if cli is None else cli
     scenario = Scenario(topo, run_dir, dataplane, seconds, scale=factor)
     scenario.link_element = link_element
-    report = scenario.run(cli=interactive)
-    print(render(report, run_dir))
+    scenario.observer = observer
+    try:
+        report = scenario.run(cli=interactive)
+        print(render(report, run_dir))
+        if observer is not None:
+            observer.finished(report, run_dir)
+    finally:
+        if observer is not None:
+            observer.close()
     return 0
