@@ -13,7 +13,7 @@ SYSPY   ?= /usr/bin/python3
 
 APT_REQUIRED := clang llvm libbpf-dev libbpf1 libelf-dev linux-libc-dev iproute2 ethtool \
                 tcpdump iperf3 iputils-ping mininet bridge-utils python3-venv \
-                python3-dev make tshark prometheus
+                python3-dev make tshark prometheus chromium chromium-driver
 APT_OPTIONAL := bpftool
 PYTEST_ARGS  ?=
 
@@ -70,7 +70,7 @@ $(STAMPS)/venv: pyproject.toml setup.py $(STAMPS)/apt
 	@# The P4Runtime bindings are ICPN's own (pyctl/p4rt/pb, made by the install); the p4runtime
 	@# wheel an older venv had is unused and does not import with this protobuf: remove it.
 	@$(PY) -m pip uninstall -q -y p4runtime 2>/dev/null || true
-	@$(PY) -c "import mininet.net, scapy, pyroute2, grpc, prometheus_client; \
+	@$(PY) -c "import mininet.net, scapy, pyroute2, grpc, prometheus_client, selenium; \
 	  from pyctl.p4rt.pb import p4runtime_pb2" \
 	  || { echo "icpn: the venv cannot import its dependencies (see above)" >&2; exit 1; }
 	@touch $@

@@ -52,6 +52,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pyctl.net.scenario import run_topology
 
     cli = False if args.no_cli else None
+    observer = None
+    if args.web is not None:
+        from pyctl.web.server import LiveView
+
+        observer = LiveView(args.web)
     return run_topology(
         Path(args.topology),
         args.dataplane,
@@ -61,6 +66,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cli,
         link_element=args.link_element,
         sched_port=args.sched_port,
+        observer=observer,
     )
 
 
@@ -165,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--runs", default="runs", help="where run directories go (runs/)")
     r.add_argument("--no-cli", action="store_true", help="never open the Mininet CLI")
+    r.add_argument(
+        "--web",
+        nargs="?",
+        const="127.0.0.1:8080",
+        metavar="ADDR:PORT",
+        help="serve a live view of the run (default 127.0.0.1:8080) and write report.html",
+    )
     r.add_argument(
         "--link-element",
         choices=("icpn", "netem"),

@@ -14,7 +14,7 @@ from pyctl import kernelfeatures, toolchain
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [f"icpn: {toolchain.report()}", f"icpn: {kernelfeatures.summary()}"]
+    return [toolchain.report(), f"icpn {kernelfeatures.summary()}"]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

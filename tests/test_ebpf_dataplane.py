@@ -26,7 +26,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from pyctl.errors import ConfigError, ICPNError, PacketError
+from pyctl.errors import ConfigError, DataPlaneUnavailable, ICPNError, PacketError
 from pyctl.model.load import node_from_dict
 from pyctl.model.node import Behaviour, NodeConfig, PacketContext
 from pyctl.packets import AltMarkOption, ioam_trace_option, pfc_frame
@@ -126,7 +126,8 @@ def test_big_frame_encapsulated_and_too_big_frame_refused(pair_of: Any) -> None:
     p = pair_of(node("headend"))
     big = _to_site2(payload=2800)
     p.run(big, PacketContext(in_port=1, time_us=1))
-    with pytest.raises(PacketError, match=f"takes 14..{MAX_FRAME}"):
+    # beyond one page: a limit of this plane, which the vector runner reports as a skip
+    with pytest.raises(DataPlaneUnavailable, match=f"takes 14..{MAX_FRAME}"):
         p.ebpf.process(_to_site2(payload=MAX_FRAME), PacketContext(in_port=1))
 
 

@@ -14,65 +14,28 @@ import statistics
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
+from link_rig import LINK, Rig, link_rig
 
 from pyctl import netns
 from pyctl.errors import ConfigError
 from pyctl.model.link import GilbertElliott, LinkModel
 from pyctl.net.linkd import (
     LinkdError,
-    LinkElement,
     Sink,
-    Spawn,
     generate,
-    linkd_binary,
-    spawn_in_netns,
 )
 
 pytestmark = pytest.mark.root
 
 PREFIX = "icpnt-lk"
-LINK = "ab"
-
-
-@dataclass
-class Rig:
-    a: netns.Netns
-    b: netns.Netns
-    links: netns.Netns
-    el: LinkElement
-
-    def spawn(self, ns: netns.Netns) -> Spawn:
-        return spawn_in_netns(ns.name)
 
 
 @pytest.fixture
 def rig() -> Iterator[Rig]:
-    linkd_binary()  # the Makefile builds it: missing is a failure with "run make build"
-    made: list[netns.Netns] = []
-    el: LinkElement | None = None
-    try:
-        for role in ("a", "b", "l"):
-            made.append(netns.create(netns.unique_name(PREFIX, role)))
-        a, b, lns = made
-        netns.add_veth(a, "eth0", lns, "La")
-        netns.add_veth(b, "eth0", lns, "Lb")
-        for ns, addr in ((a, "10.0.0.1/24"), (b, "10.0.0.2/24")):
-            ns.ip_batch([f"addr add {addr} dev eth0", "link set eth0 up"])
-        el = LinkElement(spawn_in_netns(lns.name), seed=7)
-        el.add(LINK, "La", "Lb")
-        yield Rig(a, b, lns, el)
-    finally:
-        pid = el.pid if el else None
-        if el is not None:
-            el.stop()
-        for ns in made:
-            ns.delete()
-        assert not any(ns.exists() for ns in made)
-        if pid is not None:
-            assert el is not None and el.proc.poll() is not None, "icpn_linkd still running"
+    with link_rig(PREFIX) as r:
+        yield r
 
 
 def ping_rtts(ns: netns.Netns, count: int, interval: float = 0.01, wait: float = 1) -> list[float]:

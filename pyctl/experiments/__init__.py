@@ -30,7 +30,13 @@ def run_experiment(name: str, opts: Options) -> Outcome:
     if name not in EXPERIMENTS:
         raise ConfigError("experiment", f"{name!r} is not one of: {', '.join(EXPERIMENTS)}")
     module = importlib.import_module(EXPERIMENTS[name])
-    outcome: Outcome = module.run(opts)
+    try:
+        outcome: Outcome = module.run(opts)
+        if opts.observer is not None:  # report.json and the plots are written: report.html
+            opts.observer.finished(outcome.report, outcome.run_dir)
+    finally:
+        if opts.observer is not None:
+            opts.observer.close()
     return outcome
 
 

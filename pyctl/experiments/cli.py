@@ -34,12 +34,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--runs", default="runs", help="where run directories go (runs/)")
     p.add_argument("--no-cli", action="store_true", help="never open the Mininet CLI")
+    p.add_argument(
+        "--web",
+        nargs="?",
+        const="127.0.0.1:8080",
+        metavar="ADDR:PORT",
+        help="serve a live view of the run (default 127.0.0.1:8080) and write report.html",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise ICPNError("icpn experiment needs root (namespaces, links): run it with sudo")
     from pyctl.experiments.common import Options
+    from pyctl.web.server import LiveView
 
     interactive = False if args.no_cli else sys.stdin.isatty()
     opts = Options(
@@ -48,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale,
         runs=Path(args.runs),
         cli=interactive,
+        observer=LiveView(args.web) if args.web is not None else None,
     )
     outcome = run_experiment(args.name, opts)
     print(outcome.text)

@@ -30,6 +30,7 @@ from pyctl.model.fields import Field
 from pyctl.model.node import NodeConfig
 from pyctl.model.topology import FlowIntent, Topology, load_topology, topology_from_field
 from pyctl.net.emulation import Emulation
+from pyctl.net.observer import RunObserver
 from pyctl.net.scenario import (
     SAMPLE_S,
     FlowResult,
@@ -61,6 +62,7 @@ class Options:
     runs: Path = Path("runs")
     cli: bool = False
     log: Callable[[str], None] = print
+    observer: RunObserver | None = None  # the live view (`--web`): pyctl.web.server.LiveView
 
     def __post_init__(self) -> None:
         check_run_options(self.seconds, self.scale)
@@ -222,6 +224,8 @@ class ExperimentScenario(Scenario):
             try:
                 if collector:
                     self.collector_node = self._start_collector()
+                if self.observer is not None:
+                    self.observer.network_up(self)
                 yield self.emu
                 if cli:
                     from mininet.cli import CLI

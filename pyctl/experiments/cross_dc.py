@@ -130,6 +130,7 @@ def run(opts: Options) -> Outcome:
     sc = ExperimentScenario(
         topo, run_dir, opts.dataplane, opts.seconds, opts.log, factor, payload=PAYLOAD
     )
+    sc.observer = opts.observer  # the live view (--web), if any
     fabric_bw = max(lk.bw_mbit or 0 for lk in topo.links)
     dci_bw = min(lk.bw_mbit or fabric_bw for lk in topo.links if "dci" in (lk.a, lk.b))
     n_one, n_dc = len(RING), len(PEERS)

@@ -108,6 +108,7 @@ def run(opts: Options) -> Outcome:
     run_dir = run_dir_for(opts, NAME)
     opts.log(f"icpn experiment {NAME}: {TITLE}")
     sc = ExperimentScenario(topo, run_dir, opts.dataplane, opts.seconds, opts.log, factor)
+    sc.observer = opts.observer  # the live view (--web), if any
     (flow,) = topo.flows
     before_mbit = flow.rate_mbit
     after_mbit = PAPER_AFTER_MBIT * UNITS * factor

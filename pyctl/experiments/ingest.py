@@ -92,6 +92,7 @@ def run(opts: Options) -> Outcome:
     run_dir = run_dir_for(opts, NAME)
     opts.log(f"icpn experiment {NAME}: {TITLE}")
     sc = ExperimentScenario(topo, run_dir, opts.dataplane, opts.seconds, opts.log, factor)
+    sc.observer = opts.observer  # the live view (--web), if any
     flows = roce(topo.flows)
     planned = {sw: cfg for sw, cfg in sc.plan.switches.items() if cfg.policies}
     with sc.session(cli=opts.cli):

@@ -110,6 +110,7 @@ def run(opts: Options) -> Outcome:
     run_dir = run_dir_for(opts, NAME)
     opts.log(f"icpn experiment {NAME}: {TITLE}")
     sc = ExperimentScenario(topo, run_dir, opts.dataplane, opts.seconds, opts.log, factor)
+    sc.observer = opts.observer  # the live view (--web), if any
     local = [f for f in topo.flows if f.name == LOCAL_READ]
     remote = [f for f in topo.flows if f.name in REMOTE_READS]
     batch_bytes = round(READ_FRACTION * COMPUTE_S * demand * factor * 1e6 / 8)

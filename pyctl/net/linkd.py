@@ -18,6 +18,7 @@ import os
 import select
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -122,6 +123,8 @@ class LinkElement:
         self.timeout_s = timeout_s
         self.links: dict[str, _Link] = {}
         self._buf = b""
+        # one command and its answer at a time: the live view samples stats from its own thread
+        self._lock = threading.Lock()
         self._xdp_pass = xdp_pass
         self._bpf: BPFObject | None = None
         self._ns_fd: int | None = None
@@ -167,12 +170,13 @@ class LinkElement:
         if "\n" in line:
             raise LinkdError(f"icpn_linkd: one command a line: {line!r}")
         assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(line.encode() + b"\n")
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            raise LinkdError(f"icpn_linkd: {self._why_gone(True)}") from None
-        answer = self._readline()
+        with self._lock:
+            try:
+                self.proc.stdin.write(line.encode() + b"\n")
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                raise LinkdError(f"icpn_linkd: {self._why_gone(True)}") from None
+            answer = self._readline()
         if answer == "ok" or answer.startswith("ok "):
             return answer[3:]
         raise LinkdError(f"icpn_linkd: {answer.removeprefix('error ')}")

@@ -30,6 +30,7 @@ from pyctl.model.topology import FlowIntent, Kind, Topology, load_topology
 from pyctl.net.closedloop import ClosedLoop
 from pyctl.net.emulation import Emulation, port_rates
 from pyctl.net.linkreport import link_rows
+from pyctl.net.observer import RunObserver
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.runner import SwitchRunner
@@ -219,6 +220,8 @@ class Scenario:
         self.loop: ClosedLoop | None = None
         self.sched_port: int | None = None  # serve the loop's scheduler API (icpn run --sched)
         self._transform: Callable[[NodeConfig], NodeConfig] | None = None
+        self.observer: RunObserver | None = None  # the live view (`icpn run --web`)
+        self.phases: list[Phase] = []  # the phases done so far (the live view reads them)
 
     def _runner(self, name: str) -> SwitchRunner:
         runner = _with_rates(node_runner(self.topo, name, self.factory), self.topo, self.plan)(name)
@@ -285,7 +288,9 @@ class Scenario:
                 f" {self.emu.element_name}"
             )
             collector = self._start_loop() or self._start_collector()
-            phases = []
+            if self.observer is not None:
+                self.observer.network_up(self)
+            phases = self.phases
             has_policies = any(c.policies for c in self.plan.switches.values())
             try:
                 if has_policies:
@@ -554,6 +559,7 @@ def run_topology(
     cli: bool | None = None,
     link_element: str = "icpn",
     sched_port: int | None = None,
+    observer: RunObserver | None = None,
 ) -> int:
     from pyctl.net.report import render
 
@@ -571,6 +577,13 @@ def run_topology(
     scenario = Scenario(topo, run_dir, dataplane, seconds, scale=factor)
     scenario.link_element = link_element
     scenario.sched_port = sched_port
-    report = scenario.run(cli=interactive)
-    print(render(report, run_dir))
+    scenario.observer = observer
+    try:
+        report = scenario.run(cli=interactive)
+        print(render(report, run_dir))
+        if observer is not None:
+            observer.finished(report, run_dir)
+    finally:
+        if observer is not None:
+            observer.close()
     return 0
