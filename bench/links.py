@@ -26,12 +26,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyctl import kernelfeatures, netns
 from pyctl.model.link import LinkModel
-from pyctl.net.linkd import LinkElement, Sink, generate, spawn_in_netns
+from pyctl.net.linkd import LinkElement, Sink, Spawn, generate, spawn_in_netns
 
 PREFIX = "icpnb-lk"
 DELAY_MS = 15.0
@@ -43,6 +44,25 @@ LIGHT_FPS = 5_000  # the delay error where nothing queues
 TARGET_FPS = 80_000
 TARGET_P99_US = 200.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# The element on one CPU, the test traffic (generator and sink) on another: on a 2-CPU VM three
+# busy processes unpinned measure the scheduler, and a SCHED_FIFO element starves the sink.
+CPUS = os.cpu_count() or 1
+TRAFFIC_CPU, ELEMENT_CPU = 0, CPUS - 1
+
+
+def on_cpu(spawn: Spawn, cpu: int) -> Spawn:
+    """`spawn` with the process pinned to `cpu` (taskset execs it: the pid is the program's)."""
+
+    def pinned(argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+        return spawn(["taskset", "-c", str(cpu), *argv], **kw)
+
+    return pinned
+
+
+def traffic(ns: netns.Netns) -> Spawn:
+    return on_cpu(spawn_in_netns(ns.name), TRAFFIC_CPU)
 
 
 def machine_line() -> str:
@@ -133,7 +153,9 @@ def icpn(rt_priority: int | None = None) -> Iterator[Setup]:
         netns.add_veth(b, "eth0", lns, "Lb")
         a.ip("link", "set", "eth0", "up")
         b.ip("link", "set", "eth0", "up")
-        el = LinkElement(spawn_in_netns(lns.name), seed=1, rt_priority=rt_priority)
+        el = LinkElement(
+            on_cpu(spawn_in_netns(lns.name), ELEMENT_CPU), seed=1, rt_priority=rt_priority
+        )
         # no queue limit (netem's below is set out of reach too): blasts measure carrying
         el.add("ab", "La", "Lb", LinkModel(delay_ms=DELAY_MS, queue_packets=None))
         element = el
@@ -187,10 +209,10 @@ class Figures:
 
 
 def blast(s: Setup, size: int, seconds: float) -> float:
-    sink = Sink(spawn_in_netns(s.b.name), "eth0", duration_s=seconds + 30, idle_ms=400)
+    sink = Sink(traffic(s.b), "eth0", duration_s=seconds + 30, idle_ms=400)
     rx0 = s.received()
     try:
-        sent = generate(spawn_in_netns(s.a.name), "eth0", size, duration_s=seconds)
+        sent = generate(traffic(s.a), "eth0", size, duration_s=seconds)
     finally:
         got = sink.result()
     fps = got.received / got.span_s if got.span_s > 0 else 0.0
@@ -204,11 +226,11 @@ def paced(
     s: Setup, fps: float, seconds: float, configured_ms: float
 ) -> tuple[float, tuple[float, float, float], float | None, float]:
     """Delivered frames/s, delay error (p50, p99, max in us), element and machine CPU us/frame."""
-    sink = Sink(spawn_in_netns(s.b.name), "eth0", duration_s=seconds + 30, idle_ms=400)
+    sink = Sink(traffic(s.b), "eth0", duration_s=seconds + 30, idle_ms=400)
     pid = s.element.pid if s.element else None
     cpu0, busy0, fwd0 = proc_cpu_s(pid) if pid else 0.0, machine_busy_s(), s.forwarded()
     try:
-        generate(spawn_in_netns(s.a.name), "eth0", 1514, rate_fps=fps, duration_s=seconds)
+        generate(traffic(s.a), "eth0", 1514, rate_fps=fps, duration_s=seconds)
     finally:
         got = sink.result()
     busy = machine_busy_s() - busy0
@@ -237,10 +259,10 @@ def measure(s: Setup, seconds: float, paced_fps: float, configured_ms: float) ->
         return f
     # loss accuracy: end to end, and of the frames that reached the element (the model's own)
     s.set_loss(LOSS_PCT)
-    sink = Sink(spawn_in_netns(s.b.name), "eth0", duration_s=60, idle_ms=400)
+    sink = Sink(traffic(s.b), "eth0", duration_s=60, idle_ms=400)
     rx0, lost0 = s.received(), s.model_lost()
     try:
-        sent = generate(spawn_in_netns(s.a.name), "eth0", 64, rate_fps=LOSS_FPS,
+        sent = generate(traffic(s.a), "eth0", 64, rate_fps=LOSS_FPS,
                         count=LOSS_FRAMES, duration_s=30)  # fmt: skip
     finally:
         got = sink.result()
