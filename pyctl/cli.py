@@ -52,11 +52,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pyctl.net.scenario import run_topology
 
     cli = False if args.no_cli else None
-    observer = None
-    if args.web is not None:
-        from pyctl.web.server import LiveView
+    from pyctl.web.server import LiveView
 
-        observer = LiveView(args.web)
+    # every run leaves report.html; --web also serves the page while the network runs
+    observer = LiveView(args.web)
     return run_topology(
         Path(args.topology),
         args.dataplane,
@@ -176,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="127.0.0.1:8080",
         metavar="ADDR:PORT",
-        help="serve a live view of the run (default 127.0.0.1:8080) and write report.html",
+        help="serve a live view of the run while it runs (default 127.0.0.1:8080); every run"
+        " writes report.html",
     )
     r.add_argument(
         "--link-element",

@@ -63,6 +63,12 @@ def test_run_minimal_writes_a_report_and_cleans_up(tmp_path: Path) -> None:
     assert backbone["measured"]["a2b"]["frames"] > 0
     assert links["ha-pe1"]["measured"]["delay_ms"] is None  # no IFIT node at a host
     assert "IFIT min" in proc.stdout
+    # every run leaves the frozen view (no --web: nothing was served), self-contained
+    html = (run_dir / "report.html").read_text()
+    assert '"pe1"' in html
+    # nothing fetched from elsewhere (the SVG namespace URI is a name, not a resource)
+    assert not re.search(r"(src|href)=[\"']?https?:", html) and "@import" not in html
+    assert "live view:" not in proc.stdout
     assert _root_links() == before
     assert "mnexec" not in subprocess.run(["ps", "-e"], capture_output=True, text=True).stdout
 

@@ -43,10 +43,10 @@ def parse_addr(value: str) -> tuple[str, int]:
 
 class LiveView:
     """The run's observer (pyctl.net.observer.RunObserver): serves the page from network_up to
-    close, writes report.html at finished."""
+    close (when given an address), and writes report.html at finished (always: every `icpn run`
+    leaves one)."""
 
-    def __init__(self, addr: str = DEFAULT_ADDR, say: Callable[[str], None] = print) -> None:
-        self.bind, self.port = parse_addr(addr)
+    def __init__(self, addr: str | None = DEFAULT_ADDR, say: Callable[[str], None] = print) -> None:
         self.say = say
         self.live: LiveState | None = None
         self._state: dict[str, Any] = {"status": "starting"}
@@ -54,7 +54,10 @@ class LiveView:
         self._sampler: threading.Thread | None = None
         self.report_html: Path | None = None
         # bound now: a taken port is an error before the network is built, not after
-        self.server: LocalHTTPServer | None = LocalHTTPServer(self._routes(), self.bind, self.port)
+        self.server: LocalHTTPServer | None = None
+        if addr is not None:
+            self.bind, self.port = parse_addr(addr)
+            self.server = LocalHTTPServer(self._routes(), self.bind, self.port)
 
     @property
     def url(self) -> str:
@@ -71,11 +74,11 @@ class LiveView:
 
         scenario.log = tee
         self._state = self.live.sample()
-        assert self.server is not None
-        self.server.start()
         self._sampler = threading.Thread(target=self._sample_loop, name="web-sampler", daemon=True)
         self._sampler.start()
-        self.say(f"  live view: {self.server.url}/")
+        if self.server is not None:
+            self.server.start()
+            self.say(f"  live view: {self.server.url}/")
 
     def _routes(self) -> dict[tuple[str, str], Callable[[bytes], Response]]:
         html = page().encode()
