@@ -21,6 +21,7 @@ import pytest
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, IPv6ExtHdrSegmentRouting
 from scapy.layers.l2 import Ether
 
+from pyctl.controller.steer import PlanSteerer
 from pyctl.errors import ConfigError
 from pyctl.experiments import cross_dc, elastic, ingest, remote_storage, reroute, run_experiment
 from pyctl.experiments.common import (
@@ -36,6 +37,7 @@ from pyctl.packets import APNOption, roce_packet
 from pyctl.sched import SLA, CollectorFeed, Job, Path, RecordingSteerer, Scheduler, Site
 from pyctl.targets import open_dataplane
 from pyctl.telemetry import Collector, CollectorConfig, HopRecord, encode_trace_report
+from pyctl.telemetry.counters import CounterExporter
 
 
 def _quiet(message: str) -> None:
@@ -105,19 +107,17 @@ def test_apn_bandwidth_is_read_from_the_wire() -> None:
     assert elastic.apn_bandwidths([bytes(frame), bytes(plain)]) == [80000]
 
 
-def test_steering_pins_the_flow_to_the_chosen_sid_list(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_steering_pins_the_flow_to_the_chosen_sid_list() -> None:
     """The controller's configuration sends the flow (and only it) down the new path, with
     its IFIT FlowMonID naming that path: checked by pushing packets through the reference."""
     topo = topology(reroute.TOPOLOGY, "reroute")
     sc = ExperimentScenario(topo, FsPath("/nonexistent"), "reference", 1.0, lambda _m: None)
     pushed: list[tuple[str, NodeConfig]] = []
-    monkeypatch.setattr(sc, "apply", lambda sw, cfg: pushed.append((sw, cfg)))
     (flow,) = topo.flows
     policy = sc.plan.switches["pe1"].policies[0]
-    via_pb = Path(
-        "via-pb", "pe1", "dc", tuple(str(s) for s in policy.sid_lists[1].segments), (1, 3, 4)
-    )
-    steerer = reroute.PlanSteerer(sc, [flow])
+    segments = tuple(str(s) for s in policy.sid_lists[1].segments)
+    via_pb = Path("via-pb", "pe1", "dc", segments, (1, 3, 4), flowmon_id=reroute.PATH_FLOWMON + 1)
+    steerer = PlanSteerer(sc.plan, topo, lambda sw, cfg: pushed.append((sw, cfg)))
     steerer.steer(Job(flow.name, "pe1", site="dc"), via_pb)
     ((switch, cfg),) = pushed
     assert switch == "pe1" and cfg.policies[0].name == "inference-pinned"
@@ -174,7 +174,11 @@ def test_counter_export_turns_loss_into_a_resteer() -> None:
     steerer = RecordingSteerer()
     sched = Scheduler([Site("dc", 8)], paths, steerer=steerer)
     sched.place(Job("f", "pe1", SLA(max_loss_ppm=20_000), site="dc"))
-    exporter = reroute.CounterExporter(sc, collector, CollectorFeed(collector, sched), 0.02)
+    feed = CollectorFeed(collector, sched)
+    sources = {name: (ids[name], runner.ifit_counters) for name, runner in sc.runners.items()}
+    exporter = CounterExporter(
+        sources, collector, reroute.PERIOD_US, guard_s=0.02, on_period=feed.on_period
+    )
     exporter.start()
     try:
         deadline = time.monotonic() + 6 * reroute.PERIOD_US / 1e6
