@@ -396,52 +396,47 @@ local function dissect_altmark(parent, tlv)
     end
 end
 
--- Options of a Hop-by-Hop / Destination Options header body [s, e) of `src`.
-local function walk_options(root, src, s, e, carrier)
+-- Type-length items (IPv6 options, SRH TLVs: same layout, Pad1 a lone type byte) of [s, e) of
+-- `src`: `visit(type, item)` for each, an expert item and a stop where one overruns.
+local function walk_tlvs(root, src, s, e, pad1, what, visit)
     while s < e do
-        local otype = src(s, 1):uint()
-        if otype == C.IPV6_OPT_PAD1 then
+        local t = src(s, 1):uint()
+        if t == pad1 then
             s = s + 1
         else
             if s + 2 > e then return end
-            local olen = src(s + 1, 1):uint()
-            if s + 2 + olen > e then
-                root():add_proto_expert_info(E.opt_overrun, string.format(
-                    "option type 0x%02x length %d overruns its header", otype, olen))
+            local len = src(s + 1, 1):uint()
+            if s + 2 + len > e then
+                root():add_proto_expert_info(E.opt_overrun, string.format(what, t, len))
                 return
             end
-            if otype == icpn.prefs.apn_opt_type then
-                dissect_apn(root(), src(s, 2 + olen), carrier)
-            elseif otype == C.ALTMARK_OPT_TYPE then
-                dissect_altmark(root(), src(s, 2 + olen))
-            end
-            s = s + 2 + olen
+            visit(t, src(s, 2 + len))
+            s = s + 2 + len
         end
     end
+end
+
+-- Options of a Hop-by-Hop / Destination Options header body [s, e) of `src`.
+local function walk_options(root, src, s, e, carrier)
+    walk_tlvs(root, src, s, e, C.IPV6_OPT_PAD1,
+        "option type 0x%02x length %d overruns its header", function(otype, item)
+            if otype == icpn.prefs.apn_opt_type then
+                dissect_apn(root(), item, carrier)
+            elseif otype == C.ALTMARK_OPT_TYPE then
+                dissect_altmark(root(), item)
+            end
+        end)
 end
 
 -- TLVs of an SRH at [p, p + hlen) of `src`.
 local function walk_srh_tlvs(root, src, p, hlen)
     local s = p + 8 + (src(p + 4, 1):uint() + 1) * 16 -- after Segment List[0..Last Entry]
-    local e = p + hlen
-    while s < e do
-        local ttype = src(s, 1):uint()
-        if ttype == C.SRH_TLV_PAD1 then
-            s = s + 1
-        else
-            if s + 2 > e then return end
-            local tlen = src(s + 1, 1):uint()
-            if s + 2 + tlen > e then
-                root():add_proto_expert_info(E.opt_overrun, string.format(
-                    "SRH TLV type %d length %d overruns the SRH", ttype, tlen))
-                return
-            end
+    walk_tlvs(root, src, s, p + hlen, C.SRH_TLV_PAD1,
+        "SRH TLV type %d length %d overruns the SRH", function(ttype, item)
             if ttype == icpn.prefs.apn_tlv_type then
-                dissect_apn(root(), src(s, 2 + tlen), C.IPPROTO_ROUTING)
+                dissect_apn(root(), item, C.IPPROTO_ROUTING)
             end
-            s = s + 2 + tlen
-        end
-    end
+        end)
 end
 
 -- NEXT-CSID view of a destination address inside the configured locator block.
