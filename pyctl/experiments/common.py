@@ -580,8 +580,6 @@ def render(report: Mapping[str, Any], run_dir: Path, plots: Sequence[Path]) -> s
     if flow_rows:
         header = ["phase", "flow", "sent Mbit/s", "received Mbit/s", "CE", "CNP"]
         lines += ["", "flows:", *table(header, flow_rows)]
-    for w in report.get("warnings", []):
-        lines.append(f"warning: {w}")
     lines += ["", f"report: {run_dir / 'report.json'}" + "".join(f", {p}" for p in plots)]
     return "\n".join(lines)
 

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,7 +55,6 @@ class LinkInfo:
     link_id: str = ""  # the element's name for it (l<n>)
     la_if: str = ""  # the element's interface towards a (in the links namespace)
     lb_if: str = ""  # ... towards b
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -115,7 +114,6 @@ class Emulation:
         # what implements the link model (named in the report)
         self.element_name = "icpn_linkd" if link_element == "icpn" else "netem"
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.warnings: list[str] = []
         self._registry = REGISTRY / f"{self.prefix}.json"
 
     # -- bring-up --------------------------------------------------------------------------
@@ -363,15 +361,14 @@ def _status(node: Any, cmd: str) -> tuple[int, str]:
     """A shell command in a node: (exit status, output)."""
     out = node.cmd(f"{cmd}; echo __rc=$?")
     body, _, rc = out.rpartition("__rc=")
-    return int(rc.strip() or 1), body
+    return (int(rc) if rc.strip().isdigit() else 1), body
 
 
 def _sh(node: Any, *cmds: str) -> None:
     """Run shell commands in a node; raise naming the command when one fails."""
     for cmd in cmds:
-        out = node.cmd(f"{cmd}; echo __rc=$?")
-        body, _, rc = out.rpartition("__rc=")
-        if rc.strip() != "0":
+        rc, body = _status(node, cmd)
+        if rc != 0:
             raise EmulationError(f"{node.name}: `{cmd}` failed: {body.strip()}")
 
 

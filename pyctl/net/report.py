@@ -166,8 +166,6 @@ def render(report: dict[str, Any], run_dir: Path) -> str:
                 f"  {name}: {c.get('in', 0)}/{c.get('out', 0)}, CE {c.get('ce_marked', 0)},"
                 f" PFC {c.get('pfc_frames', 0)}, held {c.get('held', 0)}, drops: {drops}"
             )
-    for w in report.get("warnings", []):
-        lines.append(f"warning: {w}")
     plots = plot(report, run_dir)
     lines.append("")
     lines.append(f"report: {run_dir / 'report.json'}" + "".join(f", {p}" for p in plots))

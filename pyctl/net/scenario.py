@@ -526,7 +526,6 @@ class Scenario:
             "mean_utilisation": {p.name: p.mean_utilisation() for p in phases},
             "ifit": telemetry,
             "ifit_counters": ifit.get("counters", {}),
-            "warnings": self.emu.warnings if self.emu else [],
         }
 
 
