@@ -131,6 +131,25 @@ def test_counter_exporter_skips_a_node_that_cannot_be_read() -> None:
     assert exp.export(5 * PERIOD_US) == 0 and exp.unreadable == 1
 
 
+def test_counter_exporter_drops_a_period_read_after_its_colour_came_back() -> None:
+    """A read that ends after the deadline (the closed colour counting again) reports nothing
+    and keeps the totals: the next report of that colour spans both of its periods at every
+    node, so head and tail still agree (here: nothing lost, 30 + 50 packets)."""
+    sink = ListSink()
+    collector = Collector(CollectorConfig(period_s=1.0, report_events=True), sink)
+    head, tail = _Totals(), _Totals()
+    exp = CounterExporter({"h": (1, head.read), "t": (2, tail.read)}, collector, PERIOD_US)
+    head.now, tail.now = {(7, 0): (30, 3_000)}, {(7, 0): (30, 3_000)}
+    assert exp.export(11 * PERIOD_US + 50_000) == 2
+    head.now, tail.now = {(7, 0): (60, 6_000)}, {(7, 0): (45, 4_500)}  # mid-period at the tail
+    past = int(time.monotonic() * 1e6) - 1  # the deadline has gone by when the reads end
+    assert exp.export(13 * PERIOD_US + 50_000, deadline_us=past) == 0 and exp.late == 1
+    head.now, tail.now = {(7, 0): (80, 8_000)}, {(7, 0): (80, 8_000)}
+    assert exp.export(15 * PERIOD_US + 50_000, deadline_us=past + 10**9) == 2
+    got = [(e["node"], e["packets"]) for e in sink.of_type("counter")]
+    assert got == [(1, 30), (2, 30), (1, 50), (2, 50)]
+
+
 def test_plan_steerer_pins_the_flow_to_the_chosen_sid_list() -> None:
     topo = topology(TOPO, "test")
     plan = make_plan(topo)
@@ -171,26 +190,61 @@ def test_run_resteers_a_flow_whose_path_loses_packets(tmp_path: Path) -> None:
     with socket.socket() as s:  # a free port for the scheduler API (icpn run --sched-port)
         s.bind(("127.0.0.1", 0))
         sc.sched_port = s.getsockname()[1]
+    with socket.socket() as s:  # and one for a stand-alone scheduler (icpn sched serve)
+        s.bind(("127.0.0.1", 0))
+        standalone_port = s.getsockname()[1]
     degraded: list[str] = []
     api: list[dict[str, Any]] = []
+    standalone: list[subprocess.Popen[str]] = []
 
-    def post(doc: dict[str, Any]) -> dict[str, Any]:
+    def call(port: int, path: str, doc: Any = None) -> Any:
+        data = None if doc is None else json.dumps(doc).encode()
         req = urllib.request.Request(
-            f"http://127.0.0.1:{sc.sched_port}/place", json.dumps(doc).encode(), method="POST"
+            f"http://127.0.0.1:{port}{path}", data, method="GET" if doc is None else "POST"
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
-            got: dict[str, Any] = json.loads(resp.read())
-            return got
+            return json.loads(resp.read())
 
     def degrade() -> None:
         # 1.5 s into the first phase (once the scheduler placed the flow): pe1-pa drops 20%
         deadline = time.monotonic() + 60
         while not sc.decisions and time.monotonic() < deadline:
             time.sleep(0.05)
-        # The running network's scheduler API places the other flow through the controller,
-        # and refuses a flow the topology does not have
-        api.append(post({"name": "bulk", "headend": "pe1", "site": "dc"}))
-        api.append(post({"name": "nosuch", "headend": "pe1", "site": "dc"}))
+        # A stand-alone scheduler service acts on the running network: it takes the network's
+        # sites and paths from its API, places the other flow through the network's controller
+        # and relays the refusal of a flow the topology does not have
+        standalone.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pyctl.cli",
+                    "sched",
+                    "serve",
+                    "--port",
+                    str(standalone_port),
+                    "--network",
+                    f"http://127.0.0.1:{sc.sched_port}",
+                    "--duration",
+                    "60",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+        )
+        for _ in range(100):
+            try:
+                call(standalone_port, "/state")
+                break
+            except OSError:
+                time.sleep(0.1)
+        api.append(
+            call(standalone_port, "/place", {"name": "bulk", "headend": "pe1", "site": "dc"})
+        )
+        api.append(
+            call(standalone_port, "/place", {"name": "nosuch", "headend": "pe1", "site": "dc"})
+        )
         time.sleep(1.5)
         assert sc.emu is not None
         sc.emu.set_link("pe1", "pa", loss_pct=20.0)
@@ -198,8 +252,19 @@ def test_run_resteers_a_flow_whose_path_loses_packets(tmp_path: Path) -> None:
 
     t = threading.Thread(target=degrade, daemon=True)
     t.start()
-    report = sc.run()
-    t.join(5)
+    try:
+        report = sc.run()
+        t.join(5)
+        assert standalone, lines
+        # what the stand-alone scheduler was fed from the network: pa's measured delay, at
+        # least its pe1-pa link's 1 ms (the topology's), from the network's collector
+        remote = {p["name"]: p["state"] for p in call(standalone_port, "/state")["paths"]}
+    finally:
+        for proc in standalone:
+            proc.terminate()
+            proc.wait(10)
+    assert remote["to-dc/pa"]["delay_us"] >= 1000, remote
+    assert remote["to-dc/pa"]["source"].startswith("network http://127.0.0.1:"), remote
     assert degraded, lines
     doc = json.loads((tmp_path / "run" / "report.json").read_text())
     assert doc["decisions"] == report["decisions"]
@@ -241,6 +306,7 @@ def test_run_resteers_a_flow_whose_path_loses_packets(tmp_path: Path) -> None:
         "to-dc/pb",
     )
     assert nosuch["kind"] == "steer-failed" and "'nosuch' is not a flow" in nosuch["reason"]
+    assert "steering network http://127.0.0.1:" in standalone[0].stderr.read()  # type: ignore[union-attr]
     assert {p["job"] for p in loop["pushes"]} == {"video", "bulk"}
     text = render(doc, tmp_path / "run")
     assert "resteer video -> to-dc/pb: path to-dc/pa: loss" in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path as FilePath
@@ -431,3 +432,20 @@ def test_cli_serve_runs_and_stops(tmp_path: FilePath, capsys: pytest.CaptureFixt
     assert "scheduler (centralised) API at http://127.0.0.1:" in err
     assert "IFIT collector on udp [::1]:" in err and "/metrics" in err
     assert log.exists()
+
+
+def test_cli_serve_names_what_is_wrong_with_its_network_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--network or --config, a URL it can use, a network that answers: each refusal is one
+    line naming the option or the URL (a closed port on loopback answers 'refused')."""
+    assert sched_main(["serve", "--port", "0"]) == 2
+    assert capsys.readouterr().err.strip().endswith("give --config SCHED.yaml or --network URL")
+    assert sched_main(["serve", "--network", "ftp://x", "--port", "0"]) == 2
+    assert "--network: 'ftp://x' is not an http:// URL" in capsys.readouterr().err
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # bound, never listening: connections are refused
+        assert sched_main(["serve", "--network", f"http://127.0.0.1:{closed}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"network http://127.0.0.1:{closed}: cannot reach it" in err

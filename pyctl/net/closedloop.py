@@ -30,8 +30,9 @@ from pyctl.controller.plan import Plan
 from pyctl.controller.steer import PlanSteerer
 from pyctl.model.node import NodeConfig
 from pyctl.model.topology import FlowIntent, Topology
+from pyctl.net.controlapi import controller_routes
 from pyctl.sched import SLA, CollectorFeed, DecisionLog, Job, Path, Scheduler, Site
-from pyctl.sched.api import load_api
+from pyctl.sched.api import routes
 from pyctl.sched.model import Decision
 from pyctl.targets.runner import SwitchRunner
 from pyctl.telemetry.collector import build_parser, config_from_args
@@ -248,9 +249,14 @@ class ClosedLoop:
             self.log(f"  scheduler: {d.kind} {d.job} on {d.path}: {d.reason}")
         self.exporter.start()
         if self.api_port is not None:
-            self.api = load_api(sched, "127.0.0.1", self.api_port).start()
+            # the run's scheduler, and the network's side for a stand-alone one (controlapi)
+            api = routes(sched) | controller_routes(self.steerer, sites, self.paths)
+            self.api = LocalHTTPServer(api, "127.0.0.1", self.api_port).start()
             names = ", ".join(p.name for p in self.paths)
-            self.log(f"  scheduler API at {self.api.url} (POST /place, /release; paths {names})")
+            self.log(
+                f"  scheduler API at {self.api.url} (POST /place, /release; GET /network,"
+                f" POST /steer for icpn sched serve --network; paths {names})"
+            )
 
     def stop(self) -> None:
         if self.api is not None:

@@ -1,7 +1,8 @@
 """``icpn sched``: run the scheduler service, ask for one placement, compare the two modes.
 
-icpn sched serve   --config sched.yaml [--mode centralised|distributed] [--port 9392]
-                   [--ifit-port 5391 | --no-collector] [--decisions FILE] [--duration S]
+icpn sched serve   --config sched.yaml | --network URL [--mode centralised|distributed]
+                   [--port 9392] [--ifit-port 5391 | --no-collector] [--decisions FILE]
+                   [--duration S]
 icpn sched place   --config sched.yaml --job NAME --headend H [--gpus N] [--site S]
                    [--max-latency-us U] [--max-loss-ppm P] [--max-jitter-us J]
                    [--min-bandwidth-kbps B] [--load SITE=UTIL[,QUEUE]]...
@@ -27,7 +28,8 @@ from pyctl.sched.config import load_sched_config
 from pyctl.sched.distributed import DistributedScheduler, compare_modes, default_scenario
 from pyctl.sched.feed import CollectorFeed
 from pyctl.sched.model import SLA, Job, LoadReport, PathState
-from pyctl.sched.scheduler import DecisionLog, LoggingSteerer, Scheduler
+from pyctl.sched.remote import NetworkClient, NetworkSteerer, TelemetryPoll
+from pyctl.sched.scheduler import DecisionLog, LoggingSteerer, Scheduler, Steerer
 from pyctl.telemetry.clock import ClockConfig
 from pyctl.telemetry.server import CollectorServer
 from pyctl.telemetry.state import Collector, CollectorConfig
@@ -41,7 +43,12 @@ def _number(text: str, option: str) -> float:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    config = load_sched_config(args.config)
+    if (args.config is None) == (args.network is None):
+        raise ConfigError("icpn sched serve", "give --config SCHED.yaml or --network URL")
+    network = NetworkClient(args.network) if args.network else None
+    # with --network: its sites and paths, its controller steers, its collector measures
+    config = network.config() if network else load_sched_config(args.config)
+    steerer: Steerer = NetworkSteerer(network) if network else LoggingSteerer()
     stream: IO[str] | None = None
     if args.decisions == "-":
         decision_log = DecisionLog(sys.stdout)
@@ -61,7 +68,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             config.sites,
             config.paths,
             refresh_s=args.refresh_s,
-            steerer=LoggingSteerer(),
+            steerer=steerer,
             decision_log=decision_log,
             weights=config.weights,
         )
@@ -69,7 +76,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         scheduler = Scheduler(
             config.sites,
             config.paths,
-            steerer=LoggingSteerer(),
+            steerer=steerer,
             decision_log=decision_log,
             weights=config.weights,
         )
@@ -84,8 +91,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             previous.append((sig, signal.signal(sig, on_signal)))
     api = load_api(scheduler, args.bind, args.port)
     server: CollectorServer | None = None
+    poll: TelemetryPoll | None = None
     try:
-        if not args.no_collector:
+        if network is not None and isinstance(scheduler, Scheduler):
+            poll = TelemetryPoll(network, scheduler, args.period).start()
+        elif not args.no_collector:
             clock = ClockConfig(estimate=args.estimate_offsets, synchronised=args.synchronised)
             collector = Collector(CollectorConfig(period_s=args.period, clock=clock))
             CollectorFeed(collector, scheduler)
@@ -98,6 +108,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             ).start()
         api.start()
         where = f"scheduler ({args.mode}) API at {api.url}"
+        if network is not None:
+            names = ", ".join(p.name for p in config.paths)
+            where += f", steering network {network.url} (paths {names})"
         if server is not None:
             host, port = server.address
             where += f", IFIT collector on udp [{host}]:{port}"
@@ -107,6 +120,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         stop.wait(args.duration)
     finally:
         api.stop()
+        if poll is not None:
+            poll.stop()
         if server is not None:
             server.stop()
         for sig, handler in previous:
@@ -200,7 +215,14 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The subcommands serve, place, compare (for ``icpn sched`` in pyctl.cli)."""
     sub = ap.add_subparsers(dest="sched_command", required=True, metavar="COMMAND")
     s = sub.add_parser("serve", help="run the load-report/placement API with a live collector")
-    s.add_argument("--config", required=True, metavar="SCHED.yaml")
+    s.add_argument("--config", metavar="SCHED.yaml", help="sites and paths (or --network)")
+    s.add_argument(
+        "--network",
+        metavar="URL",
+        help="act on a running network: the scheduler API of `icpn run --sched-port PORT`"
+        " (http://127.0.0.1:PORT) gives the sites and paths, steers through its controller"
+        " and feeds its measured path figures every --period (centralised mode)",
+    )
     s.add_argument("--mode", choices=("centralised", "distributed"), default="centralised")
     s.add_argument("--refresh-s", type=float, default=5.0, help="distributed: gossip period")
     s.add_argument("--bind", default="127.0.0.1", help="API and metrics address")

@@ -196,6 +196,21 @@ class Path:
             nominal_delay_us=_opt_int(obj, "nominal_delay_us", where, 0, BIG),
         )
 
+    def as_config(self) -> dict[str, Any]:
+        """The path as a scheduler configuration writes it (`from_dict` reads it back)."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "headend": self.headend,
+            "site": self.site,
+            "segments": list(self.segments),
+        }
+        if self.nodes:
+            out["nodes"] = list(self.nodes)
+        for key in ("flowmon_id", "capacity_kbps", "nominal_delay_us"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
 
 @dataclass
 class Site:

@@ -45,6 +45,7 @@ class CounterExporter:
         self.on_period = on_period
         self.exported = 0
         self.unreadable = 0  # reads that failed (a node being re-loaded): that period skipped
+        self.late = 0  # periods not reported: read after the colour was counted again
         self._totals: dict[tuple[str, int, int], tuple[int, int]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ifit-counters", daemon=True)
@@ -58,18 +59,30 @@ class CounterExporter:
         if self._thread.is_alive():
             self._thread.join()
 
-    def export(self, now_us: int, wall: float | None = None) -> int:
+    def export(self, now_us: int, wall: float | None = None, deadline_us: int | None = None) -> int:
         """Report the colour period that closed before `now_us` (the nodes' clock, µs) from
-        every source; the number of records fed."""
+        every source; the number of records fed.
+
+        With `deadline_us` (the next boundary, when the closed colour is counted again): when
+        the last read ends after it, the period is not reported and the totals stay as they
+        were, so the next report of that colour covers both of its periods at every node. A
+        read can be that late when a node's runner is busy re-loading it (the controller
+        re-pushing a headend holds it for a second or more on a loaded machine); reported, the
+        nodes read before and after the deadline would disagree and show a loss nothing lost."""
         wall = time.time() if wall is None else wall
         closed = (now_us // self.period_us - 1) & 1
-        fed = 0
-        for name, (node_id, read) in self.sources.items():
+        snapshot: dict[str, Counters] = {}
+        for name, (_node_id, read) in self.sources.items():
             try:
-                counters = read()
+                snapshot[name] = read()
             except Exception:  # a node being re-loaded or gone: skip it this period
                 self.unreadable += 1
-                continue
+        if deadline_us is not None and time.monotonic() * 1e6 >= deadline_us:
+            self.late += 1
+            return 0
+        fed = 0
+        for name, counters in snapshot.items():
+            node_id = self.sources[name][0]
             # A key the node counted before but lacks now: it was re-loaded and counted none
             # since. Reported as 0, so that the collector's colour block has every node.
             seen = {(f, c): (0, 0) for (n, f, c) in self._totals if n == name and c == closed}
@@ -98,4 +111,4 @@ class CounterExporter:
             boundary = (int(now / period) + 1) * period
             if self._stop.wait(boundary + self.guard_s - now):
                 return
-            self.export(int(time.monotonic() * 1e6))
+            self.export(int(time.monotonic() * 1e6), deadline_us=int((boundary + period) * 1e6))
