@@ -88,7 +88,7 @@ def test_a_full_virtual_queue_tail_drops_at_the_links_capacity(
     assert buffer - big <= out["tx_bytes"] <= buffer + line + big, (out, elapsed)
 
 
-def test_repush_swaps_the_program_in_place_and_stop_releases_everything(
+def test_repush_rewrites_the_tables_or_restores_the_program_and_stop_releases_everything(
     icpn_network: Callable[..., Network],
 ) -> None:
     net = icpn_network(TOPOS / "minimal.yaml", dataplane="ebpf")
@@ -96,6 +96,7 @@ def test_repush_swaps_the_program_in_place_and_stop_releases_everything(
     assert isinstance(runner, EBPFSwitchRunner)
     node = net.emu.nodes["pe1"]
     ifname = net.emu.ifnames[("pe1", 2)]
+    cfg = net.plan.switches["pe1"]
 
     def prog_id() -> int | None:
         xdp = json.loads(node.cmd(f"ip -j -d link show dev {ifname}"))[0].get("xdp")
@@ -104,10 +105,25 @@ def test_repush_swaps_the_program_in_place_and_stop_releases_everything(
     fds = _bpf_fds()
     before = prog_id()
     assert before is not None
-    runner.apply(net.plan.switches["pe1"])  # the controller's re-push
+    # The controller's re-push of a running node rewrites its tables: same program, and its
+    # counters carry on. Without its policy pe1 has nothing to send hb's traffic into (no
+    # route for hb's address: the echo requests are dropped); with it back, they flow again.
+    assert net.ping("ha", "hb", count=2) == 2
+    seen = runner.stats()["counts"]["in"]
+    runner.apply(dataclasses.replace(cfg, policies=()))
+    assert prog_id() == before and runner.stats()["counts"]["in"] >= seen > 0
+    assert net.ping("ha", "hb", count=2) == 0
+    runner.apply(cfg)
+    assert net.ping("ha", "hb", count=2) == 2 and prog_id() == before
+    # A node whose program is gone (taken off a port) gets a fresh one; the old one and its
+    # maps are released.
+    for mode in ("xdp", "xdpgeneric", "xdpdrv"):  # whichever mode it was put on in
+        node.cmd(f"ip link set dev {ifname} {mode} off 2>/dev/null")
+    assert not runner.alive()
+    runner.apply(cfg)
     after = prog_id()
     assert after is not None and after != before
-    assert _bpf_fds() == fds  # the old program and its maps were released
+    assert _bpf_fds() == fds
     assert net.ping("ha", "hb", count=2) == 2
     runner.stop()
     assert prog_id() is None

@@ -6,8 +6,8 @@
 
 #include "maps.h"
 
-/* pyctl writes the FIB maps once, before the program sees a packet (every configuration loads a
- * new object), so the route of a destination never changes while the program runs: a per-CPU
+/* pyctl writes the FIB maps once, before the program sees a packet (a configuration that changes
+ * a route loads a new object; EBPFDataPlane.reconfigure), so the route of a destination never changes while the program runs: a per-CPU
  * direct-mapped cache of LPM results spares most packets the trie lookup, a call into the
  * kernel (about 32 ns on this project's VM; docs/ebpf-performance.md). A slot holds the last
  * destination that hashed to it; misses (no route) are not cached. */

@@ -208,10 +208,18 @@ class EBPFSwitchRunner:
             peer.node.cmd(f"ethtool -K {peer.name} gro on >/dev/null 2>&1")
 
     def apply(self, cfg: NodeConfig) -> None:
-        """Load `cfg` into a fresh program (fresh state) and put it on the ports in place of the
-        running one (the controller's re-push)."""
+        """The controller's re-push: into the running program's tables when it is still on its
+        ports with the same ports (steering: milliseconds, its counters and state carry on),
+        else into a fresh program (fresh state) put on the ports in place of the old one."""
         if self.node is None:
             raise EmulationError(f"switch {self.name}: apply() before start()")
+        if self.alive():
+            with self._lock:
+                try:
+                    if self._dp is not None and self._dp.reconfigure(cfg):
+                        return
+                except ICPNError as e:
+                    raise EmulationError(f"switch {self.name}: re-configuring failed: {e}") from e
         new = EBPFDataPlane()
         ring = None
         try:

@@ -115,6 +115,43 @@ class EBPFDataPlane(DataPlane):
                 m.update(key, value)
         self._node = node
 
+    def reconfigure(self, node: NodeConfig) -> bool:
+        """Write `node`'s tables into the running program instead of loading a new one: what
+        the program keeps (IFIT counters, elephant and queue state) carries on and no frame
+        meets a port between two programs. Only entries that differ are written; entries the
+        old tables had and the new lack are deleted (zeroed in arrays). False, with nothing
+        written, when the ports or the routes differ: the caller loads a fresh program then.
+
+        Between the first and the last write a frame can meet a mix of the two tables (the
+        controller steering one flow: microseconds), as on a router updating its FIB."""
+        if self._obj is None or self._node is None:
+            return False
+        if [(p.index, p.mac) for p in node.ports] != [(p.index, p.mac) for p in self._node.ports]:
+            return False
+        new, old = node_entries(node), node_entries(self._node)
+        if any(new.entries.get(f) != old.entries.get(f) for f in ("fib6", "fib4")):
+            return False  # the program caches route lookups (fib.h): a route change re-loads
+        for name in sorted(new.entries.keys() | old.entries.keys()):
+            m = self._obj.map(name)
+            want, had = dict(new.entries.get(name, [])), dict(old.entries.get(name, []))
+            for key, value in want.items():
+                if had.get(key) != value:
+                    m.update(key, value)
+            for key in had.keys() - want.keys():
+                if m.array:
+                    m.update(key, bytes(m.value_size))
+                else:
+                    m.delete(key)
+        # the bits `attach` set for where the program runs (real ports, the kernel's FIB) stay
+        cfg_map = self._obj.map("cfg")
+        raw = cfg_map.lookup(M.u32_key(0))
+        placed = M.Cfg.from_buffer_copy(raw).flags if raw else M.CFG_TEST_MODE
+        keep = M.CFG_TEST_MODE | M.CFG_FIB_HELPER
+        new.cfg.flags = (new.cfg.flags & ~keep) | (placed & keep)
+        cfg_map.update(M.u32_key(0), new.cfg)
+        self._node = node
+        return True
+
     def map(self, name: str) -> libbpf.Map:
         """A map of the loaded node program, for counters and inspection."""
         return self.obj.map(name)

@@ -27,6 +27,7 @@ BPF_ANY = 0
 BPF_NOEXIST = 1
 BPF_EXIST = 2
 
+BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_HASH = 5
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_LRU_PERCPU_HASH = 10
@@ -480,6 +481,11 @@ class Map:
     @property
     def percpu(self) -> bool:
         return self.map_type in _PERCPU_TYPES
+
+    @property
+    def array(self) -> bool:
+        """Keyed by index, every entry there (an entry is cleared by writing zeros)."""
+        return self.map_type in (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY)
 
     @property
     def buffer_size(self) -> int:
