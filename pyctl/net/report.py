@@ -31,6 +31,7 @@ def _links_table(rows: list[dict[str, Any]]) -> list[str]:
     header = [
         "link",
         "delay ms: set",
+        "propagation",
         "IFIT min",
         "mean",
         "loss %: set",
@@ -49,6 +50,7 @@ def _links_table(rows: list[dict[str, Any]]) -> list[str]:
             [
                 r["link"],
                 delay,
+                _num(meas.get("propagation_ms")),
                 _num(meas["delay_ms"]),
                 _num(meas.get("delay_avg_ms")),
                 _num(cfg["loss_pct"], 3),
@@ -59,7 +61,8 @@ def _links_table(rows: list[dict[str, Any]]) -> list[str]:
         )
     title = (
         f"links (the model applied by {rows[0]['element']}; delay measured by IFIT between"
-        " the link's ends: min = propagation, mean = with queueing; loss counted by the element):"
+        " the link's ends: propagation = min less the packet's own serialisation at the link"
+        " rate, mean = with queueing; loss counted by the element):"
     )
     return ["", title, *_table(header, table)]
 

@@ -29,9 +29,11 @@ from pyctl.model.node import NodeConfig
 from pyctl.model.topology import FlowIntent, Kind, Topology, load_topology
 from pyctl.net.closedloop import ClosedLoop
 from pyctl.net.emulation import Emulation, port_rates
+from pyctl.net.framesize import backbone_frame_bytes
 from pyctl.net.linkreport import link_rows
 from pyctl.net.observer import RunObserver
 from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
+from pyctl.net.traffic import PACED_PAYLOAD
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.runner import SwitchRunner
 
@@ -110,7 +112,12 @@ def scaled(topo: Topology, factor: float) -> Topology:
     return dataclasses.replace(topo, links=links, flows=flows, features=features)
 
 
-RC_PAYLOAD = 4096  # an RC flow sends RoCEv2's usual 4 KB MTU (a paced one, 1000 octets)
+RC_PAYLOAD = 4096  # an RC flow sends RoCEv2's usual 4 KB MTU (a paced one, PACED_PAYLOAD)
+
+
+def payload_of(f: FlowIntent) -> int:
+    """UDP payload octets of the flow's packets as `icpn run` sends them."""
+    return RC_PAYLOAD if f.window_kb else PACED_PAYLOAD
 
 
 def window_args(f: FlowIntent) -> list[str]:
@@ -308,7 +315,11 @@ class Scenario:
                 CLI(self.emu.net)
         report = self._report(phases, ifit)
         report["links"] = link_rows(
-            [i.link for i in self.emu.links], link_stats, report["ifit"], self.emu.element_name
+            [i.link for i in self.emu.links],
+            link_stats,
+            report["ifit"],
+            self.emu.element_name,
+            self.frame_bytes(),
         )
         report["switches"] = self._switch_counters()
         if self.loop is not None:
@@ -317,6 +328,15 @@ class Scenario:
         report["decisions"] = list(self.decisions)
         (self.run_dir / "report.json").write_text(json.dumps(report, indent=1))
         return report
+
+    def frame_bytes(self) -> dict[str, int]:
+        """Each flow's frame on its backbone links (pyctl.net.framesize), by flow name."""
+        out = {}
+        for f in self.topo.flows:
+            n = backbone_frame_bytes(self.plan, self.topo, f, payload_of(f))
+            if n is not None:
+                out[f.name] = n
+        return out
 
     def _start_collector(self) -> str | None:
         col = next((n.name for n in self.topo.nodes if n.kind is Kind.COLLECTOR), None)

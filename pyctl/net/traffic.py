@@ -49,6 +49,8 @@ from types import FrameType
 
 from pyctl import constants as C
 
+PACED_PAYLOAD = 1000  # octets a packet of a flow without --size (BTH included)
+
 BTH = struct.Struct("!BBHII")  # opcode, flags(SE M PadCnt TVer), P_Key, dest QP (24) , PSN (24)
 OPCODE_SEND_ONLY = 0x04
 OPCODE_CNP = 0x81
@@ -346,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sport", type=int, default=0)
     s.add_argument("--qp", type=lambda x: int(x, 0), default=0x11)
     s.add_argument("--rate-mbit", type=float, default=10.0)
-    s.add_argument("--size", type=int, default=1000, help="UDP payload octets (BTH included)")
+    s.add_argument(
+        "--size", type=int, default=PACED_PAYLOAD, help="UDP payload octets (BTH included)"
+    )
     s.add_argument("--tclass", type=lambda x: int(x, 0), default=ECT0)
     s.add_argument("--mark", type=lambda x: int(x, 0), default=0, help="SO_MARK (host APN)")
     s.add_argument("--duration", type=float, default=5.0)

@@ -112,6 +112,7 @@ class LiveState:
         self.peak: dict[str, float] = {}
         self.peak_mbit: dict[str, tuple[float, float]] = {}  # per direction
         self.ifit: list[dict[str, Any]] = []
+        self._frames: dict[str, int] | None = None  # each flow's backbone frame (framesize)
         self.switches: dict[str, Any] = {}
         self.status = "running"
         self._prev: dict[str, Any] | None = None
@@ -202,7 +203,9 @@ class LiveState:
         rates = self._rates(stats, now) if stats else {}
         element = sc.emu.element_name if sc.emu is not None else "icpn_linkd"
         links = []
-        for row in link_rows(list(sc.topo.links), stats, self.ifit, element):
+        if self._frames is None:
+            self._frames = sc.frame_bytes()
+        for row in link_rows(list(sc.topo.links), stats, self.ifit, element, self._frames):
             lk = next(lk for lk in sc.topo.links if f"{lk.a}-{lk.b}" == row["link"])
             row.update({"a": lk.a, "b": lk.b})
             row.update(rates.get(row["link"], self._idle(row["link"])))
