@@ -42,6 +42,7 @@ from pyctl.net.scenario import (
     scaled,
     window_args,
 )
+from pyctl.texttable import text_table
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent.parent / "topologies"
 ETH_P_ALL = 0x0003
@@ -517,16 +518,6 @@ class Sniffer:
         return self.frames
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def fmt(r: Sequence[str]) -> str:
-        cells = zip(r, widths, strict=True)
-        return indent + "  ".join(c.ljust(w) for c, w in cells).rstrip()
-
-    return [fmt(header), indent + "  ".join("-" * w for w in widths), *[fmt(r) for r in rows]]
-
-
 def render(report: Mapping[str, Any], run_dir: Path, plots: Sequence[Path]) -> str:
     """The text a person reads: paper beside emulated, what is scaled, per phase, the model."""
     lines = [
@@ -535,9 +526,10 @@ def render(report: Mapping[str, Any], run_dir: Path, plots: Sequence[Path]) -> s
         f" bandwidth scale {report['scale']:g}",
         "",
         "paper vs emulated:",
-        *table(
+        *text_table(
             ["figure", "paper", "emulated", "note"],
             [[f["what"], f["paper"], f["emulated"], f["note"]] for f in report["figures"]],
+            indent="  ",
         ),
         "",
         "what is scaled, and why:",
@@ -563,7 +555,7 @@ def render(report: Mapping[str, Any], run_dir: Path, plots: Sequence[Path]) -> s
             rows.append(row)
         header = ["path (headend port -> first hop)", "Mbit/s"]
         header += [f"{ph['name']}: Mbit/s util" for ph in phases]
-        lines += ["", "paths (mean over the phase):", *table(header, rows)]
+        lines += ["", "paths (mean over the phase):", *text_table(header, rows, indent="  ")]
     flow_rows = []
     for ph in report["phases"]:
         for f in ph["flows"]:
@@ -579,7 +571,7 @@ def render(report: Mapping[str, Any], run_dir: Path, plots: Sequence[Path]) -> s
             )
     if flow_rows:
         header = ["phase", "flow", "sent Mbit/s", "received Mbit/s", "CE", "CNP"]
-        lines += ["", "flows:", *table(header, flow_rows)]
+        lines += ["", "flows:", *text_table(header, flow_rows, indent="  ")]
     lines += ["", f"report: {run_dir / 'report.json'}" + "".join(f", {p}" for p in plots)]
     return "\n".join(lines)
 
