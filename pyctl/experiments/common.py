@@ -39,7 +39,6 @@ from pyctl.net.scenario import (
     Scenario,
     check_run_options,
     choose_runner,
-    scaled,
     window_args,
 )
 from pyctl.texttable import text_table
@@ -590,20 +589,6 @@ def finish(
     if extra_plots is not None:
         plots += extra_plots(report, run_dir)
     return Outcome(name, report, run_dir, render(report, run_dir, plots))
-
-
-def scaled_topology(topo: Topology, factor: float) -> Topology:
-    """`scaled` (link bandwidths, flow rates, elephant threshold), and SLA bandwidths too."""
-    topo = scaled(topo, factor)
-    flows = tuple(
-        dataclasses.replace(
-            f, sla=dataclasses.replace(f.sla, bandwidth_mbit=f.sla.bandwidth_mbit * factor)
-        )
-        if f.sla.bandwidth_mbit
-        else f
-        for f in topo.flows
-    )
-    return dataclasses.replace(topo, flows=flows)
 
 
 def roce(flows: Sequence[FlowIntent]) -> list[FlowIntent]:

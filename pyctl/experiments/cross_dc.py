@@ -43,7 +43,6 @@ from pyctl.experiments.common import (
     plt_module,
     resolve_scale,
     run_dir_for,
-    scaled_topology,
     topology,
 )
 from pyctl.model.topology import FlowIntent
@@ -124,7 +123,7 @@ def _mean(xs: Sequence[float]) -> float:
 def run(opts: Options) -> Outcome:
     dataplane, factor = resolve_scale(opts.dataplane, opts.scale)
     base = topology(build_topology(), "cross-dc")
-    topo = scaled_topology(base, factor)
+    topo = base.scaled(factor)
     run_dir = run_dir_for(opts, NAME)
     opts.log(f"icpn experiment {NAME}: {TITLE}")
     sc = ExperimentScenario(

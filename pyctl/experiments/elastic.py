@@ -31,7 +31,6 @@ from pyctl.experiments.common import (
     port_towards,
     resolve_scale,
     run_dir_for,
-    scaled_topology,
     topology,
 )
 
@@ -104,7 +103,7 @@ def _mean(samples: list[tuple[float, float]], lo: float, hi: float) -> float | N
 
 def run(opts: Options) -> Outcome:
     dataplane, factor = resolve_scale(opts.dataplane, opts.scale)
-    topo = scaled_topology(topology(TOPOLOGY, "elastic"), factor)
+    topo = topology(TOPOLOGY, "elastic").scaled(factor)
     run_dir = run_dir_for(opts, NAME)
     opts.log(f"icpn experiment {NAME}: {TITLE}")
     sc = ExperimentScenario(topo, run_dir, opts.dataplane, opts.seconds, opts.log, factor)

@@ -45,7 +45,6 @@ from pyctl.experiments.common import (
     resolve_scale,
     roce,
     run_dir_for,
-    scaled_topology,
     topology,
 )
 from pyctl.model.node import NodeConfig
@@ -88,7 +87,7 @@ def run(opts: Options) -> Outcome:
     dataplane, factor = resolve_scale(opts.dataplane, opts.scale, EBPF_SCALE)
     base = topology("ingest.yaml")
     path_mbit = min(lk.bw_mbit or 0 for lk in base.links if "pe-sh" in (lk.a, lk.b)) * factor
-    topo = with_elephant_share(scaled_topology(base, factor), path_mbit)
+    topo = with_elephant_share(base.scaled(factor), path_mbit)
     run_dir = run_dir_for(opts, NAME)
     opts.log(f"icpn experiment {NAME}: {TITLE}")
     sc = ExperimentScenario(topo, run_dir, opts.dataplane, opts.seconds, opts.log, factor)

@@ -40,7 +40,6 @@ from pyctl.experiments.common import (
     plt_module,
     resolve_scale,
     run_dir_for,
-    scaled_topology,
     topology,
 )
 
@@ -106,7 +105,7 @@ def run(opts: Options) -> Outcome:
     doc = build_topology()
     demand = float(doc.pop("demand_mbit"))
     base = topology(doc, "remote-storage")
-    topo = scaled_topology(base, factor)
+    topo = base.scaled(factor)
     run_dir = run_dir_for(opts, NAME)
     opts.log(f"icpn experiment {NAME}: {TITLE}")
     sc = ExperimentScenario(topo, run_dir, opts.dataplane, opts.seconds, opts.log, factor)

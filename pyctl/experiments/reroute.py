@@ -41,7 +41,6 @@ from pyctl.experiments.common import (
     plt_module,
     resolve_scale,
     run_dir_for,
-    scaled_topology,
     topology,
 )
 from pyctl.net.closedloop import counter_sources
@@ -212,7 +211,7 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def run(opts: Options) -> Outcome:
     dataplane, factor = resolve_scale(opts.dataplane, opts.scale)
     base = topology(TOPOLOGY, "reroute")
-    topo = scaled_topology(base, factor)
+    topo = base.scaled(factor)
     run_dir = run_dir_for(opts, NAME)
     opts.log(f"icpn experiment {NAME}: {TITLE}")
     sc = ExperimentScenario(topo, run_dir, opts.dataplane, opts.seconds, opts.log, factor)
