@@ -32,21 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from pyctl import constants as C
-from pyctl.experiments.common import (
-    ExperimentScenario,
-    Figure,
-    Options,
-    Outcome,
-    Scaled,
-    finish,
-    path_delay_ms,
-    pct,
-    plt_module,
-    resolve_scale,
-    roce,
-    run_dir_for,
-    topology,
-)
+from pyctl.experiments.figures import Figure, Scaled, pct
+from pyctl.experiments.options import Options, resolve_scale, run_dir_for
+from pyctl.experiments.plots import plt_module
+from pyctl.experiments.report import Outcome, finish
+from pyctl.experiments.session import ExperimentScenario
+from pyctl.experiments.topologies import path_delay_ms, roce, topology
 from pyctl.model.node import NodeConfig
 from pyctl.model.topology import Topology
 from pyctl.net.scenario import EBPF_SCALE, single_path

@@ -26,22 +26,12 @@ from typing import Any
 
 import yaml
 
-from pyctl.experiments.common import (
-    TOPOLOGIES,
-    ExperimentScenario,
-    Figure,
-    Options,
-    Outcome,
-    Scaled,
-    finish,
-    ifit_delays_us,
-    path_delay_ms,
-    pct,
-    plt_module,
-    resolve_scale,
-    run_dir_for,
-    topology,
-)
+from pyctl.experiments.figures import Figure, Scaled, ifit_delays_us, pct
+from pyctl.experiments.options import Options, resolve_scale, run_dir_for
+from pyctl.experiments.plots import plt_module
+from pyctl.experiments.report import Outcome, finish
+from pyctl.experiments.session import ExperimentScenario
+from pyctl.experiments.topologies import TOPOLOGIES, path_delay_ms, topology
 
 NAME = "remote-storage"
 TITLE = "training reads from storage 200 km away: compute efficiency against local reads"
