@@ -29,8 +29,9 @@ from pyctl.sched.feed import CollectorFeed
 from pyctl.sched.model import SLA, Job, LoadReport, PathState
 from pyctl.sched.scheduler import DecisionLog, LoggingSteerer, Scheduler
 from pyctl.telemetry.clock import ClockConfig
+from pyctl.telemetry.config import CollectorConfig
 from pyctl.telemetry.server import CollectorServer
-from pyctl.telemetry.state import Collector, CollectorConfig
+from pyctl.telemetry.state import Collector
 
 
 def _number(text: str, option: str) -> float:
