@@ -12,7 +12,6 @@ from pyctl import constants as C
 from pyctl.errors import ConfigError
 from pyctl.model.fields import Field
 from pyctl.model.link import (
-    ETH_HLEN,
     JITTER_DISTS,
     MAX_DELAY_MS,
     GilbertElliott,
@@ -116,7 +115,7 @@ class Link:
         over = dict(self.a_to_b if direction == "a2b" else self.b_to_a)
         qb = over.get("queue_bytes", self.queue_bytes)
         qp = over.get("queue_packets", self.queue_packets)
-        return int(qb) if qb else int(qp) * (self.mtu + ETH_HLEN)  # type: ignore[call-overload]
+        return int(qb) if qb else int(qp) * (self.mtu + C.ETH_HLEN)  # type: ignore[call-overload]
 
     def scaled(self, factor: float) -> Link:
         """The link with every rate times `factor` (what a smaller VM carries)."""
