@@ -69,6 +69,7 @@ MAX_PARAMS = 4
 
 
 # Link layer and IPv6 option padding (RFC 8200 4.2)
+ETH_HLEN = 14  # Ethernet II header: a full-size frame is MTU + ETH_HLEN bytes on a link
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
 IPV6_OPT_PAD1 = 0
@@ -101,8 +102,17 @@ DROP_SID_LOOP = 20
 MAX_SID_PASSES = 8  # local SIDs chained in one node (End -> End.DT6 ...) before sid-loop
 
 
+# Python's alone, not rendered: C has <linux/if_ether.h>'s ETH_HLEN and P4 sizes its header
+# types, so a copy there would be a second definition.
+_PYTHON_ONLY = frozenset({"ETH_HLEN"})
+
+
 def _exported() -> dict[str, int]:
-    return {k: v for k, v in globals().items() if k.isupper() and isinstance(v, int)}
+    return {
+        k: v
+        for k, v in globals().items()
+        if k.isupper() and isinstance(v, int) and k not in _PYTHON_ONLY
+    }
 
 
 def c_header() -> str:

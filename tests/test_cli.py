@@ -157,7 +157,7 @@ def test_run_refuses_an_out_of_range_option_in_one_line(
 
 
 def test_experiment_and_run_share_the_bounds() -> None:
-    from pyctl.experiments.common import Options
+    from pyctl.experiments.options import Options
 
     with pytest.raises(ConfigError, match=r"^--scale: 200.0 is out of range"):
         Options(scale=200.0)

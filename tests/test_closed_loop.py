@@ -15,7 +15,7 @@ from typing import Any
 
 from pyctl.controller.plan import make_plan
 from pyctl.controller.steer import PlanSteerer
-from pyctl.experiments.common import topology
+from pyctl.experiments.topologies import topology
 from pyctl.model.node import NodeConfig
 from pyctl.net.closedloop import PATH_FLOWMON, loop_paths
 from pyctl.net.report import render

@@ -24,13 +24,9 @@ from scapy.layers.l2 import Ether
 from pyctl.controller.steer import PlanSteerer
 from pyctl.errors import ConfigError
 from pyctl.experiments import cross_dc, elastic, ingest, remote_storage, reroute, run_experiment
-from pyctl.experiments.common import (
-    ExperimentScenario,
-    Options,
-    path_delay_ms,
-    port_towards,
-    topology,
-)
+from pyctl.experiments.options import Options
+from pyctl.experiments.session import ExperimentScenario
+from pyctl.experiments.topologies import path_delay_ms, port_towards, topology
 from pyctl.model.hashing import FlowKey, flow_hash
 from pyctl.model.node import NodeConfig, PacketContext
 from pyctl.packets import APNOption, roce_packet

@@ -177,3 +177,36 @@ def test_dump_round_trips_every_shipped_and_planned_node() -> None:
         nodes += list(make_plan(load_topology(topo)).switches.values())
     for node in nodes:
         assert node_from_dict(node_to_dict(node), "dump") == node
+
+
+def test_topology_scaled_multiplies_rates_and_volumes_and_keeps_times() -> None:
+    from pyctl.model.fields import Field
+    from pyctl.model.topology import topology_from_field
+
+    flow = {"name": "f", "src": "h1", "dst": "h2", "rate_mbit": 200, "window_kb": 1125}
+    flow["sla"] = {"latency_us": 100000, "loss_ppm": 10, "bandwidth_mbit": 80}
+    doc = {
+        "name": "t",
+        "nodes": [
+            {"name": "h1", "kind": "host"},
+            {"name": "h2", "kind": "host"},
+            {"name": "r1", "kind": "auto", "role": "headend"},
+        ],
+        "links": [
+            {"a": "h1", "b": "r1", "bw_mbit": 100, "delay_ms": 15, "b_to_a": {"bw_mbit": 40}},
+            {"a": "r1", "b": "h2"},
+        ],
+        "flows": [flow],
+        "elephant": {"threshold_bytes": 150000},
+    }
+    topo = topology_from_field(Field(doc, "", "t"))
+    half = topo.scaled(0.5)
+    (lk, bare), (f,) = half.links, half.flows
+    # rates and volumes halve (by hand: 100 -> 50, 40 -> 20, 200 -> 100, 1125 -> 562.5,
+    # 80 -> 40, 150000 -> 75000); a link without a rate stays unlimited; times and ratios stay
+    assert (lk.bw_mbit, dict(lk.b_to_a)["bw_mbit"], lk.delay_ms) == (50, 20, 15)
+    assert bare.bw_mbit is None
+    assert (f.rate_mbit, f.window_kb) == (100, 562.5)
+    assert (f.sla.bandwidth_mbit, f.sla.latency_us, f.sla.loss_ppm) == (40, 100000, 10)
+    assert half.features["elephant"] == {"threshold_bytes": 75000}
+    assert topo.scaled(1) is topo

@@ -22,7 +22,7 @@ from pyctl.telemetry import (
     encode_counter_report,
     encode_trace_report,
 )
-from pyctl.telemetry.state import R_INTERNAL
+from pyctl.telemetry.admission import R_INTERNAL
 
 # A trace report, field by field from SPEC 3: two hops, head node 3 then tail node 7.
 HAND_TRACE = bytes.fromhex(

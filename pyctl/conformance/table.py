@@ -11,6 +11,7 @@ from pyctl.conformance.runner import Matrix, run_matrix
 from pyctl.conformance.vectors import load_vectors
 from pyctl.errors import ConfigError
 from pyctl.targets import DATAPLANES
+from pyctl.texttable import text_table
 
 
 def format_table(matrix: Matrix) -> str:
@@ -30,12 +31,7 @@ def format_table(matrix: Matrix) -> str:
                 cells.append(r.status)
         rows.append([vec.rel, *cells])
     header = ["vector", *matrix.dataplanes]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = text_table(header, rows)
     lines += [f"[{n}] {text}" for text, n in notes.items()]
     lines.append("")
     lines += format_totals(matrix)

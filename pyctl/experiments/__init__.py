@@ -1,7 +1,9 @@
 """The paper's pilots as experiments (`icpn experiment NAME`): see docs/experiments.md.
 
-Each experiment is a module with `NAME`, `TITLE` and `run(Options) -> Outcome`
-(`pyctl.experiments.common`); it writes report.json and PNGs into its run directory and prints
+Each experiment is a module with `NAME`, `TITLE` and `run(Options) -> Outcome` (`options.py`,
+`report.py`), built from the shared parts beside it: its network (`topologies.py`), the session
+it drives (`session.py`, `sniffer.py`) and what it reports (`figures.py`, `report.py`,
+`plots.py`); it writes report.json and PNGs into its run directory and prints
 the paper's figures beside its own. Modules are imported when run, so that building the `icpn`
 command line stays cheap.
 """
@@ -14,7 +16,8 @@ from typing import TYPE_CHECKING
 from pyctl.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pyctl.experiments.common import Options, Outcome
+    from pyctl.experiments.options import Options
+    from pyctl.experiments.report import Outcome
 
 EXPERIMENTS: dict[str, str] = {
     "ingest": "pyctl.experiments.ingest",

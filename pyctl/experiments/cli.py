@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise ICPNError("icpn experiment needs root (namespaces, links): run it with sudo")
-    from pyctl.experiments.common import Options
+    from pyctl.experiments.options import Options
     from pyctl.web.server import LiveView
 
     interactive = False if args.no_cli else sys.stdin.isatty()

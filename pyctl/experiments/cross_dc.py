@@ -28,24 +28,12 @@ from typing import Any
 
 import yaml
 
-from pyctl.experiments.common import (
-    TOPOLOGIES,
-    ExperimentScenario,
-    Figure,
-    Options,
-    Outcome,
-    Scaled,
-    TimedPhase,
-    finish,
-    ifit_delays_us,
-    path_delay_ms,
-    pct,
-    plt_module,
-    resolve_scale,
-    run_dir_for,
-    scaled_topology,
-    topology,
-)
+from pyctl.experiments.figures import Figure, Scaled, ifit_delays_us, pct
+from pyctl.experiments.options import Options, resolve_scale, run_dir_for
+from pyctl.experiments.plots import plt_module
+from pyctl.experiments.report import Outcome, finish
+from pyctl.experiments.session import ExperimentScenario, TimedPhase
+from pyctl.experiments.topologies import TOPOLOGIES, path_delay_ms, topology
 from pyctl.model.topology import FlowIntent
 
 NAME = "cross-dc"
@@ -124,7 +112,7 @@ def _mean(xs: Sequence[float]) -> float:
 def run(opts: Options) -> Outcome:
     dataplane, factor = resolve_scale(opts.dataplane, opts.scale)
     base = topology(build_topology(), "cross-dc")
-    topo = scaled_topology(base, factor)
+    topo = base.scaled(factor)
     run_dir = run_dir_for(opts, NAME)
     opts.log(f"icpn experiment {NAME}: {TITLE}")
     sc = ExperimentScenario(

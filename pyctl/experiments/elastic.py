@@ -18,22 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from pyctl.controller.plan import make_plan
-from pyctl.experiments.common import (
-    Action,
-    ExperimentScenario,
-    Figure,
-    Options,
-    Outcome,
-    Scaled,
-    Sniffer,
-    finish,
-    plt_module,
-    port_towards,
-    resolve_scale,
-    run_dir_for,
-    scaled_topology,
-    topology,
-)
+from pyctl.experiments.figures import Figure, Scaled
+from pyctl.experiments.options import Options, resolve_scale, run_dir_for
+from pyctl.experiments.plots import plt_module
+from pyctl.experiments.report import Outcome, finish
+from pyctl.experiments.session import Action, ExperimentScenario
+from pyctl.experiments.sniffer import Sniffer
+from pyctl.experiments.topologies import port_towards, topology
 
 NAME = "elastic"
 TITLE = "per-task bandwidth changed at run time: 100 Mbit/s -> N x 1 Gbit/s, the headend follows"
@@ -104,7 +95,7 @@ def _mean(samples: list[tuple[float, float]], lo: float, hi: float) -> float | N
 
 def run(opts: Options) -> Outcome:
     dataplane, factor = resolve_scale(opts.dataplane, opts.scale)
-    topo = scaled_topology(topology(TOPOLOGY, "elastic"), factor)
+    topo = topology(TOPOLOGY, "elastic").scaled(factor)
     run_dir = run_dir_for(opts, NAME)
     opts.log(f"icpn experiment {NAME}: {TITLE}")
     sc = ExperimentScenario(topo, run_dir, opts.dataplane, opts.seconds, opts.log, factor)

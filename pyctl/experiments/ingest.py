@@ -32,22 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from pyctl import constants as C
-from pyctl.experiments.common import (
-    ExperimentScenario,
-    Figure,
-    Options,
-    Outcome,
-    Scaled,
-    finish,
-    path_delay_ms,
-    pct,
-    plt_module,
-    resolve_scale,
-    roce,
-    run_dir_for,
-    scaled_topology,
-    topology,
-)
+from pyctl.experiments.figures import Figure, Scaled, pct
+from pyctl.experiments.options import Options, resolve_scale, run_dir_for
+from pyctl.experiments.plots import plt_module
+from pyctl.experiments.report import Outcome, finish
+from pyctl.experiments.session import ExperimentScenario
+from pyctl.experiments.topologies import path_delay_ms, roce, topology
 from pyctl.model.node import NodeConfig
 from pyctl.model.topology import Topology
 from pyctl.net.scenario import EBPF_SCALE, single_path
@@ -88,7 +78,7 @@ def run(opts: Options) -> Outcome:
     dataplane, factor = resolve_scale(opts.dataplane, opts.scale, EBPF_SCALE)
     base = topology("ingest.yaml")
     path_mbit = min(lk.bw_mbit or 0 for lk in base.links if "pe-sh" in (lk.a, lk.b)) * factor
-    topo = with_elephant_share(scaled_topology(base, factor), path_mbit)
+    topo = with_elephant_share(base.scaled(factor), path_mbit)
     run_dir = run_dir_for(opts, NAME)
     opts.log(f"icpn experiment {NAME}: {TITLE}")
     sc = ExperimentScenario(topo, run_dir, opts.dataplane, opts.seconds, opts.log, factor)

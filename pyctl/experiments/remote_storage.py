@@ -26,23 +26,12 @@ from typing import Any
 
 import yaml
 
-from pyctl.experiments.common import (
-    TOPOLOGIES,
-    ExperimentScenario,
-    Figure,
-    Options,
-    Outcome,
-    Scaled,
-    finish,
-    ifit_delays_us,
-    path_delay_ms,
-    pct,
-    plt_module,
-    resolve_scale,
-    run_dir_for,
-    scaled_topology,
-    topology,
-)
+from pyctl.experiments.figures import Figure, Scaled, ifit_delays_us, pct
+from pyctl.experiments.options import Options, resolve_scale, run_dir_for
+from pyctl.experiments.plots import plt_module
+from pyctl.experiments.report import Outcome, finish
+from pyctl.experiments.session import ExperimentScenario
+from pyctl.experiments.topologies import TOPOLOGIES, path_delay_ms, topology
 
 NAME = "remote-storage"
 TITLE = "training reads from storage 200 km away: compute efficiency against local reads"
@@ -106,7 +95,7 @@ def run(opts: Options) -> Outcome:
     doc = build_topology()
     demand = float(doc.pop("demand_mbit"))
     base = topology(doc, "remote-storage")
-    topo = scaled_topology(base, factor)
+    topo = base.scaled(factor)
     run_dir = run_dir_for(opts, NAME)
     opts.log(f"icpn experiment {NAME}: {TITLE}")
     sc = ExperimentScenario(topo, run_dir, opts.dataplane, opts.seconds, opts.log, factor)

@@ -29,21 +29,12 @@ from typing import Any
 
 from pyctl import constants as C
 from pyctl.controller.steer import PlanSteerer
-from pyctl.experiments.common import (
-    Action,
-    ExperimentScenario,
-    Figure,
-    Options,
-    Outcome,
-    Scaled,
-    finish,
-    path_delay_ms,
-    plt_module,
-    resolve_scale,
-    run_dir_for,
-    scaled_topology,
-    topology,
-)
+from pyctl.experiments.figures import Figure, Scaled
+from pyctl.experiments.options import Options, resolve_scale, run_dir_for
+from pyctl.experiments.plots import plt_module
+from pyctl.experiments.report import Outcome, finish
+from pyctl.experiments.session import Action, ExperimentScenario
+from pyctl.experiments.topologies import path_delay_ms, topology
 from pyctl.net.closedloop import counter_sources
 from pyctl.sched import SLA, CollectorFeed, DecisionLog, Job, Path, Scheduler, Site
 from pyctl.sched.model import KIND_RESTEER
@@ -212,7 +203,7 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def run(opts: Options) -> Outcome:
     dataplane, factor = resolve_scale(opts.dataplane, opts.scale)
     base = topology(TOPOLOGY, "reroute")
-    topo = scaled_topology(base, factor)
+    topo = base.scaled(factor)
     run_dir = run_dir_for(opts, NAME)
     opts.log(f"icpn experiment {NAME}: {TITLE}")
     sc = ExperimentScenario(topo, run_dir, opts.dataplane, opts.seconds, opts.log, factor)

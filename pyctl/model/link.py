@@ -12,8 +12,6 @@ from typing import Literal
 
 from pyctl.errors import ConfigError
 
-ETH_HLEN = 14  # Ethernet header: a full-size frame is MTU + ETH_HLEN bytes on a link
-
 Direction = Literal["a2b", "b2a", "both"]
 JitterDist = Literal["uniform", "normal", "paretonormal"]
 JITTER_DISTS: tuple[str, ...] = ("uniform", "normal", "paretonormal")

@@ -12,7 +12,6 @@ from pyctl import constants as C
 from pyctl.errors import ConfigError
 from pyctl.model.fields import Field
 from pyctl.model.link import (
-    ETH_HLEN,
     JITTER_DISTS,
     MAX_DELAY_MS,
     GilbertElliott,
@@ -116,7 +115,7 @@ class Link:
         over = dict(self.a_to_b if direction == "a2b" else self.b_to_a)
         qb = over.get("queue_bytes", self.queue_bytes)
         qp = over.get("queue_packets", self.queue_packets)
-        return int(qb) if qb else int(qp) * (self.mtu + ETH_HLEN)  # type: ignore[call-overload]
+        return int(qb) if qb else int(qp) * (self.mtu + C.ETH_HLEN)  # type: ignore[call-overload]
 
     def scaled(self, factor: float) -> Link:
         """The link with every rate times `factor` (what a smaller VM carries)."""
@@ -178,6 +177,22 @@ class FlowIntent:
     # go-back-N on loss (pyctl.net.traffic); None: paced and unacknowledged.
     window_kb: float | None = None
 
+    def scaled(self, factor: float) -> FlowIntent:
+        """The flow with its rate, RC window and SLA bandwidth times `factor`.
+
+        The window is a volume in flight, so it follows the rate. The SLA bandwidth scales too:
+        `icpn run` used to keep it while the experiments scaled it, and scaling won because it
+        is a rate the network promises the flow (carried to the nodes as the APN bandwidth
+        parameter), and on links scaled by `factor` an unscaled figure promises more than the
+        path can carry. The SLA's latency and loss stay: times and ratios do not follow rates."""
+        bw = self.sla.bandwidth_mbit
+        return dataclasses.replace(
+            self,
+            rate_mbit=self.rate_mbit * factor,
+            window_kb=self.window_kb * factor if self.window_kb else None,
+            sla=dataclasses.replace(self.sla, bandwidth_mbit=bw * factor) if bw else self.sla,
+        )
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -200,6 +215,25 @@ class Topology:
     @property
     def routers(self) -> list[TopoNode]:
         return [n for n in self.nodes if n.is_router]
+
+    def scaled(self, factor: float) -> Topology:
+        """The topology at `factor` of its rates, what a smaller machine carries (`icpn run`
+        and `icpn experiment` --scale): link bandwidths, flows (`FlowIntent.scaled`) and the
+        elephant threshold (a volume a flow sends in a window). Times are kept."""
+        if factor == 1:
+            return self
+        features = dict(self.features)
+        if "elephant" in features:
+            ele = dict(features["elephant"] or {})  # type: ignore[call-overload]
+            threshold = ele.get("threshold_bytes", C.ELEPHANT_THRESHOLD_BYTES_DEFAULT)
+            ele["threshold_bytes"] = max(1, int(threshold * factor))
+            features["elephant"] = ele
+        return dataclasses.replace(
+            self,
+            links=tuple(lk.scaled(factor) for lk in self.links),
+            flows=tuple(f.scaled(factor) for f in self.flows),
+            features=features,
+        )
 
 
 _FEATURES = ("apn", "ifit", "elephant", "ecn", "pfc")

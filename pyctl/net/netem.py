@@ -18,8 +18,9 @@ import json
 import math
 from collections.abc import Callable
 
+from pyctl import constants as C
 from pyctl.errors import ICPNError
-from pyctl.model.link import ETH_HLEN, Direction, LinkModel
+from pyctl.model.link import Direction, LinkModel
 from pyctl.net.linkd import Counters, LinkStats
 
 NETEM_MAX_LIMIT = 1_000_000
@@ -42,7 +43,7 @@ def netem_args(model: LinkModel, mtu: int) -> list[str]:
         args += [f"{v}%" for v in (ge.p_pct, ge.r_pct, ge.loss_bad_pct, ge.loss_good_pct)]
     elif model.loss_pct:
         args += ["loss", "random", f"{model.loss_pct}%"]
-    frame = mtu + ETH_HLEN
+    frame = mtu + C.ETH_HLEN
     if model.rate_mbit:
         args += ["rate", f"{model.rate_mbit * 1e6:.0f}bit"]
         buffered = math.ceil((model.queue_bytes or frame * (model.queue_packets or 1000)) / frame)

@@ -5,19 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pyctl.texttable import text_table
+
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:5.1f}%"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def fmt(r: list[str]) -> str:
-        cells = zip(r, widths, strict=True)
-        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(cells))
-
-    return [fmt(header), "  ".join("-" * w for w in widths), *[fmt(r) for r in rows]]
 
 
 def _num(x: float | None, digits: int = 2) -> str:
@@ -64,7 +56,7 @@ def _links_table(rows: list[dict[str, Any]]) -> list[str]:
         " the link's ends: propagation = min less the packet's own serialisation at the link"
         " rate, mean = with queueing; loss counted by the element):"
     )
-    return ["", title, *_table(header, table)]
+    return ["", title, *text_table(header, table, numbers=True)]
 
 
 def _loss_text(loss: dict[str, Any] | None) -> str:
@@ -107,7 +99,7 @@ def render(report: dict[str, Any], run_dir: Path) -> str:
                 util = q["mbit"] / q["bw_mbit"] if q["bw_mbit"] else None
                 row.append(f"{q['mbit']:8.2f}  {_pct(util)}")
             rows.append(row)
-        lines += ["", *_table(header, rows)]
+        lines += ["", *text_table(header, rows, numbers=True)]
         means = report["mean_utilisation"]
         lines.append(
             "mean path utilisation: "
@@ -126,7 +118,7 @@ def render(report: dict[str, Any], run_dir: Path) -> str:
                     f" {g.get('pfc_pauses', 0):4d}"
                 )
             rows.append(row)
-        lines += ["", *_table(header, rows)]
+        lines += ["", *text_table(header, rows, numbers=True)]
     if report["ifit"]:
         lines += ["", "IFIT (traced path, one-way and per-hop delay from the collector):"]
         for t in report["ifit"]:

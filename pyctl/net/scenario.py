@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyctl import constants as C
 from pyctl.controller.plan import Plan, make_plan
 from pyctl.errors import ConfigError, ICPNError
 from pyctl.model.node import NodeConfig
@@ -87,29 +86,6 @@ class Phase:
     def mean_utilisation(self) -> float | None:
         used = [p.utilisation for p in self.paths if p.utilisation is not None]
         return sum(used) / len(used) if used else None
-
-
-def scaled(topo: Topology, factor: float) -> Topology:
-    """Bandwidths, flow rates and the elephant threshold times `factor` (what the VM carries)."""
-    if factor == 1:
-        return topo
-    links = tuple(lk.scaled(factor) for lk in topo.links)
-    flows = tuple(
-        dataclasses.replace(
-            f,
-            rate_mbit=f.rate_mbit * factor,
-            window_kb=f.window_kb * factor if f.window_kb else None,  # a volume: follows rates
-        )
-        for f in topo.flows
-    )
-    features = dict(topo.features)
-    ele = dict(features.get("elephant") or {})  # type: ignore[call-overload]
-    if "elephant" in features:
-        ele["threshold_bytes"] = max(
-            1, int(ele.get("threshold_bytes", C.ELEPHANT_THRESHOLD_BYTES_DEFAULT) * factor)
-        )
-        features["elephant"] = ele
-    return dataclasses.replace(topo, links=links, flows=flows, features=features)
 
 
 RC_PAYLOAD = 4096  # an RC flow sends RoCEv2's usual 4 KB MTU (a paced one, PACED_PAYLOAD)
@@ -277,7 +253,7 @@ class Scenario:
         if self.scale != 1:
             self.log(
                 f"  scaled by {self.scale:g} to what this data plane carries: link bandwidths,"
-                " flow rates, elephant threshold"
+                " flow rates, RC windows, SLA bandwidths, elephant threshold"
             )
         t0 = time.monotonic()
         self.emu = Emulation(
@@ -590,7 +566,7 @@ def run_topology(
     topo = load_topology(path)
     name, _, _ = choose_runner(dataplane)
     factor = scale if scale is not None else (0.05 if name == "reference" else EBPF_SCALE)
-    topo = scaled(topo, factor)
+    topo = topo.scaled(factor)
     run_dir = out_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{topo.name}"
     interactive = sys.stdin.isatty() if cli is None else cli
     scenario = Scenario(topo, run_dir, dataplane, seconds, scale=factor)

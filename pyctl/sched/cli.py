@@ -31,8 +31,9 @@ from pyctl.sched.model import SLA, Job, LoadReport, PathState
 from pyctl.sched.remote import NetworkClient, NetworkSteerer, TelemetryPoll
 from pyctl.sched.scheduler import DecisionLog, LoggingSteerer, Scheduler, Steerer
 from pyctl.telemetry.clock import ClockConfig
+from pyctl.telemetry.config import CollectorConfig
 from pyctl.telemetry.server import CollectorServer
-from pyctl.telemetry.state import Collector, CollectorConfig
+from pyctl.telemetry.state import Collector
 
 
 def _number(text: str, option: str) -> float:

@@ -19,7 +19,8 @@ from typing import Protocol
 
 from pyctl.errors import ConfigError
 from pyctl.sched.model import Decision, Path, PathState
-from pyctl.telemetry.state import Collector, DelayFigure
+from pyctl.telemetry.records import DelayFigure
+from pyctl.telemetry.state import Collector
 
 STATS = ("avg", "max")
 

@@ -6,9 +6,11 @@ See docs/telemetry.md. The hot path (`decode_report`) uses `struct` only; the sc
 
 from pyctl.telemetry.clock import ClockConfig
 from pyctl.telemetry.collector import main
+from pyctl.telemetry.config import CollectorConfig
 from pyctl.telemetry.export import JsonLinesSink, ListSink
 from pyctl.telemetry.loss import PeriodLoss
 from pyctl.telemetry.metrics import IFITMetrics, prometheus_text
+from pyctl.telemetry.records import DelayFigure
 from pyctl.telemetry.report import (
     DEFAULT_LAYOUT,
     HopRecord,
@@ -20,7 +22,7 @@ from pyctl.telemetry.report import (
     encode_trace_report,
 )
 from pyctl.telemetry.server import CollectorServer, serve
-from pyctl.telemetry.state import Collector, CollectorConfig, DelayFigure
+from pyctl.telemetry.state import Collector
 
 __all__ = [
     "DEFAULT_LAYOUT",

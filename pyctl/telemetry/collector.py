@@ -17,15 +17,10 @@ from typing import IO
 from pyctl import constants as C
 from pyctl.errors import ConfigError, ICPNError
 from pyctl.telemetry.clock import ClockConfig
+from pyctl.telemetry.config import COUNTER_MODES, DEFAULT_HTTP_PORT, DELAY_FROM, CollectorConfig
 from pyctl.telemetry.export import JsonLinesSink
 from pyctl.telemetry.server import CollectorServer, serve
-from pyctl.telemetry.state import (
-    COUNTER_MODES,
-    DEFAULT_HTTP_PORT,
-    DELAY_FROM,
-    Collector,
-    CollectorConfig,
-)
+from pyctl.telemetry.state import Collector
 
 
 def _pair(text: str, option: str, sep: str = "=") -> tuple[str, int]:

@@ -17,9 +17,10 @@ from collections.abc import Callable
 
 from pyctl import constants as C
 from pyctl.errors import ConfigError, ICPNError
+from pyctl.telemetry.config import DEFAULT_HTTP_PORT
 from pyctl.telemetry.httpd import LocalHTTPServer, Response
 from pyctl.telemetry.metrics import CONTENT_TYPE, exposition, registry_for
-from pyctl.telemetry.state import DEFAULT_HTTP_PORT, Collector
+from pyctl.telemetry.state import Collector
 
 log = logging.getLogger("pyctl.telemetry")
 

@@ -3,6 +3,8 @@ figures (delay, jitter, loss per colour period, paths), and export them.
 
 `Collector` is usable in-process (`feed(datagram, addr, now)`); pyctl.telemetry.server receives
 reports over UDP and serves them over HTTP; pyctl.telemetry.collector is ``icpn collector``.
+Beside it: its configuration (`config`), what it keeps per flow and node and the JSON of it
+(`records`), which reports it admits (`admission`).
 What each figure means (clock correction of delays, loss per colour period, jitter) is
 documented in docs/telemetry.md.
 
@@ -14,197 +16,43 @@ period hooks run (outside the lock: a hook may read the collector).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from pyctl import constants as C
-from pyctl.errors import ConfigError, PacketError
-from pyctl.telemetry.clock import ClockConfig, ClockModel
-from pyctl.telemetry.export import Sink
-from pyctl.telemetry.loss import FlowLoss, LossTracker, PeriodLoss
-from pyctl.telemetry.metrics import prometheus_text
-from pyctl.telemetry.report import (
-    R_TOO_LARGE,
-    REJECT_REASONS,
-    Report,
-    ReportError,
-    TraceLayout,
-    address_text,
-    decode_report,
+from pyctl.telemetry.admission import (
+    A_BAD_TIMESTAMP,
+    A_COUNTER_RESET,
+    ALL_REASONS,
+    R_FLOW_TABLE,
+    R_INTERNAL,
+    R_LOSS_TABLE,
+    R_SOURCE,
+    RateLimitedLog,
+    SourceFilter,
 )
+from pyctl.telemetry.clock import ClockModel
+from pyctl.telemetry.config import CollectorConfig
+from pyctl.telemetry.export import Sink
+from pyctl.telemetry.loss import LossTracker, PeriodLoss
+from pyctl.telemetry.metrics import prometheus_text
+from pyctl.telemetry.records import (
+    MAX_HOPS_PER_FLOW,
+    DelayFigure,
+    FlowKey,
+    FlowState,
+    NodeState,
+    loss_dict,
+    node_docs,
+    report_event,
+)
+from pyctl.telemetry.report import R_TOO_LARGE, Report, ReportError, TraceLayout, decode_report
 from pyctl.telemetry.stats import RunningStats
 
 log = logging.getLogger("pyctl.telemetry")
-
-R_SOURCE = "source-not-allowed"
-R_FLOW_TABLE = "flow-table-full"
-R_LOSS_TABLE = "loss-table-full"
-R_INTERNAL = "internal-error"
-ALL_REASONS = (*REJECT_REASONS, R_SOURCE, R_FLOW_TABLE, R_LOSS_TABLE, R_INTERNAL)
-A_BAD_TIMESTAMP = "bad-timestamp"
-A_COUNTER_RESET = "counter-reset"
-
-DEFAULT_HTTP_PORT = 9391
-MAX_HOPS_PER_FLOW = 64  # distinct hops kept per flow (a path has at most 255/5 records)
-COUNTER_MODES = ("per-period", "cumulative")
-DELAY_FROM = ("all", "d-marked")
-
-
-@dataclass(frozen=True)
-class CollectorConfig:
-    trace_type: int = C.IOAM_TRACE_TYPE_DEFAULT
-    period_s: float = C.IFIT_PERIOD_US_DEFAULT / 1e6
-    """Colour period: window of the per-period figures, loss timeouts, offset estimation."""
-    counters: str = "per-period"
-    """Counter records carry the period's count ("per-period") or running totals ("cumulative")."""
-    delay_from: str = "all"
-    """Compute delays from every trace report, or only from D-marked ones ("d-marked")."""
-    clock: ClockConfig = field(default_factory=ClockConfig)
-    endpoints: Mapping[int, tuple[int, int]] = field(default_factory=dict)
-    """FlowMonID -> (head, tail) node ids for loss when no trace report gives the path."""
-    allowed_sources: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    """Only accept reports from these prefixes (empty: from anyone)."""
-    max_flows: int = 10_000
-    max_links: int = 10_000
-    max_report_bytes: int = 4096
-    path_history: int = 32
-    flow_idle_s: float = 60.0
-    report_events: bool = False
-    """Emit one JSON event per report (besides the per-period summaries)."""
-    log_interval_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        try:
-            TraceLayout.for_trace_type(self.trace_type)
-        except PacketError as e:
-            raise ConfigError("trace_type", str(e)) from None
-        checks: list[tuple[str, object, bool]] = [
-            ("period_s", self.period_s, self.period_s > 0 and math.isfinite(self.period_s)),
-            ("counters", self.counters, self.counters in COUNTER_MODES),
-            ("delay_from", self.delay_from, self.delay_from in DELAY_FROM),
-            ("max_flows", self.max_flows, self.max_flows >= 1),
-            ("max_links", self.max_links, self.max_links >= 1),
-            ("max_report_bytes", self.max_report_bytes, self.max_report_bytes >= 60),
-            ("path_history", self.path_history, self.path_history >= 1),
-            ("flow_idle_s", self.flow_idle_s, self.flow_idle_s > 0),
-        ]
-        for name, value, ok in checks:
-            if not ok:
-                raise ConfigError(name, f"invalid value {value!r}")
-
-
-@dataclass(frozen=True)
-class DelayFigure:
-    """A delay over the last closed colour period (µs), as the scheduler consumes it."""
-
-    count: int
-    avg: float
-    min: int
-    max: int
-    jitter: float
-    basis: str
-
-    @classmethod
-    def from_stats(cls, stats: RunningStats) -> DelayFigure | None:
-        if not stats.p_count:
-            return None
-        return cls(
-            stats.p_count, stats.p_avg, stats.p_min, stats.p_max, stats.p_jitter, stats.basis
-        )
-
-
-FlowKey = tuple[int, int, int, int, int, bytes, bytes]
-"""(FlowMonID, family, proto, sport, dport, src, dst)."""
-
-
-class FlowState:
-    __slots__ = (
-        "key",
-        "reports",
-        "w_reports",
-        "d_reports",
-        "first_seen",
-        "last_seen",
-        "path",
-        "path_changes",
-        "history",
-        "delay",
-        "hops",
-        "_text",
-    )
-
-    def __init__(self, key: FlowKey, now: float, history: int) -> None:
-        self.key = key
-        self.reports = 0
-        self.w_reports = 0
-        self.d_reports = 0
-        self.first_seen = now
-        self.last_seen = now
-        self.path: tuple[int | None, ...] | None = None
-        self.path_changes = 0
-        self.history: deque[tuple[float, int | None, tuple[int | None, ...]]] = deque(
-            maxlen=history
-        )
-        self.delay = RunningStats()
-        self.hops: dict[tuple[int, int], RunningStats] = {}
-        self._text: tuple[str, str] | None = None
-
-    @property
-    def flowmon_id(self) -> int:
-        return self.key[0]
-
-    def addresses(self) -> tuple[str, str]:
-        if self._text is None:
-            self._text = (address_text(self.key[5]), address_text(self.key[6]))
-        return self._text
-
-    def identity(self) -> dict[str, Any]:
-        src, dst = self.addresses()
-        fid, family, proto, sport, dport = self.key[:5]
-        return {
-            "flowmon_id": fid,
-            "family": family,
-            "proto": proto,
-            "src": src,
-            "dst": dst,
-            "sport": sport,
-            "dport": dport,
-        }
-
-
-class NodeState:
-    __slots__ = ("queue_last", "queue_max")
-
-    def __init__(self) -> None:
-        self.queue_last: int | None = None
-        self.queue_max = 0
-
-
-class _RateLimitedLog:
-    """At most one warning per key per interval; the next one says how many were suppressed."""
-
-    def __init__(self, logger: logging.Logger, interval_s: float) -> None:
-        self.logger = logger
-        self.interval_s = interval_s
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warn(self, key: str, message: str, now: float, exc_info: bool = False) -> None:
-        last = self._last.get(key)
-        if last is not None and now - last < self.interval_s:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
-        more = self._suppressed.pop(key, 0)
-        self._last[key] = now
-        suffix = f" ({more} more {key} suppressed)" if more else ""
-        self.logger.warning("%s%s", message, suffix, exc_info=exc_info)
 
 
 class Collector:
@@ -236,10 +84,10 @@ class Collector:
         self.links: dict[tuple[int, int], RunningStats] = {}
         self.nodes: dict[int, NodeState] = {}
         self._lock = threading.Lock()
-        self._log = _RateLimitedLog(logger or log, self.config.log_interval_s)
+        self._log = RateLimitedLog(logger or log, self.config.log_interval_s)
         self._hooks: list[Callable[[float], None]] = []
         self._next_roll: float | None = None
-        self._source_ok: dict[str, bool] = {}
+        self._sender_ok = SourceFilter(self.config.allowed_sources, self.config.max_flows)
         self._estimate = self.config.clock.estimate
         self._d_only = self.config.delay_from == "d-marked"
 
@@ -285,7 +133,7 @@ class Collector:
     def _feed(
         self, data: bytes | memoryview, addr: Sequence[Any] | None, now: float
     ) -> Report | None:
-        if self.config.allowed_sources and not self._allowed(addr):
+        if self.config.allowed_sources and not self._sender_ok(addr):
             self._reject(R_SOURCE, "source not in allowed_sources", addr, now)
             return None
         if len(data) > self.config.max_report_bytes:
@@ -306,26 +154,8 @@ class Collector:
         if not ok:
             return None
         if self.config.report_events and self.sink is not None:
-            self.sink.emit(self._report_event(report, now))
+            self.sink.emit(report_event(report, now))
         return report
-
-    def _allowed(self, addr: Sequence[Any] | None) -> bool:
-        if addr is None:
-            return False
-        host = str(addr[0])
-        ok = self._source_ok.get(host)
-        if ok is None:
-            try:
-                ip = ipaddress.ip_address(host.split("%", 1)[0])
-            except ValueError:
-                ok = False
-            else:
-                if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-                    ip = ip.ipv4_mapped
-                ok = any(ip in net for net in self.config.allowed_sources)
-            if len(self._source_ok) < self.config.max_flows:
-                self._source_ok[host] = ok
-        return ok
 
     def _reject(
         self,
@@ -471,40 +301,6 @@ class Collector:
             for loss in losses:
                 self.sink.emit(loss.as_dict())
 
-    def _report_event(self, report: Report, now: float) -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "type": "counter" if report.is_counter else "report",
-            "time": round(now, 6),
-            "flowmon_id": report.flowmon_id,
-            "colour": report.colour,
-            "d": report.d_flag,
-            "node" if report.is_counter else "tail": report.tail_node_id,
-            "ts_us": report.tail_ts_us,
-        }
-        if report.is_counter:
-            event.update(packets=report.packets, bytes=report.octets)
-            return event
-        event.update(
-            family=report.family,
-            proto=report.proto,
-            src=report.src_ip,
-            dst=report.dst_ip,
-            sport=report.sport,
-            dport=report.dport,
-            hops=[
-                {
-                    "node": h.node_id,
-                    "hop_limit": h.hop_limit,
-                    "in": h.ingress_if,
-                    "out": h.egress_if,
-                    "ts_us": h.ts_us,
-                    "queue": h.queue_depth,
-                }
-                for h in report.hops
-            ],
-        )
-        return event
-
     # --- colour periods ----------------------------------------------------------------------
 
     def _maybe_roll(self, now: float) -> bool:
@@ -533,7 +329,7 @@ class Collector:
                     total.absorb(stats)
         for key, flow in list(self.flows.items()):
             if sink is not None and flow.w_reports:
-                sink.emit({"type": "flow", "time": round(end, 6), **self._flow_dict(flow)})
+                sink.emit({"type": "flow", "time": round(end, 6), **flow.as_dict()})
             flow.w_reports = 0
             flow.delay.roll()
             for stats in flow.hops.values():
@@ -562,40 +358,9 @@ class Collector:
 
     # --- read side -------------------------------------------------------------------------
 
-    def _flow_dict(self, flow: FlowState) -> dict[str, Any]:
-        return {
-            **flow.identity(),
-            "reports": flow.reports,
-            "d_reports": flow.d_reports,
-            "first_seen": round(flow.first_seen, 6),
-            "last_seen": round(flow.last_seen, 6),
-            "path": list(flow.path or ()),
-            "path_changes": flow.path_changes,
-            "path_history": [
-                {"time": round(t, 6), "tail_ts_us": ts, "path": list(p)}
-                for t, ts, p in flow.history
-            ],
-            "delay_us": flow.delay.as_dict(),
-            "hops": [
-                {"from": a, "to": b, "delay_us": s.as_dict()} for (a, b), s in flow.hops.items()
-            ],
-        }
-
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
         """Everything the collector knows, JSON-serialisable (the /flows document)."""
         with self._lock:
-            nodes: dict[int, dict[str, Any]] = {}
-            for node_id, state in self.nodes.items():
-                if state.queue_last is not None:
-                    nodes.setdefault(node_id, {"node": node_id})["queue_depth"] = {
-                        "last": state.queue_last,
-                        "max": state.queue_max,
-                    }
-            for node_id, off in self.clock.offsets.items():
-                nodes.setdefault(node_id, {"node": node_id})["clock"] = {
-                    "offset_us": off,
-                    "source": self.clock.sources.get(node_id),
-                }
             return {
                 "time": round(time.time() if now is None else now, 6),
                 "counters": {
@@ -606,13 +371,13 @@ class Collector:
                     "rejected": {r: self.rejected.get(r, 0) for r in ALL_REASONS},
                     "anomalies": {A_BAD_TIMESTAMP: 0, A_COUNTER_RESET: 0} | self.anomalies,
                 },
-                "flows": [self._flow_dict(f) for f in self.flows.values()],
+                "flows": [f.as_dict() for f in self.flows.values()],
                 "links": [
                     {"from": a, "to": b, "delay_us": s.as_dict()}
                     for (a, b), s in self.links.items()
                 ],
-                "nodes": [nodes[n] for n in sorted(nodes)],
-                "loss": [_loss_dict(fid, t) for fid, t in self.loss.totals.items()],
+                "nodes": node_docs(self.nodes, self.clock),
+                "loss": [loss_dict(fid, t) for fid, t in self.loss.totals.items()],
             }
 
     def metrics_text(self) -> str:
@@ -643,14 +408,3 @@ class Collector:
     def path_of(self, flowmon_id: int) -> tuple[int | None, ...]:
         with self._lock:
             return self.loss.paths.get(flowmon_id, ())
-
-
-def _loss_dict(flowmon_id: int, total: FlowLoss) -> dict[str, Any]:
-    return {
-        "flowmon_id": flowmon_id,
-        "periods": total.periods,
-        "measured_periods": total.measured_periods,
-        "head_packets": total.head_packets,
-        "packets_lost": total.packets_lost,
-        "last": total.last.as_dict() if total.last is not None else None,
-    }

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pyctl import constants as C
 from pyctl.model.hashing import FlowKey
 
-ETH_HLEN = 14
 IPV6_HLEN = 40
 IPV4_HLEN = 20
 UDP_HLEN = 8
@@ -43,9 +42,9 @@ class Ethernet:
 
 def parse_ethernet(frame: bytes) -> Ethernet:
     """An untagged Ethernet II frame (no FCS); anything shorter than a header is `not-ip`."""
-    if len(frame) < ETH_HLEN:
+    if len(frame) < C.ETH_HLEN:
         raise Drop(C.DROP_NOT_IP)
-    return Ethernet(frame[0:6], frame[6:12], u16(frame, 12), frame[ETH_HLEN:])
+    return Ethernet(frame[0:6], frame[6:12], u16(frame, 12), frame[C.ETH_HLEN :])
 
 
 def ethernet(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> bytes:

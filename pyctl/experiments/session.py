@@ -1,92 +1,31 @@
-"""What the paper's pilots share as experiments: options, a network session with timed phases,
-the paper's figures beside the emulated ones, and the report (text, report.json, PNGs).
-
-An experiment (one module each) builds its topology, runs phases on an `ExperimentScenario` —
-the `icpn run` machinery (`pyctl.net.scenario.Scenario`: Mininet emulation, RoCEv2-like
-traffic, headend port sampling, IFIT collector) with flows chosen per phase, actions at set
-times within a phase (re-push a node, change a sender's rate, degrade a link) — and returns
-its figures and what it scaled.
-"""
+"""The network session an experiment drives: `ExperimentScenario` is the `icpn run` machinery
+(`pyctl.net.scenario.Scenario`: Mininet emulation, RoCEv2-like traffic, headend port sampling,
+IFIT collector) with flows chosen per phase, actions at set times within a phase (re-push a
+node, change a sender's rate, degrade a link) and the experiment's report."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pyctl import constants as C
-from pyctl.controller.plan import Plan
-from pyctl.errors import ConfigError
-from pyctl.model.fields import Field
+from pyctl.experiments.figures import Figure, Scaled
 from pyctl.model.node import NodeConfig
-from pyctl.model.topology import FlowIntent, Topology, load_topology, topology_from_field
+from pyctl.model.topology import FlowIntent, Topology
 from pyctl.net.emulation import Emulation
-from pyctl.net.observer import RunObserver
-from pyctl.net.scenario import (
-    SAMPLE_S,
-    FlowResult,
-    PathUse,
-    Phase,
-    Scenario,
-    check_run_options,
-    choose_runner,
-    scaled,
-    window_args,
-)
+from pyctl.net.scenario import SAMPLE_S, FlowResult, PathUse, Phase, Scenario, window_args
 
-TOPOLOGIES = Path(__file__).resolve().parent.parent.parent / "topologies"
-ETH_P_ALL = 0x0003
-UDP6_FRAME_OVERHEAD = 14 + 40 + 8  # Ethernet, IPv6 and UDP headers of a decapsulated frame
+UDP6_FRAME_OVERHEAD = C.ETH_HLEN + 40 + 8  # Ethernet, IPv6, UDP headers of a decapsulated frame
 ROCE_PAYLOAD = 4096  # UDP payload a packet (BTH included): RoCEv2's usual 4 KB MTU
-# The Python switch forwards a few thousand packets a second: `icpn run` scales by 0.05 with
-# 1000-octet packets; four times larger packets carry four times the bits at that packet rate.
-REFERENCE_SCALE = 0.2
-
-
-@dataclass(frozen=True)
-class Options:
-    """How to run an experiment (the `icpn experiment` options)."""
-
-    dataplane: str = "auto"
-    seconds: float = 5.0
-    scale: float | None = None  # None: per data plane, as `icpn run`
-    runs: Path = Path("runs")
-    cli: bool = False
-    log: Callable[[str], None] = print
-    observer: RunObserver | None = None  # the live view (`--web`): pyctl.web.server.LiveView
-
-    def __post_init__(self) -> None:
-        check_run_options(self.seconds, self.scale)
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One headline figure: as the paper states it, and as this run measured it."""
-
-    what: str
-    paper: str
-    emulated: str
-    value: float | None = None  # the emulated figure as a number (ratios as 0..1)
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Scaled:
-    """One thing the experiment scales down (or leaves out), and why."""
-
-    what: str
-    paper: str
-    here: str
-    why: str
 
 
 @dataclass(frozen=True)
@@ -118,71 +57,6 @@ class _Sender:
 
     def alive(self) -> bool:
         return any(proc.poll() is None for proc, _ in self.runs)
-
-
-@dataclass
-class Outcome:
-    name: str
-    report: dict[str, Any]
-    run_dir: Path
-    text: str
-
-
-def pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def resolve_scale(
-    dataplane: str, scale: float | None, ebpf_default: float = 1.0
-) -> tuple[str, float]:
-    """(data plane name, bandwidth factor): the reference switch defaults to 0.2, others to
-    `ebpf_default` (an experiment whose traffic the VM's CPUs cannot carry at 1 lowers it)."""
-    name, _, _ = choose_runner(dataplane)
-    if scale is not None:
-        return name, scale
-    return name, REFERENCE_SCALE if name == "reference" else ebpf_default
-
-
-def topology(source: str | Mapping[str, Any], where: str = "<experiment>") -> Topology:
-    """A topology from a file under topologies/ (by name) or from a dict (the YAML schema)."""
-    if isinstance(source, str):
-        return load_topology(TOPOLOGIES / source)
-    return topology_from_field(Field(dict(source), "", where))
-
-
-def run_dir_for(opts: Options, name: str) -> Path:
-    return opts.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-experiment-{name}"
-
-
-def path_delay_ms(topo: Topology, nodes: Sequence[str]) -> float:
-    """Configured propagation delay (one way) along consecutive nodes, from the links' delay_ms."""
-    links = {frozenset((lk.a, lk.b)): lk for lk in topo.links}
-    total = 0.0
-    for a, b in zip(nodes, nodes[1:], strict=False):
-        lk = links.get(frozenset((a, b)))
-        if lk is None:
-            raise ConfigError(topo.source, f"no link between {a!r} and {b!r}")
-        total += lk.delay_ms
-    return total
-
-
-def ifit_delays_us(plan: Plan, ifit: Mapping[str, Any], flows: Sequence[str]) -> list[float]:
-    """Mean one-way delay (µs) the collector measured for each IFIT flow of these names."""
-    ids = {plan.flowmon_ids[n] for n in flows if n in plan.flowmon_ids}
-    out = []
-    for fl in ifit.get("flows", []):
-        avg = (fl.get("delay_us") or {}).get("avg")
-        if fl.get("flowmon_id") in ids and isinstance(avg, int | float):
-            out.append(float(avg))
-    return out
-
-
-def port_towards(plan: Plan, node: str, peer: str) -> int:
-    """The port of `node` whose link leads to `peer`."""
-    for (n, port), (other, _) in plan.wiring.items():
-        if n == node and other == peer:
-            return port
-    raise ConfigError("topology", f"{node!r} has no link to {peer!r}")
 
 
 class ExperimentScenario(Scenario):
@@ -454,176 +328,3 @@ class ExperimentScenario(Scenario):
             **extra,
         )
         return report
-
-
-class Sniffer:
-    """Frames arriving on one interface of a node, for a short while, from a thread.
-
-    A packet socket sees them on a software switch; an eBPF node takes frames before packet
-    sockets would, so its runner's capture (`tap(port)`, both directions) is used instead.
-    """
-
-    def __init__(self, scenario: ExperimentScenario, node: str, port: int) -> None:
-        assert scenario.emu is not None
-        ifname = scenario.emu.ifnames[(node, port)]
-        self.port = port
-        self.frames: list[bytes] = []
-        self._thread: threading.Thread | None = None
-        self._tap: Callable[[int], AbstractContextManager[list[bytes]]] | None = None
-        self._sock: socket.socket | None = None
-        tap = getattr(scenario.runners.get(node), "tap", None)
-        if callable(tap):
-            self._tap = tap
-            return
-
-        def make() -> socket.socket:
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            s.bind((ifname, 0))
-            s.settimeout(0.05)
-            return s
-
-        self._sock = scenario.emu.run_in(node, make)  # the socket stays in the namespace
-
-    def start(self, seconds: float, limit: int = 50) -> Sniffer:
-        def from_socket(sock: socket.socket) -> None:
-            end = time.monotonic() + seconds
-            try:
-                while time.monotonic() < end and len(self.frames) < limit:
-                    try:
-                        self.frames.append(sock.recv(65536))
-                    except TimeoutError:
-                        continue
-            finally:
-                sock.close()
-
-        def from_tap(tap: Callable[[int], AbstractContextManager[list[bytes]]]) -> None:
-            with tap(self.port) as frames:
-                time.sleep(seconds)
-            self.frames = list(frames)[:limit]
-
-        if self._tap is not None:
-            self._thread = threading.Thread(target=from_tap, args=(self._tap,), daemon=True)
-        elif self._sock is not None:
-            self._thread = threading.Thread(target=from_socket, args=(self._sock,), daemon=True)
-        if self._thread is not None:
-            self._thread.start()
-        return self
-
-    def wait(self) -> list[bytes]:
-        if self._thread is not None:
-            self._thread.join()
-        elif self._sock is not None:
-            self._sock.close()
-        return self.frames
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def fmt(r: Sequence[str]) -> str:
-        cells = zip(r, widths, strict=True)
-        return indent + "  ".join(c.ljust(w) for c, w in cells).rstrip()
-
-    return [fmt(header), indent + "  ".join("-" * w for w in widths), *[fmt(r) for r in rows]]
-
-
-def render(report: Mapping[str, Any], run_dir: Path, plots: Sequence[Path]) -> str:
-    """The text a person reads: paper beside emulated, what is scaled, per phase, the model."""
-    lines = [
-        f"== experiment {report['experiment']}: {report['title']}",
-        f"   on {report['dataplane']}, {report['seconds_per_phase']:g} s a phase,"
-        f" bandwidth scale {report['scale']:g}",
-        "",
-        "paper vs emulated:",
-        *table(
-            ["figure", "paper", "emulated", "note"],
-            [[f["what"], f["paper"], f["emulated"], f["note"]] for f in report["figures"]],
-        ),
-        "",
-        "what is scaled, and why:",
-    ]
-    for s in report["scaled"]:
-        lines.append(f"  * {s['what']}: paper {s['paper']} -> here {s['here']} ({s['why']})")
-    if report["model"]:
-        lines += ["", "how the figures are computed:"]
-        lines += [f"  * {m}" for m in report["model"]]
-    if report.get("story"):
-        lines += ["", "what happened:"]
-        lines += [f"  {m}" for m in report["story"]]
-    phases = [p for p in report["phases"] if p["paths"]]
-    if phases:
-        rows = []
-        for i, p in enumerate(phases[0]["paths"]):
-            row = [f"{p['headend']}:{p['port']} -> {p['first_hop']}"]
-            row.append(f"{p['bw_mbit']:g}" if p["bw_mbit"] else "-")
-            for ph in phases:
-                q = ph["paths"][i]
-                util = q["mbit"] / q["bw_mbit"] if q["bw_mbit"] else None
-                row.append(f"{q['mbit']:7.2f} {pct(util):>6}")
-            rows.append(row)
-        header = ["path (headend port -> first hop)", "Mbit/s"]
-        header += [f"{ph['name']}: Mbit/s util" for ph in phases]
-        lines += ["", "paths (mean over the phase):", *table(header, rows)]
-    flow_rows = []
-    for ph in report["phases"]:
-        for f in ph["flows"]:
-            flow_rows.append(
-                [
-                    ph["name"],
-                    f["name"],
-                    f"{f['sent_mbit']:.2f}",
-                    f"{f['received_mbit']:.2f}",
-                    str(f["ce"]),
-                    str(f["cnps"]),
-                ]
-            )
-    if flow_rows:
-        header = ["phase", "flow", "sent Mbit/s", "received Mbit/s", "CE", "CNP"]
-        lines += ["", "flows:", *table(header, flow_rows)]
-    lines += ["", f"report: {run_dir / 'report.json'}" + "".join(f", {p}" for p in plots)]
-    return "\n".join(lines)
-
-
-def finish(
-    name: str,
-    report: dict[str, Any],
-    run_dir: Path,
-    extra_plots: Callable[[Mapping[str, Any], Path], list[Path]] | None = None,
-) -> Outcome:
-    """Write report.json and the PNGs; the text for the terminal."""
-    from pyctl.net.report import plot
-
-    (run_dir / "report.json").write_text(json.dumps(report, indent=1))
-    plots = plot(report, run_dir)
-    if extra_plots is not None:
-        plots += extra_plots(report, run_dir)
-    return Outcome(name, report, run_dir, render(report, run_dir, plots))
-
-
-def scaled_topology(topo: Topology, factor: float) -> Topology:
-    """`scaled` (link bandwidths, flow rates, elephant threshold), and SLA bandwidths too."""
-    topo = scaled(topo, factor)
-    flows = tuple(
-        dataclasses.replace(
-            f, sla=dataclasses.replace(f.sla, bandwidth_mbit=f.sla.bandwidth_mbit * factor)
-        )
-        if f.sla.bandwidth_mbit
-        else f
-        for f in topo.flows
-    )
-    return dataclasses.replace(topo, flows=flows)
-
-
-def roce(flows: Sequence[FlowIntent]) -> list[FlowIntent]:
-    """The RoCEv2 flows (the traffic receivers listen on UDP 4791 only)."""
-    return [f for f in flows if f.dport == C.ROCEV2_UDP_PORT]
-
-
-def plt_module() -> Any:
-    """matplotlib.pyplot on the Agg backend (no display)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
