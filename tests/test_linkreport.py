@@ -1,0 +1,54 @@
+"""The links table's figures: a flow's frame on the backbone and the propagation IFIT shows."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from pyctl import constants as C
+from pyctl.controller.plan import make_plan
+from pyctl.model.topology import Link, load_topology
+from pyctl.net.framesize import backbone_frame_bytes
+from pyctl.net.linkreport import link_rows, propagation_ms
+
+TOPOS = Path(__file__).resolve().parent.parent / "topologies"
+
+
+def test_backbone_frame_of_a_tcp_segment_is_the_inner_frame_plus_outer_ipv6_and_srh() -> None:
+    """minimal.yaml: pe1 encapsulates ha -> hb in an outer IPv6 header and an SRH of one SID
+    (H.Encaps, SPEC 1); a TCP flow matches no APN or IFIT rule there, so no Hop-by-Hop options.
+    By hand: 14 (Ethernet) + 40 (IPv6) + 20 (TCP) + 1400 payload = 1474 inner, + 40 + 8 + 16 =
+    1538 bytes on the pe1-pe2 link."""
+    topo = load_topology(TOPOS / "minimal.yaml")
+    plan = make_plan(topo)
+    tcp = dataclasses.replace(topo.flows[0], proto=C.IPPROTO_TCP, dport=5201)
+    assert backbone_frame_bytes(plan, topo, tcp, 1400) == 1538
+    # a flow whose source is not a host of the plan has no headend to take it
+    assert backbone_frame_bytes(plan, topo, dataclasses.replace(tcp, src="nobody"), 1400) is None
+
+
+def _flow(name: str, *hops: tuple[str, str, int]) -> dict[str, object]:
+    return {
+        "flow": name,
+        "hops": [{"from": a, "to": b, "delay_us": {"min": m, "avg": m + 500}} for a, b, m in hops],
+    }
+
+
+def test_propagation_is_the_least_flow_minimum_less_its_own_serialisation() -> None:
+    """A 50 Mbit/s, 15 ms link crossed by a 4,430-byte flow (its minimum 15,760 us: 15 ms + its
+    own 0.7088 ms serialisation + 51.2 us in the nodes) and a 1,326-byte one steered by the loop
+    (15,300 us: queued behind a big frame; less 0.2122 ms -> 15.0878 ms). The bigger frame's
+    figure is the lower: 15.760 - 4430 x 8 / 50,000 = 15.0512 ms. An unrated link subtracts
+    nothing; a flow of unknown size is left out."""
+    links = [Link("a", "b", bw_mbit=50, delay_ms=15), Link("b", "c")]
+    ifit = [
+        _flow("bulk", ("a", "b", 15_760), ("b", "c", 300)),
+        _flow("mice on p/1", ("b", "a", 15_300)),
+        _flow("unknown", ("a", "b", 1_000)),
+    ]
+    got = propagation_ms(ifit, links, {"bulk": 4430, "mice": 1326})
+    assert abs(got[frozenset("ab")] - 15.0512) < 1e-9
+    assert abs(got[frozenset("bc")] - 0.300) < 1e-9
+    rows = {r["link"]: r for r in link_rows(links, {}, ifit, "icpn_linkd", {"bulk": 4430})}
+    assert abs(rows["a-b"]["measured"]["propagation_ms"] - 15.0512) < 1e-9
+    assert rows["a-b"]["measured"]["delay_ms"] == 1.0  # the raw minimum: "unknown"'s 1,000 us
