@@ -28,6 +28,7 @@ from pyctl.errors import ConfigError, ICPNError
 from pyctl.model.node import NodeConfig
 from pyctl.model.topology import FlowIntent, Kind, Topology, load_topology
 from pyctl.net.closedloop import ClosedLoop
+from pyctl.net.cluster import Cluster, ClusterSpec, cluster_spec
 from pyctl.net.emulation import Emulation, port_rates
 from pyctl.net.linkreport import link_rows
 from pyctl.net.observer import RunObserver
@@ -212,6 +213,7 @@ class Scenario:
         self.dataplane, self.factory, self.why = choose_runner(dataplane)
         self.emu: Emulation | None = None
         self.link_element = "icpn"  # or "netem" (Emulation's link_element)
+        self.cluster: ClusterSpec | None = None  # several servers (docs/cluster.md)
         self.runners: dict[str, SwitchRunner] = {}
         self.bmv2_nodes: list[str] = []
         # The closed loop (pyctl.net.closedloop), for topologies with SLA flows: the
@@ -280,7 +282,10 @@ class Scenario:
             self._runner,
             log=self.log,
             link_element=self.link_element,
+            cluster=Cluster(self.cluster) if self.cluster is not None else None,
         )
+        if self.cluster is not None:
+            self.log(f"  servers: {', '.join(s.name for s in self.cluster.servers)}")
         with self.emu:
             self.log(
                 f"  network up: {len(self.plan.switches)} switches, {len(self.plan.hosts)} hosts"
@@ -559,6 +564,8 @@ def run_topology(
     link_element: str = "icpn",
     sched_port: int | None = None,
     observer: RunObserver | None = None,
+    servers: str | None = None,
+    ssh_config: Path | None = None,
 ) -> int:
     from pyctl.net.report import render
 
@@ -571,10 +578,12 @@ def run_topology(
     name, _, _ = choose_runner(dataplane)
     factor = scale if scale is not None else (0.05 if name == "reference" else EBPF_SCALE)
     topo = scaled(topo, factor)
+    spec = cluster_spec(topo, servers, ssh_config)
     run_dir = out_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{topo.name}"
     interactive = sys.stdin.isatty() if cli is None else cli
     scenario = Scenario(topo, run_dir, dataplane, seconds, scale=factor)
     scenario.link_element = link_element
+    scenario.cluster = spec
     scenario.sched_port = sched_port
     scenario.observer = observer
     try:
