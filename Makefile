@@ -13,7 +13,8 @@ SYSPY   ?= /usr/bin/python3
 
 APT_REQUIRED := clang llvm libbpf-dev libbpf1 libelf-dev linux-libc-dev iproute2 ethtool \
                 tcpdump iperf3 iputils-ping mininet bridge-utils python3-venv \
-                python3-dev make tshark prometheus chromium chromium-driver
+                python3-dev make tshark prometheus chromium chromium-driver \
+                openssh-server openssh-client sudo
 APT_OPTIONAL := bpftool
 PYTEST_ARGS  ?=
 

@@ -195,7 +195,7 @@ def test_icpn_run_traces_the_path_over_two_servers(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pyctl.cli", "run", str(MINIMAL), "--no-cli", "--seconds", "2",
-         "--runs", str(tmp_path), "--servers", f"localhost,{SERVER_IP}",
+         "--runs", str(tmp_path / "runs"), "--servers", f"localhost,{SERVER_IP}",
          "--ssh-config", str(second_server.ssh_config)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
     )  # fmt: skip
@@ -207,7 +207,7 @@ def test_icpn_run_traces_the_path_over_two_servers(
             proc.communicate()
     assert proc.returncode == 0, out[-2000:] + err[-2000:]
     assert f"servers: localhost, {SERVER_IP}" in out
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = (tmp_path / "runs").iterdir()
     report = json.loads((run_dir / "report.json").read_text())
     traces = {t["flow"]: t for t in report["ifit"]}
     assert traces["probe"]["path"] == ["pe1", "pe2"], report["ifit"]
