@@ -400,8 +400,9 @@ def _servers(f: Field, names: set[str]) -> tuple[Server, ...]:
     out: list[Server] = []
     pinned: dict[str, str] = {}
     for sf in f.items():
+        nodes: tuple[str, ...] = ()
         if isinstance(sf.value, str):
-            name, nodes = sf.value, ()
+            name = sf.value
         else:
             sf.mapping(("name", "nodes"))
             name = sf.child("name").string()

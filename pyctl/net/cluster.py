@@ -128,7 +128,7 @@ def _remote_host_class(ssh_config: Path | None) -> type:
     if ssh_config is not None:
         base += ["-F", str(ssh_config)]
 
-    class ICPNRemoteHost(RemoteHost):  # type: ignore[misc]
+    class ICPNRemoteHost(RemoteHost):
         sshbase = [*base, "-tt"]
 
         def popen(self, *args: Any, **kwargs: Any) -> Any:
@@ -153,7 +153,7 @@ def _root_cmd(node: Any, cmd: str) -> str:
 def _vxlan_link_class() -> type:
     from mininet.examples.cluster import RemoteLink
 
-    class VXLANLink(RemoteLink):  # type: ignore[misc]
+    class VXLANLink(RemoteLink):
         """RemoteLink whose tunnel between two servers is a VXLAN pair (one VNI a link, UDP
         4789 between the servers' addresses): kernel forwarding, no ssh process per link, any
         MTU the servers' network carries. On one server it is RemoteLink's veth."""
@@ -381,10 +381,14 @@ class RemoteRunnerMixin:
         self._agent_proc = None
 
 
-@cache
+_REMOTE_CLASSES: dict[type, type] = {}
+
+
 def remote_class(cls: type) -> type:
     """`cls` run on another server: isinstance(x, cls) still holds for the controller."""
-    return type(f"Remote{cls.__name__}", (RemoteRunnerMixin, cls), {})
+    if cls not in _REMOTE_CLASSES:
+        _REMOTE_CLASSES[cls] = type(f"Remote{cls.__name__}", (RemoteRunnerMixin, cls), {})
+    return _REMOTE_CLASSES[cls]
 
 
 # -- the cluster of one run -----------------------------------------------------------------------
@@ -421,7 +425,8 @@ class Cluster:
 
         self.prefix = prefix
         self._control = f"/run/icpn/{prefix}-ssh-%C"
-        _vxlan_link_class().vni_base = int(prefix[2:], 16) << 12
+        link_cls: Any = _vxlan_link_class()
+        link_cls.vni_base = int(prefix[2:], 16) << 12
         self.server_ip[self.first] = "127.0.0.1"
         for server in self.spec.servers[1:]:
             ip = RemoteMixin.findServerIP(server.name)
