@@ -96,9 +96,13 @@ def second_server(tmp_path: Path) -> Iterator[SecondServer]:
             "  UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n  LogLevel ERROR\n"
         )
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+        # the server's own filesystem view: its runs/ is an empty tmpfs, so a run directory
+        # there is not this machine's (icpn run makes it, brings its files back, removes it)
+        (tmp_path / "runs").mkdir()
+        sshd = f"/usr/sbin/sshd -f {d}/sshd_config -E {d}/sshd.log"
         subprocess.run(
-            ["ip", "netns", "exec", NETNS, "/usr/sbin/sshd", "-f", f"{d}/sshd_config",
-             "-E", f"{d}/sshd.log"], check=True,
+            ["ip", "netns", "exec", NETNS, "unshare", "-m", "--propagation", "private", "sh", "-c",
+             f"mount -t tmpfs icpn-test {tmp_path / 'runs'} && exec {sshd}"], check=True,
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while not (d / "sshd.pid").exists() and time.monotonic() < deadline:
@@ -214,4 +218,16 @@ def test_icpn_run_traces_the_path_over_two_servers(
     assert traces["probe"]["delay_us"]["count"] > 0
     # the headend's and the egress's counters both came back (pe2's from its agent)
     assert {"pe1", "pe2"} <= set(report["switches"])
+    # hb's receiver ran on the second server and wrote its statistics there: icpn run brought
+    # them back (the probe flow's received rate is in the report) and removed the directory
+    for phase in report["phases"]:  # single-path, multi-path
+        (probe,) = phase["flows"]
+        assert probe["received_mbit"] > 0, phase
+        assert (run_dir / f"{phase['name']}-rx-hb-4791.json").exists()
+    sshd = (second_server.ssh_config.parent / "sshd.pid").read_text().strip()
+    there = subprocess.run(
+        ["nsenter", "-t", sshd, "-m", "ls", "-A", str(tmp_path / "runs")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert there.stdout == "", there.stdout
     _assert_nothing_left(second_server, f"ic{proc.pid % 4096:03x}")  # Emulation's new_prefix

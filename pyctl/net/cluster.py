@@ -408,6 +408,8 @@ class Cluster:
         self.prefix = ""
         self._host_cls: type | None = None
         self._control = ""
+        self.run_dir: Path | None = None
+        self._run_dirs: dict[str, str] = {}  # server -> "shared" | "made" | "existed"
 
     # -- before Mininet ------------------------------------------------------------------------
 
@@ -418,15 +420,25 @@ class Cluster:
         argv += ["-o", f"ControlPath={self._control}"]
         return [*argv, f"{self.spec.user}@{self.server_ip[server]}"]
 
-    def precheck(self, prefix: str) -> None:
+    def precheck(self, prefix: str, run_dir: Path) -> None:
         """Resolve every server and check it answers over ssh as root with what ICPN needs (a
-        one-line error naming the server otherwise; MininetCluster's precheck exits instead)."""
-        from mininet.examples.cluster import RemoteMixin
-
+        one-line error naming the server otherwise; MininetCluster's precheck exits instead);
+        give each the run directory at the same path (`pull` brings its files here)."""
         self.prefix = prefix
         self._control = f"/run/icpn/{prefix}-ssh-%C"
         link_cls: Any = _vxlan_link_class()
         link_cls.vni_base = int(prefix[2:], 16) << 12
+        self.run_dir = run_dir.resolve()
+        marker = self.run_dir / f".{prefix}-here"
+        marker.touch()
+        try:
+            self._check_servers(marker)
+        finally:
+            marker.unlink()
+
+    def _check_servers(self, marker: Path) -> None:
+        from mininet.examples.cluster import RemoteMixin
+
         self.server_ip[self.first] = "127.0.0.1"
         for server in self.spec.servers[1:]:
             ip = RemoteMixin.findServerIP(server.name)
@@ -449,6 +461,43 @@ class Cluster:
                     f"server {server.name!r}: needs mnexec (mininet), sudo, {sys.executable} and"
                     f" ICPN at {PACKAGE_ROOT} (the same install as here; docs/cluster.md)"
                 )
+            d = shlex.quote(str(self.run_dir))
+            where = self._remote(
+                server.name,
+                f"if [ -e {shlex.quote(str(marker))} ]; then echo shared;"
+                f" elif [ -e {d} ]; then echo existed; else mkdir -p {d} && echo made; fi",
+            )
+            self._run_dirs[server.name] = where.strip()
+
+    def _remote(self, server: str, script: str, timeout: float = 60) -> str:
+        proc = subprocess.run(
+            [*self._ssh(server), "-n", script], capture_output=True, text=True, timeout=timeout
+        )
+        return proc.stdout
+
+    def pull(self) -> None:
+        """Copy what processes on other servers wrote into the run directory (flow statistics)
+        here, from servers that do not share it (the same path on a shared filesystem is read
+        in place)."""
+        if self.run_dir is None:
+            return
+        for server, how in self._run_dirs.items():
+            if how == "shared":
+                continue
+            remote = subprocess.Popen(
+                [*self._ssh(server), "-n", f"tar -C {shlex.quote(str(self.run_dir))} -cf - ."],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            subprocess.run(
+                ["tar", "-C", str(self.run_dir), "--keep-newer-files", "-xf", "-"],
+                stdin=remote.stdout,
+                capture_output=True,
+                check=False,
+            )
+            if remote.stdout is not None:
+                remote.stdout.close()
+            remote.wait(60)
 
     def mininet(self) -> Any:
         from mininet.net import Mininet
@@ -557,7 +606,13 @@ class Cluster:
             )
 
     def close(self) -> None:
-        """End the ssh master connections (ControlPersist would keep each a second longer)."""
+        """Bring the other servers' run files here and remove the run directories this run made
+        there; end the ssh master connections (ControlPersist would keep each a second longer)."""
+        self.pull()
+        for server, how in self._run_dirs.items():
+            if how == "made" and self.run_dir is not None:
+                self._remote(server, f"rm -rf {shlex.quote(str(self.run_dir))}")
+        self._run_dirs.clear()
         for server in (s.name for s in self.spec.servers[1:]):
             if server in self.server_ip:
                 subprocess.run(

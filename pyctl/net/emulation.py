@@ -140,7 +140,7 @@ class Emulation:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         try:
             if self.cluster is not None:
-                self.cluster.precheck(self.prefix)
+                self.cluster.precheck(self.prefix, self.run_dir)
                 self.net = self.cluster.mininet()
             else:
                 self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False)
@@ -340,6 +340,11 @@ class Emulation:
         self.procs.append(proc)
         self._write_registry()
         return proc
+
+    def pull(self) -> None:
+        """Bring here what processes on other servers wrote into the run directory (cluster)."""
+        if self.cluster is not None:
+            self.cluster.pull()
 
     def run_in(self, node: str, fn: Callable[[], T]) -> T:
         if getattr(self.nodes[node], "isRemote", False):

@@ -430,6 +430,7 @@ class Scenario:
                 self.log(f"    {shown}/{self.seconds:.0f} s")
         for proc, _ in receivers.values():
             proc.wait(self.seconds + 10)
+        self.emu.pull()  # the statistics of hosts on other servers (cluster runs)
         for sw, now_counts in self._switch_counts().items():
             was = before.get(sw, {})
             phase.switches[sw] = {k: v - was.get(k, 0) for k, v in now_counts.items()}
