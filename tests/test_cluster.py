@@ -231,3 +231,116 @@ def test_icpn_run_traces_the_path_over_two_servers(
     )  # fmt: skip
     assert there.stdout == "", there.stdout
     _assert_nothing_left(second_server, f"ic{proc.pid % 4096:03x}")  # Emulation's new_prefix
+
+
+def test_a_server_that_refuses_ssh_is_one_line(second_server: SecondServer, tmp_path: Path) -> None:
+    """A key the server does not accept: icpn run names the server and ssh's reason in one line
+    and leaves nothing behind."""
+    d = tmp_path / "other"
+    d.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "k")], check=True)
+    config = d / "ssh_config"
+    config.write_text(
+        second_server.ssh_config.read_text().replace(
+            str(second_server.ssh_config.parent / "userkey"), str(d / "k")
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyctl.cli", "run", str(MINIMAL), "--no-cli", "--runs",
+         str(tmp_path / "runs"), "--servers", f"localhost,{SERVER_IP}", "--ssh-config",
+         str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    out, err = proc.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, err
+    assert f"server '{SERVER_IP}': ssh root@{SERVER_IP} failed" in lines[0]
+    assert "Permission denied" in lines[0]
+    _assert_nothing_left(second_server, f"ic{proc.pid % 4096:03x}")
+
+
+# -- servers: and --servers (no root needed) ------------------------------------------------------
+
+TOPO_WITH = MINIMAL.read_text()
+
+
+def _topo(tmp_path: Path, servers: str) -> Path:
+    p = tmp_path / "t.yaml"
+    p.write_text(TOPO_WITH + servers)
+    return p
+
+
+def test_servers_section(tmp_path: Path) -> None:
+    topo = load_topology(
+        _topo(tmp_path, "servers:\n  - here\n  - {name: 10.0.0.2, nodes: [pe2]}\n")
+    )
+    assert topo.servers == (Server("here"), Server("10.0.0.2", ("pe2",)))
+
+
+@pytest.mark.parametrize(
+    ("servers", "message"),
+    [
+        ("servers:\n  - here\n  - {name: b, nodes: [nope]}\n", "'nope' is not a node"),
+        ("servers:\n  - {name: a, nodes: [pe2]}\n  - {name: b, nodes: [pe2]}\n", "already on"),
+        ("servers:\n  - a\n  - a\n", "listed twice"),
+        ("servers:\n  - 'a b'\n", "not a host name"),
+        ("servers:\n  - {name: a, cores: 2}\n", "unknown field 'cores'"),
+    ],
+)
+def test_servers_section_errors(tmp_path: Path, servers: str, message: str) -> None:
+    from pyctl.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load_topology(_topo(tmp_path, servers))
+    assert message in str(e.value) and "servers" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_servers_option_replaces_the_list_and_keeps_pins(tmp_path: Path) -> None:
+    from pyctl.net.cluster import cluster_spec
+
+    topo = load_topology(_topo(tmp_path, "servers:\n  - a\n  - {name: b, nodes: [pe2]}\n"))
+    spec = cluster_spec(topo, "a,c,b")
+    assert spec is not None
+    assert spec.servers == (Server("a"), Server("c"), Server("b", ("pe2",)))
+    assert cluster_spec(load_topology(MINIMAL), None) is None  # one machine
+
+
+def test_placement_by_mininets_switch_bin_placer(tmp_path: Path) -> None:
+    """Two switches over two servers: one each, in order (SwitchBinPlacer's bins); each host
+    beside its switch; the collector on the first server, though its link goes to pe2."""
+    pytest.importorskip("mininet.examples.cluster")
+    from pyctl.net.cluster import ClusterSpec, place
+
+    topo = load_topology(MINIMAL)
+    plan = make_plan(topo)
+    spec = ClusterSpec((Server("a"), Server("b")))
+    where = place(spec, topo, list(plan.switches), list(plan.hosts))
+    assert where == {"pe1": "a", "ha": "a", "col": "a", "pe2": "b", "hb": "b"}
+    pinned = ClusterSpec((Server("a"), Server("b", ("pe1",))))
+    where = place(pinned, topo, list(plan.switches), list(plan.hosts))
+    assert where["pe1"] == "b" and where["ha"] == "b" and where["col"] == "a"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--servers", "onlyone"], "--servers: 'onlyone': give two or more servers"),
+        (["--servers", "a,,b"], "give two or more servers"),
+        (["--servers", "a,a"], "names a server twice"),
+        (["--servers", "a,b c"], "'b c' is not a host name"),
+        (["--servers", "a,b", "--ssh-config", "/nonexistent"], "--ssh-config"),
+        (["--ssh-config", str(MINIMAL)], "given without servers"),
+    ],
+)
+def test_cli_errors_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("icpn run checks root before its options")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyctl.cli", "run", str(MINIMAL), "--no-cli", *args,
+         "--runs", str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1 and message in err[0], proc.stderr
+    assert not list(tmp_path.iterdir())  # refused before anything started
