@@ -39,6 +39,7 @@ from pyctl.model.topology import Kind, Link, Server, Topology
 from pyctl.net.linkd import LinkElement, LinkStats, Spawn
 
 VXLAN_PORT = 4789
+CONTROL_DIR = Path("/run/icpn")  # the ssh master sockets, beside the runs' registry
 SSH_OPTIONS = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
 # where pyctl is imported from: a remote python gets it as PYTHONPATH (same path on each server)
 PACKAGE_ROOT = Path(pyctl.__file__).resolve().parents[1]
@@ -425,9 +426,10 @@ class Cluster:
         one-line error naming the server otherwise; MininetCluster's precheck exits instead);
         give each the run directory at the same path (`pull` brings its files here)."""
         self.prefix = prefix
-        self._control = f"/run/icpn/{prefix}-ssh-%C"
+        CONTROL_DIR.mkdir(parents=True, exist_ok=True)
+        self._control = f"{CONTROL_DIR}/{prefix}-ssh-%C"
         link_cls: Any = _vxlan_link_class()
-        link_cls.vni_base = int(prefix[2:], 16) << 12
+        link_cls.vni_base, link_cls.count = int(prefix[2:], 16) << 12, 0
         self.run_dir = run_dir.resolve()
         marker = self.run_dir / f".{prefix}-here"
         marker.touch()
