@@ -26,7 +26,7 @@ import pytest
 from pyctl.controller.plan import make_plan
 from pyctl.model.topology import Server, load_topology
 from pyctl.net.emulation import Emulation, port_rates
-from pyctl.net.runners import EBPFSwitchRunner, port_buffers
+from pyctl.net.runners import EBPFSwitchRunner, SoftwareSwitchRunner, port_buffers
 from pyctl.targets.ebpf import EBPFDataPlane
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,17 +150,22 @@ def _ancestors(pid: int) -> list[int]:
     return out
 
 
-def test_ping_crosses_two_servers(second_server: SecondServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("plane", ["ebpf", "reference"])
+def test_ping_crosses_two_servers(second_server: SecondServer, tmp_path: Path, plane: str) -> None:
     """pe2 and hb on the second server: ha pings hb over the SRv6 path, the link pe1-pe2 crosses
-    the servers, and its delay (1 ms each way, topologies/minimal.yaml) is in the round trip."""
+    the servers, and its delay (1 ms each way, topologies/minimal.yaml) is in the round trip.
+    Both switch planes: the XDP program and the Python reference switch (pe2's in its agent)."""
     from pyctl.net.cluster import Cluster, ClusterSpec
 
     topo = load_topology(MINIMAL)
     plan = make_plan(topo)
     spec = ClusterSpec((Server("localhost"), Server(SERVER_IP)), second_server.ssh_config)
 
-    def runner(name: str) -> EBPFSwitchRunner:
-        return EBPFSwitchRunner(name, port_rates(topo, plan, name), port_buffers(topo, plan, name))
+    def runner(name: str) -> EBPFSwitchRunner | SoftwareSwitchRunner:
+        rates = port_rates(topo, plan, name)
+        if plane == "reference":
+            return SoftwareSwitchRunner(name, "reference", rates)
+        return EBPFSwitchRunner(name, rates, port_buffers(topo, plan, name))
 
     emu = Emulation(
         topo, plan, tmp_path / "run", runner, log=lambda _m: None, cluster=Cluster(spec)
@@ -186,8 +191,14 @@ def test_ping_crosses_two_servers(second_server: SecondServer, tmp_path: Path) -
         assert 2.0 <= min(rtts) < 10.0, rtts
         stats = emu.link_stats()["pe1-pe2"]
         assert stats.a2b.tx >= 5 and stats.b2a.tx >= 5, stats
+        # pe2's plane runs in its agent there, pe1's in this process
+        assert type(emu.runners["pe2"]).__name__.startswith("Remote")
+        assert not type(emu.runners["pe1"]).__name__.startswith("Remote")
     finally:
         emu.stop()
+    # pe2's final counters came back from its agent: 5 echo requests and 5 replies crossed it
+    counts = json.loads((tmp_path / "run" / "nodes" / "pe2.stats.json").read_text())["counts"]
+    assert counts["in"] >= 10, counts
     _assert_nothing_left(second_server, emu.prefix)
 
 

@@ -281,6 +281,7 @@ class RemoteRunnerMixin:
     `pyctl.net.cluster_agent` inside the node on its server; the controller's calls go there."""
 
     name: str
+    runner_kind: str  # the runner class the agent makes (set by remote_class)
     node: Any
     run_dir: Path
     _agent_proc: Any
@@ -289,8 +290,7 @@ class RemoteRunnerMixin:
     def _agent_argv(self) -> list[str]:
         argv = [sys.executable, "-m", "pyctl.net.cluster_agent", "--name", self.name]
         argv += ["--prefix", str(getattr(self, "run_prefix", "icpn"))]
-        runner = type(self).__mro__[2].__name__
-        argv += ["--runner", runner]
+        argv += ["--runner", self.runner_kind]
         argv += ["--dataplane", str(getattr(self, "dataplane", "reference"))]
         for opt, values in (("--rate", "rates"), ("--buffer", "buffers")):
             for port, value in sorted(getattr(self, values, {}).items()):
@@ -388,7 +388,9 @@ _REMOTE_CLASSES: dict[type, type] = {}
 def remote_class(cls: type) -> type:
     """`cls` run on another server: isinstance(x, cls) still holds for the controller."""
     if cls not in _REMOTE_CLASSES:
-        _REMOTE_CLASSES[cls] = type(f"Remote{cls.__name__}", (RemoteRunnerMixin, cls), {})
+        _REMOTE_CLASSES[cls] = type(
+            f"Remote{cls.__name__}", (RemoteRunnerMixin, cls), {"runner_kind": cls.__name__}
+        )
     return _REMOTE_CLASSES[cls]
 
 
