@@ -576,10 +576,10 @@ def run_topology(
     if os.geteuid() != 0:
         raise ICPNError("icpn run needs root (namespaces, links): run it with sudo")
     topo = load_topology(path)
+    spec = cluster_spec(topo, servers, ssh_config)  # the servers, before anything starts
     name, _, _ = choose_runner(dataplane)
     factor = scale if scale is not None else (0.05 if name == "reference" else EBPF_SCALE)
     topo = scaled(topo, factor)
-    spec = cluster_spec(topo, servers, ssh_config)
     run_dir = out_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{topo.name}"
     interactive = sys.stdin.isatty() if cli is None else cli
     scenario = Scenario(topo, run_dir, dataplane, seconds, scale=factor)
