@@ -13,7 +13,8 @@ SYSPY   ?= /usr/bin/python3
 
 APT_REQUIRED := clang llvm libbpf-dev libbpf1 libelf-dev linux-libc-dev iproute2 ethtool \
                 tcpdump iperf3 iputils-ping mininet bridge-utils python3-venv \
-                python3-dev make tshark prometheus chromium chromium-driver
+                python3-dev make tshark prometheus chromium chromium-driver \
+                openssh-server openssh-client sudo
 APT_OPTIONAL := bpftool
 PYTEST_ARGS  ?=
 
@@ -59,6 +60,11 @@ $(STAMPS)/apt: Makefile | $(STAMPS)
 	    if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1; \
 	    elif [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop >/dev/null 2>&1; \
 	      update-rc.d prometheus disable >/dev/null 2>&1; fi; true;; esac; \
+	  case " $$missing " in *" openssh-server "*) \
+	    echo "==> disabling the ssh service the package started (the cluster test runs its own)"; \
+	    if [ -d /run/systemd/system ]; then systemctl disable --now ssh >/dev/null 2>&1; \
+	    elif [ -x /etc/init.d/ssh ]; then /etc/init.d/ssh stop >/dev/null 2>&1; \
+	      update-rc.d ssh disable >/dev/null 2>&1; fi; true;; esac; \
 	else echo "==> system packages present"; fi
 	@touch $@
 

@@ -66,6 +66,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         link_element=args.link_element,
         sched_port=args.sched_port,
         observer=observer,
+        servers=args.servers,
+        ssh_config=Path(args.ssh_config) if args.ssh_config else None,
     )
 
 
@@ -192,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="serve the running network's scheduler API on 127.0.0.1:PORT (docs/scheduler.md:"
         " POST /place steers a flow through the controller)",
+    )
+    r.add_argument(
+        "--servers",
+        metavar="HOST1,HOST2,...",
+        help="spread the nodes over these machines with Mininet's cluster mode, HOST1 being this"
+        " one (ssh as root to the others; docs/cluster.md); replaces the topology's servers:",
+    )
+    r.add_argument(
+        "--ssh-config",
+        metavar="FILE",
+        help="an ssh_config(5) file for every ssh to the servers (default: root's own)",
     )
     r.set_defaults(func=_cmd_run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,15 @@ class SLA:
 
 
 @dataclass(frozen=True)
+class Server:
+    """A machine of a cluster run (docs/cluster.md): a host name or IPv4 address, and the nodes
+    pinned to it (the others are placed by Mininet's cluster mode)."""
+
+    name: str
+    nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class FlowIntent:
     name: str
     src: str
@@ -205,6 +215,8 @@ class Topology:
     flows: tuple[FlowIntent, ...] = ()
     features: dict[str, object] = field(default_factory=dict)  # apn/ifit/elephant/ecn/pfc raw
     source: str = "<topology>"
+    # the machines of a cluster run, the first one running icpn (empty: one machine)
+    servers: tuple[Server, ...] = ()
 
     def node(self, name: str) -> TopoNode:
         for n in self.nodes:
@@ -413,8 +425,42 @@ def _flow(f: Field, hosts: set[str]) -> FlowIntent:
     )
 
 
+SERVER_NAME = r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})"
+
+
+def _servers(f: Field, names: set[str]) -> tuple[Server, ...]:
+    """`servers:` a list of host names (or IPv4 addresses), each either a string or
+    `{name: NAME, nodes: [NODE, ...]}`; a node is pinned to at most one server."""
+    out: list[Server] = []
+    pinned: dict[str, str] = {}
+    for sf in f.items():
+        nodes: tuple[str, ...] = ()
+        if isinstance(sf.value, str):
+            name = sf.value
+        else:
+            sf.mapping(("name", "nodes"))
+            name = sf.child("name").string()
+            items = sf.child("nodes").items()
+            nodes = tuple(x.string() for x in items)
+            for x, node in zip(items, nodes, strict=True):
+                if node not in names:
+                    raise x.fail(f"{node!r} is not a node of this topology")
+                if node in pinned:
+                    raise x.fail(f"{node!r} is already on server {pinned[node]!r}")
+                pinned[node] = name
+        if not re.fullmatch(SERVER_NAME, name):
+            raise sf.fail(f"{name!r} is not a host name or IPv4 address")
+        if any(s.name == name for s in out):
+            raise sf.fail(f"server {name!r} is listed twice")
+        out.append(Server(name, nodes))
+    return tuple(out)
+
+
 def topology_from_field(f: Field) -> Topology:
-    f.mapping(("name", "description", "sites", "nodes", "links", "policies", "flows") + _FEATURES)
+    f.mapping(
+        ("name", "description", "sites", "nodes", "links", "policies", "flows", "servers")
+        + _FEATURES
+    )
     sites = f.child("sites").listed(_site)
     site_names = {s.name for s in sites}
     nodes = tuple(_node(n, site_names) for n in f.child("nodes").items())
@@ -440,6 +486,7 @@ def topology_from_field(f: Field) -> Topology:
         flows=flows,
         features=features,
         source=f.source,
+        servers=_servers(f.child("servers"), set(names)),
     )
 
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pyctl import kernelfeatures
 from pyctl.controller.plan import Plan
@@ -36,6 +36,9 @@ from pyctl.net.linkd import LinkElement, LinkStats
 from pyctl.net.netem import NetemElement
 from pyctl.netns import alive, in_netns_of
 from pyctl.targets.runner import SwitchRunner
+
+if TYPE_CHECKING:  # cluster mode (pyctl.net.cluster) imports Mininet's cluster classes
+    from pyctl.net.cluster import Cluster, ClusterElements
 
 REGISTRY = Path("/run/icpn")
 LINK_ELEMENT_RT_PRIORITY = 10
@@ -88,11 +91,14 @@ class Emulation:
         runner_factory: Callable[[str], SwitchRunner],
         log: Callable[[str], None] = print,
         link_element: str = "icpn",
+        cluster: Cluster | None = None,
     ) -> None:
         if link_element not in LINK_ELEMENTS:
             raise EmulationError(
                 f"link element {link_element!r} is not one of {', '.join(LINK_ELEMENTS)}"
             )
+        if cluster is not None and link_element != "icpn":
+            raise EmulationError("a run over several servers carries its links with icpn_linkd")
         if link_element == "netem":
             for feature in ("netem", "mirred"):
                 reason = kernelfeatures.missing(feature)
@@ -110,7 +116,8 @@ class Emulation:
         self.ifnames: dict[tuple[str, int], str] = {}  # (plan node, port) -> interface name
         self.runners: dict[str, SwitchRunner] = {}
         self.links: list[LinkInfo] = []
-        self.element: LinkElement | NetemElement | None = None
+        self.element: LinkElement | NetemElement | ClusterElements | None = None
+        self.cluster = cluster  # several servers (docs/cluster.md), else None
         # what implements the link model (named in the report)
         self.element_name = "icpn_linkd" if link_element == "icpn" else "netem"
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -131,8 +138,12 @@ class Emulation:
         cleanup_stale()
         setLogLevel("error")
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False)
         try:
+            if self.cluster is not None:
+                self.cluster.precheck(self.prefix, self.run_dir)
+                self.net = self.cluster.mininet()
+            else:
+                self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False)
             self._add_nodes()
             self._write_registry()
             self._add_links()
@@ -151,9 +162,19 @@ class Emulation:
         return f"{self.prefix}h{list(self.plan.hosts).index(name) + 1}"
 
     def _add_nodes(self) -> None:
+        cluster = self.cluster
+        if cluster is not None:
+            from pyctl.net.cluster import place
+
+            hosts, switches = list(self.plan.hosts), list(self.plan.switches)
+            cluster.placement = place(cluster.spec, self.topo, switches, hosts)
         for name in [*self.plan.hosts, *self.plan.switches]:
-            self.nodes[name] = self.net.addHost(self._short(name), ip=None)
+            where = cluster.host_params(name) if cluster is not None else {}
+            self.nodes[name] = self.net.addHost(self._short(name), ip=None, **where)
         self.links_node = self.net.addHost(f"{self.prefix}L", ip=None)
+        if cluster is not None:
+            cluster.add_links_nodes(self.net, self.links_node)
+            cluster.track([*self.nodes.values(), *cluster.links_nodes.values()])
 
     def _add_links(self) -> None:
         done: set[tuple[str, int]] = set()
@@ -167,14 +188,16 @@ class Emulation:
             n = len(self.links) + 1
             a_if, b_if = self._ifname(a, ap), self._ifname(b, bp)
             la, lb = f"{self.prefix}l{n}a", f"{self.prefix}l{n}b"
+            link = link_of[frozenset((a, b))]
+            # in cluster mode, the links namespace of the server of the link's `a` end
+            ln = self.cluster.links_node(link) if self.cluster is not None else self.links_node
             self.net.addLink(
-                self.nodes[a], self.links_node, intfName1=a_if, intfName2=la, addr1=self._mac(a, ap)
+                self.nodes[a], ln, intfName1=a_if, intfName2=la, addr1=self._mac(a, ap)
             )
             self.net.addLink(
-                self.links_node, self.nodes[b], intfName1=lb, intfName2=b_if, addr2=self._mac(b, bp)
+                ln, self.nodes[b], intfName1=lb, intfName2=b_if, addr2=self._mac(b, bp)
             )
             self.ifnames[(a, ap)], self.ifnames[(b, bp)] = a_if, b_if
-            link = link_of[frozenset((a, b))]
             if (link.a, link.b) != (a, b):  # the model's a->b is the topology's a->b
                 a_if, b_if, la, lb = b_if, a_if, lb, la
             self.links.append(LinkInfo(link, a_if, b_if, f"l{n}", la, lb))
@@ -227,6 +250,12 @@ class Emulation:
     def _start_links(self) -> None:
         """The links namespace: its interfaces at each link's MTU, no IPv6 of its own, and the
         link element carrying every link with its model."""
+        if self.cluster is not None:  # one links namespace and element per server
+            self.element = self.cluster.start_elements(
+                self.links, LINK_ELEMENT_RT_PRIORITY, lambda node, cmd: _sh(node, cmd)
+            )
+            self._write_registry()
+            return
         node = self.links_node
         cmds = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"]
         for info in self.links:
@@ -258,7 +287,7 @@ class Emulation:
                 return info
         raise EmulationError(f"no link between {a!r} and {b!r}")
 
-    def _element(self) -> LinkElement | NetemElement:
+    def _element(self) -> LinkElement | NetemElement | ClusterElements:
         if self.element is None:
             raise EmulationError("the network is not up")
         return self.element
@@ -293,6 +322,8 @@ class Emulation:
     def _start_switches(self) -> None:
         for name, cfg in self.plan.switches.items():
             runner = self.runner_factory(name)
+            if self.cluster is not None:  # a node on another server runs its plane there
+                self.cluster.runner_for(self.nodes[name], runner)
             ifs = {port: self.ifnames[(name, port)] for port in (p.index for p in cfg.ports)}
             runner.start(self.nodes[name], cfg, ifs, self.run_dir)
             self.runners[name] = runner
@@ -310,7 +341,14 @@ class Emulation:
         self._write_registry()
         return proc
 
+    def pull(self) -> None:
+        """Bring here what processes on other servers wrote into the run directory (cluster)."""
+        if self.cluster is not None:
+            self.cluster.pull()
+
     def run_in(self, node: str, fn: Callable[[], T]) -> T:
+        if getattr(self.nodes[node], "isRemote", False):
+            raise EmulationError(f"{node} runs on server {self.nodes[node].server}, not here")
         return in_netns_of(self.nodes[node].pid, fn)
 
     # -- teardown --------------------------------------------------------------------------
@@ -333,10 +371,14 @@ class Emulation:
         if self.element is not None:
             element, self.element = self.element, None
             element.stop()
+        if self.cluster is not None:
+            self.cluster.cleanup()  # what is left in the run's namespaces on the other servers
         if self.net is not None:
             net, self.net = self.net, None
             net.stop()
         _delete_root_links(self.prefix)
+        if self.cluster is not None:
+            self.cluster.close()
         self._registry.unlink(missing_ok=True)
 
     def __enter__(self) -> Emulation:
@@ -349,10 +391,15 @@ class Emulation:
     def _write_registry(self) -> None:
         REGISTRY.mkdir(parents=True, exist_ok=True)
         shells = [*self.nodes.values(), self.links_node]
-        pids = [n.pid for n in shells if getattr(n, "pid", None)]
+        # a node on another server has a PID there: this machine's is its ssh session's
+        pids = [n.pid for n in shells if getattr(n, "pid", None) and not getattr(n, "isRemote", 0)]
         pids += [p.pid for p in self.procs]
         if self.element is not None and self.element.pid is not None:
             pids.append(self.element.pid)
+        if self.cluster is not None:
+            pids += self.cluster.local_pids()
+            if self.element is not None and hasattr(self.element, "pids"):
+                pids += self.element.pids()
         data = {"owner": os.getpid(), "prefix": self.prefix, "pids": pids}
         self._registry.write_text(json.dumps(data))
 

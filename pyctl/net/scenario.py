@@ -27,6 +27,7 @@ from pyctl.errors import ConfigError, ICPNError
 from pyctl.model.node import NodeConfig
 from pyctl.model.topology import FlowIntent, Kind, Topology, load_topology
 from pyctl.net.closedloop import ClosedLoop
+from pyctl.net.cluster import Cluster, ClusterSpec, cluster_spec
 from pyctl.net.emulation import Emulation, port_rates
 from pyctl.net.framesize import backbone_frame_bytes
 from pyctl.net.linkreport import link_rows
@@ -195,6 +196,7 @@ class Scenario:
         self.dataplane, self.factory, self.why = choose_runner(dataplane)
         self.emu: Emulation | None = None
         self.link_element = "icpn"  # or "netem" (Emulation's link_element)
+        self.cluster: ClusterSpec | None = None  # several servers (docs/cluster.md)
         self.runners: dict[str, SwitchRunner] = {}
         self.bmv2_nodes: list[str] = []
         # The closed loop (pyctl.net.closedloop), for topologies with SLA flows: the
@@ -263,7 +265,10 @@ class Scenario:
             self._runner,
             log=self.log,
             link_element=self.link_element,
+            cluster=Cluster(self.cluster) if self.cluster is not None else None,
         )
+        if self.cluster is not None:
+            self.log(f"  servers: {', '.join(s.name for s in self.cluster.servers)}")
         with self.emu:
             self.log(
                 f"  network up: {len(self.plan.switches)} switches, {len(self.plan.hosts)} hosts"
@@ -421,6 +426,7 @@ class Scenario:
                 self.log(f"    {shown}/{self.seconds:.0f} s")
         for proc, _ in receivers.values():
             proc.wait(self.seconds + 10)
+        self.emu.pull()  # the statistics of hosts on other servers (cluster runs)
         for sw, now_counts in self._switch_counts().items():
             was = before.get(sw, {})
             phase.switches[sw] = {k: v - was.get(k, 0) for k, v in now_counts.items()}
@@ -555,6 +561,8 @@ def run_topology(
     link_element: str = "icpn",
     sched_port: int | None = None,
     observer: RunObserver | None = None,
+    servers: str | None = None,
+    ssh_config: Path | None = None,
 ) -> int:
     from pyctl.net.report import render
 
@@ -564,6 +572,7 @@ def run_topology(
     if os.geteuid() != 0:
         raise ICPNError("icpn run needs root (namespaces, links): run it with sudo")
     topo = load_topology(path)
+    spec = cluster_spec(topo, servers, ssh_config)  # the servers, before anything starts
     name, _, _ = choose_runner(dataplane)
     factor = scale if scale is not None else (0.05 if name == "reference" else EBPF_SCALE)
     topo = topo.scaled(factor)
@@ -571,6 +580,7 @@ def run_topology(
     interactive = sys.stdin.isatty() if cli is None else cli
     scenario = Scenario(topo, run_dir, dataplane, seconds, scale=factor)
     scenario.link_element = link_element
+    scenario.cluster = spec
     scenario.sched_port = sched_port
     scenario.observer = observer
     try:
