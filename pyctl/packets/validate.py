@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from pyctl import constants as C
 from pyctl.packets.altmark import ALTMARK_DATA_LEN, ALTMARK_OPTION_TYPE
 from pyctl.packets.apn import APN_ID_WIDTH, APN_VALUE_MIN_LEN, apn_option_types, para_count
 from pyctl.packets.ifit_report import (
@@ -342,9 +343,9 @@ def validate_packet(frame: bytes) -> list[str]:
     """Problems of an Ethernet frame: every header this project defines or relies on is checked
     (IPv6 extension headers and their APN / IOAM / Alt-Mark options, SRH, inner IPv6 / IPv4 of
     an SRv6 encapsulation, UDP lengths, IFIT reports, RoCEv2 and PFC frame sizes)."""
-    if len(frame) < 14:
+    if len(frame) < C.ETH_HLEN:
         return [f"frame of {len(frame)} bytes is shorter than the 14-byte Ethernet header"]
-    pos, ethertype = 14, int.from_bytes(frame[12:14], "big")
+    pos, ethertype = C.ETH_HLEN, int.from_bytes(frame[12:14], "big")
     while ethertype in _ETH_VLAN:
         if len(frame) < pos + 4:
             return [f"VLAN tag at offset {pos - 2} truncated"]

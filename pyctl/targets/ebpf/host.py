@@ -12,6 +12,7 @@ import os
 import struct
 from pathlib import Path
 
+from pyctl import constants as C
 from pyctl.errors import ConfigError, ICPNError, PacketError
 from pyctl.model.node import APNCarrier, NodeConfig
 from pyctl.targets.ebpf import attach as att
@@ -24,7 +25,7 @@ HOST_OBJECT = BUILD_DIR / "icpn_host_apn.bpf.o"
 HOST_PROGRAM = "icpn_host_apn"
 TC_ACT_OK = 0
 # BPF_PROG_TEST_RUN of a tc program refuses an IP frame shorter than its fixed IP header.
-MIN_IP_FRAME = {b"\x86\xdd": 14 + 40, b"\x08\x00": 14 + 20}
+MIN_IP_FRAME = {b"\x86\xdd": C.ETH_HLEN + 40, b"\x08\x00": C.ETH_HLEN + 20}
 
 
 def skb_ctx(mark: int) -> bytes:
@@ -68,11 +69,11 @@ class HostAPN:
 
     def process(self, frame: bytes, mark: int) -> bytes:
         """The frame as it leaves the host when sent by a socket with SO_MARK `mark`."""
-        if not 14 <= len(frame) <= MAX_FRAME:
+        if not C.ETH_HLEN <= len(frame) <= MAX_FRAME:
             raise PacketError(
-                f"frame of {len(frame)} bytes: the host program takes 14..{MAX_FRAME}"
+                f"frame of {len(frame)} bytes: the host program takes {C.ETH_HLEN}..{MAX_FRAME}"
             )
-        least = MIN_IP_FRAME.get(frame[12:14], 14)
+        least = MIN_IP_FRAME.get(frame[12:14], C.ETH_HLEN)
         if len(frame) < least:
             raise PacketError(
                 f"a {len(frame)}-byte IP frame cannot be test-run (the kernel wants >= {least})"
