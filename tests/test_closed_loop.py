@@ -13,6 +13,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pyctl.controller.plan import make_plan
 from pyctl.controller.steer import PlanSteerer
 from pyctl.experiments.topologies import topology
@@ -183,10 +185,11 @@ def test_plan_steerer_pins_the_flow_to_the_chosen_sid_list() -> None:
     assert [p["path"] for p in steerer.pushes] == [via_pb.name, via_pa.name]
 
 
-def test_run_resteers_a_flow_whose_path_loses_packets(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plane", ["ebpf", "reference"])
+def test_run_resteers_a_flow_whose_path_loses_packets(tmp_path: Path, plane: str) -> None:
     topo = topology(TOPO, "test")
     lines: list[str] = []
-    sc = Scenario(topo, tmp_path / "run", "ebpf", seconds=5, log=lines.append)
+    sc = Scenario(topo, tmp_path / "run", plane, seconds=5, log=lines.append)
     with socket.socket() as s:  # a free port for the scheduler API (icpn run --sched-port)
         s.bind(("127.0.0.1", 0))
         sc.sched_port = s.getsockname()[1]
@@ -277,7 +280,8 @@ def test_run_resteers_a_flow_whose_path_loses_packets(tmp_path: Path) -> None:
     assert (first["previous_path"], first["path"]) == ("to-dc/pa", "to-dc/pb")
     assert "loss" in first["reason"] and "> SLA" in first["reason"]
     assert first["time"] > float(degraded[0])
-    # Counter records reached the collector from every IFIT node (eBPF: all four switches)
+    # Counter records reached the collector from every IFIT node (all four switches: the eBPF
+    # maps, the reference switch processes over their control sockets)
     loop = doc["closed_loop"]
     assert loop["counter_sources"] == ["pa", "pb", "pe1", "pe2"]
     # (the report's collector figures are read before the export stops: at most what it sent)

@@ -60,6 +60,24 @@ def test_apn_inserted_by_the_edge_and_removed_at_egress(
     assert delivered[IPv6].src == net.address("ha")
 
 
+def test_ifit_counters_count_every_packet_at_every_ifit_node(
+    icpn_network: Callable[..., Network], plane: str
+) -> None:
+    """20 packets of minimal.yaml's IFIT flow: its head (pe1) and its tail (pe2) each count
+    every one once, in the colour of its period (20 in all, over one colour or both when a
+    period turns meanwhile), and the switch's runner reads these running totals (what the
+    closed loop's counter export reads every period: the eBPF maps, or the reference switch
+    process over its control socket). A FlowMonID no flow has counts nothing."""
+    net = icpn_network(TOPOS / "minimal.yaml", dataplane=plane)
+    fid = net.plan.flowmon_ids["probe"]
+    net.send("ha", net.roce("ha", "hb", qp=0x11), count=20)
+    time.sleep(0.5)  # the last ones through the switch processes
+    for switch in ("pe1", "pe2"):
+        totals = net.runners[switch].ifit_counters([fid, fid + 1])  # type: ignore[attr-defined]
+        assert sum(p for (f, _c), (p, _b) in totals.items() if f == fid) == 20, (switch, totals)
+        assert not any(f == fid + 1 for f, _c in totals), totals
+
+
 def test_ifit_traces_the_path_to_the_collector(
     icpn_network: Callable[..., Network], plane: str
 ) -> None:

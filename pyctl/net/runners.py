@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -47,6 +49,8 @@ class SoftwareSwitchRunner:
         self.node: Any = None
         self.ifnames: dict[int, str] = {}
         self.run_dir = Path(".")
+        # the node's control socket (IFIT counters): a short path (unix sockets take 107 bytes)
+        self._ctl_dir: Path | None = None
 
     def start(self, node: Any, cfg: NodeConfig, ifnames: dict[int, str], run_dir: Path) -> None:
         self.node, self.ifnames, self.run_dir = node, ifnames, run_dir
@@ -70,6 +74,9 @@ class SoftwareSwitchRunner:
             argv += ["--port", f"{port}={ifname}"]
         for port, bps in sorted(self.rates.items()):
             argv += ["--rate", f"{port}={bps:.0f}"]
+        if self._ctl_dir is None:
+            self._ctl_dir = Path(tempfile.mkdtemp(prefix="icpn-sw-"))
+        argv += ["--control", str(self._ctl_dir / "ctl")]
         logfile = self.run_dir / "logs" / f"swnode-{self.name}.log"
         log = open(logfile, "ab")  # handed to the process
         start = log.tell()  # a restart appends: only what this start writes counts
@@ -89,9 +96,28 @@ class SoftwareSwitchRunner:
         """Whether the switch process is running (the controller restores it when not)."""
         return self.proc is not None and self.proc.poll() is None
 
+    def ifit_counters(
+        self, flowmon_ids: Iterable[int] | None = None
+    ) -> dict[tuple[int, int], tuple[int, int]]:
+        """The node's IFIT running totals, (FlowMonID, colour) -> (packets, bytes), of these
+        FlowMonIDs, asked of the switch process over its control socket."""
+        if self._ctl_dir is None or not self.alive():
+            raise EmulationError(f"switch {self.name}: not running")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            sock.connect(str(self._ctl_dir / "ctl"))
+            sock.sendall(json.dumps({"counters": sorted(set(flowmon_ids or ()))}).encode())
+            sock.shutdown(socket.SHUT_WR)
+            data = b"".join(iter(lambda: sock.recv(65536), b""))
+        return {(f, c): (p, b) for f, c, p, b in json.loads(data)}
+
     def stop(self) -> None:
+        """End the switch process and remove its control socket's directory."""
         stop_process(self.proc)
         self.proc = None
+        if self._ctl_dir is not None:
+            shutil.rmtree(self._ctl_dir, ignore_errors=True)
+            self._ctl_dir = None
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float = 5.0) -> None:

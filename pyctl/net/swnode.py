@@ -134,12 +134,45 @@ def open_port(ifname: str) -> socket.socket:
     return sock
 
 
+def open_control(path: Path) -> socket.socket:
+    """The node's control socket: a client connects, sends one JSON request and reads one JSON
+    answer (`answer_control`)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path.unlink(missing_ok=True)
+    sock.bind(str(path))
+    sock.listen(8)
+    sock.setblocking(False)
+    return sock
+
+
+def answer_control(listener: socket.socket, dp: object) -> None:
+    """Answer the waiting clients. {"counters": [FlowMonID, ...]} -> the data plane's IFIT
+    running totals of those FlowMonIDs, [[FlowMonID, colour, packets, bytes], ...]."""
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            return
+        with conn:
+            conn.settimeout(0.2)  # a client sends its request at once
+            try:
+                request = json.loads(conn.recv(65536) or b"{}")
+                wanted = set(request.get("counters") or [])
+                read = getattr(dp, "counters", None)
+                totals = read() if callable(read) else {}
+                rows = [[f, c, p, b] for (f, c), (p, b) in totals.items() if f in wanted]
+                conn.sendall(json.dumps(rows).encode())
+            except (OSError, ValueError, AttributeError):
+                continue  # a client that went away or sent garbage: the next one
+
+
 def serve(
     node_file: Path,
     ports: dict[int, str],
     dataplane: str,
     stats: Path | None,
     rates: dict[int, float] | None = None,
+    control: Path | None = None,
 ) -> int:
     node = node_from_dict(json.loads(node_file.read_text()), str(node_file))
     missing = {p.index for p in node.ports} - set(ports)
@@ -162,6 +195,9 @@ def serve(
     poller = select.poll()
     for fd in by_fd:
         poller.register(fd, select.POLLIN)
+    listener = open_control(control) if control is not None else None
+    if listener is not None:
+        poller.register(listener.fileno(), select.POLLIN)
     with open_dataplane(dataplane) as dp:
         dp.configure(node)
         print(f"swnode {node.name}: {dataplane} on {ports}", flush=True)
@@ -175,6 +211,9 @@ def serve(
                 held.popleft()
                 _emit(res, frame, in_port, now, socks, vq, counts, drops)
             for fd, _ in poller.poll(2 if held else 50):
+                if listener is not None and fd == listener.fileno():
+                    answer_control(listener, dp)
+                    continue
                 port = by_fd[fd]
                 for _ in range(64):  # drain a burst before polling again
                     try:
@@ -193,6 +232,8 @@ def serve(
                         _emit(res, frame, port, now, socks, vq, counts, drops)  # PFC frames
                         continue
                     _emit(res, frame, port, now, socks, vq, counts, drops)
+    if listener is not None:
+        listener.close()
     if stats is not None:
         stats.write_text(json.dumps({"counts": counts, "drops": drops}))
     return 0
@@ -204,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--port", action="append", default=[], metavar="N=IFNAME")
     ap.add_argument("--dataplane", default="reference")
     ap.add_argument("--stats", type=Path, help="JSON counters written on exit")
+    ap.add_argument("--control", type=Path, help="unix socket answering counter requests")
     ap.add_argument(
         "--rate", action="append", default=[], metavar="N=BPS", help="port N's line rate"
     )
@@ -224,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"swnode: --rate {spec!r} is not N=BPS", file=sys.stderr)
             return 2
     try:
-        return serve(args.node, ports, args.dataplane, args.stats, rates)
+        return serve(args.node, ports, args.dataplane, args.stats, rates, args.control)
     except ICPNError as e:
         print(f"swnode: error: {e}", file=sys.stderr)
         return 2
