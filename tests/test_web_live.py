@@ -125,6 +125,17 @@ def test_live_view_and_report_html(tmp_path: Path, browser: object) -> None:
         assert second != first  # the page updated without a reload
         path = f'.flow[data-flow="{flow.name}"] .path'
         _until(f"the traced path {expected_path}", lambda: _texts(drv, path) == [expected_path])
+        # while a phase runs, the flow's row for it shows what has arrived so far: about the
+        # rate it sends (the UDP payload's share of the link's figure above), not 0
+        live_row = f'.flow[data-flow="{flow.name}"] tr.live td'
+
+        def receiving() -> list[str] | None:
+            cells = _texts(drv, live_row)
+            return cells if len(cells) >= 2 and float(cells[1] or 0) > 0.5 * want else None
+
+        cells = _until("the running phase's received rate", receiving)
+        assert isinstance(cells, list) and cells[0].endswith("(running)")
+        assert float(cells[1]) < 1.5 * want
         drv.save_screenshot(str(next(tmp_path.iterdir()) / "live.png"))  # type: ignore[attr-defined]
         rest, _ = proc.communicate(timeout=120)
         out.append(rest)

@@ -22,7 +22,8 @@ from pyctl.experiments.figures import Figure, Scaled
 from pyctl.model.node import NodeConfig
 from pyctl.model.topology import FlowIntent, Topology
 from pyctl.net.emulation import Emulation
-from pyctl.net.scenario import SAMPLE_S, FlowResult, PathUse, Phase, Scenario, window_args
+from pyctl.net.flowstats import FlowResult
+from pyctl.net.scenario import SAMPLE_S, PathUse, Phase, Scenario, window_args
 
 UDP6_FRAME_OVERHEAD = C.ETH_HLEN + 40 + 8  # Ethernet, IPv6, UDP headers of a decapsulated frame
 ROCE_PAYLOAD = 4096  # UDP payload a packet (BTH included): RoCEv2's usual 4 KB MTU

@@ -29,6 +29,7 @@ from pyctl.model.topology import FlowIntent, Kind, Topology, load_topology
 from pyctl.net.closedloop import ClosedLoop
 from pyctl.net.cluster import Cluster, ClusterSpec, cluster_spec
 from pyctl.net.emulation import Emulation, port_rates
+from pyctl.net.flowstats import FlowResult, flow_results
 from pyctl.net.framesize import backbone_frame_bytes
 from pyctl.net.linkreport import link_rows
 from pyctl.net.observer import RunObserver
@@ -60,19 +61,6 @@ class PathUse:
     @property
     def utilisation(self) -> float | None:
         return self.mbit / self.bw_mbit if self.bw_mbit else None
-
-
-@dataclass
-class FlowResult:
-    name: str
-    sent_mbit: float = 0.0
-    received_mbit: float = 0.0
-    ce: int = 0
-    cnps: int = 0
-    pfc_pauses: int = 0
-    retransmits: int = 0  # RC flows: packets sent again (go-back-N)
-    timeouts: int = 0
-    fetch_s: list[float] = field(default_factory=list)  # RC messages: transfer + round trip each
 
 
 @dataclass
@@ -433,28 +421,19 @@ class Scenario:
         for p in phase.paths:
             busy = [m for t, m in p.samples if 0.5 <= t <= self.seconds - 0.25] or [0.0]
             p.mbit = sum(busy) / len(busy)
-        rx: dict[str, Any] = {}
-        for _, stats in receivers.values():
-            if stats.exists():
-                rx.update(json.loads(stats.read_text()))
-        for i, f in enumerate(self.topo.flows):
-            res = FlowResult(f.name)
-            _, stats = senders[f.name]
-            if stats.exists():
-                tx = json.loads(stats.read_text())
-                res.sent_mbit = tx["bytes"] * 8 / max(tx["seconds"], 1e-9) / 1e6
-                res.cnps = tx["cnps"]
-                res.pfc_pauses = tx.get("pfc_pauses", 0)
-                res.retransmits = tx.get("retransmits", 0)
-                res.timeouts = tx.get("timeouts", 0)
-            key = f"{self.plan.hosts[f.src].address}/{f.qp or 0x10 + i:#x}"
-            if key in rx:
-                got = rx[key]
-                span = max(got["last"] - got["first"], 1e-9)
-                res.received_mbit = got["bytes"] * 8 / span / 1e6
-                res.ce = got["ce"]
-            phase.flows.append(res)
+        phase.flows = flow_results(
+            self.topo,
+            self.plan,
+            {name: stats for name, (_, stats) in senders.items()},
+            [stats for _, stats in receivers.values()],
+        )
         return phase
+
+    def live_flows(self, phase: str) -> list[FlowResult]:
+        """The flows of the running phase `phase` so far (their processes rewrite their stats
+        files every half second: pyctl.net.traffic)."""
+        tx = {f.name: self.run_dir / f"{phase}-tx-{f.name}.json" for f in self.topo.flows}
+        return flow_results(self.topo, self.plan, tx, self.run_dir.glob(f"{phase}-rx-*.json"))
 
     def _switch_counts(self) -> dict[str, dict[str, int]]:
         """Totals of the eBPF switch nodes (the others keep theirs until they stop)."""

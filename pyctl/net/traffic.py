@@ -1,7 +1,8 @@
 """RoCEv2-like traffic for the emulated hosts: a paced UDP sender and a counting receiver.
 
 Run inside Mininet hosts as `python -m pyctl.net.traffic send|recv ...`; each writes its figures
-as JSON to `--stats` when it ends (duration over, or SIGTERM).
+as JSON to `--stats` every half second while it runs and when it ends (duration over, or
+SIGTERM).
 
 * The sender puts a 12-octet InfiniBand BTH (opcode RC SEND-only, the flow's destination QP, a
   PSN) at the start of every UDP payload to port 4791, marks ECT(0) in the traffic class and,
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import struct
@@ -50,6 +52,7 @@ from types import FrameType
 from pyctl import constants as C
 
 PACED_PAYLOAD = 1000  # octets a packet of a flow without --size (BTH included)
+SNAPSHOT_S = 0.5  # the stats file is rewritten this often while the flow runs (the live view)
 
 BTH = struct.Struct("!BBHII")  # opcode, flags(SE M PadCnt TVer), P_Key, dest QP (24) , PSN (24)
 OPCODE_SEND_ONLY = 0x04
@@ -126,6 +129,25 @@ class FlowCount:
     naked: bool = False  # a NAK went out for the current gap
 
 
+class Snapshot:
+    """The figures so far, written to the stats file every `every_s` while the flow runs (a
+    live view reads it: `pyctl.net.flowstats`) and once more at the end. Replaced whole, so a
+    reader never sees half a file."""
+
+    def __init__(self, path: str, every_s: float = SNAPSHOT_S) -> None:
+        self.path, self.every_s = Path(path), every_s
+        self.last = time.monotonic()
+
+    def due(self, now: float) -> bool:
+        return now - self.last >= self.every_s
+
+    def write(self, obj: object) -> None:
+        self.last = time.monotonic()
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(obj))
+        os.replace(tmp, self.path)
+
+
 class Stopper:
     """Ends the loop at the deadline or on SIGTERM/SIGINT (the process is owned by this CLI)."""
 
@@ -193,6 +215,7 @@ def send(args: argparse.Namespace) -> SenderStats:
         else None
     )
     stop = Stopper(args.duration)
+    snapshot = Snapshot(args.stats)
     start = last_cnp = last_sample = time.monotonic()
     next_send = start
     psn = 0
@@ -246,6 +269,10 @@ def send(args: argparse.Namespace) -> SenderStats:
         if now - last_sample >= 0.1:
             stats.rate_samples.append((round(now - start, 3), round(rate / 1e6, 3)))
             last_sample = now
+            if snapshot.due(now):
+                stats.seconds = round(now - start, 3)
+                stats.pfc_pauses = pfc.pauses if pfc is not None else 0
+                snapshot.write(asdict(stats))
         if pfc is not None and pfc.poll(now):
             time.sleep(0.0002)
             next_send = max(next_send, time.monotonic())
@@ -294,7 +321,10 @@ def recv(args: argparse.Namespace) -> dict[str, FlowCount]:
     flows: dict[str, FlowCount] = {}
     last_cnp: dict[int, float] = {}
     stop = Stopper(args.duration)
+    snapshot = Snapshot(args.stats)
     while stop.running():
+        if snapshot.due(time.monotonic()):
+            snapshot.write({k: asdict(v) for k, v in flows.items()})
         try:
             data, anc, _flags, addr = sock.recvmsg(65536, socket.CMSG_SPACE(4))
         except TimeoutError:
@@ -382,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: object = asdict(send(args))
     else:
         result = {k: asdict(v) for k, v in recv(args).items()}
-    Path(args.stats).write_text(json.dumps(result))
+    Snapshot(args.stats).write(result)
     return 0
 
 

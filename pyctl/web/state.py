@@ -214,6 +214,7 @@ class LiveState:
             **self.static,
             "status": self.status,
             "phase": self.phase,
+            "live": {"phase": self.phase, "flows": self._live_flows()},
             "elapsed_s": round(now - self.t0, 2),
             "links": links,
             "ifit": self.ifit,
@@ -223,6 +224,22 @@ class LiveState:
             "log": self.log[-60:],
         }
         return self._prev
+
+
+    def _live_flows(self) -> list[dict[str, Any]]:
+        """The running phase's flows so far: received rate, CE marks, CNPs, PFC pauses (read
+        from the flows' statistics files, which their processes rewrite twice a second)."""
+        sc = self.scenario
+        read = getattr(sc, "live_flows", None)
+        done = {getattr(p, "name", None) for p in list(getattr(sc, "phases", []))}
+        if self.status != "running" or not callable(read) or self.phase in done:
+            return []
+        try:
+            flows = read(self.phase)
+        except (OSError, ICPNError, KeyError, ValueError) as e:
+            log.debug("live view: flows: %s", e)
+            return []
+        return [jsonable(f) for f in flows if f.sent_mbit or f.received_mbit]
 
 
 def phase_doc(phase: Any) -> dict[str, Any]:
