@@ -8,6 +8,7 @@ have (policing, host-side APN, in-place re-push) is in tests/test_e2e_ebpf.py.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -58,6 +59,25 @@ def test_apn_inserted_by_the_edge_and_removed_at_egress(
     (delivered,) = [p for p in host.packets if UDP in p and p[UDP].dport == 4791]
     assert IPv6ExtHdrHopByHop not in delivered  # the outer header (and its APN) went at pe2
     assert delivered[IPv6].src == net.address("ha")
+
+
+def test_repush_takes_effect_in_the_running_switch(
+    icpn_network: Callable[..., Network], plane: str
+) -> None:
+    """The controller's re-push changes what a running switch does, without restarting it:
+    pe1 without its policy has nothing to send hb's traffic into (the echo requests are
+    dropped); with the policy back, they flow again. The reference switch keeps its process
+    (the tables go over its control socket), the eBPF node its program (test_e2e_ebpf)."""
+    net = icpn_network(TOPOS / "minimal.yaml", dataplane=plane)
+    runner = net.runners["pe1"]
+    cfg = net.plan.switches["pe1"]
+    proc = getattr(runner, "proc", None)
+    assert net.ping("ha", "hb", count=2) == 2
+    runner.apply(dataclasses.replace(cfg, policies=()))
+    assert net.ping("ha", "hb", count=2) == 0
+    runner.apply(cfg)
+    assert net.ping("ha", "hb", count=2) == 2
+    assert getattr(runner, "proc", None) is proc  # the same switch process (None for eBPF)
 
 
 def test_ifit_counters_count_every_packet_at_every_ifit_node(

@@ -61,8 +61,29 @@ class SoftwareSwitchRunner:
         )
         self.apply(cfg)
 
+    def _ask(self, request: dict[str, Any], timeout_s: float = 5.0) -> Any:
+        """One request to the switch process over its control socket, its JSON answer."""
+        assert self._ctl_dir is not None
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout_s)
+            sock.connect(str(self._ctl_dir / "ctl"))
+            sock.sendall(json.dumps(request).encode())
+            sock.shutdown(socket.SHUT_WR)
+            return json.loads(b"".join(iter(lambda: sock.recv(65536), b"")))
+
     def apply(self, cfg: NodeConfig) -> None:
-        """(Re)start the switch process with `cfg` (the controller's re-push)."""
+        """The controller's re-push: into the running switch process (its tables replaced in
+        milliseconds), else by (re)starting the process with `cfg`."""
+        if self.alive() and self._ctl_dir is not None:
+            try:
+                answer = self._ask({"configure": node_to_dict(cfg)})
+            except (OSError, ValueError) as e:
+                answer = {"error": str(e)}
+            if answer == {"ok": True}:
+                (self.run_dir / "nodes" / f"{self.name}.json").write_text(
+                    json.dumps(node_to_dict(cfg), indent=1)
+                )
+                return
         self.stop()
         nodes = self.run_dir / "nodes"
         nodes.mkdir(parents=True, exist_ok=True)
@@ -103,13 +124,8 @@ class SoftwareSwitchRunner:
         FlowMonIDs, asked of the switch process over its control socket."""
         if self._ctl_dir is None or not self.alive():
             raise EmulationError(f"switch {self.name}: not running")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(1.0)
-            sock.connect(str(self._ctl_dir / "ctl"))
-            sock.sendall(json.dumps({"counters": sorted(set(flowmon_ids or ()))}).encode())
-            sock.shutdown(socket.SHUT_WR)
-            data = b"".join(iter(lambda: sock.recv(65536), b""))
-        return {(f, c): (p, b) for f, c, p, b in json.loads(data)}
+        rows = self._ask({"counters": sorted(set(flowmon_ids or ()))}, timeout_s=1.0)
+        return {(f, c): (p, b) for f, c, p, b in rows}
 
     def stop(self) -> None:
         """End the switch process and remove its control socket's directory."""

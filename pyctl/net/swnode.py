@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from pyctl.errors import ICPNError
 from pyctl.model import PacketContext, node_from_dict
@@ -145,23 +146,42 @@ def open_control(path: Path) -> socket.socket:
     return sock
 
 
-def answer_control(listener: socket.socket, dp: object) -> None:
-    """Answer the waiting clients. {"counters": [FlowMonID, ...]} -> the data plane's IFIT
-    running totals of those FlowMonIDs, [[FlowMonID, colour, packets, bytes], ...]."""
+def _receive_all(conn: socket.socket) -> bytes:
+    """A client's whole request (it shuts its side down after sending)."""
+    return b"".join(iter(lambda: conn.recv(65536), b""))
+
+
+def _answer(request: Any, dp: Any, ports: set[int]) -> Any:
+    """{"counters": [FlowMonID, ...]} -> the data plane's IFIT running totals of those,
+    [[FlowMonID, colour, packets, bytes], ...]; {"configure": NODE} -> the node's new tables
+    in this process (the controller's re-push: no restart), {"ok": true} or {"error": why}."""
+    if "configure" in request:
+        try:
+            node = node_from_dict(request["configure"], "configure")
+            if {p.index for p in node.ports} != ports:
+                return {"error": "the ports differ: restart the switch"}
+            dp.configure(node)
+        except ICPNError as e:
+            return {"error": str(e)}
+        return {"ok": True}
+    wanted = set(request.get("counters") or [])
+    read = getattr(dp, "counters", None)
+    totals = read() if callable(read) else {}
+    return [[f, c, p, b] for (f, c), (p, b) in totals.items() if f in wanted]
+
+
+def answer_control(listener: socket.socket, dp: Any, ports: set[int]) -> None:
+    """Answer the clients waiting on the control socket, one JSON request each."""
     while True:
         try:
             conn, _ = listener.accept()
         except BlockingIOError:
             return
         with conn:
-            conn.settimeout(0.2)  # a client sends its request at once
+            conn.settimeout(1.0)  # a client sends its request at once
             try:
-                request = json.loads(conn.recv(65536) or b"{}")
-                wanted = set(request.get("counters") or [])
-                read = getattr(dp, "counters", None)
-                totals = read() if callable(read) else {}
-                rows = [[f, c, p, b] for (f, c), (p, b) in totals.items() if f in wanted]
-                conn.sendall(json.dumps(rows).encode())
+                request = json.loads(_receive_all(conn) or b"{}")
+                conn.sendall(json.dumps(_answer(request, dp, ports)).encode())
             except (OSError, ValueError, AttributeError):
                 continue  # a client that went away or sent garbage: the next one
 
@@ -212,7 +232,7 @@ def serve(
                 _emit(res, frame, in_port, now, socks, vq, counts, drops)
             for fd, _ in poller.poll(2 if held else 50):
                 if listener is not None and fd == listener.fileno():
-                    answer_control(listener, dp)
+                    answer_control(listener, dp, set(ports))
                     continue
                 port = by_fd[fd]
                 for _ in range(64):  # drain a burst before polling again

@@ -225,7 +225,6 @@ class LiveState:
         }
         return self._prev
 
-
     def _live_flows(self) -> list[dict[str, Any]]:
         """The running phase's flows so far: received rate, CE marks, CNPs, PFC pauses (read
         from the flows' statistics files, which their processes rewrite twice a second)."""
