@@ -1,6 +1,6 @@
 """The eBPF plane against the Linux kernel's seg6 / seg6local (the outside oracle).
 
-The hand-written cases of tests/test_kernel_oracle.py (expected bytes from SPEC.md / RFC 8986)
+The hand-written cases of tests/kernel_oracle_cases.py (expected bytes from SPEC.md / RFC 8986)
 are pushed through icpn_node: it must produce the expected bytes (and the drop reason the case
 names), and the same outputs as the kernel, normalised only as docs/kernel-oracle.md documents.
 """
@@ -10,16 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from test_kernel_oracle import (
-    CAPS,
-    CASES,
-    PREFIX,
-    Case,
-    _node,
-    actual_outputs,
-    expected_outputs,
-    explain,
-)
+from kernel_oracle_cases import CASES, actual_outputs, expected_outputs, explain
+from kernel_oracle_rig import CAPS, PREFIX, Case, _node
 
 from pyctl.model.node import PacketContext
 from pyctl.targets.base import DataPlane, Result

@@ -2,7 +2,7 @@
 
 The Lua file repeats the wire constants it needs in one block rendered from `pyctl.constants`
 (`constants_block`); ``python -m pyctl.wireshark`` rewrites that block after a constant changes,
-and tests/test_wireshark.py fails while the file and the constants disagree.
+and tests/test_wireshark_dissector.py fails while the file and the constants disagree.
 """
 
 from __future__ import annotations
