@@ -72,7 +72,8 @@ class SwitchSpec:
         args = [exe, "--device-id", str(self.device_id)]
         for port, ifname in sorted(self.ports.items()):
             args += ["-i", f"{port}@{ifname}"]
-        args += ["--thrift-port", str(self.thrift_port)]
+        if _has_option(exe, "--thrift-port"):  # a build without Thrift has no such option
+            args += ["--thrift-port", str(self.thrift_port)]
         if _has_option(exe, "--notifications-addr"):
             args += ["--notifications-addr", f"ipc://{self.run_dir / 'notifications.ipc'}"]
         if self.log:
