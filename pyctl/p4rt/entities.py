@@ -282,6 +282,10 @@ class Codec:
         where: _Where,
     ) -> None:
         info = table.match_fields.get(name) or self.p4info.match_field(table, name)
+        bw = info.bitwidth
+        if type(m) is int and info.match_type == "exact" and 0 <= m < 1 << bw:  # the common case
+            te.match.add(field_id=info.id).exact.value = m.to_bytes((bw + 7) // 8, "big")
+            return
         if not isinstance(m, Exact | LPM | Ternary | Range | Optional):
             m = Exact(m) if info.match_type == "exact" else _default_match(info, m)
         kind = _KINDS[type(m)]
@@ -289,7 +293,6 @@ class Codec:
             raise P4InfoError(
                 f"is a {info.match_type} field, given a {kind} match", entity=str(where), field=name
             )
-        bw = info.bitwidth
         if isinstance(m, Exact):
             te.match.add(field_id=info.id).exact.value = encode(m.value, bw, where, name)
         elif isinstance(m, LPM):

@@ -6,6 +6,7 @@ name both could mean is refused with the candidates listed.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,7 @@ class _Index(Generic[T]):
     by_id: dict[int, T] = field(default_factory=dict)
     by_name: dict[str, T] = field(default_factory=dict)
     by_alias: dict[str, list[T]] = field(default_factory=dict)
+    resolved: dict[str, T] = field(default_factory=dict)  # aliases found unique, by alias
 
     def add(self, obj_id: int, name: str, alias: str, obj: T) -> None:
         self.by_id[obj_id] = obj
@@ -102,9 +104,12 @@ class _Index(Generic[T]):
     def get(self, name: str) -> T:
         if name in self.by_name:
             return self.by_name[name]
+        if name in self.resolved:
+            return self.resolved[name]
         found = self.by_alias.get(name, [])
         unique = list({id(o): o for o in found}.values())
         if len(unique) == 1:
+            self.resolved[name] = unique[0]  # the next lookup is one dict hit
             return unique[0]
         if len(unique) > 1:
             names = sorted(getattr(o, "name", "?") for o in unique)
@@ -243,6 +248,21 @@ class P4Info:
 Value = int | bytes | str | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+@functools.lru_cache(maxsize=4096)
+def _text_to_int(text: str) -> int | None:
+    """A MAC, IP address or number written as text (None: none of them). Cached: a controller
+    writes the same next-hop MACs and addresses into thousands of entries."""
+    text = text.strip()
+    try:
+        if ":" in text and len(text) == 17 and text.count(":") == 5 and "::" not in text:
+            return int(text.replace(":", ""), 16)
+        if ":" in text or text.count(".") == 3:
+            return int(ipaddress.ip_address(text))
+        return int(text, 0)
+    except ValueError:
+        return None
+
+
 def to_int(value: Value, where: object, field_name: str) -> int:
     """An integer from an int, bytes, an IP address or a MAC / IP / number string."""
     if isinstance(value, bool):
@@ -253,21 +273,18 @@ def to_int(value: Value, where: object, field_name: str) -> int:
         return int.from_bytes(value, "big")
     if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
         return int(value)
-    text = value.strip()
-    try:
-        if ":" in text and len(text) == 17 and text.count(":") == 5 and "::" not in text:
-            return int(text.replace(":", ""), 16)
-        if ":" in text or text.count(".") == 3:
-            return int(ipaddress.ip_address(text))
-        return int(text, 0)
-    except ValueError:
+    number = _text_to_int(value)
+    if number is None:
         raise P4InfoError(
             f"{value!r} is not a number, MAC or IP address", entity=str(where), field=field_name
-        ) from None
+        )
+    return number
 
 
 def encode(value: Value, bitwidth: int, where: object, field_name: str) -> bytes:
     """The value as a byte string of the field's width (ceil(bitwidth / 8) octets)."""
+    if type(value) is int and 0 <= value < 1 << bitwidth:  # the common case, first
+        return value.to_bytes((bitwidth + 7) // 8, "big")
     number = to_int(value, where, field_name)
     if number < 0 or number >= 1 << bitwidth:
         raise P4InfoError(
