@@ -5,8 +5,9 @@ One run, side by side:
 * pps for plain IPv6 forwarding, the SRv6 headend (H.Encaps, 3 SIDs, APN, IFIT head) and an End
   + IFIT transit node; the full pipeline should keep >= 70% of the plain forwarding rate;
 * FIB entries per second written in batches by the ICPN client (`pyctl.p4rt`, names resolved
-  through the P4Info) and by a bare grpcio client (ids looked up once, protobuf built by hand);
-  the ICPN client should keep >= 80% of the bare client's rate.
+  through the P4Info), by a bare grpcio client (ids looked up once, protobuf built by hand) and
+  by finsy (a maintained P4Runtime library: its entities encoded through its schema); the ICPN
+  client should keep >= 80% of the bare client's rate, and its ratio to finsy is printed.
 
 Usage (root, BMv2 installed): .venv/bin/python bench/bmv2.py [--packets N] [--entries N]
 """
@@ -19,8 +20,10 @@ import json
 import os
 import select
 import shutil
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 from machine import print_machine, target
 from scapy.layers.inet import UDP
@@ -193,6 +196,22 @@ def measure_bare_client(dp: BMv2DataPlane, n: int, batch: int) -> float:
     return n / (time.monotonic() - start)
 
 
+def measure_finsy_client(dp: BMv2DataPlane, n: int, batch: int) -> float:
+    """finsy (a maintained P4Runtime library on PyPI) encoding the same entries from its own
+    entity objects through its P4Schema into its own WriteRequests (bench/finsy_write.py, a
+    process of its own), written with the election id of the ICPN client holding the primary
+    role. finsy's asyncio Switch is not used: it would arbitrate for that role, and the figure
+    is the client-side work per entry, which is the same either way."""
+    assert dp.switch is not None
+    argv = [sys.executable, str(Path(__file__).with_name("finsy_write.py")), dp.switch.address]
+    argv += [str(dp.switch.device_id), str(dp.switch.election_id), str(build.P4INFO)]
+    argv += [str(n), str(batch)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"bench/bmv2.py: finsy writer failed: {out.stderr.strip()[-500:]}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, default=3000, help="frames per scenario")
@@ -227,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, fn in (
                 ("ICPN client entries/s", measure_icpn_client),
                 ("bare grpcio entries/s", measure_bare_client),
+                ("finsy entries/s", measure_finsy_client),
             ):
                 dp.configure(_node({}))
                 results[name] = max(results.get(name, 0.0), fn(dp, args.entries, args.batch))
@@ -242,7 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     full = min(results[n] for n in names[1:]) / plain
     icpn, bare = results["ICPN client entries/s"], results["bare grpcio entries/s"]
     print(f"P4Runtime writes ({args.entries} FIB entries, batches of {args.batch})")
+    finsy = results["finsy entries/s"]
     print(f"  ICPN client (pyctl.p4rt) {icpn:9.0f} entries/s")
+    print(
+        f"  finsy 0.30               {finsy:9.0f} entries/s  -> ICPN at {100 * icpn / finsy:.1f}%"
+    )
     print(f"  bare grpcio client       {bare:9.0f} entries/s  -> ICPN at {100 * icpn / bare:.1f}%")
     ok = target("BMv2 full pipeline pps (lowest)", full, 0.70, False, "plain forwarding")
     ok &= target("P4Runtime ICPN client entries/s", icpn / bare, 0.80, False, "bare grpcio")
