@@ -18,29 +18,41 @@ a software switch — and on kernels with and without netem (docs/topology.md).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pyctl import kernelfeatures
-from pyctl.controller.plan import Plan
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from pyctl import ifconf, kernelfeatures
+from pyctl.controller.plan import HostPlan, Plan
 from pyctl.errors import ICPNError
 from pyctl.model.topology import DIRECTION_FIELDS, Link, Topology
 from pyctl.net.linkd import LinkElement, LinkStats
 from pyctl.net.netem import NetemElement
 from pyctl.netns import alive, in_netns_of
+from pyctl.targets.ebpf import attach as att
 from pyctl.targets.runner import SwitchRunner
 
 REGISTRY = Path("/run/icpn")
 LINK_ELEMENT_RT_PRIORITY = 10
 LINK_ELEMENTS = ("icpn", "netem")  # icpn_linkd (every kernel) or netem (where present)
 T = TypeVar("T")
+# switch runners started at once: one a core (the verifier of one eBPF node load keeps one busy)
+START_THREADS = max(1, min(4, os.cpu_count() or 1))
+IFA_F_NODAD = 0x02
+NUD_PERMANENT = 0x80
 
 
 class EmulationError(ICPNError):
@@ -114,6 +126,12 @@ class Emulation:
         # what implements the link model (named in the report)
         self.element_name = "icpn_linkd" if link_element == "icpn" else "netem"
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.timings: dict[str, float] = {}  # bring-up phase -> seconds (bench/network.py)
+        self._short_names = {
+            **{h: f"{self.prefix}h{i}" for i, h in enumerate(plan.hosts, 1)},
+            **{s: f"{self.prefix}s{i}" for i, s in enumerate(plan.switches, 1)},
+        }
+        self._mtu: dict[str, int] = {}  # interface -> its link's MTU
         self._registry = REGISTRY / f"{self.prefix}.json"
 
     # -- bring-up --------------------------------------------------------------------------
@@ -133,22 +151,33 @@ class Emulation:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False)
         try:
-            self._add_nodes()
-            self._write_registry()
-            self._add_links()
-            self.net.build()
-            self._write_registry()
-            self._configure_hosts()
-            self._start_links()
-            self._start_switches()
+            with self._timed("nodes"):
+                self._add_nodes()
+                self._write_registry()
+            with self._timed("links"):
+                self._add_links()
+                self.net.build()
+                self._write_registry()
+            with self._timed("addresses"):
+                self._configure_hosts()
+            with self._timed("link element"):
+                self._start_links()
+            with self._timed("switches"):
+                self._start_switches()
         except BaseException:
             self.stop()
             raise
 
+    @contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = time.perf_counter() - t0
+
     def _short(self, name: str) -> str:
-        if name in self.plan.switches:
-            return f"{self.prefix}s{list(self.plan.switches).index(name) + 1}"
-        return f"{self.prefix}h{list(self.plan.hosts).index(name) + 1}"
+        return self._short_names[name]
 
     def _add_nodes(self) -> None:
         for name in [*self.plan.hosts, *self.plan.switches]:
@@ -178,6 +207,8 @@ class Emulation:
             if (link.a, link.b) != (a, b):  # the model's a->b is the topology's a->b
                 a_if, b_if, la, lb = b_if, a_if, lb, la
             self.links.append(LinkInfo(link, a_if, b_if, f"l{n}", la, lb))
+            for intf in (a_if, b_if, la, lb):
+                self._mtu[intf] = link.mtu
 
     def _ifname(self, node: str, port: int) -> str:
         return f"{self._short(node)}p{port}"
@@ -188,50 +219,46 @@ class Emulation:
         return self.plan.hosts[node].mac
 
     def _configure_hosts(self) -> None:
+        """Addresses, routes and offloads of every node's interfaces, set in-process in each
+        namespace (pyctl.ifconf): a shell command each cost a process per setting, thousands
+        of them at 1,000 nodes (docs/scaling.md)."""
         for name, h in self.plan.hosts.items():
-            node = self.nodes[name]
             intf = self.ifnames[(name, 1)]
-            mtu = self._link_of(name).mtu
-            _sh(
-                node,
-                "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0"
-                f" net.ipv6.conf.{intf}.disable_ipv6=0 net.ipv6.conf.{intf}.accept_dad=0"
-                f" net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.{intf}.router_solicitations=0",
-                f"ip link set {intf} mtu {mtu} up",
-                f"ip -6 addr add {h.address}/128 dev {intf} nodad",
-                f"ip -6 neigh replace fe80::1 lladdr {h.gateway_mac} dev {intf} nud permanent",
-                f"ip -6 route replace default via fe80::1 dev {intf}",
-                f"ethtool -K {intf} tx off >/dev/null 2>&1 || true",
-            )
+            mtu = self._mtu_of_if(intf)
+            self._in_node(name, functools.partial(_configure_host, h, intf, mtu))
         for name in self.plan.switches:
-            node = self.nodes[name]
-            cmds = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=0"]
-            for (n, _), intf in self.ifnames.items():
-                if n == name:
-                    cmds.append(f"ip link set {intf} mtu {self._mtu_of_if(intf)} up")
-                    cmds.append(f"ethtool -K {intf} tx off >/dev/null 2>&1 || true")
-            _sh(node, *cmds)
+            intfs = {i: self._mtu_of_if(i) for (n, _), i in self.ifnames.items() if n == name}
+            self._in_node(name, functools.partial(_configure_switch, intfs))
 
-    def _link_of(self, host: str) -> Link:
-        for info in self.links:
-            if host in (info.link.a, info.link.b):
-                return info.link
-        raise EmulationError(f"host {host!r} has no link")
+    def _in_node(self, name: str, fn: Callable[[], None]) -> None:
+        try:
+            in_netns_of(self.nodes[name].pid, fn)
+        except ICPNError as e:
+            raise EmulationError(f"node {name}: {e}") from None
+
+    def _element_ifs(self) -> list[str]:
+        return [i for info in self.links for i in (info.la_if, info.lb_if)]
 
     def _mtu_of_if(self, intf: str) -> int:
-        for info in self.links:
-            if intf in (info.a_if, info.b_if):
-                return info.link.mtu
-        return 1500
+        return self._mtu.get(intf, 1500)
 
     def _start_links(self) -> None:
         """The links namespace: its interfaces at each link's MTU, no IPv6 of its own, and the
         link element carrying every link with its model."""
         node = self.links_node
-        cmds = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"]
-        for info in self.links:
-            cmds += [f"ip link set {i} mtu {info.link.mtu}" for i in (info.la_if, info.lb_if)]
-        _sh(node, *cmds)
+
+        def configure() -> None:
+            ifconf.sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+            ifconf.sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+            mtus = {
+                i: {"mtu": info.link.mtu} for info in self.links for i in (info.la_if, info.lb_if)
+            }
+            ifconf.set_links(mtus)
+
+        try:
+            in_netns_of(node.pid, configure)
+        except ICPNError as e:
+            raise EmulationError(f"links namespace: {e}") from None
 
         def spawn(argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
             proc: subprocess.Popen[bytes] = node.popen(argv, **kw)
@@ -245,9 +272,18 @@ class Emulation:
         # (docs/links.md, measured performance)
         self.element = LinkElement(spawn, xdp_pass=False, rt_priority=LINK_ELEMENT_RT_PRIORITY)
         self._write_registry()
-        for info in self.links:
-            lk = info.link
-            self.element.add(info.link_id, info.la_if, info.lb_if, lk.model("a2b"), lk.model("b2a"))
+        self.element.add_many(
+            [
+                (
+                    info.link_id,
+                    info.la_if,
+                    info.lb_if,
+                    info.link.model("a2b"),
+                    info.link.model("b2a"),
+                )
+                for info in self.links
+            ]
+        )
 
     # -- links at run time -----------------------------------------------------------------
 
@@ -291,11 +327,32 @@ class Emulation:
         return {info.name: stats[info.link_id] for info in self.links}
 
     def _start_switches(self) -> None:
-        for name, cfg in self.plan.switches.items():
-            runner = self.runner_factory(name)
+        """Start every switch's runner. Runners that say so (`parallel_start`) start on a few
+        threads at once: an eBPF node's start is mostly the kernel verifying its program
+        (about 1 s of one core here), which runs outside the GIL (docs/scaling.md)."""
+        runners = {name: self.runner_factory(name) for name in self.plan.switches}
+
+        def start(name: str) -> None:
+            cfg = self.plan.switches[name]
             ifs = {port: self.ifnames[(name, port)] for port in (p.index for p in cfg.ports)}
-            runner.start(self.nodes[name], cfg, ifs, self.run_dir)
-            self.runners[name] = runner
+            runners[name].start(self.nodes[name], cfg, ifs, self.run_dir)
+
+        together = [n for n, r in runners.items() if getattr(r, "parallel_start", False)]
+        for name in runners:
+            if name not in together:
+                start(name)
+                self.runners[name] = runners[name]
+        errors: list[BaseException] = []
+        with ThreadPoolExecutor(max_workers=START_THREADS) as pool:
+            futures = {name: pool.submit(start, name) for name in together}
+            for name, future in futures.items():
+                error = future.exception()
+                if error is None:
+                    self.runners[name] = runners[name]
+                else:
+                    errors.append(error)
+        if errors:
+            raise errors[0]
 
     # -- use -------------------------------------------------------------------------------
 
@@ -335,6 +392,11 @@ class Emulation:
             element.stop()
         if self.net is not None:
             net, self.net = self.net, None
+            # Every interface of the run lives in a node's namespace, and a veth pair goes with
+            # either end's namespace: ending the nodes' shells removes them all, in the kernel's
+            # batched namespace cleanup. Mininet's own link.stop() ran `ip link del` through a
+            # shell for each of the 4 ends of a link (24 ms a link here: docs/scaling.md).
+            net.links = []
             net.stop()
         _delete_root_links(self.prefix)
         self._registry.unlink(missing_ok=True)
@@ -355,6 +417,41 @@ class Emulation:
             pids.append(self.element.pid)
         data = {"owner": os.getpid(), "prefix": self.prefix, "pids": pids}
         self._registry.write_text(json.dumps(data))
+
+
+def _configure_host(h: HostPlan, intf: str, mtu: int) -> None:
+    """In a host's namespace: IPv6 on without DAD, router solicitations or RAs, its address,
+    the gateway's MAC for fe80::1 and the default route through it, no checksum offload."""
+    for key, value in (
+        ("net.ipv6.conf.all.disable_ipv6", "0"),
+        ("net.ipv6.conf.default.disable_ipv6", "0"),
+        (f"net.ipv6.conf.{intf}.disable_ipv6", "0"),
+        (f"net.ipv6.conf.{intf}.accept_dad", "0"),
+        ("net.ipv6.conf.all.accept_ra", "0"),
+        (f"net.ipv6.conf.{intf}.router_solicitations", "0"),
+    ):
+        ifconf.sysctl(key, value)
+    with IPRoute() as ipr:
+        index = att.ifindex_of(intf, ipr)
+        ifconf.set_links({intf: {"mtu": mtu, "state": "up"}}, ipr)
+        try:
+            ipr.addr(
+                "add", index=index, address=str(h.address), prefixlen=128, IFA_FLAGS=IFA_F_NODAD
+            )
+            ipr.neigh("replace", dst="fe80::1", lladdr=h.gateway_mac, ifindex=index,
+                      state=NUD_PERMANENT, family=socket.AF_INET6)  # fmt: skip
+            ipr.route("replace", dst="::/0", gateway="fe80::1", oif=index, family=socket.AF_INET6)
+        except NetlinkError as e:
+            raise ICPNError(f"{intf}: address {h.address} or its routes: {e.args[-1]}") from None
+    ifconf.set_offloads(intf, ["tx"])
+
+
+def _configure_switch(intfs: dict[str, int]) -> None:
+    """In a switch's namespace: IPv6 on, each port up at its MTU, no checksum offload."""
+    ifconf.sysctl("net.ipv6.conf.all.disable_ipv6", "0")
+    ifconf.set_links({intf: {"mtu": mtu, "state": "up"} for intf, mtu in intfs.items()})
+    for intf in intfs:
+        ifconf.set_offloads(intf, ["tx"])
 
 
 def _status(node: Any, cmd: str) -> tuple[int, str]:
