@@ -41,7 +41,7 @@ from pyctl.errors import ICPNError
 from pyctl.model.topology import DIRECTION_FIELDS, Link, Topology
 from pyctl.net.linkd import LinkElement, LinkStats
 from pyctl.net.netem import NetemElement
-from pyctl.netns import alive, in_netns_of
+from pyctl.netns import alive, in_netns_of, in_netns_of_each
 from pyctl.targets.ebpf import attach as att
 from pyctl.targets.runner import SwitchRunner
 
@@ -51,6 +51,7 @@ LINK_ELEMENTS = ("icpn", "netem")  # icpn_linkd (every kernel) or netem (where p
 T = TypeVar("T")
 # switch runners started at once: one a core (the verifier of one eBPF node load keeps one busy)
 START_THREADS = max(1, min(4, os.cpu_count() or 1))
+LINKS = "\0links"  # the links namespace among the nodes (no topology name has a NUL)
 IFA_F_NODAD = 0x02
 NUD_PERMANENT = 0x80
 
@@ -156,7 +157,7 @@ class Emulation:
                 self._write_registry()
             with self._timed("links"):
                 self._add_links()
-                self.net.build()
+                self.net.built = True  # net.build() only set `lo` up: _configure_hosts does
                 self._write_registry()
             with self._timed("addresses"):
                 self._configure_hosts()
@@ -185,30 +186,48 @@ class Emulation:
         self.links_node = self.net.addHost(f"{self.prefix}L", ip=None)
 
     def _add_links(self) -> None:
+        """Two veth pairs a link (a <-> L_a and L_b <-> b), each made by one netlink request
+        with both ends in their namespaces, named, addressed and at the link's MTU. Mininet's
+        addLink took a process or a shell round trip per step (12 ms a pair here); the ends
+        are registered with the Mininet nodes as its own links would be (docs/scaling.md)."""
+        from mininet.link import Intf
+
         done: set[tuple[str, int]] = set()
         link_of: dict[frozenset[str], Link] = {
             frozenset((lk.a, lk.b)): lk for lk in self.topo.links
         }
-        for (a, ap), (b, bp) in self.plan.wiring.items():
-            if (a, ap) in done:
-                continue
-            done.update({(a, ap), (b, bp)})
-            n = len(self.links) + 1
-            a_if, b_if = self._ifname(a, ap), self._ifname(b, bp)
-            la, lb = f"{self.prefix}l{n}a", f"{self.prefix}l{n}b"
-            self.net.addLink(
-                self.nodes[a], self.links_node, intfName1=a_if, intfName2=la, addr1=self._mac(a, ap)
-            )
-            self.net.addLink(
-                self.links_node, self.nodes[b], intfName1=lb, intfName2=b_if, addr2=self._mac(b, bp)
-            )
-            self.ifnames[(a, ap)], self.ifnames[(b, bp)] = a_if, b_if
-            link = link_of[frozenset((a, b))]
-            if (link.a, link.b) != (a, b):  # the model's a->b is the topology's a->b
-                a_if, b_if, la, lb = b_if, a_if, lb, la
-            self.links.append(LinkInfo(link, a_if, b_if, f"l{n}", la, lb))
-            for intf in (a_if, b_if, la, lb):
-                self._mtu[intf] = link.mtu
+        shells = {**self.nodes, LINKS: self.links_node}
+        fds = {name: _netns_fd(node.pid) for name, node in shells.items()}
+        try:
+            with IPRoute() as ipr:
+                for (a, ap), (b, bp) in self.plan.wiring.items():
+                    if (a, ap) in done:
+                        continue
+                    done.update({(a, ap), (b, bp)})
+                    n = len(self.links) + 1
+                    a_if, b_if = self._ifname(a, ap), self._ifname(b, bp)
+                    la, lb = f"{self.prefix}l{n}a", f"{self.prefix}l{n}b"
+                    link = link_of[frozenset((a, b))]
+                    for (x, x_if, x_port, x_mac), (y, y_if, y_port, y_mac) in (
+                        ((a, a_if, ap, self._mac(a, ap)), (LINKS, la, None, None)),
+                        ((LINKS, lb, None, None), (b, b_if, bp, self._mac(b, bp))),
+                    ):
+                        _veth(ipr, (x_if, fds[x], x_mac), (y_if, fds[y], y_mac), link.mtu)
+                        ends = [
+                            Intf(i, node=shells[m], port=p, moveIntfFn=_in_place, up=None)
+                            for i, m, p in ((x_if, x, x_port), (y_if, y, y_port))
+                        ]
+                        for end in ends:
+                            end.link = _Wire(*ends)
+                    self.ifnames[(a, ap)], self.ifnames[(b, bp)] = a_if, b_if
+                    if (link.a, link.b) != (a, b):  # the model's a->b is the topology's a->b
+                        a_if, b_if, la, lb = b_if, a_if, lb, la
+                    self.links.append(LinkInfo(link, a_if, b_if, f"l{n}", la, lb))
+                    for intf in (a_if, b_if, la, lb):
+                        self._mtu[intf] = link.mtu
+        finally:
+            for fd in fds.values():
+                os.close(fd)
 
     def _ifname(self, node: str, port: int) -> str:
         return f"{self._short(node)}p{port}"
@@ -219,25 +238,19 @@ class Emulation:
         return self.plan.hosts[node].mac
 
     def _configure_hosts(self) -> None:
-        """Addresses, routes and offloads of every node's interfaces, set in-process in each
-        namespace (pyctl.ifconf): a shell command each cost a process per setting, thousands
-        of them at 1,000 nodes (docs/scaling.md)."""
+        """Addresses, routes and offloads of every node's interfaces, set in-process while one
+        thread visits each namespace in turn (pyctl.ifconf): a shell command each cost a process
+        per setting, thousands of them at 1,000 nodes (docs/scaling.md)."""
+        calls: list[tuple[int, Callable[[], None]]] = []
         for name, h in self.plan.hosts.items():
             intf = self.ifnames[(name, 1)]
-            mtu = self._mtu_of_if(intf)
-            self._in_node(name, functools.partial(_configure_host, h, intf, mtu))
+            work = functools.partial(_configure_host, h, intf, self._mtu_of_if(intf))
+            calls.append((self.nodes[name].pid, _naming(name, work)))
         for name in self.plan.switches:
             intfs = {i: self._mtu_of_if(i) for (n, _), i in self.ifnames.items() if n == name}
-            self._in_node(name, functools.partial(_configure_switch, intfs))
-
-    def _in_node(self, name: str, fn: Callable[[], None]) -> None:
-        try:
-            in_netns_of(self.nodes[name].pid, fn)
-        except ICPNError as e:
-            raise EmulationError(f"node {name}: {e}") from None
-
-    def _element_ifs(self) -> list[str]:
-        return [i for info in self.links for i in (info.la_if, info.lb_if)]
+            work = functools.partial(_configure_switch, intfs)
+            calls.append((self.nodes[name].pid, _naming(name, work)))
+        in_netns_of_each(calls)
 
     def _mtu_of_if(self, intf: str) -> int:
         return self._mtu.get(intf, 1500)
@@ -250,10 +263,7 @@ class Emulation:
         def configure() -> None:
             ifconf.sysctl("net.ipv6.conf.all.disable_ipv6", "1")
             ifconf.sysctl("net.ipv6.conf.default.disable_ipv6", "1")
-            mtus = {
-                i: {"mtu": info.link.mtu} for info in self.links for i in (info.la_if, info.lb_if)
-            }
-            ifconf.set_links(mtus)
+            ifconf.set_links({"lo": {"state": "up"}})
 
         try:
             in_netns_of(node.pid, configure)
@@ -419,6 +429,52 @@ class Emulation:
         self._registry.write_text(json.dumps(data))
 
 
+@dataclass
+class _Wire:
+    """The two ends of a veth pair, as Mininet's Link holds them (`intf.link.intf1`)."""
+
+    intf1: Any
+    intf2: Any
+
+
+def _in_place(intf: str, node: Any) -> None:
+    """Mininet's moveIntfFn for an interface made in its namespace already."""
+
+
+def _netns_fd(pid: int) -> int:
+    try:
+        return os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise EmulationError(f"the namespace of pid {pid}: {e.strerror}") from None
+
+
+def _veth(
+    ipr: IPRoute, end1: tuple[str, int, str | None], end2: tuple[str, int, str | None], mtu: int
+) -> None:
+    """A veth pair with each end (name, namespace fd, MAC or None) made in its namespace."""
+    (name1, fd1, mac1), (name2, fd2, mac2) = end1, end2
+    peer: dict[str, Any] = {"ifname": name2, "net_ns_fd": fd2, "mtu": mtu}
+    extra: dict[str, Any] = {"address": mac1} if mac1 else {}
+    if mac2:
+        peer["address"] = mac2
+    try:
+        ipr.link("add", ifname=name1, kind="veth", net_ns_fd=fd1, mtu=mtu, peer=peer, **extra)
+    except NetlinkError as e:
+        raise EmulationError(f"veth {name1} <-> {name2}: {e.args[-1]}") from None
+
+
+def _naming(node: str, fn: Callable[[], None]) -> Callable[[], None]:
+    """fn, its ICPNError prefixed with the node's name."""
+
+    def call() -> None:
+        try:
+            fn()
+        except ICPNError as e:
+            raise EmulationError(f"node {node}: {e}") from None
+
+    return call
+
+
 def _configure_host(h: HostPlan, intf: str, mtu: int) -> None:
     """In a host's namespace: IPv6 on without DAD, router solicitations or RAs, its address,
     the gateway's MAC for fe80::1 and the default route through it, no checksum offload."""
@@ -433,7 +489,7 @@ def _configure_host(h: HostPlan, intf: str, mtu: int) -> None:
         ifconf.sysctl(key, value)
     with IPRoute() as ipr:
         index = att.ifindex_of(intf, ipr)
-        ifconf.set_links({intf: {"mtu": mtu, "state": "up"}}, ipr)
+        ifconf.set_links({"lo": {"state": "up"}, intf: {"mtu": mtu, "state": "up"}}, ipr)
         try:
             ipr.addr(
                 "add", index=index, address=str(h.address), prefixlen=128, IFA_FLAGS=IFA_F_NODAD
@@ -449,6 +505,7 @@ def _configure_host(h: HostPlan, intf: str, mtu: int) -> None:
 def _configure_switch(intfs: dict[str, int]) -> None:
     """In a switch's namespace: IPv6 on, each port up at its MTU, no checksum offload."""
     ifconf.sysctl("net.ipv6.conf.all.disable_ipv6", "0")
+    ifconf.set_links({"lo": {"state": "up"}})
     ifconf.set_links({intf: {"mtu": mtu, "state": "up"} for intf, mtu in intfs.items()})
     for intf in intfs:
         ifconf.set_offloads(intf, ["tx"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import os
 import re
 import struct
@@ -233,9 +232,19 @@ class _Libbpf:
             fn.argtypes = argtypes
 
 
-@functools.lru_cache(maxsize=1)
+_INSTANCE: list[_Libbpf] = []
+_INSTANCE_LOCK = threading.Lock()
+
+
 def _libbpf() -> _Libbpf:
-    return _Libbpf()
+    """The one _Libbpf of the process. Made under a lock: two threads making one each (eBPF
+    nodes start on several threads) left libbpf calling the print callback of the instance
+    that was dropped, freed memory, and the process crashed."""
+    if not _INSTANCE:
+        with _INSTANCE_LOCK:
+            if not _INSTANCE:
+                _INSTANCE.append(_Libbpf())
+    return _INSTANCE[0]
 
 
 def available() -> str | None:
