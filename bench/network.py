@@ -308,7 +308,7 @@ def main() -> int:
     for n in sizes:
         try:
             r = measure(n, args.runner, args.hosts_per_leaf, args.floor)
-        except ICPNError as e:
+        except (ICPNError, OSError) as e:  # one line, not a traceback
             print(f"{n:6d} nodes: {e}", flush=True)
             return 1
         total = r["plan"] + r["up"] + r["program"] + r["ping"] + r["down"]

@@ -152,7 +152,10 @@ class LinkElement:
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         while b"\n" not in self._buf:
-            ready, _, _ = select.select([fd], [], [], self.timeout_s)
+            # poll, not select: a process running 1,000 nodes holds fds above select's 1024
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            ready = poller.poll(self.timeout_s * 1000)
             chunk = os.read(fd, 65536) if ready else b""
             if not chunk:
                 raise LinkdError(f"icpn_linkd: {self._why_gone(bool(ready))}")
