@@ -15,13 +15,16 @@ Printed per size: plan (intent to every table entry), bring-up (namespaces, link
 element, addresses), programming (every switch node's program loaded, its maps written and
 attached: `--runner ebpf`), the first ping across the WAN (a host of site 1 to one of site 2,
 end to end through headend, WAN and egress, from the first attempt to the first reply),
-teardown, memory per node (the machine's MemAvailable before bring-up less after programming,
-over all nodes) and the kernel memory of the eBPF nodes' programs and maps (the `memlock` of
-their file descriptors, per eBPF node). After teardown it checks that nothing is left: the run's
-processes, network namespaces (every one a process or /run/netns holds) and interfaces in the
-root namespace. Then the scaling exponent of the total time (fit of log t against log n over the
-sizes) and the target: 1,000 nodes planned, up, programmed and answering a ping end to end in
-under 120 s, at no more than 1 MB per node, nothing left behind.
+teardown, memory per node (over all nodes: what the run's processes hold, as proportional set
+size, plus the growth of the kernel memory that namespaces, interfaces and BPF maps take:
+unreclaimable slab, page tables, stacks, per-CPU and vmalloc; the machine's MemAvailable swung
+by more than the whole figure with other work on it) and the kernel memory of the eBPF nodes'
+programs and maps (the `memlock` of their file descriptors, per eBPF node). After teardown it
+checks that nothing is left: the run's processes, network namespaces (every one a process or
+/run/netns holds) and interfaces in the root namespace. Then the scaling exponent of the total
+time (fit of log t against log n over the sizes) and the target: 1,000 nodes planned, up,
+programmed and answering a ping end to end in under 120 s, at no more than 1 MB per node,
+nothing left behind.
 
 `--floor` also builds bare Mininet (namespaces and veths only) of the same nodes and links and
 prints the old ratio target (100 nodes within 4.3x of it).
@@ -133,12 +136,30 @@ class NoopRunner:
         pass
 
 
-def mem_available() -> int:
-    """Bytes the kernel reports available (MemAvailable)."""
+KERNEL_FIELDS = ("SUnreclaim", "KernelStack", "PageTables", "Percpu", "VmallocUsed")
+
+
+def kernel_memory() -> int:
+    """Bytes of kernel memory that namespaces, interfaces, processes and BPF maps take and
+    nothing gives back under pressure (/proc/meminfo: KERNEL_FIELDS)."""
+    fields = {}
     for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    raise ICPNError("/proc/meminfo has no MemAvailable")
+        key, _, rest = line.partition(":")
+        fields[key] = int(rest.split()[0]) * 1024
+    return sum(fields[k] for k in KERNEL_FIELDS)
+
+
+def pss(pids: list[int]) -> int:
+    """Proportional set size of processes (shared pages split among their users)."""
+    total = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        m = re.search(r"^Pss:\s+(\d+)", text, re.M)
+        total += int(m.group(1)) * 1024 if m else 0
+    return total
 
 
 def bpf_memlock() -> int:
@@ -231,7 +252,7 @@ def measure(n: int, runner: str, hosts_per_leaf: int, floor: bool) -> dict[str, 
     }
     with tempfile.TemporaryDirectory() as tmp:
         emu = Emulation(topo, plan, Path(tmp), factories[runner], log=lambda _m: None)
-        avail, bpf = mem_available(), bpf_memlock()
+        kernel, own, bpf = kernel_memory(), pss([os.getpid()]), bpf_memlock()
         pids: list[int] = []
         ours: set[int] = set()
         try:
@@ -243,7 +264,8 @@ def measure(n: int, runner: str, hosts_per_leaf: int, floor: bool) -> dict[str, 
             pids += [emu.element.pid] if emu.element is not None else []
             ours = net_namespaces(pids) - net_namespaces([os.getpid()])
             r["ping"] = first_ping(emu, *ping_pair(topo, plan)) if runner != "none" else 0.0
-            r["mem"] = (avail - mem_available()) / r["nodes"]
+            grown = kernel_memory() - kernel + pss(pids) + pss([os.getpid()]) - own
+            r["mem"] = grown / r["nodes"]
             r["bpf"] = (bpf_memlock() - bpf) / r["switches"]
         finally:
             t2 = time.perf_counter()
@@ -297,7 +319,8 @@ def main() -> int:
     print_machine()
     print(
         f"network: two leaf-spine sites and a WAN, switch runner {args.runner}, up to"
-        f" {args.hosts_per_leaf} hosts a leaf; mem = MemAvailable drop over all nodes,"
+        f" {args.hosts_per_leaf} hosts a leaf; mem = the run's processes (Pss) and kernel memory"
+        " growth over all nodes,"
         " bpf = kernel memory of programs and maps per eBPF node"
     )
     cols = ("nodes", "switch", "hosts", "links", "plan s", "up s", "program s", "ping s",
