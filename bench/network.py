@@ -261,11 +261,18 @@ def measure(n: int, runner: str, hosts_per_leaf: int, floor: bool) -> dict[str, 
             r["up"] = t["nodes"] + t["links"] + t["addresses"] + t["link element"]
             r["program"] = t["switches"]
             pids = [node.pid for node in emu.nodes.values()] + [emu.links_node.pid]
-            pids += [emu.element.pid] if emu.element is not None else []
+            element_pid = emu.element.pid if emu.element is not None else None
+            pids += [element_pid] if element_pid is not None else []
             ours = net_namespaces(pids) - net_namespaces([os.getpid()])
             r["ping"] = first_ping(emu, *ping_pair(topo, plan)) if runner != "none" else 0.0
-            grown = kernel_memory() - kernel + pss(pids) + pss([os.getpid()]) - own
-            r["mem"] = grown / r["nodes"]
+            parts = {
+                "kernel": kernel_memory() - kernel,
+                "node shells and icpn_linkd": pss(pids),
+                "this process": pss([os.getpid()]) - own,
+            }
+            r["mem"] = sum(parts.values()) / r["nodes"]
+            r["phases"] = ", ".join(f"{k} {v:.1f} s" for k, v in t.items())
+            r["parts"] = ", ".join(f"{k} {v / r['nodes'] / 1e6:.2f}" for k, v in parts.items())
             r["bpf"] = (bpf_memlock() - bpf) / r["switches"]
         finally:
             t2 = time.perf_counter()
@@ -343,6 +350,8 @@ def main() -> int:
             f" {r['left']}",
             flush=True,
         )
+        print(f"       bring-up and programming: {r['phases']}")
+        print(f"       memory per node (MB): {r['parts']}", flush=True)
         if r["bare"] is not None:
             ok &= target(
                 f"{r['nodes']} nodes planned, up, programmed and down",
