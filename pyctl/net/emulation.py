@@ -51,6 +51,7 @@ LINK_ELEMENTS = ("icpn", "netem")  # icpn_linkd (every kernel) or netem (where p
 T = TypeVar("T")
 # switch runners started at once: one a core (the verifier of one eBPF node load keeps one busy)
 START_THREADS = max(1, min(4, os.cpu_count() or 1))
+SHELL_THREADS = 4  # node shells started at once (_add_nodes)
 STOP_THREADS = 16  # runners stopped at once: mostly waiting for the kernel (_stop_runners)
 LINKS = "\0links"  # the links namespace among the nodes (no topology name has a NUL)
 IFA_F_NODAD = 0x02
@@ -182,9 +183,30 @@ class Emulation:
         return self._short_names[name]
 
     def _add_nodes(self) -> None:
-        for name in [*self.plan.hosts, *self.plan.switches]:
-            self.nodes[name] = self.net.addHost(self._short(name), ip=None)
-        self.links_node = self.net.addHost(f"{self.prefix}L", ip=None)
+        """A Mininet node (a shell in a namespace of its own) for every node and the links
+        namespace. The shells start on a few threads at once: each start waits for a new bash
+        to print its prompt (15-30 ms here, mostly the shell starting up), then the nodes join
+        the network in order, as `addHost` would add them."""
+        names = [*self.plan.hosts, *self.plan.switches, LINKS]
+        shorts = [self._short(n) if n != LINKS else f"{self.prefix}L" for n in names]
+        made, errors = [], []
+        with ThreadPoolExecutor(max_workers=SHELL_THREADS) as pool:
+            futures = [pool.submit(self.net.host, short, ip=None) for short in shorts]
+            for name, f in zip(names, futures, strict=True):  # wait for all: stop() ends them
+                error = f.exception()
+                if error is None:
+                    made.append((name, f.result()))
+                else:
+                    errors.append(error)
+        for name, node in made:
+            self.net.hosts.append(node)
+            self.net.nameToNode[node.name] = node
+            if name == LINKS:
+                self.links_node = node
+            else:
+                self.nodes[name] = node
+        if errors:
+            raise EmulationError(f"starting the nodes' shells: {errors[0]}")
 
     def _add_links(self) -> None:
         """Two veth pairs a link (a <-> L_a and L_b <-> b), each made by one netlink request
