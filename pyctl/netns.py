@@ -83,6 +83,28 @@ def in_netns_of(pid: int, fn: Callable[[], T]) -> T:
         os.close(fd)
 
 
+def in_netns_of_each(calls: Iterable[tuple[int, Callable[[], T]]]) -> list[T]:
+    """Call each fn in the network namespace of its pid, in order, on one thread that moves from
+    namespace to namespace (a setns a visit instead of a thread a call: 1,000 nodes configured
+    in one pass)."""
+
+    def body() -> list[T]:
+        libc, out = _libc(), []
+        for pid, fn in calls:
+            try:
+                fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise NetnsError(f"the namespace of pid {pid}: {e.strerror}") from None
+            try:
+                _check(libc.setns(fd, CLONE_NEWNET), "setns")
+            finally:
+                os.close(fd)
+            out.append(fn())
+        return out
+
+    return _on_thread(body, lambda: None)
+
+
 def run_isolated(fn: Callable[[], T]) -> T:
     """Call `fn` inside a new anonymous network namespace that vanishes when it returns."""
 

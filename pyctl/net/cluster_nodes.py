@@ -138,14 +138,16 @@ class RemoteLinkElement(LinkElement):
         self.node = node
         super().__init__(spawn, xdp_pass=False, rt_priority=rt_priority)
 
-    def _prepare(self, ifname: str) -> int:
-        cmds = [f"sysctl -qw net.ipv6.conf.{ifname}.disable_ipv6=1"]
-        cmds += [f"ethtool -K {ifname} {f} off >/dev/null 2>&1" for f in ("gro", "tso", "gso")]
-        cmds.append(f"ip link set {ifname} up")
+    def _prepare(self, ifnames: list[str]) -> list[int]:
+        cmds = []
+        for ifname in ifnames:
+            cmds.append(f"sysctl -qw net.ipv6.conf.{ifname}.disable_ipv6=1")
+            cmds += [f"ethtool -K {ifname} {f} off >/dev/null 2>&1" for f in ("gro", "tso", "gso")]
+            cmds.append(f"ip link set {ifname} up")
         out = self.node.cmd(" ; ".join(cmds) + " ; echo __rc=$?")
         if "__rc=0" not in out:
-            raise ClusterError(f"{self.node.server}: preparing {ifname}: {out.strip()}")
-        return 0
+            raise ClusterError(f"{self.node.server}: preparing {', '.join(ifnames)}: {out.strip()}")
+        return [0 for _ in ifnames]
 
 
 class ClusterElements:

@@ -39,6 +39,8 @@ PFC_ETHERTYPE = C.PFC_ETHERTYPE.to_bytes(2, "big")
 class SoftwareSwitchRunner:
     """Runs `pyctl.net.swnode` (a data plane in Python on AF_PACKET sockets) in the node."""
 
+    parallel_start = True  # start() touches only its own node (Emulation starts a few at once)
+
     def __init__(
         self, name: str, dataplane: str = "reference", rates: dict[int, float] | None = None
     ) -> None:
@@ -172,6 +174,8 @@ class EBPFSwitchRunner:
     `apply` loads the new configuration into a fresh program and swaps it onto the interfaces
     in place (no moment without a program).
     """
+
+    parallel_start = True  # start() touches only its own node (Emulation starts a few at once)
 
     def __init__(
         self,

@@ -23,7 +23,7 @@ from pyctl.targets.base import FEATURES, DataPlane, Output, Result
 from pyctl.targets.ebpf import attach as att
 from pyctl.targets.ebpf import libbpf
 from pyctl.targets.ebpf import maps as M
-from pyctl.targets.ebpf.writer import node_entries
+from pyctl.targets.ebpf.writer import map_sizes, node_entries
 from pyctl.targets.reasons import DROP_REASONS, INTERNAL_ERROR, QUEUE_FULL, reason_name
 
 BUILD_DIR = Path(__file__).resolve().parents[3] / "ebpf" / "build"
@@ -85,12 +85,14 @@ class EBPFDataPlane(DataPlane):
         self._netns: int | None = None  # fd of the namespace the ifindexes belong to
         self._ports: dict[int, int] = {}  # attached port index -> ifindex
 
-    def _load(self) -> libbpf.BPFObject:
+    def _load(self, sizes: dict[str, int] | None = None) -> libbpf.BPFObject:
         if self._obj is not None:
             self._obj.close()
             self._obj = None
         obj = libbpf.BPFObject(self._path)
         try:
+            for name, n in (sizes or {}).items():
+                obj.set_max_entries(name, n)
             obj.load()
         except ICPNError:
             obj.close()
@@ -107,12 +109,20 @@ class EBPFDataPlane(DataPlane):
     def configure(self, node: NodeConfig) -> None:
         entries = node_entries(node)
         self.detach()
-        obj = self._load()
+        obj = self._load(map_sizes(node))
         obj.map("cfg").update(M.u32_key(0), entries.cfg)
         for name, items in entries.entries.items():
             m = obj.map(name)
-            for key, value in items:
-                m.update(key, value)
+            for n, (key, value) in enumerate(items, 1):
+                try:
+                    m.update(key, value)
+                except ICPNError as e:
+                    # a map too small for the node (E2BIG, ENOSPC): one line naming both
+                    raise ConfigError(
+                        f"node {node.name}: map {name!r}",
+                        f"entry {n} of {len(items)} does not fit (max_entries {m.max_entries}):"
+                        f" {str(e).rpartition(': ')[2]}",
+                    ) from None
         self._node = node
 
     def reconfigure(self, node: NodeConfig) -> bool:

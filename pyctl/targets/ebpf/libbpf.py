@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import os
 import re
 import struct
@@ -142,7 +141,9 @@ _SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ct
 class _Libbpf:
     """The loaded library with prototypes set, and the sink its log callback writes into.
 
-    libbpf has one process-wide print callback, so the log capture is a lock-guarded buffer here.
+    libbpf has one process-wide print callback; it runs on the thread that called into libbpf,
+    so each thread captures its own lines (objects load on several threads at once: a load is
+    mostly the kernel's verifier, and ctypes lets other threads run meanwhile).
     """
 
     def __init__(self) -> None:
@@ -157,8 +158,7 @@ class _Libbpf:
             ctypes.c_char_p,
             ctypes.c_void_p,
         ]
-        self.lock = threading.Lock()
-        self.log: list[str] = []
+        self._local = threading.local()
         self._print = _PRINT_FN(self._on_print)
         self._prototypes()
         self.lib.libbpf_set_print(self._print)
@@ -169,6 +169,14 @@ class _Libbpf:
         self.libc.vsnprintf(buf, len(buf), fmt, args)
         self.log.append(buf.value.decode(errors="replace"))
         return 0
+
+    @property
+    def log(self) -> list[str]:
+        """This thread's captured libbpf lines."""
+        lines: list[str] | None = getattr(self._local, "log", None)
+        if lines is None:
+            lines = self._local.log = []
+        return lines
 
     def _prototypes(self) -> None:
         lib, vp, i, u32, cp = (
@@ -199,6 +207,7 @@ class _Libbpf:
             "bpf_map__key_size": (u32, [vp]),
             "bpf_map__value_size": (u32, [vp]),
             "bpf_map__max_entries": (u32, [vp]),
+            "bpf_map__set_max_entries": (i, [vp, u32]),
             "bpf_map__pin": (i, [vp, cp]),
             "bpf_map_update_elem": (i, [i, vp, vp, ctypes.c_uint64]),
             "bpf_map_lookup_elem": (i, [i, vp, vp]),
@@ -224,9 +233,19 @@ class _Libbpf:
             fn.argtypes = argtypes
 
 
-@functools.lru_cache(maxsize=1)
+_INSTANCE: list[_Libbpf] = []
+_INSTANCE_LOCK = threading.Lock()
+
+
 def _libbpf() -> _Libbpf:
-    return _Libbpf()
+    """The one _Libbpf of the process. Made under a lock: two threads making one each (eBPF
+    nodes start on several threads) left libbpf calling the print callback of the instance
+    that was dropped, freed memory, and the process crashed."""
+    if not _INSTANCE:
+        with _INSTANCE_LOCK:
+            if not _INSTANCE:
+                _INSTANCE.append(_Libbpf())
+    return _INSTANCE[0]
 
 
 def available() -> str | None:
@@ -611,11 +630,10 @@ class BPFObject:
         lib = _libbpf()
         if not self.path.is_file():
             raise ICPNError(f"BPF object {self.path} does not exist (run `make build`)")
-        with lib.lock:
-            lib.log.clear()
-            ptr = lib.lib.bpf_object__open_file(str(self.path).encode(), None)
-            err = ctypes.get_errno()
-            log = list(lib.log)
+        lib.log.clear()
+        ptr = lib.lib.bpf_object__open_file(str(self.path).encode(), None)
+        err = ctypes.get_errno()
+        log = list(lib.log)
         if not ptr:
             detail = trim_verifier_log(log, 4) or _errno_text(err)
             raise ICPNError(f"cannot open BPF object {self.path}: {detail}")
@@ -637,10 +655,9 @@ class BPFObject:
         while ptr := lib.lib.bpf_object__next_program(self.ptr, ptr):
             bufs[ptr] = ctypes.create_string_buffer(VERIFIER_LOG_SIZE)
             lib.lib.bpf_program__set_log_buf(ptr, bufs[ptr], VERIFIER_LOG_SIZE)
-        with lib.lock:
-            lib.log.clear()
-            rc = lib.lib.bpf_object__load(self.ptr)
-            log = list(lib.log)
+        lib.log.clear()
+        rc = lib.lib.bpf_object__load(self.ptr)
+        log = list(lib.log)
         if rc == 0:
             self.loaded = True
             return
@@ -659,6 +676,16 @@ class BPFObject:
             if tail and not hint:
                 msg += "\n" + tail
         raise ICPNError(msg)
+
+    def set_max_entries(self, name: str, n: int) -> None:
+        """Size a map before `load()` (the object's sizes are the most any node needs)."""
+        lib = _libbpf().lib
+        ptr = lib.bpf_object__find_map_by_name(self.ptr, name.encode())
+        if not ptr:
+            raise ICPNError(f"{self.path.name}: no map {name!r}")
+        rc = lib.bpf_map__set_max_entries(ptr, n)
+        if rc != 0:
+            raise ICPNError(f"{self.path.name}: map {name!r}: max_entries {n}: {_errno_text(rc)}")
 
     def program(self, name: str) -> Program:
         lib = _libbpf().lib

@@ -272,6 +272,25 @@ def _limit(node: NodeConfig, what: str, n: int, most: int) -> None:
         raise ConfigError(f"node {node.name}: {what}", f"{n} entries; the eBPF node holds {most}")
 
 
+def map_sizes(node: NodeConfig) -> dict[str, int]:
+    """max_entries of the maps `node` needs fewer of than the object's most (maps.h), set before
+    the object loads. Array and preallocated maps take their memory at creation: sized for the
+    most any node needs, one node held 18 MB, mostly the count-min sketch and the elephant
+    table, which only nodes with elephant detection touch, and the QP table (docs/scaling.md)."""
+    e = node.elephant
+    sizes = {
+        # icpn_node.bpf.c: index (policy & (MAX_POLICIES - 1)) * MAX_BUCKETS + bucket, for the
+        # node's policies only
+        "policy_buckets": max(1, len(node.policies)) * M.MAX_BUCKETS,
+        # classify.h: rows * width cells, only with CFG_ELEPHANT
+        "cms": e.rows * e.width if e.enabled else 1,
+        "elephants": M.MAX_FLOWS if e.enabled else 1,
+        # a preallocated hash: written from the configuration only
+        "qp_map": max(1, len(node.apn.qp_map)),
+    }
+    return sizes
+
+
 def node_entries(node: NodeConfig) -> MapEntries:
     """All map entries for `node`; raises ConfigError for what the eBPF maps cannot hold."""
     out = MapEntries(cfg=_cfg(node))
