@@ -5,6 +5,7 @@ failure, and the block checks that it was."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,12 @@ def link_rig(prefix: str) -> Iterator[Rig]:
         for role in ("a", "b", "l"):
             made.append(netns.create(netns.unique_name(prefix, role)))
         a, b, lns = made
+        for ns in (a, b):  # no IPv6 of their own: no RS/MLD frame takes a place in a queue
+            subprocess.run(
+                ["ip", "netns", "exec", ns.name, "sysctl", "-qw",
+                 "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"],
+                check=True,
+            )  # fmt: skip
         netns.add_veth(a, "eth0", lns, "La")
         netns.add_veth(b, "eth0", lns, "Lb")
         for ns, addr in ((a, "10.0.0.1/24"), (b, "10.0.0.2/24")):
