@@ -84,6 +84,7 @@ class EBPFDataPlane(DataPlane):
         self._attached: list[tuple[int, att.XDPMode]] = []
         self._netns: int | None = None  # fd of the namespace the ifindexes belong to
         self._ports: dict[int, int] = {}  # attached port index -> ifindex
+        self._sizes: dict[str, int] = {}  # max_entries the loaded object was given (map_sizes)
 
     def _load(self, sizes: dict[str, int] | None = None) -> libbpf.BPFObject:
         if self._obj is not None:
@@ -109,7 +110,8 @@ class EBPFDataPlane(DataPlane):
     def configure(self, node: NodeConfig) -> None:
         entries = node_entries(node)
         self.detach()
-        obj = self._load(map_sizes(node))
+        self._sizes = map_sizes(node)
+        obj = self._load(self._sizes)
         obj.map("cfg").update(M.u32_key(0), entries.cfg)
         for name, items in entries.entries.items():
             m = obj.map(name)
@@ -130,7 +132,8 @@ class EBPFDataPlane(DataPlane):
         the program keeps (IFIT counters, elephant and queue state) carries on and no frame
         meets a port between two programs. Only entries that differ are written; entries the
         old tables had and the new lack are deleted (zeroed in arrays). False, with nothing
-        written, when the ports or the routes differ: the caller loads a fresh program then.
+        written, when the ports or the routes differ or the maps were sized at load for fewer
+        entries (`map_sizes`): the caller loads a fresh program then.
 
         Between the first and the last write a frame can meet a mix of the two tables (the
         controller steering one flow: microseconds), as on a router updating its FIB."""
@@ -138,6 +141,8 @@ class EBPFDataPlane(DataPlane):
             return False
         if [(p.index, p.mac) for p in node.ports] != [(p.index, p.mac) for p in self._node.ports]:
             return False
+        if any(n > self._sizes.get(name, 0) for name, n in map_sizes(node).items()):
+            return False  # maps sized at load for fewer entries than `node` has
         new, old = node_entries(node), node_entries(self._node)
         if any(new.entries.get(f) != old.entries.get(f) for f in ("fib6", "fib4")):
             return False  # the program caches route lookups (fib.h): a route change re-loads

@@ -272,6 +272,9 @@ def _limit(node: NodeConfig, what: str, n: int, most: int) -> None:
         raise ConfigError(f"node {node.name}: {what}", f"{n} entries; the eBPF node holds {most}")
 
 
+STEER_ROOM = 4  # flows a headend can have pinned before a re-push must load a bigger program
+
+
 def map_sizes(node: NodeConfig) -> dict[str, int]:
     """max_entries of the maps `node` needs fewer of than the object's most (maps.h), set before
     the object loads. Array and preallocated maps take their memory at creation: sized for the
@@ -280,8 +283,12 @@ def map_sizes(node: NodeConfig) -> dict[str, int]:
     e = node.elephant
     sizes = {
         # icpn_node.bpf.c: index (policy & (MAX_POLICIES - 1)) * MAX_BUCKETS + bucket, for the
-        # node's policies only
-        "policy_buckets": max(1, len(node.policies)) * M.MAX_BUCKETS,
+        # node's policies and, at a headend, STEER_ROOM more: the controller pins steered flows
+        # in policies of their own, written into the running program (EBPFDataPlane.reconfigure)
+        "policy_buckets": (
+            min(M.MAX_POLICIES, len(node.policies) + STEER_ROOM) if node.policies else 1
+        )
+        * M.MAX_BUCKETS,
         # classify.h: rows * width cells, only with CFG_ELEPHANT
         "cms": e.rows * e.width if e.enabled else 1,
         "elephants": M.MAX_FLOWS if e.enabled else 1,
