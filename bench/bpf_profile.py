@@ -30,8 +30,8 @@ from replay import Replay
 
 from pyctl.model.node import PacketContext
 from pyctl.targets.ebpf import EBPFDataPlane
+from pyctl.targets.ebpf.bpfobject import BPFObject, JitImage
 from pyctl.targets.ebpf.dataplane import BUILD_DIR, NODE_PROGRAM
-from pyctl.targets.ebpf.libbpf import BPFObject, JitImage
 
 
 def _samples(perf: str, data: Path) -> list[tuple[int, str]]:

@@ -57,11 +57,11 @@ from pyctl.model.load import node_from_dict
 from pyctl.model.node import NodeConfig, PacketContext
 from pyctl.packets import AltMarkOption, ioam_trace_option
 from pyctl.targets.ebpf import EBPFDataPlane
+from pyctl.targets.ebpf.bpfobject import BPFObject, Program
 from pyctl.targets.ebpf.dataplane import (
     BUILD_DIR,
     NODE_PROGRAM,
 )
-from pyctl.targets.ebpf.libbpf import BPFObject, Program
 from pyctl.targets.reference import ReferenceDataPlane
 
 PAYLOAD = Raw(bytes(1000))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from pyctl.errors import ICPNError
 from pyctl.targets.ebpf import maps as M
-from pyctl.targets.ebpf.libbpf import BPFObject, Program, TestRun
+from pyctl.targets.ebpf.bpfobject import BPFObject, Program, TestRun
 
 REPLAY_HEAD = 256  # icpn_bench.bpf.c
 

@@ -58,8 +58,8 @@ from pyctl.model.load import node_from_dict
 from pyctl.packets import AltMarkOption, ioam_trace_option
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.ebpf import attach as att
+from pyctl.targets.ebpf.bpfobject import BPFObject, xdp_md
 from pyctl.targets.ebpf.dataplane import NODE_PROGRAM
-from pyctl.targets.ebpf.libbpf import BPFObject, xdp_md
 from pyctl.targets.kernel.probe import probe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import pytest
 from pyctl import constants as C
 from pyctl import netns
 from pyctl.errors import ICPNError
-from pyctl.targets.ebpf import EBPFDataPlane, libbpf
+from pyctl.targets.ebpf import EBPFDataPlane, bpfobject, libbpf
 from pyctl.targets.ebpf import attach as att
 from pyctl.targets.ebpf import maps as M
 from pyctl.targets.ebpf.dataplane import BUILD_DIR, NODE_OBJECT, NODE_PROGRAM
@@ -167,22 +167,22 @@ def test_pinning_without_bpffs_says_how_to_mount(tmp_path: Path) -> None:
 
 def test_open_of_a_missing_object_says_make_build(tmp_path: Path) -> None:
     with pytest.raises(ICPNError, match="make build"):
-        libbpf.BPFObject(tmp_path / "absent.bpf.o")
+        bpfobject.BPFObject(tmp_path / "absent.bpf.o")
 
 
 # --- loading (root) ---------------------------------------------------------------------------
 
 
 @pytest.fixture
-def node_obj() -> Iterator[libbpf.BPFObject]:
+def node_obj() -> Iterator[bpfobject.BPFObject]:
     _require_built(NODE_OBJECT)
-    with libbpf.BPFObject(NODE_OBJECT) as obj:
+    with bpfobject.BPFObject(NODE_OBJECT) as obj:
         obj.load()
         yield obj
 
 
 @root
-def test_node_object_programs_and_map_sizes(node_obj: libbpf.BPFObject) -> None:
+def test_node_object_programs_and_map_sizes(node_obj: bpfobject.BPFObject) -> None:
     assert node_obj.program_names() == [NODE_PROGRAM]
     prog = node_obj.program(NODE_PROGRAM)
     assert prog.prog_type == libbpf.BPF_PROG_TYPE_XDP and prog.fd > 0
@@ -207,7 +207,7 @@ def test_node_object_programs_and_map_sizes(node_obj: libbpf.BPFObject) -> None:
 
 
 @root
-def test_jit_image_names_the_source_line_of_its_code(node_obj: libbpf.BPFObject) -> None:
+def test_jit_image_names_the_source_line_of_its_code(node_obj: bpfobject.BPFObject) -> None:
     """What bench/bpf_profile.py maps perf samples with: every function's code, in order, and
     line info pointing into it, from the node program's own source."""
     img = node_obj.program(NODE_PROGRAM).jit_image()
@@ -221,7 +221,7 @@ def test_jit_image_names_the_source_line_of_its_code(node_obj: libbpf.BPFObject)
 
 
 @root
-def test_map_round_trip(node_obj: libbpf.BPFObject) -> None:
+def test_map_round_trip(node_obj: bpfobject.BPFObject) -> None:
     if_port = node_obj.map("if_port")
     assert if_port.lookup(M.u32_key(7)) is None
     if_port.update(M.u32_key(7), M.u32_key(3))
@@ -254,7 +254,7 @@ def test_map_round_trip(node_obj: libbpf.BPFObject) -> None:
 
 
 @root
-def test_percpu_map_has_one_value_per_cpu(node_obj: libbpf.BPFObject) -> None:
+def test_percpu_map_has_one_value_per_cpu(node_obj: bpfobject.BPFObject) -> None:
     stats = node_obj.map("stats")
     assert stats.percpu
     raw = stats.lookup(M.u32_key(M.STAT_RX))
@@ -264,7 +264,7 @@ def test_percpu_map_has_one_value_per_cpu(node_obj: libbpf.BPFObject) -> None:
 @root
 def test_verifier_rejection_names_the_program_and_keeps_the_reason(tmp_path: Path) -> None:
     obj_path = compile_bpf(tmp_path, "bad", BAD_PROGRAM)
-    with libbpf.BPFObject(obj_path) as obj, pytest.raises(ICPNError) as err:
+    with bpfobject.BPFObject(obj_path) as obj, pytest.raises(ICPNError) as err:
         obj.load()
     msg = str(err.value)
     lines = msg.splitlines()
@@ -279,7 +279,7 @@ def test_verifier_rejection_names_the_program_and_keeps_the_reason(tmp_path: Pat
 def test_test_run_returns_retval_and_grown_frame_once(tmp_path: Path) -> None:
     obj_path = compile_bpf(tmp_path, "push", PUSH_PROGRAM)
     frame = bytes(range(60))
-    with libbpf.BPFObject(obj_path) as obj:
+    with bpfobject.BPFObject(obj_path) as obj:
         obj.load()
         prog = obj.program("push4")
         for _ in range(2):  # every run starts from the input: grown by exactly 4 bytes
@@ -312,7 +312,7 @@ def test_a_user_without_privileges_is_told_to_use_root() -> None:
 
 def _unprivileged_answers(obj: Path) -> list[str]:
     lines = [str(EBPFDataPlane.unavailable())]
-    o = libbpf.BPFObject(obj)
+    o = bpfobject.BPFObject(obj)
     try:
         o.load()
         lines.append("loaded")
@@ -366,7 +366,7 @@ def veth_ns() -> Iterator[netns.Netns]:
 @root
 def test_attach_and_detach_xdp_and_tc(veth_ns: netns.Netns) -> None:
     _require_built(HOST_OBJECT)
-    with libbpf.BPFObject(NODE_OBJECT) as node, libbpf.BPFObject(HOST_OBJECT) as host:
+    with bpfobject.BPFObject(NODE_OBJECT) as node, bpfobject.BPFObject(HOST_OBJECT) as host:
         node.load()
         host.load()
         xdp_fd, tc_fd = node.program(NODE_PROGRAM).fd, host.program(HOST_PROGRAM).fd

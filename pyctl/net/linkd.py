@@ -29,7 +29,7 @@ from pyctl import ifconf
 from pyctl.errors import ICPNError
 from pyctl.model.link import Direction, LinkModel, check_number
 from pyctl.targets.ebpf import attach as att
-from pyctl.targets.ebpf.libbpf import BPFObject
+from pyctl.targets.ebpf.bpfobject import BPFObject
 
 BUILD_DIR = Path(__file__).resolve().parents[2] / "ebpf" / "build"
 LINKD_BINARY = BUILD_DIR / "icpn_linkd"

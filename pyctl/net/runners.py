@@ -26,7 +26,7 @@ from pyctl.netns import in_netns_of
 from pyctl.targets.ebpf import EBPFDataPlane
 from pyctl.targets.ebpf import attach as att
 from pyctl.targets.ebpf.attach import XDPMode
-from pyctl.targets.ebpf.libbpf import RingBuffer
+from pyctl.targets.ebpf.bpfobject import RingBuffer
 from pyctl.targets.ebpf.maps import TAP_OUT
 
 # An eBPF port's buffer when its link is unknown: 64 frames of 1514 bytes.

@@ -21,7 +21,7 @@ from pyctl.errors import ConfigError, DataPlaneUnavailable, ICPNError, PacketErr
 from pyctl.model.node import NodeConfig, PacketContext
 from pyctl.targets.base import FEATURES, DataPlane, Output, Result
 from pyctl.targets.ebpf import attach as att
-from pyctl.targets.ebpf import libbpf
+from pyctl.targets.ebpf import bpfobject, libbpf
 from pyctl.targets.ebpf import maps as M
 from pyctl.targets.ebpf.writer import map_sizes, node_entries
 from pyctl.targets.reasons import DROP_REASONS, INTERNAL_ERROR, QUEUE_FULL, reason_name
@@ -47,7 +47,7 @@ def _probe(path: str, mtime: float) -> str | None:
     """Whether the kernel accepts the object (cached per build of it)."""
     del mtime
     try:
-        with libbpf.BPFObject(path) as obj:
+        with bpfobject.BPFObject(path) as obj:
             obj.load()
     except ICPNError as e:
         return f"the kernel refuses {Path(path).name}: {str(e).splitlines()[0]}"
@@ -79,18 +79,18 @@ class EBPFDataPlane(DataPlane):
 
     def __init__(self, obj_path: Path = NODE_OBJECT) -> None:
         self._path = obj_path
-        self._obj: libbpf.BPFObject | None = None
+        self._obj: bpfobject.BPFObject | None = None
         self._node: NodeConfig | None = None
         self._attached: list[tuple[int, att.XDPMode]] = []
         self._netns: int | None = None  # fd of the namespace the ifindexes belong to
         self._ports: dict[int, int] = {}  # attached port index -> ifindex
         self._sizes: dict[str, int] = {}  # max_entries the loaded object was given (map_sizes)
 
-    def _load(self, sizes: dict[str, int] | None = None) -> libbpf.BPFObject:
+    def _load(self, sizes: dict[str, int] | None = None) -> bpfobject.BPFObject:
         if self._obj is not None:
             self._obj.close()
             self._obj = None
-        obj = libbpf.BPFObject(self._path)
+        obj = bpfobject.BPFObject(self._path)
         try:
             for name, n in (sizes or {}).items():
                 obj.set_max_entries(name, n)
@@ -102,7 +102,7 @@ class EBPFDataPlane(DataPlane):
         return obj
 
     @property
-    def obj(self) -> libbpf.BPFObject:
+    def obj(self) -> bpfobject.BPFObject:
         if self._obj is None or self._node is None:
             raise ICPNError("the eBPF data plane is not configured: call configure(node) first")
         return self._obj
@@ -167,7 +167,7 @@ class EBPFDataPlane(DataPlane):
         self._node = node
         return True
 
-    def map(self, name: str) -> libbpf.Map:
+    def map(self, name: str) -> bpfobject.Map:
         """A map of the loaded node program, for counters and inspection."""
         return self.obj.map(name)
 
@@ -281,7 +281,7 @@ class EBPFDataPlane(DataPlane):
             raise ConfigError("set_tap", f"port {port} is out of range [0, {C.MAX_PORTS})")
         self.obj.map("tap_ports").update(M.u32_key(port), M.u32_key(1 if on else 0))
 
-    def tap_reader(self, on_frame: Callable[[int, int, bytes], None]) -> libbpf.RingBuffer:
+    def tap_reader(self, on_frame: Callable[[int, int, bytes], None]) -> bpfobject.RingBuffer:
         """A reader of the `taps` ring: its `poll` calls `on_frame(port, direction, frame)`
         (direction `maps.TAP_IN` or `TAP_OUT`; frames are cut at `maps.TAP_SNAP` octets)."""
 
@@ -291,7 +291,7 @@ class EBPFDataPlane(DataPlane):
             port, direction, _length, caplen = struct.unpack_from("=IIII", raw)
             on_frame(port, direction, raw[M.TAP_HEADER : M.TAP_HEADER + caplen])
 
-        return libbpf.RingBuffer(self.obj.map("taps"), record)
+        return bpfobject.RingBuffer(self.obj.map("taps"), record)
 
     def program_id(self) -> int:
         """The kernel's id of the loaded node program (what an interface reports attached)."""

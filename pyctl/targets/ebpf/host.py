@@ -16,7 +16,7 @@ from pyctl import constants as C
 from pyctl.errors import ConfigError, ICPNError, PacketError
 from pyctl.model.node import APNCarrier, NodeConfig
 from pyctl.targets.ebpf import attach as att
-from pyctl.targets.ebpf import libbpf
+from pyctl.targets.ebpf import bpfobject
 from pyctl.targets.ebpf import maps as M
 from pyctl.targets.ebpf.dataplane import BUILD_DIR, MAX_FRAME
 from pyctl.targets.ebpf.writer import socket_mark_entries
@@ -46,7 +46,7 @@ class HostAPN:
                 "srh-tlv cannot be inserted by a host (no SRH); use hbh or doh",
             )
         entries = socket_mark_entries(node)
-        self._obj = libbpf.BPFObject(obj_path)
+        self._obj = bpfobject.BPFObject(obj_path)
         try:
             self._obj.load()
         except ICPNError:
@@ -64,7 +64,7 @@ class HostAPN:
         self._netns: int | None = None  # fd of the namespace the ifindexes belong to
 
     @property
-    def program(self) -> libbpf.Program:
+    def program(self) -> bpfobject.Program:
         return self._obj.program(HOST_PROGRAM)
 
     def process(self, frame: bytes, mark: int) -> bytes:
