@@ -13,7 +13,9 @@
 #include "consts.p4"
 #include "codes.p4"
 
+// Each include includes what it uses, so their order here does not matter.
 #include "include/headers.p4"
+#include "include/ipv4.p4"
 #include "include/parser.p4"
 #include "include/hashing.p4"
 #include "include/apn.p4"
@@ -52,13 +54,14 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     Headend() headend;
     ApnFill() apn_mark;
     ApnFill() doh_mark;
-    DohLayout() e_doh_layout;
-    DohLayout() n_doh_layout;
+    // (@name: the P4Info names of the pad tables inside stay what the controller knows)
+    @name("e_doh_layout") DohLayout() encap_doh_layout;
+    @name("n_doh_layout") DohLayout() inserted_doh_layout;
     IfitStrip() ifit_strip;
     HbhLayout() hbh_layout;
-    HbhLayout() e_hbh_layout;
+    @name("e_hbh_layout") HbhLayout() encap_hbh_layout;
     Ipv4DecTtl() ipv4_ttl;
-    Ipv4DecTtl() in4_ttl;
+    Ipv4DecTtl() inner_ipv4_ttl;
 
     action drop(bit<16> reason) {
         meta.drop_reason = reason;
@@ -153,7 +156,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             drop(ICPN_DROP_NOT_IP);
         } else if (hdr.ethernet.dst != in_mac
                    && !(hdr.ethernet.ether_type == ICPN_PFC_ETHERTYPE
-                        && hdr.ethernet.dst == PFC_DST_MAC)) {
+                        && hdr.ethernet.dst == ICPN_PFC_DST_MAC)) {
             drop(ICPN_DROP_NOT_FOR_ME);
         }
 
@@ -263,16 +266,16 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
 
         // A decapsulated packet: its own hop limit / TTL, after the lookup (docs/pipeline.md 2).
         if (meta.drop_reason == 0 && meta.decap == 1) {
-            if (hdr.in6.isValid()) {
-                if (hdr.in6.hop_limit <= 1) {
+            if (hdr.inner_ipv6.isValid()) {
+                if (hdr.inner_ipv6.hop_limit <= 1) {
                     drop(ICPN_DROP_HOP_LIMIT);
                 } else {
-                    hdr.in6.hop_limit = hdr.in6.hop_limit - 1;
+                    hdr.inner_ipv6.hop_limit = hdr.inner_ipv6.hop_limit - 1;
                 }
-            } else if (hdr.in4.ttl <= 1) {
+            } else if (hdr.inner_ipv4.ttl <= 1) {
                 drop(ICPN_DROP_HOP_LIMIT);
             } else {
-                in4_ttl.apply(hdr.in4);
+                inner_ipv4_ttl.apply(hdr.inner_ipv4);
             }
         }
 
@@ -304,17 +307,17 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             if (meta.apn_carrier == ICPN_APN_CARRIER_DOH) {
                 if (hdr.hbh.isValid()) {
                     if (hdr.hbh.next_hdr != ICPN_IPPROTO_DSTOPTS) {
-                        hdr.n_doh.setValid();
-                        hdr.n_doh.next_hdr = hdr.hbh.next_hdr;
+                        hdr.inserted_doh.setValid();
+                        hdr.inserted_doh.next_hdr = hdr.hbh.next_hdr;
                         hdr.hbh.next_hdr = ICPN_IPPROTO_DSTOPTS;
                     }
                 } else if (hdr.ipv6.next_hdr != ICPN_IPPROTO_DSTOPTS) {
-                    hdr.n_doh.setValid();
-                    hdr.n_doh.next_hdr = hdr.ipv6.next_hdr;
+                    hdr.inserted_doh.setValid();
+                    hdr.inserted_doh.next_hdr = hdr.ipv6.next_hdr;
                     hdr.ipv6.next_hdr = ICPN_IPPROTO_DSTOPTS;
                 }
-                if (hdr.n_doh.isValid()) {
-                    doh_mark.apply(hdr.n_doh_apn, hdr.n_doh_apn_w, meta);
+                if (hdr.inserted_doh.isValid()) {
+                    doh_mark.apply(hdr.inserted_doh_apn, hdr.inserted_doh_apn_word, meta);
                 }
             } else if (meta.apn_carrier == ICPN_APN_CARRIER_HBH && !hdr.hbh.isValid()) {
                 hdr.hbh.setValid();
@@ -322,7 +325,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                 hdr.hbh.len = 0;
                 hdr.ipv6.next_hdr = ICPN_IPPROTO_HOPOPTS;
                 meta.hbh_len_in = 0;
-                apn_mark.apply(hdr.apn, hdr.apn_w, meta);
+                apn_mark.apply(hdr.apn, hdr.apn_word, meta);
             }
         }
 
@@ -344,33 +347,36 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             // Lengths: every HBH leaves in the docs/pipeline.md layout.
             if (hdr.hbh.isValid()) {
                 bit<16> hbh_total;
-                hbh_layout.apply(hdr.hbh, hdr.apn, hdr.altmark, hdr.unk0, hdr.unk1, hdr.ioam,
-                                 hdr.pad_a, hdr.pad_e, hbh_total);
+                hbh_layout.apply(hdr.hbh, hdr.apn, hdr.altmark, hdr.other_opt0, hdr.other_opt1,
+                                 hdr.ioam, hdr.hbh_pad_align, hdr.hbh_pad_end, hbh_total);
                 hdr.ipv6.payload_len = hdr.ipv6.payload_len + hbh_total - meta.hbh_len_in;
             }
-            if (hdr.n_doh.isValid()) {
+            if (hdr.inserted_doh.isValid()) {
                 bit<16> doh_total;
-                n_doh_layout.apply(hdr.n_doh, hdr.n_doh_apn, hdr.n_doh_pad, doh_total);
+                inserted_doh_layout.apply(hdr.inserted_doh, hdr.inserted_doh_apn,
+                                          hdr.inserted_doh_pad, doh_total);
                 hdr.ipv6.payload_len = hdr.ipv6.payload_len + doh_total;
             }
-            if (hdr.e_ipv6.isValid()) {
+            if (hdr.encap_ipv6.isValid()) {
                 bit<16> outer = 0;
-                if (hdr.e_hbh.isValid()) {
-                    e_hbh_layout.apply(hdr.e_hbh, hdr.e_apn, hdr.e_altmark, no_option, no_option,
-                                       hdr.e_ioam, hdr.e_pad_a, hdr.e_pad_e, outer);
+                if (hdr.encap_hbh.isValid()) {
+                    encap_hbh_layout.apply(hdr.encap_hbh, hdr.encap_apn, hdr.encap_altmark,
+                                           no_option, no_option, hdr.encap_ioam,
+                                           hdr.encap_hbh_pad_align, hdr.encap_hbh_pad_end, outer);
                 }
-                if (hdr.e_doh.isValid()) {
+                if (hdr.encap_doh.isValid()) {
                     bit<16> doh_total;
-                    e_doh_layout.apply(hdr.e_doh, hdr.e_doh_apn, hdr.e_doh_pad, doh_total);
+                    encap_doh_layout.apply(hdr.encap_doh, hdr.encap_doh_apn, hdr.encap_doh_pad,
+                                           doh_total);
                     outer = outer + doh_total;
                 }
-                if (hdr.e_srh.isValid()) {
-                    outer = outer + ((bit<16>)hdr.e_srh.len + 1) * 8;
+                if (hdr.encap_srh.isValid()) {
+                    outer = outer + ((bit<16>)hdr.encap_srh.len + 1) * 8;
                 }
                 if (hdr.ipv6.isValid()) {
-                    hdr.e_ipv6.payload_len = outer + 40 + hdr.ipv6.payload_len;
+                    hdr.encap_ipv6.payload_len = outer + 40 + hdr.ipv6.payload_len;
                 } else {
-                    hdr.e_ipv6.payload_len = outer + hdr.ipv4.total_len;
+                    hdr.encap_ipv6.payload_len = outer + hdr.ipv4.total_len;
                 }
             }
             sm.egress_spec = (port_t)meta.out_port;
@@ -480,11 +486,7 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
         }
         egress_cfg.apply();
         port_mac.apply();
-        bit<32> r0;
-        bit<32> r1;
-        bit<32> r2;
-        bit<32> r3;
-        bit<32> r4;
+        ioam_record_t rec;     // this node's IOAM record
         bool is_clone = sm.instance_type == INSTANCE_INGRESS_CLONE
                         || sm.instance_type == INSTANCE_EGRESS_CLONE;
         // Queue depth of the data packet's egress port (a report clone's is the port the
@@ -506,8 +508,8 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
                 // The tail's own record, with what the forwarded packet saw.
                 report_key.apply(hdr, meta);
                 record_tail.apply(meta.hop_limit_out, node_id, meta.in_port, meta.out_port,
-                                  meta.now_us, qdepth, r0, r1, r2, r3, r4);
-                stamp_tail.apply(hdr.trace, hdr.ioam_n, meta.ioam_nodes, r0, r1, r2, r3, r4);
+                                  meta.now_us, qdepth, rec);
+                stamp_tail.apply(hdr.trace, hdr.ioam_record, meta.ioam_nodes, rec);
                 ifit_report.apply(hdr, meta, source, collector, collector_port, node_id,
                                   collector_mac);
                 hdr.ethernet.src = src_mac;
@@ -517,26 +519,23 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
 
             // 7. IOAM stamping in the outermost HBH.
             if (ifit_role != ICPN_IFIT_ROLE_NONE) {
-                if (hdr.e_trace.isValid()) {
-                    record_head.apply(hdr.e_ipv6.hop_limit, node_id, meta.in_port,
-                                      (bit<16>)sm.egress_port, meta.now_us, qdepth,
-                                      r0, r1, r2, r3, r4);
+                if (hdr.encap_trace.isValid()) {
+                    record_head.apply(hdr.encap_ipv6.hop_limit, node_id, meta.in_port,
+                                      (bit<16>)sm.egress_port, meta.now_us, qdepth, rec);
                     if (meta.ifit_gen == 1) {
                         GEN_WORD(0) GEN_WORD(1) GEN_WORD(2) GEN_WORD(3)
                         GEN_WORD(4) GEN_WORD(5) GEN_WORD(6) GEN_WORD(7)
-                        hdr.e_trace.remaining_len = hdr.e_trace.remaining_len
-                                                    - (bit<7>)hdr.e_trace.node_len;
+                        hdr.encap_trace.remaining_len = hdr.encap_trace.remaining_len
+                                                        - (bit<7>)hdr.encap_trace.node_len;
                     } else {
-                        stamp_head.apply(hdr.e_trace, hdr.e_ioam_n,
-                                         (bit<8>)((((bit<16>)hdr.e_ioam.len - 10) * 13) >> 8),
-                                         r0, r1, r2, r3, r4);
+                        stamp_head.apply(hdr.encap_trace, hdr.encap_ioam_record,
+                                         (bit<8>)((((bit<16>)hdr.encap_ioam.len - 10) * 13) >> 8),
+                                         rec);
                     }
                 } else if (hdr.trace.isValid() && hdr.ipv6.isValid()) {
                     record_transit.apply(hdr.ipv6.hop_limit, node_id, meta.in_port,
-                                         (bit<16>)sm.egress_port, meta.now_us, qdepth,
-                                         r0, r1, r2, r3, r4);
-                    stamp_transit.apply(hdr.trace, hdr.ioam_n, meta.ioam_nodes,
-                                        r0, r1, r2, r3, r4);
+                                         (bit<16>)sm.egress_port, meta.now_us, qdepth, rec);
+                    stamp_transit.apply(hdr.trace, hdr.ioam_record, meta.ioam_nodes, rec);
                 }
             }
 
@@ -547,16 +546,16 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
             hdr.ethernet.src = src_mac;
             hdr.ethernet.dst = meta.nh_mac;
             // The frame carries exactly the IP packet: link-layer padding goes.
-            if (hdr.e_ipv6.isValid()) {
-                truncate(54 + (bit<32>)hdr.e_ipv6.payload_len);
+            if (hdr.encap_ipv6.isValid()) {
+                truncate(54 + (bit<32>)hdr.encap_ipv6.payload_len);
             } else if (hdr.ipv6.isValid()) {
                 truncate(54 + (bit<32>)hdr.ipv6.payload_len);
             } else if (hdr.ipv4.isValid()) {
                 truncate(14 + (bit<32>)hdr.ipv4.total_len);
-            } else if (hdr.in6.isValid()) {
-                truncate(54 + (bit<32>)hdr.in6.payload_len);
-            } else if (hdr.in4.isValid()) {
-                truncate(14 + (bit<32>)hdr.in4.total_len);
+            } else if (hdr.inner_ipv6.isValid()) {
+                truncate(54 + (bit<32>)hdr.inner_ipv6.payload_len);
+            } else if (hdr.inner_ipv4.isValid()) {
+                truncate(14 + (bit<32>)hdr.inner_ipv4.total_len);
             }
 
             // A tail that sent its report by I2E clone sends a PFC frame by E2E clone.
@@ -575,13 +574,13 @@ control IcpnComputeChecksum(inout headers_t hdr, inout meta_t meta) {
     apply {
         // IFIT report: UDP checksum over the IPv6 pseudo-header, the UDP header and the
         // report (headers that are not valid take no part in the sum).
-        update_checksum(hdr.r_udp.isValid(),
-            { hdr.e_ipv6.src, hdr.e_ipv6.dst, 16w0, hdr.r_udp.len, 24w0, 8w17,
-              hdr.r_udp.sport, hdr.r_udp.dport, hdr.r_udp.len, 16w0,
-              hdr.r_hdr, hdr.r_tuple,
-              hdr.ioam_n[0], hdr.ioam_n[1], hdr.ioam_n[2], hdr.ioam_n[3], hdr.ioam_n[4],
-              hdr.ioam_n[5], hdr.ioam_n[6], hdr.ioam_n[7] },
-            hdr.r_udp.checksum, HashAlgorithm.csum16);
+        update_checksum(hdr.report_udp.isValid(),
+            { hdr.encap_ipv6.src, hdr.encap_ipv6.dst, 16w0, hdr.report_udp.len, 24w0, 8w17,
+              hdr.report_udp.sport, hdr.report_udp.dport, hdr.report_udp.len, 16w0,
+              hdr.report_hdr, hdr.report_tuple,
+              hdr.ioam_record[0], hdr.ioam_record[1], hdr.ioam_record[2], hdr.ioam_record[3],
+              hdr.ioam_record[4], hdr.ioam_record[5], hdr.ioam_record[6], hdr.ioam_record[7] },
+            hdr.report_udp.checksum, HashAlgorithm.csum16);
     }
 }
 

@@ -4,6 +4,7 @@ controller resolves by name."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -67,6 +68,24 @@ def test_stale_artefacts_are_detected() -> None:
         altered.write_text(text)
         reasons = build.stale_reasons(built_json, altered)
         assert any("icpn.p4info.txt differs" in r for r in reasons)
+
+
+@pytest.mark.skipif(P4C_REASON is not None, reason=f"p4c: {P4C_REASON}")
+def test_includes_compile_in_reverse_order(tmp_path: Path) -> None:
+    """Every include includes what it uses: icpn.p4 lists them users after what they use, so
+    the reverse order puts every include before what it needs, and still compiles."""
+    lines = build.MAIN.read_text().splitlines(keepends=True)
+    at = [i for i, line in enumerate(lines) if line.startswith('#include "include/')]
+    assert len(at) == len(build.sources()) - 1 and at == list(range(at[0], at[-1] + 1))
+    lines[at[0] : at[-1] + 1] = reversed(lines[at[0] : at[-1] + 1])
+    reordered = tmp_path / "icpn.p4"
+    reordered.write_text("".join(lines))
+    p4c = detect().p4c
+    assert p4c is not None
+    cmd = [p4c, "--arch", "v1model", "--std", "p4-16", "-I", str(build.BUILD_DIR)]
+    cmd += ["-I", str(build.P4_DIR), "-o", str(tmp_path / "icpn.json"), str(reordered)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_p4info_has_every_name_the_writer_uses() -> None:

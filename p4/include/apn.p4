@@ -3,6 +3,10 @@
 #ifndef ICPN_APN_P4
 #define ICPN_APN_P4
 
+#include <core.p4>
+
+#include "headers.p4"
+
 control ApnClassify(in headers_t hdr, inout meta_t meta) {
 
     // A mark: the APN-ID (for hashing and policy matching) and the option's words as the
@@ -68,14 +72,15 @@ control ApnClassify(in headers_t hdr, inout meta_t meta) {
                             + (bit<8>)(p[3:3]) + (bit<8>)(p[2:2]) + (bit<8>)(p[1:1])
                             + (bit<8>)(p[0:0]);
             if (hdr.apn.id_type == ICPN_APN_ID_TYPE_32 && meta.apn_words >= 1 + params) {
-                meta.apn_id = (ip6_t)hdr.apn_w[0].w;
+                meta.apn_id = (ip6_t)hdr.apn_word[0].w;
                 meta.apn_valid = 1;
             } else if (hdr.apn.id_type == ICPN_APN_ID_TYPE_64 && meta.apn_words >= 2 + params) {
-                meta.apn_id = (ip6_t)(hdr.apn_w[0].w ++ hdr.apn_w[1].w);
+                meta.apn_id = (ip6_t)(hdr.apn_word[0].w ++ hdr.apn_word[1].w);
                 meta.apn_valid = 1;
             } else if (hdr.apn.id_type == ICPN_APN_ID_TYPE_128
                        && meta.apn_words >= 4 + params) {
-                meta.apn_id = hdr.apn_w[0].w ++ hdr.apn_w[1].w ++ hdr.apn_w[2].w ++ hdr.apn_w[3].w;
+                meta.apn_id = hdr.apn_word[0].w ++ hdr.apn_word[1].w ++ hdr.apn_word[2].w
+                              ++ hdr.apn_word[3].w;
                 meta.apn_valid = 1;
             }
             if (meta.apn_valid == 1) {

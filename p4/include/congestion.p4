@@ -4,6 +4,12 @@
 #ifndef ICPN_CONGESTION_P4
 #define ICPN_CONGESTION_P4
 
+#include <core.p4>
+#include <v1model.p4>
+
+#include "headers.p4"
+#include "ipv4.p4"
+
 #define PFC_SLOTS (ICPN_MAX_PORTS * 8)
 
 // Per (port, priority), index port * 8 + priority.
@@ -154,7 +160,7 @@ control PfcFrame(inout headers_t hdr, in meta_t meta, in mac_t src) {
     apply {
         hdr.packet_in.setInvalid();
         hdr.ethernet.setValid();
-        hdr.ethernet.dst = PFC_DST_MAC;
+        hdr.ethernet.dst = ICPN_PFC_DST_MAC;
         hdr.ethernet.src = src;
         hdr.ethernet.ether_type = ICPN_PFC_ETHERTYPE;
         hdr.pfc.setValid();
@@ -189,7 +195,7 @@ control Ecn(inout headers_t hdr, in meta_t meta, in bit<32> qdepth) {
     bit<1>  always;
     bit<32> threshold;
     Ipv4SetCe() ipv4_ce;
-    Ipv4SetCe() in4_ce;
+    Ipv4SetCe() inner_ipv4_ce;
 
     action mark_below(bit<32> t) {
         always = 0;
@@ -209,32 +215,32 @@ control Ecn(inout headers_t hdr, in meta_t meta, in bit<32> qdepth) {
 
     apply {
         bit<2> ecn = 0;
-        if (hdr.e_ipv6.isValid()) {
-            ecn = hdr.e_ipv6.tc[1:0];
+        if (hdr.encap_ipv6.isValid()) {
+            ecn = hdr.encap_ipv6.tc[1:0];
         } else if (hdr.ipv6.isValid()) {
             ecn = hdr.ipv6.tc[1:0];
         } else if (hdr.ipv4.isValid()) {
             ecn = hdr.ipv4.tos[1:0];
-        } else if (hdr.in6.isValid()) {
-            ecn = hdr.in6.tc[1:0];
-        } else if (hdr.in4.isValid()) {
-            ecn = hdr.in4.tos[1:0];
+        } else if (hdr.inner_ipv6.isValid()) {
+            ecn = hdr.inner_ipv6.tc[1:0];
+        } else if (hdr.inner_ipv4.isValid()) {
+            ecn = hdr.inner_ipv4.tos[1:0];
         }
         if (ecn == 1 || ecn == 2) {
             always = 0;
             threshold = 0;
             ecn_prob.apply();
             if (always == 1 || meta.rand32 < threshold) {
-                if (hdr.e_ipv6.isValid()) {
-                    hdr.e_ipv6.tc = hdr.e_ipv6.tc | 3;
+                if (hdr.encap_ipv6.isValid()) {
+                    hdr.encap_ipv6.tc = hdr.encap_ipv6.tc | ICPN_ECN_CE;
                 } else if (hdr.ipv6.isValid()) {
-                    hdr.ipv6.tc = hdr.ipv6.tc | 3;
+                    hdr.ipv6.tc = hdr.ipv6.tc | ICPN_ECN_CE;
                 } else if (hdr.ipv4.isValid()) {
                     ipv4_ce.apply(hdr.ipv4);
-                } else if (hdr.in6.isValid()) {
-                    hdr.in6.tc = hdr.in6.tc | 3;
+                } else if (hdr.inner_ipv6.isValid()) {
+                    hdr.inner_ipv6.tc = hdr.inner_ipv6.tc | ICPN_ECN_CE;
                 } else {
-                    in4_ce.apply(hdr.in4);
+                    inner_ipv4_ce.apply(hdr.inner_ipv4);
                 }
             }
         }

@@ -3,6 +3,10 @@
 #ifndef ICPN_DEPARSER_P4
 #define ICPN_DEPARSER_P4
 
+#include <core.p4>
+
+#include "headers.p4"
+
 control IcpnDeparser(packet_out packet, in headers_t hdr) {
     apply {
         packet.emit(hdr.packet_in);
@@ -10,49 +14,49 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.pfc);
         packet.emit(hdr.pfc_pad);
         // outer headers pushed by a headend, or the IPv6 header of an IFIT report
-        packet.emit(hdr.e_ipv6);
-        packet.emit(hdr.e_hbh);
-        packet.emit(hdr.e_apn);
-        packet.emit(hdr.e_apn_w);
-        packet.emit(hdr.e_altmark);
-        packet.emit(hdr.e_pad_a);
-        packet.emit(hdr.e_ioam);
-        packet.emit(hdr.e_trace);
-        packet.emit(hdr.e_ioam_n);
-        packet.emit(hdr.e_gen_zero);
-        packet.emit(hdr.e_gen_rec);
-        packet.emit(hdr.e_pad_e);
-        packet.emit(hdr.e_doh);
-        packet.emit(hdr.e_doh_apn);
-        packet.emit(hdr.e_doh_apn_w);
-        packet.emit(hdr.e_doh_pad);
-        packet.emit(hdr.e_srh);
-        packet.emit(hdr.e_seg);
-        packet.emit(hdr.e_tlv_apn);
-        packet.emit(hdr.e_tlv_apn_w);
-        packet.emit(hdr.e_tlv_pad);
-        // IFIT report (its node data is the filled records of hdr.ioam_n below)
-        packet.emit(hdr.r_udp);
-        packet.emit(hdr.r_hdr);
-        packet.emit(hdr.r_tuple);
+        packet.emit(hdr.encap_ipv6);
+        packet.emit(hdr.encap_hbh);
+        packet.emit(hdr.encap_apn);
+        packet.emit(hdr.encap_apn_word);
+        packet.emit(hdr.encap_altmark);
+        packet.emit(hdr.encap_hbh_pad_align);
+        packet.emit(hdr.encap_ioam);
+        packet.emit(hdr.encap_trace);
+        packet.emit(hdr.encap_ioam_record);
+        packet.emit(hdr.encap_gen_empty);
+        packet.emit(hdr.encap_gen_record);
+        packet.emit(hdr.encap_hbh_pad_end);
+        packet.emit(hdr.encap_doh);
+        packet.emit(hdr.encap_doh_apn);
+        packet.emit(hdr.encap_doh_apn_word);
+        packet.emit(hdr.encap_doh_pad);
+        packet.emit(hdr.encap_srh);
+        packet.emit(hdr.encap_seg);
+        packet.emit(hdr.encap_tlv_apn);
+        packet.emit(hdr.encap_tlv_apn_word);
+        packet.emit(hdr.encap_tlv_pad);
+        // IFIT report (its node data is the filled records of hdr.ioam_record below)
+        packet.emit(hdr.report_udp);
+        packet.emit(hdr.report_hdr);
+        packet.emit(hdr.report_tuple);
         // the packet as received
         packet.emit(hdr.ipv6);
         packet.emit(hdr.hbh);
         packet.emit(hdr.apn);
-        packet.emit(hdr.apn_w);
+        packet.emit(hdr.apn_word);
         packet.emit(hdr.altmark);
-        packet.emit(hdr.unk0);
-        packet.emit(hdr.unk1);
-        packet.emit(hdr.pad_a);
+        packet.emit(hdr.other_opt0);
+        packet.emit(hdr.other_opt1);
+        packet.emit(hdr.hbh_pad_align);
         packet.emit(hdr.ioam);
         packet.emit(hdr.trace);
         packet.emit(hdr.ioam_raw);
-        packet.emit(hdr.ioam_n);
-        packet.emit(hdr.pad_e);
-        packet.emit(hdr.n_doh);
-        packet.emit(hdr.n_doh_apn);
-        packet.emit(hdr.n_doh_apn_w);
-        packet.emit(hdr.n_doh_pad);
+        packet.emit(hdr.ioam_record);
+        packet.emit(hdr.hbh_pad_end);
+        packet.emit(hdr.inserted_doh);
+        packet.emit(hdr.inserted_doh_apn);
+        packet.emit(hdr.inserted_doh_apn_word);
+        packet.emit(hdr.inserted_doh_pad);
         packet.emit(hdr.doh1);
         packet.emit(hdr.doh1_body);
         packet.emit(hdr.rh);
@@ -70,9 +74,9 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.doh2_body);
         packet.emit(hdr.ipv4);
         packet.emit(hdr.ipv4_opts);
-        packet.emit(hdr.in6);
-        packet.emit(hdr.in4);
-        packet.emit(hdr.in4_opts);
+        packet.emit(hdr.inner_ipv6);
+        packet.emit(hdr.inner_ipv4);
+        packet.emit(hdr.inner_ipv4_opts);
         packet.emit(hdr.l4);
         packet.emit(hdr.udp_rest);
         packet.emit(hdr.bth);

@@ -4,30 +4,33 @@
 #ifndef ICPN_HASHING_P4
 #define ICPN_HASHING_P4
 
+#include <core.p4>
+#include <v1model.p4>
+
+#include "headers.p4"
+#include "ipv4.p4"
+
 // floor(t / d) for t < 2^48 and 0 < d < 2^32: (t * ceil(2^80 / d)) >> 80 (exact; the controller
 // computes the multiplier, see pyctl/targets/bmv2/writer.py magic()).
 #define MAGIC_DIV(T, M) ((bit<48>)(((bit<160>)(T) * (bit<160>)(M)) >> ICPN_MAGIC_SHIFT_TIME))
-
-// Maps an IPv4 address into ::ffff:a.b.c.d (the flow key's and the FIB's address form).
-#define V4_MAPPED(A) ((ip6_t)(16w0xFFFF ++ (A)))
 
 // The flow key of the innermost packet: src(16) dst(16) proto(1) then sport(2) dport(2), or
 // 0x00 QP(3) for RoCEv2; also the DSCP and IP length the classifiers and the sketch use.
 control FlowKey(in headers_t hdr, inout meta_t meta) {
     apply {
         meta.k_proto = meta.l4_proto;
-        if (hdr.in6.isValid()) {
+        if (hdr.inner_ipv6.isValid()) {
             meta.k_family = 6;
-            meta.k_src = hdr.in6.src;
-            meta.k_dst = hdr.in6.dst;
-            meta.dscp = hdr.in6.tc[7:2];
-            meta.ip_len = (bit<32>)hdr.in6.payload_len + 40;
-        } else if (hdr.in4.isValid()) {
+            meta.k_src = hdr.inner_ipv6.src;
+            meta.k_dst = hdr.inner_ipv6.dst;
+            meta.dscp = hdr.inner_ipv6.tc[7:2];
+            meta.ip_len = (bit<32>)hdr.inner_ipv6.payload_len + 40;
+        } else if (hdr.inner_ipv4.isValid()) {
             meta.k_family = 4;
-            meta.k_src = V4_MAPPED(hdr.in4.src);
-            meta.k_dst = V4_MAPPED(hdr.in4.dst);
-            meta.dscp = hdr.in4.tos[7:2];
-            meta.ip_len = (bit<32>)hdr.in4.total_len;
+            meta.k_src = V4_MAPPED(hdr.inner_ipv4.src);
+            meta.k_dst = V4_MAPPED(hdr.inner_ipv4.dst);
+            meta.dscp = hdr.inner_ipv4.tos[7:2];
+            meta.ip_len = (bit<32>)hdr.inner_ipv4.total_len;
         } else if (hdr.ipv6.isValid()) {
             meta.k_family = 6;
             meta.k_src = hdr.ipv6.src;

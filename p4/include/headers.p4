@@ -2,14 +2,15 @@
 #ifndef ICPN_HEADERS_P4
 #define ICPN_HEADERS_P4
 
+// Header stack sizes (codes.p4) and the field list id clones keep (codes.p4); wire constants
+// (consts.p4) for every include that uses these types.
+#include "consts.p4"
+#include "codes.p4"
+
 typedef bit<48>  mac_t;
 typedef bit<128> ip6_t;
 typedef bit<32>  ip4_t;
 typedef bit<9>   port_t;
-
-const bit<16> ETHERTYPE_IPV4 = 0x0800;
-const bit<16> ETHERTYPE_IPV6 = 0x86DD;
-const bit<48> PFC_DST_MAC    = 0x0180C2000001;
 
 // Packet-in: the first header of every frame the switch sends to the controller.
 @controller_header("packet_in")
@@ -133,14 +134,23 @@ header ioam_trace_t {
     bit<8>  reserved;
 }
 
-// One node's record in a pre-allocated trace of the default type (NodeLen 5): hop limit and node
-// id, ingress and egress interface, seconds, microseconds, queue depth.
+// One node's record in a pre-allocated trace of the default type (NodeLen 5): the data fields
+// of trace type bits 0, 1, 2, 3 and 6 (RFC 9197 4.4.2), named as ICPN_GEN_* names them.
 header ioam_node_t {
-    bit<32> w0;
-    bit<32> w1;
-    bit<32> w2;
-    bit<32> w3;
-    bit<32> w4;
+    bit<32> hop_node;      // hop limit (8) | node id (24)
+    bit<32> ports;         // ingress interface (16) | egress interface (16)
+    bit<32> seconds;       // timestamp seconds
+    bit<32> micros;        // timestamp fraction, in microseconds
+    bit<32> qdepth;        // queue depth
+}
+
+// The same record as the values a node computes before it stamps them (IoamRecord).
+struct ioam_record_t {
+    bit<32> hop_node;
+    bit<32> ports;
+    bit<32> seconds;
+    bit<32> micros;
+    bit<32> qdepth;
 }
 
 // The rest of an IOAM option this program does not stamp (another IOAM type, another size).
@@ -237,56 +247,58 @@ struct headers_t {
     pfc_t         pfc;
     pfc_pad_t     pfc_pad;
 
-    // The outer headers a headend pushes (H.Encaps); also the IPv6 header of an IFIT report.
-    ipv6_t        e_ipv6;
-    exthdr_t      e_hbh;
-    opt_apn_t     e_apn;
-    word_t[ICPN_APN_MAX_WORDS]  e_apn_w;
-    opt_altmark_t e_altmark;
-    padb_t[7]     e_pad_a;
-    opt_ioam_t    e_ioam;
-    ioam_trace_t  e_trace;
-    ioam_node_t[ICPN_IOAM_MAX_NODES] e_ioam_n;
+    // encap_*: the outer headers a headend pushes (H.Encaps), in wire order; encap_ipv6 is also
+    // the IPv6 header of an IFIT report.
+    ipv6_t        encap_ipv6;
+    exthdr_t      encap_hbh;
+    opt_apn_t     encap_apn;
+    word_t[ICPN_APN_MAX_WORDS]  encap_apn_word;
+    opt_altmark_t encap_altmark;
+    padb_t[7]     encap_hbh_pad_align;   // pad to 4n + 2 before the IOAM option
+    opt_ioam_t    encap_ioam;
+    ioam_trace_t  encap_trace;
+    ioam_node_t[ICPN_IOAM_MAX_NODES] encap_ioam_record;
     // A head with another trace type: the empty records, then its own record, word by word.
-    word_t[ICPN_IOAM_GEN_ZERO_WORDS] e_gen_zero;
-    word_t[ICPN_IOAM_GEN_REC_WORDS]  e_gen_rec;
-    padb_t[7]     e_pad_e;
+    word_t[ICPN_IOAM_GEN_ZERO_WORDS] encap_gen_empty;
+    word_t[ICPN_IOAM_GEN_REC_WORDS]  encap_gen_record;
+    padb_t[7]     encap_hbh_pad_end;     // pad to the HBH's end (8n)
     // DOH carrier: the outer DOH[APN, padding] between the HBH and the SRH.
-    exthdr_t      e_doh;
-    opt_apn_t     e_doh_apn;
-    word_t[ICPN_APN_MAX_WORDS]  e_doh_apn_w;
-    padb_t[7]     e_doh_pad;
-    rh_t          e_srh;
-    seg_t[ICPN_MAX_SEGMENTS]    e_seg;
+    exthdr_t      encap_doh;
+    opt_apn_t     encap_doh_apn;
+    word_t[ICPN_APN_MAX_WORDS]  encap_doh_apn_word;
+    padb_t[7]     encap_doh_pad;
+    rh_t          encap_srh;
+    seg_t[ICPN_MAX_SEGMENTS]    encap_seg;
     // SRH TLV carrier: the APN option data as a TLV after the segment list, then PadN.
-    opt_apn_t     e_tlv_apn;
-    word_t[ICPN_APN_MAX_WORDS]  e_tlv_apn_w;
-    padb_t[7]     e_tlv_pad;
+    opt_apn_t     encap_tlv_apn;
+    word_t[ICPN_APN_MAX_WORDS]  encap_tlv_apn_word;
+    padb_t[7]     encap_tlv_pad;
 
-    // IFIT report (built from a clone at the tail).
-    udp_t         r_udp;
-    ifit_report_t r_hdr;
-    ifit_tuple_t  r_tuple;
+    // report_*: the IFIT report (built from a clone at the tail) after encap_ipv6.
+    udp_t         report_udp;
+    ifit_report_t report_hdr;
+    ifit_tuple_t  report_tuple;
 
     // The packet as received: outer IPv6 and its extension headers ...
     ipv6_t        ipv6;
     exthdr_t      hbh;
     opt_apn_t     apn;
-    word_t[ICPN_APN_MAX_WORDS]  apn_w;
+    word_t[ICPN_APN_MAX_WORDS]  apn_word;
     opt_altmark_t altmark;
-    opt_generic_t unk0;
-    opt_generic_t unk1;
-    padb_t[7]     pad_a;
+    opt_generic_t other_opt0;            // options ICPN does not read, kept as they are
+    opt_generic_t other_opt1;
+    padb_t[7]     hbh_pad_align;         // HbhLayout's padding, as for encap_hbh
     opt_ioam_t    ioam;
     ioam_trace_t  trace;
     opt_raw_t     ioam_raw;
-    ioam_node_t[ICPN_IOAM_MAX_NODES] ioam_n;
-    padb_t[7]     pad_e;
-    // DOH carrier without encapsulation: a new DOH[APN, padding] after the IPv6 header / HBH.
-    exthdr_t      n_doh;
-    opt_apn_t     n_doh_apn;
-    word_t[ICPN_APN_MAX_WORDS]  n_doh_apn_w;
-    padb_t[7]     n_doh_pad;
+    ioam_node_t[ICPN_IOAM_MAX_NODES] ioam_record;
+    padb_t[7]     hbh_pad_end;
+    // inserted_doh*: DOH carrier without encapsulation, a DOH[APN, padding] this node inserts
+    // after the IPv6 header / HBH.
+    exthdr_t      inserted_doh;
+    opt_apn_t     inserted_doh_apn;
+    word_t[ICPN_APN_MAX_WORDS]  inserted_doh_apn_word;
+    padb_t[7]     inserted_doh_pad;
     exthdr_t      doh1;
     opaque_t      doh1_body;
     rh_t          rh;
@@ -307,9 +319,9 @@ struct headers_t {
     ipv4_t        ipv4;
     ipv4_opts_t   ipv4_opts;
     // ... then an inner packet (IPv6 / IPv4 in IPv6) ...
-    ipv6_t        in6;
-    ipv4_t        in4;
-    ipv4_opts_t   in4_opts;
+    ipv6_t        inner_ipv6;
+    ipv4_t        inner_ipv4;
+    ipv4_opts_t   inner_ipv4_opts;
     // ... and the transport ports of the innermost packet.
     l4_ports_t    l4;
     udp_rest_t    udp_rest;
@@ -335,7 +347,7 @@ struct meta_t {
     bit<8>  words_left;
     bit<8>  apn_words;
     // (an I2E clone's metadata is reset after its re-parse: what the report needs is kept)
-    @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  ioam_nodes;   // records in hdr.ioam_n
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  ioam_nodes;   // records in hdr.ioam_record
     bit<16> hbh_len_in;    // octets of the HBH as received
     bit<16> rh_body;       // octets of the routing header after its fixed part
     bit<8>  segs_left;
@@ -378,8 +390,8 @@ struct meta_t {
     bit<8>  apn_id_type;
     bit<8>  apn_flags;
     bit<16> apn_para;
-    bit<1>  ifit_gen;      // IFIT head with another trace type (e_gen_rec)
-    bit<32> ifit_gen_sel;  // ICPN_GEN_* of each word of e_gen_rec, 4 bits each, word 0 lowest
+    bit<1>  ifit_gen;      // IFIT head with another trace type (encap_gen_record)
+    bit<32> ifit_gen_sel;  // ICPN_GEN_* of each encap_gen_record word, 4 bits each, word 0 lowest
     bit<8>  apn_carrier;   // ICPN_APN_CARRIER_*: where a new APN option goes
     bit<8>  apn_tlv_type;  // SRH TLV carrier: the TLV type
     bit<8>  apn_nwords;    // a classifier's mark: the option's words, laid out by the controller

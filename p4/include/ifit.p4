@@ -3,9 +3,15 @@
 //
 // Limits (docs/p4.md): a transit / tail stamps only the default trace type (0xF20000, NodeLen 5),
 // into an area of at most IOAM_MAX_NODES records; other IOAM options are forwarded untouched.
-// A head may lay out another trace type (set_ifit_head_gen: e_gen_zero, e_gen_rec).
+// A head may lay out another trace type (set_ifit_head_gen: encap_gen_empty, encap_gen_record).
 #ifndef ICPN_IFIT_P4
 #define ICPN_IFIT_P4
+
+#include <core.p4>
+#include <v1model.p4>
+
+#include "headers.p4"
+#include "hashing.p4"
 
 const bit<5> IOAM_NODE_LEN_DEFAULT = 5;
 
@@ -21,7 +27,8 @@ register<bit<32>>(ICPN_IFIT_COUNTER_FLOWS) ifit_countdown;
 // with constant entries costs BMv2 one lookup where a chain of conditions costs one per test.
 #define PAD_OFF(I) p[I].setInvalid();
 #define PAD_ZERO(I) p[I].setValid(); p[I].b = 0;
-#define PADN(DATA) p[0].setValid(); p[0].b = 1; p[1].setValid(); p[1].b = DATA;
+#define PADN(DATA) p[0].setValid(); p[0].b = ICPN_IPV6_OPT_PADN; p[1].setValid(); \
+    p[1].b = DATA;
 
 control MakePad(in bit<8> n, inout padb_t[7] p) {
     action pad0() { PAD_OFF(0) PAD_OFF(1) PAD_OFF(2) PAD_OFF(3) PAD_OFF(4) PAD_OFF(5) PAD_OFF(6) }
@@ -57,17 +64,18 @@ control MakePad(in bit<8> n, inout padb_t[7] p) {
 // Rebuilds an HBH's length and padding for the options present, in the order the deparser
 // emits them: APN, AltMark, other options, [pad to 4n], IOAM, [pad to 8n]. An HBH received in
 // this layout leaves byte for byte as it came.
-control HbhLayout(inout exthdr_t h, in opt_apn_t apn, in opt_altmark_t am, in opt_generic_t u0,
-                  in opt_generic_t u1, in opt_ioam_t io, inout padb_t[7] pad_a,
-                  inout padb_t[7] pad_e, out bit<16> total) {
-    MakePad() make_pad_a;
-    MakePad() make_pad_e;
+control HbhLayout(inout exthdr_t h, in opt_apn_t apn, in opt_altmark_t am,
+                  in opt_generic_t other0, in opt_generic_t other1, in opt_ioam_t io,
+                  inout padb_t[7] pad_align, inout padb_t[7] pad_end, out bit<16> total) {
+    // (@name: the P4Info names of the pad tables stay what they were)
+    @name("make_pad_a") MakePad() make_pad_align;
+    @name("make_pad_e") MakePad() make_pad_end;
     apply {
         bit<16> off = 2;
         if (apn.isValid()) { off = off + 2 + (bit<16>)apn.len; }
         if (am.isValid()) { off = off + 6; }
-        if (u0.isValid()) { off = off + 2 + (bit<16>)u0.len; }
-        if (u1.isValid()) { off = off + 2 + (bit<16>)u1.len; }
+        if (other0.isValid()) { off = off + 2 + (bit<16>)other0.len; }
+        if (other1.isValid()) { off = off + 2 + (bit<16>)other1.len; }
         bit<8> na = 0;
         if (io.isValid()) {
             na = (bit<8>)((16w0 - off) & 3);
@@ -76,8 +84,8 @@ control HbhLayout(inout exthdr_t h, in opt_apn_t apn, in opt_altmark_t am, in op
         bit<8> ne = (bit<8>)((16w0 - off) & 7);
         total = off + (bit<16>)ne;
         h.len = (bit<8>)(total >> 3) - 1;
-        make_pad_a.apply(na, pad_a);
-        make_pad_e.apply(ne, pad_e);
+        make_pad_align.apply(na, pad_align);
+        make_pad_end.apply(ne, pad_end);
     }
 }
 
@@ -95,10 +103,12 @@ control DohLayout(inout exthdr_t h, in opt_apn_t apn, inout padb_t[7] pad, out b
 
 // Stamps this node's record into a pre-allocated trace (docs/pipeline.md section 4): at word
 // RemainingLen - NodeLen of the area, or the Overflow flag when the room is used up.
-#define IOAM_WRITE(K) n[K].w0 = r0; n[K].w1 = r1; n[K].w2 = r2; n[K].w3 = r3; n[K].w4 = r4;
+#define IOAM_WRITE(K) records[K].hop_node = rec.hop_node; records[K].ports = rec.ports;       \
+    records[K].seconds = rec.seconds; records[K].micros = rec.micros;                         \
+    records[K].qdepth = rec.qdepth;
 
-control IoamStamp(inout ioam_trace_t t, inout ioam_node_t[ICPN_IOAM_MAX_NODES] n, in bit<8> nodes,
-                  in bit<32> r0, in bit<32> r1, in bit<32> r2, in bit<32> r3, in bit<32> r4) {
+control IoamStamp(inout ioam_trace_t t, inout ioam_node_t[ICPN_IOAM_MAX_NODES] records,
+                  in bit<8> nodes, in ioam_record_t rec) {
     bit<8> slot;
     action write0() { IOAM_WRITE(0) }
     action write1() { IOAM_WRITE(1) }
@@ -144,22 +154,23 @@ control IoamStamp(inout ioam_trace_t t, inout ioam_node_t[ICPN_IOAM_MAX_NODES] n
 const bit<160> USEC_MAGIC = ((1 << ICPN_MAGIC_SHIFT_TIME) + 999999) / 1000000;
 
 control IoamRecord(in bit<8> hop_limit, in bit<24> node_id, in bit<16> in_if, in bit<16> out_if,
-                   in bit<48> now_us, in bit<32> qdepth, out bit<32> r0, out bit<32> r1,
-                   out bit<32> r2, out bit<32> r3, out bit<32> r4) {
+                   in bit<48> now_us, in bit<32> qdepth, out ioam_record_t rec) {
     apply {
         bit<48> sec = MAGIC_DIV(now_us, USEC_MAGIC);
-        r0 = hop_limit ++ node_id;
-        r1 = in_if ++ out_if;
-        r2 = sec[31:0];
-        r3 = (bit<32>)(now_us - sec * 1000000);
-        r4 = qdepth;
+        rec.hop_node = hop_limit ++ node_id;
+        rec.ports = in_if ++ out_if;
+        rec.seconds = sec[31:0];
+        rec.micros = (bit<32>)(now_us - sec * 1000000);
+        rec.qdepth = qdepth;
     }
 }
 
 // BMv2's setValid (add_header) zeroes an invalid header: that is the empty record.
-#define GEN_ZERO(I) if (zw > I) { hdr.e_gen_zero[I].setValid(); hdr.e_gen_zero[I].w = 0; }
-#define GEN_REC(I) if (node_len > I) { hdr.e_gen_rec[I].setValid(); hdr.e_gen_rec[I].w = 0; }
-#define ZERO_NODE(I) hdr.e_ioam_n[I].setValid();
+#define GEN_ZERO(I) if (zw > I) {                                                              \
+        hdr.encap_gen_empty[I].setValid(); hdr.encap_gen_empty[I].w = 0; }
+#define GEN_REC(I) if (node_len > I) {                                                         \
+        hdr.encap_gen_record[I].setValid(); hdr.encap_gen_record[I].w = 0; }
+#define ZERO_NODE(I) hdr.encap_ioam_record[I].setValid();
 
 // The IFIT head (docs/pipeline.md section 4): on encapsulation, a flow that matches gets the
 // AltMark option (colour of the current period, D on one packet in d_every) and an empty
@@ -303,25 +314,25 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
             ifit_period.write(slot, period1);
             ifit_countdown.write(slot, countdown);
 
-            hdr.e_hbh.setValid();
-            hdr.e_altmark.setValid();
-            hdr.e_altmark.type = ICPN_ALTMARK_OPT_TYPE;
-            hdr.e_altmark.len = 4;
-            hdr.e_altmark.flowmon_id = flowmon;
+            hdr.encap_hbh.setValid();
+            hdr.encap_altmark.setValid();
+            hdr.encap_altmark.type = ICPN_ALTMARK_OPT_TYPE;
+            hdr.encap_altmark.len = 4;
+            hdr.encap_altmark.flowmon_id = flowmon;
             bit<48> period = period1 - 1;
-            hdr.e_altmark.l = period[0:0];
-            hdr.e_altmark.d = d;
-            hdr.e_altmark.reserved = 0;
-            hdr.e_ioam.setValid();
-            hdr.e_ioam.type = ICPN_IOAM_OPT_TYPE;
-            hdr.e_ioam.len = 10 + 4 * nodes * node_len;
-            hdr.e_ioam.reserved = 0;
-            hdr.e_ioam.ioam_type = 0;
-            hdr.e_trace.setValid();
-            hdr.e_trace.namespace_id = namespace_id;
-            hdr.e_trace.node_len = (bit<5>)node_len;
-            hdr.e_trace.flags = 0;
-            hdr.e_trace.remaining_len = (bit<7>)(nodes * node_len);
+            hdr.encap_altmark.l = period[0:0];
+            hdr.encap_altmark.d = d;
+            hdr.encap_altmark.reserved = 0;
+            hdr.encap_ioam.setValid();
+            hdr.encap_ioam.type = ICPN_IOAM_OPT_TYPE;
+            hdr.encap_ioam.len = 10 + 4 * nodes * node_len;
+            hdr.encap_ioam.reserved = 0;
+            hdr.encap_ioam.ioam_type = 0;
+            hdr.encap_trace.setValid();
+            hdr.encap_trace.namespace_id = namespace_id;
+            hdr.encap_trace.node_len = (bit<5>)node_len;
+            hdr.encap_trace.flags = 0;
+            hdr.encap_trace.remaining_len = (bit<7>)(nodes * node_len);
             if (meta.ifit_gen == 1) {
                 bit<8> zw = (nodes - 1) * node_len;
                 GEN_ZERO(0)  GEN_ZERO(1)  GEN_ZERO(2)  GEN_ZERO(3)  GEN_ZERO(4)  GEN_ZERO(5)
@@ -333,25 +344,26 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
                 GEN_REC(0) GEN_REC(1) GEN_REC(2) GEN_REC(3) GEN_REC(4) GEN_REC(5) GEN_REC(6)
                 GEN_REC(7)
             }
-            hdr.e_trace.trace_type = trace_type;
-            hdr.e_trace.reserved = 0;
+            hdr.encap_trace.trace_type = trace_type;
+            hdr.encap_trace.reserved = 0;
             meta.ifit_head = 1;
             meta.flowmon_id = flowmon;
-            meta.ifit_l = hdr.e_altmark.l;
+            meta.ifit_l = hdr.encap_altmark.l;
         }
     }
 }
 
-// A head with another trace type stamps its record word by word (ICPN_GEN_*).
-#define GEN_WORD(I) if (hdr.e_gen_rec[I].isValid()) { \
+// A head with another trace type stamps its record word by word (ICPN_GEN_*), from the
+// ioam_record_t `rec` its IoamRecord computed.
+#define GEN_WORD(I) if (hdr.encap_gen_record[I].isValid()) { \
         bit<4> s##I = (bit<4>)(meta.ifit_gen_sel >> (4 * I)); \
         bit<32> v##I = 0xFFFFFFFF; \
-        if (s##I == ICPN_GEN_HOP_NODE) { v##I = r0; } \
-        else if (s##I == ICPN_GEN_PORTS) { v##I = r1; } \
-        else if (s##I == ICPN_GEN_SECONDS) { v##I = r2; } \
-        else if (s##I == ICPN_GEN_MICROS) { v##I = r3; } \
-        else if (s##I == ICPN_GEN_QDEPTH) { v##I = r4; } \
-        hdr.e_gen_rec[I].w = v##I; }
+        if (s##I == ICPN_GEN_HOP_NODE) { v##I = rec.hop_node; } \
+        else if (s##I == ICPN_GEN_PORTS) { v##I = rec.ports; } \
+        else if (s##I == ICPN_GEN_SECONDS) { v##I = rec.seconds; } \
+        else if (s##I == ICPN_GEN_MICROS) { v##I = rec.micros; } \
+        else if (s##I == ICPN_GEN_QDEPTH) { v##I = rec.qdepth; } \
+        hdr.encap_gen_record[I].w = v##I; }
 
 // Removes the IFIT options from the received HBH (a tail that does not decapsulate), and the
 // HBH itself when nothing else is left in it.
@@ -361,8 +373,8 @@ control IfitStrip(inout headers_t hdr, inout meta_t meta) {
         hdr.ioam.setInvalid();
         hdr.trace.setInvalid();
         hdr.ioam_raw.setInvalid();
-        hdr.ioam_n.pop_front(ICPN_IOAM_MAX_NODES);
-        if (!hdr.apn.isValid() && !hdr.unk0.isValid() && !hdr.unk1.isValid()) {
+        hdr.ioam_record.pop_front(ICPN_IOAM_MAX_NODES);
+        if (!hdr.apn.isValid() && !hdr.other_opt0.isValid() && !hdr.other_opt1.isValid()) {
             hdr.ipv6.next_hdr = hdr.hbh.next_hdr;
             hdr.ipv6.payload_len = hdr.ipv6.payload_len - meta.hbh_len_in;
             hdr.hbh.setInvalid();
@@ -370,7 +382,7 @@ control IfitStrip(inout headers_t hdr, inout meta_t meta) {
     }
 }
 
-#define DROP_NODE(K) if (rem > 5 * K) { hdr.ioam_n[K].setInvalid(); }
+#define DROP_NODE(K) if (rem > 5 * K) { hdr.ioam_record[K].setInvalid(); }
 
 // Turns an I2E clone made at the tail into the IFIT report (docs/pipeline.md section 4): the
 // clone was re-parsed from the received frame, so its IOAM area is stamped here with the data
@@ -382,61 +394,61 @@ control IfitReport(inout headers_t hdr, inout meta_t meta, in ip6_t source, in i
         // rem is a multiple of NodeLen (5) <= 40: rem * 52 >> 8 == rem / 5 there.
         bit<8> nodes = meta.ioam_nodes - (bit<8>)(((bit<16>)rem * 52) >> 8);
 
-        hdr.r_hdr.setValid();
-        hdr.r_hdr.version = 1;
-        hdr.r_hdr.node_count = nodes;
-        hdr.r_hdr.flags = 0;
-        hdr.r_hdr.flowmon_id = 0;
-        hdr.r_hdr.l = 0;
-        hdr.r_hdr.d = 0;
+        hdr.report_hdr.setValid();
+        hdr.report_hdr.version = ICPN_IFIT_REPORT_VERSION;
+        hdr.report_hdr.node_count = nodes;
+        hdr.report_hdr.flags = 0;
+        hdr.report_hdr.flowmon_id = 0;
+        hdr.report_hdr.l = 0;
+        hdr.report_hdr.d = 0;
         if (hdr.altmark.isValid()) {
-            hdr.r_hdr.flowmon_id = hdr.altmark.flowmon_id;
-            hdr.r_hdr.l = hdr.altmark.l;
-            hdr.r_hdr.d = hdr.altmark.d;
+            hdr.report_hdr.flowmon_id = hdr.altmark.flowmon_id;
+            hdr.report_hdr.l = hdr.altmark.l;
+            hdr.report_hdr.d = hdr.altmark.d;
         }
-        hdr.r_hdr.reserved = 0;
-        hdr.r_hdr.tail_node_id = (bit<32>)node_id;
+        hdr.report_hdr.reserved = 0;
+        hdr.report_hdr.tail_node_id = (bit<32>)node_id;
         bit<48> sec = MAGIC_DIV(meta.now_us, USEC_MAGIC);
-        hdr.r_hdr.ts_sec = sec[31:0];
-        hdr.r_hdr.ts_usec = (bit<32>)(meta.now_us - sec * 1000000);
+        hdr.report_hdr.ts_sec = sec[31:0];
+        hdr.report_hdr.ts_usec = (bit<32>)(meta.now_us - sec * 1000000);
 
-        hdr.r_tuple.setValid();
-        hdr.r_tuple.family = meta.k_family;
-        hdr.r_tuple.proto = meta.k_proto;
-        hdr.r_tuple.sport = meta.sport;
-        hdr.r_tuple.dport = meta.dport;
-        hdr.r_tuple.reserved = 0;
-        hdr.r_tuple.src = meta.k_src;
-        hdr.r_tuple.dst = meta.k_dst;
+        hdr.report_tuple.setValid();
+        hdr.report_tuple.family = meta.k_family;
+        hdr.report_tuple.proto = meta.k_proto;
+        hdr.report_tuple.sport = meta.sport;
+        hdr.report_tuple.dport = meta.dport;
+        hdr.report_tuple.reserved = 0;
+        hdr.report_tuple.src = meta.k_src;
+        hdr.report_tuple.dst = meta.k_dst;
 
         bit<16> udp_len = 8 + 20 + 40 + 20 * (bit<16>)nodes;
-        hdr.r_udp.setValid();
-        hdr.r_udp.sport = udp_port;
-        hdr.r_udp.dport = udp_port;
-        hdr.r_udp.len = udp_len;
-        hdr.r_udp.checksum = 0;      // computed in IcpnComputeChecksum
+        hdr.report_udp.setValid();
+        hdr.report_udp.sport = udp_port;
+        hdr.report_udp.dport = udp_port;
+        hdr.report_udp.len = udp_len;
+        hdr.report_udp.checksum = 0;      // computed in IcpnComputeChecksum
 
-        hdr.e_ipv6.setValid();
-        hdr.e_ipv6.version = 6;
-        hdr.e_ipv6.tc = 0;
-        hdr.e_ipv6.flow_label = 0;
-        hdr.e_ipv6.payload_len = udp_len;
-        hdr.e_ipv6.next_hdr = ICPN_IPPROTO_UDP;
-        hdr.e_ipv6.hop_limit = 64;
-        hdr.e_ipv6.src = source;
-        hdr.e_ipv6.dst = collector;
+        hdr.encap_ipv6.setValid();
+        hdr.encap_ipv6.version = 6;
+        hdr.encap_ipv6.tc = 0;
+        hdr.encap_ipv6.flow_label = 0;
+        hdr.encap_ipv6.payload_len = udp_len;
+        hdr.encap_ipv6.next_hdr = ICPN_IPPROTO_UDP;
+        hdr.encap_ipv6.hop_limit = ICPN_IFIT_REPORT_HOP_LIMIT;
+        hdr.encap_ipv6.src = source;
+        hdr.encap_ipv6.dst = collector;
         hdr.ethernet.dst = dmac;
-        hdr.ethernet.ether_type = ETHERTYPE_IPV6;
+        hdr.ethernet.ether_type = ICPN_ETHERTYPE_IPV6;
 
         // Only the filled part of the area follows the report header: every header the
         // deparser emits between them goes, and the frame is cut after the area.
         hdr.ipv6.setInvalid();
         hdr.hbh.setInvalid();
         hdr.apn.setInvalid();
-        hdr.apn_w.pop_front(ICPN_APN_MAX_WORDS);
+        hdr.apn_word.pop_front(ICPN_APN_MAX_WORDS);
         hdr.altmark.setInvalid();
-        hdr.unk0.setInvalid();
-        hdr.unk1.setInvalid();
+        hdr.other_opt0.setInvalid();
+        hdr.other_opt1.setInvalid();
         hdr.ioam.setInvalid();
         hdr.trace.setInvalid();
         hdr.ioam_raw.setInvalid();

@@ -5,6 +5,11 @@
 #ifndef ICPN_PARSER_P4
 #define ICPN_PARSER_P4
 
+#include <core.p4>
+#include <v1model.p4>
+
+#include "headers.p4"
+
 error {
     BadExtHdr,     // an option overruns its header, or more unknown options than slots
     BadIpv4,       // IHL < 5
@@ -47,8 +52,8 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     state parse_ethernet {
         packet.extract(hdr.ethernet);
         transition select(hdr.ethernet.ether_type) {
-            ETHERTYPE_IPV6: parse_ipv6;
-            ETHERTYPE_IPV4: parse_ipv4;
+            ICPN_ETHERTYPE_IPV6: parse_ipv6;
+            ICPN_ETHERTYPE_IPV4: parse_ipv4;
             ICPN_PFC_ETHERTYPE: parse_pfc;
             default: accept;
         }
@@ -118,7 +123,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
 
     state hbh_opt {
         transition select(packet.lookahead<bit<8>>()) {
-            0: hbh_pad1;
+            ICPN_IPV6_OPT_PAD1: hbh_pad1;
             default: hbh_tlv;
         }
     }
@@ -138,7 +143,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         verify(meta.opt_rem >= (bit<16>)tl[7:0] + 2, error.BadExtHdr);
         meta.opt_rem = meta.opt_rem - ((bit<16>)tl[7:0] + 2);
         transition select(tl[15:8], meta.hbh_seen) {
-            (1, _): hbh_padn;
+            (ICPN_IPV6_OPT_PADN, _): hbh_padn;
             (ICPN_APN_OPT_TYPE_DEFAULT, 4w0 &&& 4w1): hbh_apn_check;
             (ICPN_ALTMARK_OPT_TYPE, 4w0 &&& 4w2): hbh_altmark_check;
             (ICPN_IOAM_OPT_TYPE, 4w0 &&& 4w4): hbh_ioam_check;
@@ -171,7 +176,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     state hbh_apn_word {
-        packet.extract(hdr.apn_w.next);
+        packet.extract(hdr.apn_word.next);
         meta.words_left = meta.words_left - 1;
         transition select(meta.words_left) {
             0: hbh_opts;
@@ -193,8 +198,8 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     // IOAM: a pre-allocated trace whose area is whole records of 5 words (20 octets), at most
-    // IOAM_MAX_NODES of them, goes into hdr.ioam_n; any other IOAM option is kept raw (forwarded,
-    // never stamped).
+    // IOAM_MAX_NODES of them, goes into hdr.ioam_record; any other IOAM option is kept raw
+    // (forwarded, never stamped).
     state hbh_ioam_check {
         bit<32> head = packet.lookahead<bit<32>>();
         bit<16> below_hdr = (bit<16>)meta.opt_len - 2;
@@ -227,7 +232,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     state hbh_ioam_node {
-        packet.extract(hdr.ioam_n.next);
+        packet.extract(hdr.ioam_record.next);
         meta.words_left = meta.words_left - 1;
         transition select(meta.words_left) {
             0: hbh_opts;
@@ -251,13 +256,13 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     state hbh_unk0 {
-        packet.extract(hdr.unk0, (bit<32>)meta.opt_len * 8);
+        packet.extract(hdr.other_opt0, (bit<32>)meta.opt_len * 8);
         meta.hbh_unk = 1;
         transition hbh_opts;
     }
 
     state hbh_unk1 {
-        packet.extract(hdr.unk1, (bit<32>)meta.opt_len * 8);
+        packet.extract(hdr.other_opt1, (bit<32>)meta.opt_len * 8);
         meta.hbh_unk = 2;
         transition hbh_opts;
     }
@@ -423,16 +428,16 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
 
     state parse_in6 {
         meta.parse_stage = meta.parse_stage | STAGE_INNER;
-        packet.extract(hdr.in6);
-        meta.l4_proto = hdr.in6.next_hdr;
+        packet.extract(hdr.inner_ipv6);
+        meta.l4_proto = hdr.inner_ipv6.next_hdr;
         transition parse_l4;
     }
 
     state parse_in4 {
         meta.parse_stage = meta.parse_stage | STAGE_INNER;
-        packet.extract(hdr.in4);
-        meta.l4_proto = hdr.in4.protocol;
-        transition select(hdr.in4.ihl, hdr.in4.frag_offset) {
+        packet.extract(hdr.inner_ipv4);
+        meta.l4_proto = hdr.inner_ipv4.protocol;
+        transition select(hdr.inner_ipv4.ihl, hdr.inner_ipv4.frag_offset) {
             (5, 0): parse_l4;
             (5, _): accept;
             (4w0 &&& 4w0xC, _): accept;    // IHL 0..3: malformed, no transport header
@@ -442,8 +447,8 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     state parse_in4_opts {
-        packet.extract(hdr.in4_opts, ((bit<32>)hdr.in4.ihl - 5) * 32);
-        transition select(hdr.in4.frag_offset) {
+        packet.extract(hdr.inner_ipv4_opts, ((bit<32>)hdr.inner_ipv4.ihl - 5) * 32);
+        transition select(hdr.inner_ipv4.frag_offset) {
             0: parse_l4;
             default: accept;
         }

@@ -4,38 +4,13 @@
 #ifndef ICPN_SRV6_P4
 #define ICPN_SRV6_P4
 
-const bit<8> B_END      = 1;
-const bit<8> B_END_X    = 2;
-const bit<8> B_END_DT4  = 3;
-const bit<8> B_END_DT6  = 4;
-const bit<8> B_END_DT46 = 5;
-const bit<8> B_END_DX4  = 6;
-const bit<8> B_END_DX6  = 7;
+#include <core.p4>
+#include <v1model.p4>
 
-// IPv4 header checksum after one 16-bit word changed (RFC 1624 eqn. 3): a checksum that was
-// wrong on arrival stays wrong by the same amount, as docs/pipeline.md asks.
-bit<16> csum_replace(in bit<16> csum, in bit<16> old_word, in bit<16> new_word) {
-    bit<32> s = (bit<32>)(~csum) + (bit<32>)(~old_word) + (bit<32>)new_word;
-    s = (s & 0xFFFF) + (s >> 16);
-    s = (s & 0xFFFF) + (s >> 16);
-    return ~(s[15:0]);
-}
-
-control Ipv4DecTtl(inout ipv4_t ip) {
-    apply {
-        bit<16> old_word = ip.ttl ++ ip.protocol;
-        ip.ttl = ip.ttl - 1;
-        ip.checksum = csum_replace(ip.checksum, old_word, ip.ttl ++ ip.protocol);
-    }
-}
-
-control Ipv4SetCe(inout ipv4_t ip) {
-    apply {
-        bit<16> old_word = ip.version ++ ip.ihl ++ ip.tos;
-        ip.tos = ip.tos | 3;
-        ip.checksum = csum_replace(ip.checksum, old_word, ip.version ++ ip.ihl ++ ip.tos);
-    }
-}
+#include "headers.p4"
+#include "ipv4.p4"
+#include "apn.p4"
+#include "ifit.p4"
 
 // Removes the SRH's TLVs (PSP removes the whole SRH).
 control StripTlvs(inout headers_t hdr) {
@@ -58,14 +33,14 @@ control StripOuter(inout headers_t hdr) {
         hdr.ipv6.setInvalid();
         hdr.hbh.setInvalid();
         hdr.apn.setInvalid();
-        hdr.apn_w.pop_front(ICPN_APN_MAX_WORDS);
+        hdr.apn_word.pop_front(ICPN_APN_MAX_WORDS);
         hdr.altmark.setInvalid();
-        hdr.unk0.setInvalid();
-        hdr.unk1.setInvalid();
+        hdr.other_opt0.setInvalid();
+        hdr.other_opt1.setInvalid();
         hdr.ioam.setInvalid();
         hdr.trace.setInvalid();
         hdr.ioam_raw.setInvalid();
-        hdr.ioam_n.pop_front(ICPN_IOAM_MAX_NODES);
+        hdr.ioam_record.pop_front(ICPN_IOAM_MAX_NODES);
         hdr.doh1.setInvalid();
         hdr.doh1_body.setInvalid();
         hdr.rh.setInvalid();
@@ -105,7 +80,7 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
     // NEXT-CSID: block = mask of the Locator-Block, arg = mask of the bits after the C-SID,
     // csid_bits = the C-SID length (the controller derives them from the LocalSID).
     action end(bit<1> psp, bit<1> csid, ip6_t block, ip6_t arg, bit<8> csid_bits) {
-        meta.behaviour = B_END;
+        meta.behaviour = ICPN_B_END;
         meta.psp = psp;
         next_csid = csid;
         block_mask = block;
@@ -115,7 +90,7 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
 
     action end_x(bit<1> psp, bit<1> csid, ip6_t block, ip6_t arg, bit<8> csid_bits,
                  port_t port, mac_t dmac) {
-        meta.behaviour = B_END_X;
+        meta.behaviour = ICPN_B_END_X;
         meta.psp = psp;
         next_csid = csid;
         block_mask = block;
@@ -126,28 +101,28 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
     }
 
     action end_dt4(bit<16> table_id) {
-        meta.behaviour = B_END_DT4;
+        meta.behaviour = ICPN_B_END_DT4;
         vrf = table_id;
     }
 
     action end_dt6(bit<16> table_id) {
-        meta.behaviour = B_END_DT6;
+        meta.behaviour = ICPN_B_END_DT6;
         vrf = table_id;
     }
 
     action end_dt46(bit<16> table_id) {
-        meta.behaviour = B_END_DT46;
+        meta.behaviour = ICPN_B_END_DT46;
         vrf = table_id;
     }
 
     action end_dx4(port_t port, mac_t dmac) {
-        meta.behaviour = B_END_DX4;
+        meta.behaviour = ICPN_B_END_DX4;
         adj_port = port;
         adj_mac = dmac;
     }
 
     action end_dx6(port_t port, mac_t dmac) {
-        meta.behaviour = B_END_DX6;
+        meta.behaviour = ICPN_B_END_DX6;
         adj_port = port;
         adj_mac = dmac;
     }
@@ -174,7 +149,7 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
             // not a local SID
         } else if (rh_error == 1) {
             drop(ICPN_DROP_BAD_SRH);
-        } else if (meta.behaviour == B_END || meta.behaviour == B_END_X) {
+        } else if (meta.behaviour == ICPN_B_END || meta.behaviour == ICPN_B_END_X) {
             bit<1> done = 0;
             if (next_csid == 1 && (hdr.ipv6.dst & arg_mask) != 0) {
                 // NEXT-CSID with a non-zero argument: shift the C-SIDs, keep SL and the SRH.
@@ -241,7 +216,7 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
             }
             if (done == 1) {
                 meta.hop_limit_out = hdr.ipv6.hop_limit;
-                if (meta.behaviour == B_END) {
+                if (meta.behaviour == ICPN_B_END) {
                     meta.fib_lookup = 1;
                     meta.fib_vrf = 0;
                     meta.fib_family = ICPN_FAMILY_IPV6;
@@ -254,10 +229,10 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
             }
         } else {
             // End.DT* / End.DX*: decapsulate and route (or send) the inner packet.
-            bool want6 = meta.behaviour == B_END_DT6 || meta.behaviour == B_END_DT46
-                         || meta.behaviour == B_END_DX6;
-            bool want4 = meta.behaviour == B_END_DT4 || meta.behaviour == B_END_DT46
-                         || meta.behaviour == B_END_DX4;
+            bool want6 = meta.behaviour == ICPN_B_END_DT6 || meta.behaviour == ICPN_B_END_DT46
+                         || meta.behaviour == ICPN_B_END_DX6;
+            bool want4 = meta.behaviour == ICPN_B_END_DT4 || meta.behaviour == ICPN_B_END_DT46
+                         || meta.behaviour == ICPN_B_END_DX4;
             bit<2> outer_ecn = hdr.ipv6.tc[1:0];
             if (srh && (bit<16>)hdr.rh.last_entry + 1 > (bit<16>)(hdr.rh.len >> 1)) {
                 drop(ICPN_DROP_BAD_SRH_LE);
@@ -267,33 +242,33 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
                 drop(ICPN_DROP_BAD_SRH);
             } else if (srh && hdr.rh.segments_left != 0) {
                 drop(ICPN_DROP_SL_NONZERO);
-            } else if (want6 && hdr.in6.isValid()) {
-                if (hdr.in6.src[127:118] == 0x3FA || hdr.in6.dst[127:118] == 0x3FA) {
+            } else if (want6 && hdr.inner_ipv6.isValid()) {
+                if (hdr.inner_ipv6.src[127:118] == 0x3FA || hdr.inner_ipv6.dst[127:118] == 0x3FA) {
                     drop(ICPN_DROP_LINK_LOCAL);
-                } else if (outer_ecn == 3 && hdr.in6.tc[1:0] == 0) {
+                } else if (outer_ecn == ICPN_ECN_CE && hdr.inner_ipv6.tc[1:0] == 0) {
                     drop(ICPN_DROP_ECN_NOT_ECT_CE);
                 } else {
-                    if (outer_ecn == 3) {
-                        hdr.in6.tc = hdr.in6.tc | 3;
+                    if (outer_ecn == ICPN_ECN_CE) {
+                        hdr.inner_ipv6.tc = hdr.inner_ipv6.tc | ICPN_ECN_CE;
                     }
                     meta.decap = 1;
                     meta.fib_family = ICPN_FAMILY_IPV6;
-                    meta.fib_addr = hdr.in6.dst;
-                    hdr.ethernet.ether_type = ETHERTYPE_IPV6;
+                    meta.fib_addr = hdr.inner_ipv6.dst;
+                    hdr.ethernet.ether_type = ICPN_ETHERTYPE_IPV6;
                 }
-            } else if (want4 && hdr.in4.isValid()) {
-                if (hdr.in4.src[31:16] == 0xA9FE || hdr.in4.dst[31:16] == 0xA9FE) {
+            } else if (want4 && hdr.inner_ipv4.isValid()) {
+                if (hdr.inner_ipv4.src[31:16] == 0xA9FE || hdr.inner_ipv4.dst[31:16] == 0xA9FE) {
                     drop(ICPN_DROP_LINK_LOCAL);
-                } else if (outer_ecn == 3 && hdr.in4.tos[1:0] == 0) {
+                } else if (outer_ecn == ICPN_ECN_CE && hdr.inner_ipv4.tos[1:0] == 0) {
                     drop(ICPN_DROP_ECN_NOT_ECT_CE);
                 } else {
-                    if (outer_ecn == 3 && hdr.in4.tos[1:0] != 3) {
-                        inner_ce.apply(hdr.in4);
+                    if (outer_ecn == ICPN_ECN_CE && hdr.inner_ipv4.tos[1:0] != ICPN_ECN_CE) {
+                        inner_ce.apply(hdr.inner_ipv4);
                     }
                     meta.decap = 1;
                     meta.fib_family = ICPN_FAMILY_IPV4;
-                    meta.fib_addr = V4_MAPPED(hdr.in4.dst);
-                    hdr.ethernet.ether_type = ETHERTYPE_IPV4;
+                    meta.fib_addr = V4_MAPPED(hdr.inner_ipv4.dst);
+                    hdr.ethernet.ether_type = ICPN_ETHERTYPE_IPV4;
                 }
             } else {
                 drop(ICPN_DROP_BAD_INNER);
@@ -302,7 +277,7 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
                 // the tail's IOAM record: the outer hop limit as if it were forwarded
                 meta.hop_limit_out = hdr.ipv6.hop_limit - 1;
                 strip_outer.apply(hdr);
-                if (meta.behaviour == B_END_DX4 || meta.behaviour == B_END_DX6) {
+                if (meta.behaviour == ICPN_B_END_DX4 || meta.behaviour == ICPN_B_END_DX6) {
                     meta.out_port = (bit<16>)adj_port;
                     meta.nh_mac = adj_mac;
                     meta.routed = 1;
@@ -315,8 +290,8 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
     }
 }
 
-#define ENC_SEG(I) hdr.e_seg[I].setValid(); hdr.e_seg[I].sid = seg##I;
-#define COPY_APN_WORD(D, I) D[I] = hdr.apn_w[I];
+#define ENC_SEG(I) hdr.encap_seg[I].setValid(); hdr.encap_seg[I].sid = seg##I;
+#define COPY_APN_WORD(D, I) D[I] = hdr.apn_word[I];
 #define COPY_APN_WORDS(D) COPY_APN_WORD(D, 0) COPY_APN_WORD(D, 1) COPY_APN_WORD(D, 2) \
     COPY_APN_WORD(D, 3) COPY_APN_WORD(D, 4) COPY_APN_WORD(D, 5) COPY_APN_WORD(D, 6) \
     COPY_APN_WORD(D, 7) COPY_APN_WORD(D, 8) COPY_APN_WORD(D, 9) COPY_APN_WORD(D, 10) \
@@ -516,20 +491,20 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
                 tc = hdr.ipv6.tc;
                 inner_label = hdr.ipv6.flow_label;
             }
-            hdr.e_ipv6.setValid();
-            hdr.e_ipv6.version = 6;
-            hdr.e_ipv6.tc = tc;
+            hdr.encap_ipv6.setValid();
+            hdr.encap_ipv6.version = 6;
+            hdr.encap_ipv6.tc = tc;
             if (flowlabel_mode == ICPN_FLOWLABEL_HASH) {
-                hdr.e_ipv6.flow_label = meta.flow_hash[19:0];
+                hdr.encap_ipv6.flow_label = meta.flow_hash[19:0];
             } else if (flowlabel_mode == ICPN_FLOWLABEL_COPY) {
-                hdr.e_ipv6.flow_label = inner_label;
+                hdr.encap_ipv6.flow_label = inner_label;
             } else {
-                hdr.e_ipv6.flow_label = 0;
+                hdr.encap_ipv6.flow_label = 0;
             }
-            hdr.e_ipv6.payload_len = 0;          // set once every header is in place
-            hdr.e_ipv6.hop_limit = hop_limit - 1;
-            hdr.e_ipv6.src = source;
-            hdr.e_ipv6.dst = first;
+            hdr.encap_ipv6.payload_len = 0;          // set once every header is in place
+            hdr.encap_ipv6.hop_limit = hop_limit - 1;
+            hdr.encap_ipv6.src = source;
+            hdr.encap_ipv6.dst = first;
             meta.hop_limit_out = hop_limit - 1;
             bit<8> after_hbh = inner_nh;
             // SRH TLV carrier: the APN needs an SRH; H.Encaps.Red with one SID then gets the
@@ -538,21 +513,21 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
             if (meta.apn_valid == 1 && meta.apn_carrier == ICPN_APN_CARRIER_SRH_TLV) {
                 apn_tlv = 1;
                 if (nsegs == 0) {
-                    hdr.e_seg[0].setValid();
-                    hdr.e_seg[0].sid = first;
+                    hdr.encap_seg[0].setValid();
+                    hdr.encap_seg[0].sid = first;
                     nsegs = 1;
                 }
             }
             if (nsegs != 0) {
                 after_hbh = ICPN_IPPROTO_ROUTING;
-                hdr.e_srh.setValid();
-                hdr.e_srh.next_hdr = inner_nh;
-                hdr.e_srh.len = nsegs << 1;
-                hdr.e_srh.routing_type = ICPN_SRH_ROUTING_TYPE;
-                hdr.e_srh.segments_left = sl;
-                hdr.e_srh.last_entry = nsegs - 1;
-                hdr.e_srh.flags = 0;
-                hdr.e_srh.tag = 0;
+                hdr.encap_srh.setValid();
+                hdr.encap_srh.next_hdr = inner_nh;
+                hdr.encap_srh.len = nsegs << 1;
+                hdr.encap_srh.routing_type = ICPN_SRH_ROUTING_TYPE;
+                hdr.encap_srh.segments_left = sl;
+                hdr.encap_srh.last_entry = nsegs - 1;
+                hdr.encap_srh.flags = 0;
+                hdr.encap_srh.tag = 0;
             }
             if (ifit_role == ICPN_IFIT_ROLE_HEAD) {
                 ifit_head.apply(hdr, meta);
@@ -562,52 +537,52 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
             if (meta.apn_valid == 1) {
                 if (meta.apn_carrier == ICPN_APN_CARRIER_DOH) {
                     if (meta.apn_from_pkt == 1) {
-                        hdr.e_doh_apn = hdr.apn;
-                        COPY_APN_WORDS(hdr.e_doh_apn_w)
+                        hdr.encap_doh_apn = hdr.apn;
+                        COPY_APN_WORDS(hdr.encap_doh_apn_word)
                     } else {
-                        doh_fill.apply(hdr.e_doh_apn, hdr.e_doh_apn_w, meta);
+                        doh_fill.apply(hdr.encap_doh_apn, hdr.encap_doh_apn_word, meta);
                     }
-                    hdr.e_doh.setValid();
+                    hdr.encap_doh.setValid();
                 } else if (meta.apn_carrier == ICPN_APN_CARRIER_SRH_TLV) {
                     if (meta.apn_from_pkt == 1) {
-                        hdr.e_tlv_apn = hdr.apn;
-                        COPY_APN_WORDS(hdr.e_tlv_apn_w)
+                        hdr.encap_tlv_apn = hdr.apn;
+                        COPY_APN_WORDS(hdr.encap_tlv_apn_word)
                     } else {
-                        tlv_fill.apply(hdr.e_tlv_apn, hdr.e_tlv_apn_w, meta);
+                        tlv_fill.apply(hdr.encap_tlv_apn, hdr.encap_tlv_apn_word, meta);
                     }
                 } else {
                     if (meta.apn_from_pkt == 1) {
-                        hdr.e_apn = hdr.apn;
-                        COPY_APN_WORDS(hdr.e_apn_w)
+                        hdr.encap_apn = hdr.apn;
+                        COPY_APN_WORDS(hdr.encap_apn_word)
                     } else {
-                        apn_fill.apply(hdr.e_apn, hdr.e_apn_w, meta);
+                        apn_fill.apply(hdr.encap_apn, hdr.encap_apn_word, meta);
                     }
-                    hdr.e_hbh.setValid();
+                    hdr.encap_hbh.setValid();
                 }
             }
             if (apn_tlv == 1) {
                 // type, length, the option's data; then PadN (type 4) / Pad1 to 8n octets
-                hdr.e_tlv_apn.type = meta.apn_tlv_type;
-                bit<16> tlv_len = 2 + (bit<16>)hdr.e_tlv_apn.len;
+                hdr.encap_tlv_apn.type = meta.apn_tlv_type;
+                bit<16> tlv_len = 2 + (bit<16>)hdr.encap_tlv_apn.len;
                 bit<8> ne = (bit<8>)((16w0 - tlv_len) & 7);
-                tlv_pad.apply(ne, hdr.e_tlv_pad);
+                tlv_pad.apply(ne, hdr.encap_tlv_pad);
                 if (ne >= 2) {
-                    hdr.e_tlv_pad[0].b = ICPN_SRH_TLV_PADN;
+                    hdr.encap_tlv_pad[0].b = ICPN_SRH_TLV_PADN;
                 }
-                hdr.e_srh.len = hdr.e_srh.len + (bit<8>)((tlv_len + (bit<16>)ne) >> 3);
+                hdr.encap_srh.len = hdr.encap_srh.len + (bit<8>)((tlv_len + (bit<16>)ne) >> 3);
             }
             // Next Headers: IPv6, [HBH], [DOH], [SRH], inner.
             bit<8> nh = after_hbh;
-            if (hdr.e_doh.isValid()) {
-                hdr.e_doh.next_hdr = nh;
+            if (hdr.encap_doh.isValid()) {
+                hdr.encap_doh.next_hdr = nh;
                 nh = ICPN_IPPROTO_DSTOPTS;
             }
-            if (hdr.e_hbh.isValid()) {
-                hdr.e_hbh.next_hdr = nh;
+            if (hdr.encap_hbh.isValid()) {
+                hdr.encap_hbh.next_hdr = nh;
                 nh = ICPN_IPPROTO_HOPOPTS;
             }
-            hdr.e_ipv6.next_hdr = nh;
-            hdr.ethernet.ether_type = ETHERTYPE_IPV6;
+            hdr.encap_ipv6.next_hdr = nh;
+            hdr.ethernet.ether_type = ICPN_ETHERTYPE_IPV6;
             meta.fib_lookup = 1;
             meta.fib_vrf = 0;
             meta.fib_family = ICPN_FAMILY_IPV6;

@@ -2,8 +2,7 @@
 
 Written once: the eBPF map layouts (pyctl.targets.ebpf.maps, rendered into icpn_ebpf.h) and the
 P4 program's controller codes (pyctl.targets.bmv2.codes, rendered into codes.p4) take them from
-here, under the names their own sources use. (p4/include/srv6.p4 still types the behaviour
-codes itself: moving them into codes.p4 needs a P4 rebuild, docs/architecture.md.)
+here, under the names their own sources use.
 """
 
 from __future__ import annotations

@@ -30,6 +30,14 @@ CLONE_KIND_PFC = 2
 PKTOUT_DIRECT = 0  # out of packet_out.egress_port, no pipeline
 PKTOUT_PIPELINE = 1  # through the pipeline as if received on packet_out.in_port
 
+# my_sid's actions set meta.behaviour (Behaviour); 0 is "not a local SID".
+B_END = K.B_END
+B_END_X = K.B_END_X
+B_END_DT4 = K.B_END_DT4
+B_END_DT6 = K.B_END_DT6
+B_END_DT46 = K.B_END_DT46
+B_END_DX4 = K.B_END_DX4
+B_END_DX6 = K.B_END_DX6
 # node_cfg.flowlabel (FlowLabelMode) and node_cfg.ifit_role / egress_cfg.ifit_role (IFITRole).
 FLOWLABEL_HASH = K.FLOWLABEL_HASH
 FLOWLABEL_COPY = K.FLOWLABEL_COPY
