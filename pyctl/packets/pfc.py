@@ -16,12 +16,13 @@ from scapy.fields import ShortField, XShortField
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw, bind_layers
 
+from pyctl import constants as C
 from pyctl.errors import PacketError
 
-PFC_ETHERTYPE = 0x8808
-PFC_OPCODE = 0x0101
-PFC_DST_MAC = "01:80:c2:00:00:01"
-PFC_PAUSE_MAX = 0xFFFF
+PFC_ETHERTYPE = C.PFC_ETHERTYPE
+PFC_OPCODE = C.PFC_OPCODE
+PFC_DST_MAC = ":".join(f"{b:02x}" for b in C.PFC_DST_MAC.to_bytes(6, "big"))  # scapy's form
+PFC_PAUSE_MAX = C.PFC_PAUSE_MAX
 PFC_MIN_PAYLOAD = 46
 PFC_PRIORITIES = 8
 

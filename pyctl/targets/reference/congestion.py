@@ -11,7 +11,7 @@ from pyctl.model.node import ECNConfig, PFCConfig
 from pyctl.targets.reference.frame import Drop, IPPacket, ethernet, set_ecn, u16
 
 NOT_ECT = 0b00
-PFC_DST = bytes.fromhex("0180c2000001")
+PFC_DST = C.PFC_DST_MAC.to_bytes(6, "big")
 PFC_PRIORITIES = 8
 MIN_FRAME = 60  # without FCS
 QUANTUM_BITS = 512

@@ -41,6 +41,7 @@ from pyctl.targets.reference.apn import (
 )
 from pyctl.targets.reference.config import check_node, policy_buckets
 from pyctl.targets.reference.congestion import (
+    PFC_DST,
     PFCState,
     ecn_decapsulate,
     ecn_mark,
@@ -101,7 +102,6 @@ INNER_ACCEPTED = {
     Behaviour.END_DT46: (C.IPPROTO_IPV6, C.IPPROTO_IPIP),
 }
 DX_BEHAVIOURS = (Behaviour.END_DX6, Behaviour.END_DX4)
-PFC_DST = bytes.fromhex("0180c2000001")
 IFIT_OPTIONS = frozenset({C.ALTMARK_OPT_TYPE, C.IOAM_OPT_TYPE})
 
 
