@@ -21,8 +21,6 @@ import dataclasses
 import functools
 import json
 import os
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -33,22 +31,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from pyctl import ifconf, kernelfeatures
-from pyctl.controller.plan import HostPlan, Plan
+from pyctl.controller.plan import Plan
 from pyctl.errors import ICPNError
 from pyctl.model.topology import DIRECTION_FIELDS, Link, Topology
 from pyctl.net.linkd import LinkElement, LinkStats
 from pyctl.net.netem import NetemElement
-from pyctl.netns import alive, in_netns_of, in_netns_of_each
-from pyctl.targets.ebpf import attach as att
+from pyctl.net.wiring import (
+    REGISTRY,
+    EmulationError,
+    Wire,
+    cleanup_stale,
+    configure_host,
+    configure_switch,
+    delete_root_links,
+    in_place,
+    make_veth,
+    naming,
+    netns_fd,
+    sh,
+)
+from pyctl.netns import in_netns_of, in_netns_of_each
 from pyctl.targets.runner import SwitchRunner
 
 if TYPE_CHECKING:  # cluster mode (pyctl.net.cluster) imports Mininet's cluster classes
     from pyctl.net.cluster import Cluster, ClusterElements
 
-REGISTRY = Path("/run/icpn")
 LINK_ELEMENT_RT_PRIORITY = 10
 LINK_ELEMENTS = ("icpn", "netem")  # icpn_linkd (every kernel) or netem (where present)
 T = TypeVar("T")
@@ -57,12 +66,6 @@ START_THREADS = max(1, min(4, os.cpu_count() or 1))
 SHELL_THREADS = 4  # node shells started at once (_add_nodes)
 STOP_THREADS = 16  # runners stopped at once: mostly waiting for the kernel (_stop_runners)
 LINKS = "\0links"  # the links namespace among the nodes (no topology name has a NUL)
-IFA_F_NODAD = 0x02
-NUD_PERMANENT = 0x80
-
-
-class EmulationError(ICPNError):
-    """The network could not be built or torn down; the message names the step."""
 
 
 @dataclass
@@ -255,7 +258,7 @@ class Emulation:
             self._add_cluster_links(link_of)
             return
         shells = {**self.nodes, LINKS: self.links_node}
-        fds = {name: _netns_fd(node.pid) for name, node in shells.items()}
+        fds = {name: netns_fd(node.pid) for name, node in shells.items()}
         try:
             with IPRoute() as ipr:
                 for (a, ap), (b, bp) in self.plan.wiring.items():
@@ -270,13 +273,13 @@ class Emulation:
                         ((a, a_if, ap, self._mac(a, ap)), (LINKS, la, None, None)),
                         ((LINKS, lb, None, None), (b, b_if, bp, self._mac(b, bp))),
                     ):
-                        _veth(ipr, (x_if, fds[x], x_mac), (y_if, fds[y], y_mac), link.mtu)
+                        make_veth(ipr, (x_if, fds[x], x_mac), (y_if, fds[y], y_mac), link.mtu)
                         ends = [
-                            Intf(i, node=shells[m], port=p, moveIntfFn=_in_place, up=None)
+                            Intf(i, node=shells[m], port=p, moveIntfFn=in_place, up=None)
                             for i, m, p in ((x_if, x, x_port), (y_if, y, y_port))
                         ]
                         for end in ends:
-                            end.link = _Wire(*ends)
+                            end.link = Wire(*ends)
                     self.ifnames[(a, ap)], self.ifnames[(b, bp)] = a_if, b_if
                     if (link.a, link.b) != (a, b):  # the model's a->b is the topology's a->b
                         a_if, b_if, la, lb = b_if, a_if, lb, la
@@ -332,12 +335,12 @@ class Emulation:
         calls: list[tuple[int, Callable[[], None]]] = []
         for name, h in self.plan.hosts.items():
             intf = self.ifnames[(name, 1)]
-            work = functools.partial(_configure_host, h, intf, self._mtu_of_if(intf))
-            calls.append((self.nodes[name].pid, _naming(name, work)))
+            work = functools.partial(configure_host, h, intf, self._mtu_of_if(intf))
+            calls.append((self.nodes[name].pid, naming(name, work)))
         for name in self.plan.switches:
             intfs = {i: self._mtu_of_if(i) for (n, _), i in self.ifnames.items() if n == name}
-            work = functools.partial(_configure_switch, intfs)
-            calls.append((self.nodes[name].pid, _naming(name, work)))
+            work = functools.partial(configure_switch, intfs)
+            calls.append((self.nodes[name].pid, naming(name, work)))
         in_netns_of_each(calls)
 
     def _configure_cluster_hosts(self) -> None:
@@ -345,7 +348,7 @@ class Emulation:
         server is a shell there; this process cannot enter its namespace)."""
         for name, h in self.plan.hosts.items():
             intf = self.ifnames[(name, 1)]
-            _sh(
+            sh(
                 self.nodes[name],
                 "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0"
                 f" net.ipv6.conf.{intf}.disable_ipv6=0 net.ipv6.conf.{intf}.accept_dad=0"
@@ -362,7 +365,7 @@ class Emulation:
                 if n == name:
                     cmds.append(f"ip link set {intf} mtu {self._mtu_of_if(intf)} up")
                     cmds.append(f"ethtool -K {intf} tx off >/dev/null 2>&1 || true")
-            _sh(self.nodes[name], *cmds)
+            sh(self.nodes[name], *cmds)
 
     def _mtu_of_if(self, intf: str) -> int:
         return self._mtu.get(intf, 1500)
@@ -372,7 +375,7 @@ class Emulation:
         link element carrying every link with its model."""
         if self.cluster is not None:  # one links namespace and element per server
             self.element = self.cluster.start_elements(
-                self.links, LINK_ELEMENT_RT_PRIORITY, lambda node, cmd: _sh(node, cmd)
+                self.links, LINK_ELEMENT_RT_PRIORITY, lambda node, cmd: sh(node, cmd)
             )
             self._write_registry()
             return
@@ -536,7 +539,7 @@ class Emulation:
             # shell for each of the 4 ends of a link (24 ms a link here: docs/scaling.md).
             net.links = []
             net.stop()
-        _delete_root_links(self.prefix)
+        delete_root_links(self.prefix)
         if self.cluster is not None:
             self.cluster.close()
         self._registry.unlink(missing_ok=True)
@@ -577,137 +580,3 @@ class Emulation:
                 pids += self.element.pids()
         data = {"owner": os.getpid(), "prefix": self.prefix, "pids": pids}
         self._registry.write_text(json.dumps(data))
-
-
-@dataclass
-class _Wire:
-    """The two ends of a veth pair, as Mininet's Link holds them (`intf.link.intf1`)."""
-
-    intf1: Any
-    intf2: Any
-
-
-def _in_place(intf: str, node: Any) -> None:
-    """Mininet's moveIntfFn for an interface made in its namespace already."""
-
-
-def _netns_fd(pid: int) -> int:
-    try:
-        return os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise EmulationError(f"the namespace of pid {pid}: {e.strerror}") from None
-
-
-def _veth(
-    ipr: IPRoute, end1: tuple[str, int, str | None], end2: tuple[str, int, str | None], mtu: int
-) -> None:
-    """A veth pair with each end (name, namespace fd, MAC or None) made in its namespace."""
-    (name1, fd1, mac1), (name2, fd2, mac2) = end1, end2
-    peer: dict[str, Any] = {"ifname": name2, "net_ns_fd": fd2, "mtu": mtu}
-    extra: dict[str, Any] = {"address": mac1} if mac1 else {}
-    if mac2:
-        peer["address"] = mac2
-    try:
-        ipr.link("add", ifname=name1, kind="veth", net_ns_fd=fd1, mtu=mtu, peer=peer, **extra)
-    except NetlinkError as e:
-        raise EmulationError(f"veth {name1} <-> {name2}: {e.args[-1]}") from None
-
-
-def _naming(node: str, fn: Callable[[], None]) -> Callable[[], None]:
-    """fn, its ICPNError prefixed with the node's name."""
-
-    def call() -> None:
-        try:
-            fn()
-        except ICPNError as e:
-            raise EmulationError(f"node {node}: {e}") from None
-
-    return call
-
-
-def _configure_host(h: HostPlan, intf: str, mtu: int) -> None:
-    """In a host's namespace: IPv6 on without DAD, router solicitations or RAs, its address,
-    the gateway's MAC for fe80::1 and the default route through it, no checksum offload."""
-    for key, value in (
-        ("net.ipv6.conf.all.disable_ipv6", "0"),
-        ("net.ipv6.conf.default.disable_ipv6", "0"),
-        (f"net.ipv6.conf.{intf}.disable_ipv6", "0"),
-        (f"net.ipv6.conf.{intf}.accept_dad", "0"),
-        ("net.ipv6.conf.all.accept_ra", "0"),
-        (f"net.ipv6.conf.{intf}.router_solicitations", "0"),
-    ):
-        ifconf.sysctl(key, value)
-    with IPRoute() as ipr:
-        index = att.ifindex_of(intf, ipr)
-        ifconf.set_links({"lo": {"state": "up"}, intf: {"mtu": mtu, "state": "up"}}, ipr)
-        try:
-            ipr.addr(
-                "add", index=index, address=str(h.address), prefixlen=128, IFA_FLAGS=IFA_F_NODAD
-            )
-            ipr.neigh("replace", dst="fe80::1", lladdr=h.gateway_mac, ifindex=index,
-                      state=NUD_PERMANENT, family=socket.AF_INET6)  # fmt: skip
-            ipr.route("replace", dst="::/0", gateway="fe80::1", oif=index, family=socket.AF_INET6)
-        except NetlinkError as e:
-            raise ICPNError(f"{intf}: address {h.address} or its routes: {e.args[-1]}") from None
-    ifconf.set_offloads(intf, ["tx"])
-
-
-def _configure_switch(intfs: dict[str, int]) -> None:
-    """In a switch's namespace: IPv6 on, each port up at its MTU, no checksum offload."""
-    ifconf.sysctl("net.ipv6.conf.all.disable_ipv6", "0")
-    ifconf.set_links({"lo": {"state": "up"}})
-    ifconf.set_links({intf: {"mtu": mtu, "state": "up"} for intf, mtu in intfs.items()})
-    for intf in intfs:
-        ifconf.set_offloads(intf, ["tx"])
-
-
-def _status(node: Any, cmd: str) -> tuple[int, str]:
-    """A shell command in a node: (exit status, output)."""
-    out = node.cmd(f"{cmd}; echo __rc=$?")
-    body, _, rc = out.rpartition("__rc=")
-    return (int(rc) if rc.strip().isdigit() else 1), body
-
-
-def _sh(node: Any, *cmds: str) -> None:
-    """Run shell commands in a node; raise naming the command when one fails."""
-    for cmd in cmds:
-        rc, body = _status(node, cmd)
-        if rc != 0:
-            raise EmulationError(f"{node.name}: `{cmd}` failed: {body.strip()}")
-
-
-def _delete_root_links(prefix: str) -> list[str]:
-    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=False)
-    gone = []
-    for line in out.stdout.splitlines():
-        parts = line.split(": ")
-        if len(parts) > 1:
-            name = parts[1].split("@")[0]
-            if name.startswith(prefix):
-                subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
-                gone.append(name)
-    return gone
-
-
-def cleanup_stale() -> list[str]:
-    """Remove what runs whose owner process is gone left behind: their processes and links."""
-    if not REGISTRY.is_dir():
-        return []
-    cleaned = []
-    for f in REGISTRY.glob("ic*.json"):
-        try:
-            data = json.loads(f.read_text())
-        except (OSError, ValueError):
-            f.unlink(missing_ok=True)
-            continue
-        if alive(int(data.get("owner", 0))):
-            continue
-        for pid in data.get("pids", []):
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        cleaned += _delete_root_links(str(data.get("prefix", "ic-none")))
-        f.unlink(missing_ok=True)
-        cleaned.append(f.stem)
-    return cleaned
