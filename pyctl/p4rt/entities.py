@@ -260,7 +260,8 @@ class Codec:
                     entity=str(where),
                     field="priority",
                 )
-            te.priority = obj.priority
+            if obj.priority:
+                te.priority = obj.priority
         if obj.member_id is not None:
             te.action.action_profile_member_id = obj.member_id
         elif obj.group_id is not None:
@@ -286,6 +287,14 @@ class Codec:
         if type(m) is int and info.match_type == "exact" and 0 <= m < 1 << bw:  # the common case
             te.match.add(field_id=info.id).exact.value = m.to_bytes((bw + 7) // 8, "big")
             return
+        if type(m) is LPM and type(m.value) is int and info.match_type == "lpm":  # and this one
+            plen = m.prefix_len
+            if 0 < plen <= bw and 0 <= m.value < 1 << bw:
+                fm = te.match.add(field_id=info.id)
+                mask = ((1 << plen) - 1) << (bw - plen)
+                fm.lpm.value = (m.value & mask).to_bytes((bw + 7) // 8, "big")
+                fm.lpm.prefix_len = plen
+                return
         if not isinstance(m, Exact | LPM | Ternary | Range | Optional):
             m = Exact(m) if info.match_type == "exact" else _default_match(info, m)
         kind = _KINDS[type(m)]
@@ -333,7 +342,7 @@ class Codec:
         where: _Where,
     ) -> None:
         msg.action_id = action.id
-        if len(params) != len(action.params) or any(p not in params for p in action.params):
+        if params.keys() != action.params.keys():  # the common case skips the search below
             missing = [p for p in action.params if p not in params]
             if missing:
                 raise P4InfoError(
