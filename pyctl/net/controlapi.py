@@ -12,18 +12,12 @@ A flow or path the network does not have is a 400 naming it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from pyctl.controller.steer import PlanSteerer
 from pyctl.errors import ConfigError
 from pyctl.sched.model import Job, Path, Site
-from pyctl.telemetry.httpd import Response
-
-
-def _ok(obj: Any) -> Response:
-    return Response(200, (json.dumps(obj) + "\n").encode(), "application/json")
+from pyctl.telemetry.httpd import Response, json_body, json_ok
 
 
 def controller_routes(
@@ -32,7 +26,7 @@ def controller_routes(
     by_name = {p.name: p for p in paths}
 
     def network(_body: bytes) -> Response:
-        return _ok(
+        return json_ok(
             {
                 "sites": [{"name": s.name, "gpus": s.gpus} for s in sites],
                 "paths": [p.as_config() for p in paths],
@@ -40,10 +34,7 @@ def controller_routes(
         )
 
     def steer(body: bytes) -> Response:
-        try:
-            doc = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError("steer", f"body is not JSON: {e}") from None
+        doc = json_body(body, "steer")
         if not isinstance(doc, dict):
             raise ConfigError("steer", f"expected {{job, path}}, got {doc!r}")
         job, name = doc.get("job"), doc.get("path")
@@ -55,6 +46,6 @@ def controller_routes(
         with steerer.lock:  # re-entrant: the push just made is this request's
             steerer.steer(Job(job, path.headend), path)
             push = steerer.pushes[-1]
-        return _ok({"ok": True, "headend": path.headend, "took_s": push["took_s"]})
+        return json_ok({"ok": True, "headend": path.headend, "took_s": push["took_s"]})
 
     return {("GET", "/network"): network, ("POST", "/steer"): steer}

@@ -17,14 +17,13 @@ Bad input is a 400 whose text names the field and the value.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from pyctl.errors import ConfigError
 from pyctl.sched.model import Decision, Job, LoadReport, PathState
 from pyctl.sched.scheduler import DecisionLog
-from pyctl.telemetry.httpd import LocalHTTPServer, Response
+from pyctl.telemetry.httpd import LocalHTTPServer, Response, json_body, json_ok
 
 DEFAULT_PORT = 9392
 
@@ -43,17 +42,6 @@ class SchedulerAPI(Protocol):
     ) -> list[Decision]: ...
 
     def state(self) -> dict[str, Any]: ...
-
-
-def _json_body(body: bytes, where: str) -> Any:
-    try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(where, f"body is not JSON: {e}") from None
-
-
-def _ok(obj: Any) -> Response:
-    return Response(200, (json.dumps(obj) + "\n").encode(), "application/json")
 
 
 def _path_state(obj: Any, where: str) -> PathState:
@@ -80,33 +68,33 @@ def _path_state(obj: Any, where: str) -> PathState:
 
 def routes(scheduler: SchedulerAPI) -> dict[tuple[str, str], Callable[[bytes], Response]]:
     def load(body: bytes) -> Response:
-        report = LoadReport.from_dict(_json_body(body, "load"))
+        report = LoadReport.from_dict(json_body(body, "load"))
         scheduler.report_load(report)
-        return _ok({"ok": True, "site": report.site})
+        return json_ok({"ok": True, "site": report.site})
 
     def place(body: bytes) -> Response:
-        return _ok(scheduler.place(Job.from_dict(_json_body(body, "job"))).as_dict())
+        return json_ok(scheduler.place(Job.from_dict(json_body(body, "job"))).as_dict())
 
     def release(body: bytes) -> Response:
-        obj = _json_body(body, "release")
+        obj = json_body(body, "release")
         name = obj.get("name") if isinstance(obj, dict) else None
         if not isinstance(name, str):
             raise ConfigError("release.name", f"expected a job name, got {name!r}")
         scheduler.release(name)
-        return _ok({"ok": True})
+        return json_ok({"ok": True})
 
     def telemetry(body: bytes) -> Response:
-        obj = _json_body(body, "telemetry")
+        obj = json_body(body, "telemetry")
         if not isinstance(obj, list):
             obj = [obj]
         updates = [_path_state(x, f"telemetry[{i}]") for i, x in enumerate(obj)]
-        return _ok([d.as_dict() for d in scheduler.on_telemetry(updates)])
+        return json_ok([d.as_dict() for d in scheduler.on_telemetry(updates)])
 
     def state(_body: bytes) -> Response:
-        return _ok(scheduler.state())
+        return json_ok(scheduler.state())
 
     def decisions(_body: bytes) -> Response:
-        return _ok([d.as_dict() for d in scheduler.log.tail(100)])
+        return json_ok([d.as_dict() for d in scheduler.log.tail(100)])
 
     return {
         ("POST", "/load"): load,

@@ -7,14 +7,16 @@ port (`LocalHTTPServer.port` gives it). Request bodies are bounded and handler e
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-from pyctl.errors import ICPNError
+from pyctl.errors import ConfigError, ICPNError
 
 MAX_BODY = 64 * 1024
 log = logging.getLogger("pyctl.httpd")
@@ -29,6 +31,19 @@ class Response:
 
 Handler = Callable[[bytes], Response]
 """A route handler: request body (empty for GET) -> response."""
+
+
+def json_body(body: bytes, where: str) -> Any:
+    """A request's JSON body; ConfigError naming `where` (a 400) when it is not JSON."""
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(where, f"body is not JSON: {e}") from None
+
+
+def json_ok(obj: Any) -> Response:
+    """A 200 carrying `obj` as JSON."""
+    return Response(200, (json.dumps(obj) + "\n").encode(), "application/json")
 
 
 class _Server(ThreadingHTTPServer):
