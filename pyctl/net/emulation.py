@@ -82,6 +82,22 @@ class LinkInfo:
         return f"{self.link.a}-{self.link.b}"
 
 
+@dataclass(frozen=True)
+class _Wiring:
+    """One link as the plan wires it, before it is made: a:ap <-> [la lb] <-> b:bp."""
+
+    link: Link
+    a: str
+    ap: int
+    b: str
+    bp: int
+    a_if: str
+    b_if: str
+    link_id: str
+    la: str
+    lb: str
+
+
 def port_rates(topo: Topology, plan: Plan, switch: str) -> dict[int, float]:
     """Line rate (bit/s) of each shaped port of a switch, from its link's `bw_mbit`."""
     links = {frozenset((lk.a, lk.b)): lk for lk in topo.links}
@@ -250,72 +266,68 @@ class Emulation:
         are registered with the Mininet nodes as its own links would be (docs/scaling.md)."""
         from mininet.link import Intf
 
-        done: set[tuple[str, int]] = set()
-        link_of: dict[frozenset[str], Link] = {
-            frozenset((lk.a, lk.b)): lk for lk in self.topo.links
-        }
         if self.cluster is not None:
-            self._add_cluster_links(link_of)
+            self._add_cluster_links()
             return
         shells = {**self.nodes, LINKS: self.links_node}
         fds = {name: netns_fd(node.pid) for name, node in shells.items()}
         try:
             with IPRoute() as ipr:
-                for (a, ap), (b, bp) in self.plan.wiring.items():
-                    if (a, ap) in done:
-                        continue
-                    done.update({(a, ap), (b, bp)})
-                    n = len(self.links) + 1
-                    a_if, b_if = self._ifname(a, ap), self._ifname(b, bp)
-                    la, lb = f"{self.prefix}l{n}a", f"{self.prefix}l{n}b"
-                    link = link_of[frozenset((a, b))]
+                for w in self._link_wiring():
                     for (x, x_if, x_port, x_mac), (y, y_if, y_port, y_mac) in (
-                        ((a, a_if, ap, self._mac(a, ap)), (LINKS, la, None, None)),
-                        ((LINKS, lb, None, None), (b, b_if, bp, self._mac(b, bp))),
+                        ((w.a, w.a_if, w.ap, self._mac(w.a, w.ap)), (LINKS, w.la, None, None)),
+                        ((LINKS, w.lb, None, None), (w.b, w.b_if, w.bp, self._mac(w.b, w.bp))),
                     ):
-                        make_veth(ipr, (x_if, fds[x], x_mac), (y_if, fds[y], y_mac), link.mtu)
+                        make_veth(ipr, (x_if, fds[x], x_mac), (y_if, fds[y], y_mac), w.link.mtu)
                         ends = [
                             Intf(i, node=shells[m], port=p, moveIntfFn=in_place, up=None)
                             for i, m, p in ((x_if, x, x_port), (y_if, y, y_port))
                         ]
                         for end in ends:
                             end.link = Wire(*ends)
-                    self.ifnames[(a, ap)], self.ifnames[(b, bp)] = a_if, b_if
-                    if (link.a, link.b) != (a, b):  # the model's a->b is the topology's a->b
-                        a_if, b_if, la, lb = b_if, a_if, lb, la
-                    self.links.append(LinkInfo(link, a_if, b_if, f"l{n}", la, lb))
-                    for intf in (a_if, b_if, la, lb):
-                        self._mtu[intf] = link.mtu
+                    self._record_link(w)
         finally:
             for fd in fds.values():
                 os.close(fd)
 
-    def _add_cluster_links(self, link_of: dict[frozenset[str], Link]) -> None:
+    def _add_cluster_links(self) -> None:
         """Cluster mode: Mininet's addLink (a VXLAN RemoteLink between servers)."""
         cluster = self.cluster
         assert cluster is not None
+        for w in self._link_wiring():
+            ln = cluster.links_node(w.link)  # the links namespace of the server of the `a` end
+            self.net.addLink(
+                self.nodes[w.a], ln, intfName1=w.a_if, intfName2=w.la, addr1=self._mac(w.a, w.ap)
+            )
+            self.net.addLink(
+                ln, self.nodes[w.b], intfName1=w.lb, intfName2=w.b_if, addr2=self._mac(w.b, w.bp)
+            )
+            self._record_link(w)
+
+    def _link_wiring(self) -> Iterator[_Wiring]:
+        """Each topology link once, as the plan wires it: its ends, their interface names and
+        the links namespace's pair (numbered in order, l1, l2, ...)."""
+        link_of = {frozenset((lk.a, lk.b)): lk for lk in self.topo.links}
         done: set[tuple[str, int]] = set()
         for (a, ap), (b, bp) in self.plan.wiring.items():
             if (a, ap) in done:
                 continue
             done.update({(a, ap), (b, bp)})
             n = len(self.links) + 1
-            a_if, b_if = self._ifname(a, ap), self._ifname(b, bp)
-            la, lb = f"{self.prefix}l{n}a", f"{self.prefix}l{n}b"
-            link = link_of[frozenset((a, b))]
-            ln = cluster.links_node(link)  # the links namespace of the server of the `a` end
-            self.net.addLink(
-                self.nodes[a], ln, intfName1=a_if, intfName2=la, addr1=self._mac(a, ap)
-            )
-            self.net.addLink(
-                ln, self.nodes[b], intfName1=lb, intfName2=b_if, addr2=self._mac(b, bp)
-            )
-            self.ifnames[(a, ap)], self.ifnames[(b, bp)] = a_if, b_if
-            if (link.a, link.b) != (a, b):  # the model's a->b is the topology's a->b
-                a_if, b_if, la, lb = b_if, a_if, lb, la
-            self.links.append(LinkInfo(link, a_if, b_if, f"l{n}", la, lb))
-            for intf in (a_if, b_if, la, lb):
-                self._mtu[intf] = link.mtu
+            yield _Wiring(
+                link_of[frozenset((a, b))], a, ap, b, bp, self._ifname(a, ap),
+                self._ifname(b, bp), f"l{n}", f"{self.prefix}l{n}a", f"{self.prefix}l{n}b",
+            )  # fmt: skip
+
+    def _record_link(self, w: _Wiring) -> None:
+        """A made link into the emulation's tables (names, LinkInfo, MTUs)."""
+        self.ifnames[(w.a, w.ap)], self.ifnames[(w.b, w.bp)] = w.a_if, w.b_if
+        a_if, b_if, la, lb = w.a_if, w.b_if, w.la, w.lb
+        if (w.link.a, w.link.b) != (w.a, w.b):  # the model's a->b is the topology's a->b
+            a_if, b_if, la, lb = b_if, a_if, lb, la
+        self.links.append(LinkInfo(w.link, a_if, b_if, w.link_id, la, lb))
+        for intf in (a_if, b_if, la, lb):
+            self._mtu[intf] = w.link.mtu
 
     def _ifname(self, node: str, port: int) -> str:
         return f"{self._short(node)}p{port}"
