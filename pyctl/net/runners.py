@@ -76,21 +76,19 @@ class SoftwareSwitchRunner:
     def apply(self, cfg: NodeConfig) -> None:
         """The controller's re-push: into the running switch process (its tables replaced in
         milliseconds), else by (re)starting the process with `cfg`."""
+        config = node_to_dict(cfg)
+        nodes = self.run_dir / "nodes"
+        nodes.mkdir(parents=True, exist_ok=True)
+        cfg_file = nodes / f"{self.name}.json"  # what the switch runs from now on, either way
+        cfg_file.write_text(json.dumps(config, indent=1))
         if self.alive() and self._ctl_dir is not None:
             try:
-                answer = self._ask({"configure": node_to_dict(cfg)})
+                answer = self._ask({"configure": config})
             except (OSError, ValueError) as e:
                 answer = {"error": str(e)}
             if answer == {"ok": True}:
-                (self.run_dir / "nodes" / f"{self.name}.json").write_text(
-                    json.dumps(node_to_dict(cfg), indent=1)
-                )
                 return
         self.stop()
-        nodes = self.run_dir / "nodes"
-        nodes.mkdir(parents=True, exist_ok=True)
-        cfg_file = nodes / f"{self.name}.json"
-        cfg_file.write_text(json.dumps(node_to_dict(cfg), indent=1))
         argv = [sys.executable, "-m", "pyctl.net.swnode", "--node", str(cfg_file)]
         argv += ["--dataplane", self.dataplane, "--stats", str(nodes / f"{self.name}.stats.json")]
         for port, ifname in sorted(self.ifnames.items()):
