@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyctl.experiments.figures import pct
+from pyctl.net.report import path_table
 from pyctl.texttable import text_table
 
 
@@ -47,18 +47,7 @@ def render(report: Mapping[str, Any], run_dir: Path, plots: Sequence[Path]) -> s
         lines += [f"  {m}" for m in report["story"]]
     phases = [p for p in report["phases"] if p["paths"]]
     if phases:
-        rows = []
-        for i, p in enumerate(phases[0]["paths"]):
-            row = [f"{p['headend']}:{p['port']} -> {p['first_hop']}"]
-            row.append(f"{p['bw_mbit']:g}" if p["bw_mbit"] else "-")
-            for ph in phases:
-                q = ph["paths"][i]
-                util = q["mbit"] / q["bw_mbit"] if q["bw_mbit"] else None
-                row.append(f"{q['mbit']:7.2f} {pct(util):>6}")
-            rows.append(row)
-        header = ["path (headend port -> first hop)", "Mbit/s"]
-        header += [f"{ph['name']}: Mbit/s util" for ph in phases]
-        lines += ["", "paths (mean over the phase):", *text_table(header, rows, indent="  ")]
+        lines += ["", "paths (mean over the phase):", *path_table(phases, indent="  ")]
     flow_rows = []
     for ph in report["phases"]:
         for f in ph["flows"]:

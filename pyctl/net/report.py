@@ -16,6 +16,23 @@ def _num(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def path_table(phases: list[dict[str, Any]], indent: str = "") -> list[str]:
+    """Each SRv6 path's rate and utilisation of its capacity, a column per phase (a run's
+    report and an experiment's)."""
+    header = ["path (headend port -> first hop)", "capacity"]
+    header += [f"{p['name']} Mbit/s  util" for p in phases]
+    rows = []
+    for i, p in enumerate(phases[0]["paths"]):
+        row = [f"{p['policy']}: {p['headend']}:{p['port']} -> {p['first_hop']}"]
+        row.append(f"{p['bw_mbit']:g} Mbit/s" if p["bw_mbit"] else "-")
+        for ph in phases:
+            q = ph["paths"][i]
+            util = q["mbit"] / q["bw_mbit"] if q["bw_mbit"] else None
+            row.append(f"{q['mbit']:8.2f}  {_pct(util)}")
+        rows.append(row)
+    return text_table(header, rows, numbers=True, indent=indent)
+
+
 def _links_table(rows: list[dict[str, Any]]) -> list[str]:
     """Each link's configured delay and loss beside the measured ones (pyctl.net.linkreport)."""
     if not rows:
@@ -87,19 +104,7 @@ def render(report: dict[str, Any], run_dir: Path) -> str:
     lines = [f"== {report['topology']} on {report['dataplane']} ({secs} s a phase)"]
     phases = report["phases"]
     if phases and phases[0]["paths"]:
-        paths = phases[0]["paths"]
-        header = ["path (headend port -> first hop)", "capacity"]
-        header += [f"{p['name']} Mbit/s  util" for p in phases]
-        rows = []
-        for i, p in enumerate(paths):
-            row = [f"{p['policy']}: {p['headend']}:{p['port']} -> {p['first_hop']}"]
-            row.append(f"{p['bw_mbit']:g} Mbit/s" if p["bw_mbit"] else "-")
-            for ph in phases:
-                q = ph["paths"][i]
-                util = q["mbit"] / q["bw_mbit"] if q["bw_mbit"] else None
-                row.append(f"{q['mbit']:8.2f}  {_pct(util)}")
-            rows.append(row)
-        lines += ["", *text_table(header, rows, numbers=True)]
+        lines += ["", *path_table(phases)]
         means = report["mean_utilisation"]
         lines.append(
             "mean path utilisation: "
