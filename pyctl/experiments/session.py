@@ -176,17 +176,12 @@ class ExperimentScenario(Scenario):
         shown = 0
         while any(s.alive() for s in self.senders.values()):
             time.sleep(max(0.0, sample_s - (time.monotonic() - last_t)))
-            now = time.monotonic()
-            carried = self._carried(phase.paths)
-            for p in phase.paths:
-                key = (p.headend, p.port)
-                mbit = (carried[key] - last[key]) * 8 / max(now - last_t, 1e-6) / 1e6
-                p.samples.append((round(now - start, 3), mbit))
-            last = carried
+            since = last_t
+            last, now = self._sample(phase.paths, last, last_t, start)
             for w in watch:
                 (b, n), (b0, n0) = self._tx_counts(*w), last_w[w]
                 payload = (b - b0) - (n - n0) * UDP6_FRAME_OVERHEAD
-                mbit = payload * 8 / max(now - last_t, 1e-6) / 1e6
+                mbit = payload * 8 / max(now - since, 1e-6) / 1e6
                 phase.watched[f"{w[0]}:{w[1]}"].append((round(now - start, 3), mbit))
                 last_w[w] = (b, n)
             last_t = now
@@ -204,19 +199,7 @@ class ExperimentScenario(Scenario):
                 proc.terminate()
         for proc, _ in receivers:
             proc.wait(secs + 10)
-        for sw, now_counts in self._switch_counts().items():
-            was = counts_before.get(sw, {})
-            phase.switches[sw] = {k: v - was.get(k, 0) for k, v in now_counts.items()}
-        for p in phase.paths:
-            # bits over time across the samples in the window (each weighted by its interval),
-            # so a sample taken late on a loaded VM does not count more than its share
-            busy, before = [], 0.0
-            for t, m in p.samples:
-                if 0.5 <= t <= secs - 0.25:
-                    busy.append((t - before, m))
-                before = t
-            total = sum(dt for dt, _ in busy)
-            p.mbit = sum(dt * m for dt, m in busy) / total if total > 0 else 0.0
+        self._close(phase, counts_before)
         rx: dict[str, Any] = {}
         for _, stats in receivers:
             if stats.exists():

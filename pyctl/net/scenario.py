@@ -401,26 +401,15 @@ class Scenario:
         shown = 0
         while any(proc.poll() is None for proc, _ in senders.values()):
             time.sleep(SAMPLE_S)
-            now = time.monotonic()
-            carried = self._carried(phase.paths)
-            for p in phase.paths:
-                at = (p.headend, p.port)
-                mbit = (carried[at] - last[at]) * 8 / (now - last_t) / 1e6
-                p.samples.append((round(now - start, 2), mbit))
-            last = carried
-            last_t = now
+            last, last_t = self._sample(phase.paths, last, last_t, start)
+            now = last_t
             if int(now - start) > shown:
                 shown = int(now - start)
                 self.log(f"    {shown}/{self.seconds:.0f} s")
         for proc, _ in receivers.values():
             proc.wait(self.seconds + 10)
         self.emu.pull()  # the statistics of hosts on other servers (cluster runs)
-        for sw, now_counts in self._switch_counts().items():
-            was = before.get(sw, {})
-            phase.switches[sw] = {k: v - was.get(k, 0) for k, v in now_counts.items()}
-        for p in phase.paths:
-            busy = [m for t, m in p.samples if 0.5 <= t <= self.seconds - 0.25] or [0.0]
-            p.mbit = sum(busy) / len(busy)
+        self._close(phase, before)
         phase.flows = flow_results(
             self.topo,
             self.plan,
@@ -448,6 +437,35 @@ class Scenario:
                     "ce_marked": st["counts"]["ce_marked"],
                 }
         return out
+
+    def _sample(
+        self, paths: list[PathUse], last: dict[tuple[str, int], int], since: float, start: float
+    ) -> tuple[dict[tuple[str, int], int], float]:
+        """One rate sample of each path since the last (`last` bytes at `since`); the new
+        totals and their time."""
+        now = time.monotonic()
+        carried = self._carried(paths)
+        for p in paths:
+            at = (p.headend, p.port)
+            mbit = (carried[at] - last[at]) * 8 / max(now - since, 1e-6) / 1e6
+            p.samples.append((round(now - start, 3), mbit))
+        return carried, now
+
+    def _close(self, phase: Phase, counts_before: dict[str, dict[str, int]]) -> None:
+        """The phase's switch totals, and each path's mean rate over its busy window: bits
+        over time across the samples (each weighted by its interval, so a sample taken late
+        on a loaded VM does not count more than its share)."""
+        for sw, now_counts in self._switch_counts().items():
+            was = counts_before.get(sw, {})
+            phase.switches[sw] = {k: v - was.get(k, 0) for k, v in now_counts.items()}
+        for p in phase.paths:
+            busy, before = [], 0.0
+            for t, m in p.samples:
+                if 0.5 <= t <= phase.seconds - 0.25:
+                    busy.append((t - before, m))
+                before = t
+            total = sum(dt for dt, _ in busy)
+            p.mbit = sum(dt * m for dt, m in busy) / total if total > 0 else 0.0
 
     def _carried(self, paths: list[PathUse]) -> dict[tuple[str, int], int]:
         """Bytes each path's first link has carried from its headend: the link element's
