@@ -197,23 +197,32 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         transition hbh_opts;
     }
 
-    // IOAM: a pre-allocated trace whose area is whole records of 5 words (20 octets), at most
-    // IOAM_MAX_NODES of them, goes into hdr.ioam_record; any other IOAM option is kept raw
-    // (forwarded, never stamped).
+    // IOAM: a pre-allocated trace (IOAM-Option-Type 0, data 10 + 4n octets) goes into hdr.trace
+    // and its area word by word into hdr.ioam_area (61 words hold the largest option, so every
+    // such trace is parsed); any other IOAM option is kept raw (forwarded, never stamped).
+#define IOAM_AREA_WORDS_NEXT            \
+            0: hbh_opts;                \
+            1: hbh_ioam_w1;             \
+            8w2 &&& 8w0xFE: hbh_ioam_w2; \
+            8w4 &&& 8w0xFC: hbh_ioam_w4; \
+            default: hbh_ioam_w8;
+#define IOAM_AREA_STATE(N, EXTRACTS)                \
+    state hbh_ioam_w##N {                           \
+        EXTRACTS                                    \
+        meta.words_left = meta.words_left - N;      \
+        transition select(meta.words_left) {        \
+            IOAM_AREA_WORDS_NEXT                    \
+        }                                           \
+    }
+#define IOAM_WORD packet.extract(hdr.ioam_area.next);
+
     state hbh_ioam_check {
         bit<32> head = packet.lookahead<bit<32>>();
+        bit<16> below_trace = (bit<16>)meta.opt_len - 10;
         bit<16> below_hdr = (bit<16>)meta.opt_len - 2;
-        transition select(head[7:0], meta.opt_len, below_hdr[15:15]) {
-            (0, 10, _): hbh_ioam_trace;
-            (0, 30, _): hbh_ioam_trace;
-            (0, 50, _): hbh_ioam_trace;
-            (0, 70, _): hbh_ioam_trace;
-            (0, 90, _): hbh_ioam_trace;
-            (0, 110, _): hbh_ioam_trace;
-            (0, 130, _): hbh_ioam_trace;
-            (0, 150, _): hbh_ioam_trace;
-            (0, 170, _): hbh_ioam_trace;
-            (_, _, 0): hbh_ioam_raw;
+        transition select(head[7:0], meta.opt_len[1:0], below_trace[15:15], below_hdr[15:15]) {
+            (0, 2, 0, _): hbh_ioam_trace;
+            (_, _, _, 0): hbh_ioam_raw;
             default: hbh_unknown;
         }
     }
@@ -222,23 +231,19 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         packet.extract(hdr.ioam);
         packet.extract(hdr.trace);
         meta.hbh_seen = meta.hbh_seen | 4;
-        // (len - 10) / 20 for the lengths above
-        meta.ioam_nodes = (bit<8>)((((bit<16>)hdr.ioam.len - 10) * 13) >> 8);
-        meta.words_left = (bit<8>)((((bit<16>)hdr.ioam.len - 10) * 13) >> 8);
+        meta.ioam_words = (hdr.ioam.len - 10) >> 2;
+        meta.words_left = (hdr.ioam.len - 10) >> 2;
         transition select(meta.words_left) {
-            0: hbh_opts;
-            default: hbh_ioam_node;
+            IOAM_AREA_WORDS_NEXT
         }
     }
 
-    state hbh_ioam_node {
-        packet.extract(hdr.ioam_record.next);
-        meta.words_left = meta.words_left - 1;
-        transition select(meta.words_left) {
-            0: hbh_opts;
-            default: hbh_ioam_node;
-        }
-    }
+    // The area in steps of 8, 4, 2 and 1 words: fewer parser states than one word at a time.
+    IOAM_AREA_STATE(1, IOAM_WORD)
+    IOAM_AREA_STATE(2, IOAM_WORD IOAM_WORD)
+    IOAM_AREA_STATE(4, IOAM_WORD IOAM_WORD IOAM_WORD IOAM_WORD)
+    IOAM_AREA_STATE(8, IOAM_WORD IOAM_WORD IOAM_WORD IOAM_WORD
+                       IOAM_WORD IOAM_WORD IOAM_WORD IOAM_WORD)
 
     state hbh_ioam_raw {
         packet.extract(hdr.ioam);
