@@ -510,8 +510,8 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
                 report_key.apply(hdr, meta);
                 record_tail.apply(meta.hop_limit_out, node_id, meta.in_port, meta.out_port,
                                   meta.now_us, qdepth, rec);
-                stamp_tail.apply(hdr.trace, hdr.ioam_area, meta.ioam_node_len, meta.ioam_sel,
-                                 rec);
+                stamp_tail.apply(hdr.trace, hdr.ioam_area, meta.ioam_node_len,
+                                 meta.ioam_default, meta.ioam_sel, rec);
                 ifit_report.apply(hdr, meta, source, collector, collector_port, node_id,
                                   collector_mac);
                 hdr.ethernet.src = src_mac;
@@ -539,7 +539,7 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
                     record_transit.apply(hdr.ipv6.hop_limit, node_id, meta.in_port,
                                          (bit<16>)sm.egress_port, meta.now_us, qdepth, rec);
                     stamp_transit.apply(hdr.trace, hdr.ioam_area, meta.ioam_node_len,
-                                        meta.ioam_sel, rec);
+                                        meta.ioam_default, meta.ioam_sel, rec);
                 }
             }
 

@@ -423,6 +423,7 @@ struct meta_t {
     // word of a record (4 bits each, word 0 lowest); the report's 5-tuple is the outer packet's.
     @field_list(ICPN_FIELD_LIST_CLONE) bit<1>   ioam_usable;
     @field_list(ICPN_FIELD_LIST_CLONE) bit<8>   ioam_node_len;
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<1>   ioam_default;   // trace type 0xF20000
     @field_list(ICPN_FIELD_LIST_CLONE) bit<100> ioam_sel;
     @field_list(ICPN_FIELD_LIST_CLONE) bit<1>   report_outer;
 

@@ -174,7 +174,9 @@ control IoamCheck(in ioam_trace_t t, inout meta_t meta) {
         ioam_node_cfg.apply();
         bit<8> node_len = 5;
         meta.ioam_sel = IOAM_SEL_DEFAULT;
+        meta.ioam_default = 1;
         if (t.trace_type[23:1] != IOAM_TRACE_DEFAULT[23:1]) {   // bit 23: no data
+            meta.ioam_default = 0;
             words0 = 0;
             words1 = 0;
             words2 = 0;
@@ -205,11 +207,21 @@ control IoamCheck(in ioam_trace_t t, inout meta_t meta) {
         area[at + J].w = (bit<32>)(words >> ((bit<8>)sel[4 * J + 3:4 * J] << 5)); }
 
 control IoamStamp(inout ioam_trace_t t, inout word_t[ICPN_IOAM_AREA_WORDS] area,
-                  in bit<8> node_len, in bit<100> sel, in ioam_record_t rec) {
+                  in bit<8> node_len, in bit<1> default_type, in bit<100> sel,
+                  in ioam_record_t rec) {
     apply {
         bit<8> rem = (bit<8>)t.remaining_len;
         if (rem < node_len) {
             t.flags = t.flags | 4w0x8;
+        } else if (default_type == 1) {
+            // the default type's words straight from the record (no selectors)
+            bit<8> at = rem - 5;
+            area[at].w = rec.hop_node;
+            area[at + 1].w = rec.ports;
+            area[at + 2].w = rec.seconds;
+            area[at + 3].w = rec.micros;
+            area[at + 4].w = rec.qdepth;
+            t.remaining_len = (bit<7>)at;
         } else {
             bit<8> at = rem - node_len;
             // word 32 * ICPN_GEN_*: hop limit | node id, ports, seconds, µs, queue depth, ones
