@@ -510,7 +510,7 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
                 report_key.apply(hdr, meta);
                 record_tail.apply(meta.hop_limit_out, node_id, meta.in_port, meta.out_port,
                                   meta.now_us, qdepth, rec);
-                stamp_tail.apply(hdr.trace, hdr.ioam_area, meta.ioam_node_len,
+                stamp_tail.apply(hdr.trace, hdr.ioam_record, meta.ioam_node_len,
                                  meta.ioam_default, meta.ioam_sel, rec);
                 ifit_report.apply(hdr, meta, source, collector, collector_port, node_id,
                                   collector_mac);
@@ -538,7 +538,7 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
                     // (an encapsulated packet's trace is inside: the outer header has none)
                     record_transit.apply(hdr.ipv6.hop_limit, node_id, meta.in_port,
                                          (bit<16>)sm.egress_port, meta.now_us, qdepth, rec);
-                    stamp_transit.apply(hdr.trace, hdr.ioam_area, meta.ioam_node_len,
+                    stamp_transit.apply(hdr.trace, hdr.ioam_record, meta.ioam_node_len,
                                         meta.ioam_default, meta.ioam_sel, rec);
                 }
             }
@@ -574,13 +574,11 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
 }
 
 
-#define A(K) hdr.ioam_area[K]
+#define R(K) hdr.ioam_record[K]
 #define IOAM_AREA_LIST                                                                          \
-    A(0),  A(1),  A(2),  A(3),  A(4),  A(5),  A(6),  A(7),  A(8),  A(9),  A(10), A(11),        \
-    A(12), A(13), A(14), A(15), A(16), A(17), A(18), A(19), A(20), A(21), A(22), A(23),        \
-    A(24), A(25), A(26), A(27), A(28), A(29), A(30), A(31), A(32), A(33), A(34), A(35),        \
-    A(36), A(37), A(38), A(39), A(40), A(41), A(42), A(43), A(44), A(45), A(46), A(47),        \
-    A(48), A(49), A(50), A(51), A(52), A(53), A(54), A(55), A(56), A(57), A(58), A(59), A(60)
+    R(0),  R(1),  R(2),  R(3),  R(4),  R(5),  R(6),  R(7),  R(8),  R(9),  R(10), R(11), R(12), \
+    R(13), R(14), R(15), R(16), R(17), R(18), R(19), R(20), R(21), R(22), R(23), R(24),        \
+    hdr.ioam_filled
 
 control IcpnComputeChecksum(inout headers_t hdr, inout meta_t meta) {
     apply {

@@ -158,6 +158,11 @@ header opt_raw_t {
     varbit<2040> data;
 }
 
+// Words of a trace's area kept as they are (at most all of them: IOAM_AREA_WORDS).
+header ioam_words_t {
+    varbit<(ICPN_IOAM_AREA_WORDS * 32)> data;
+}
+
 // Any other option, kept as it is.
 header opt_generic_t {
     bit<8>       type;
@@ -291,7 +296,11 @@ struct headers_t {
     opt_ioam_t    ioam;
     ioam_trace_t  trace;
     opt_raw_t     ioam_raw;
-    word_t[ICPN_IOAM_AREA_WORDS] ioam_area;   // a trace's node-data area, word by word
+    // A pre-allocated trace's area in three parts, split where this node's record goes
+    // (RemainingLen - NodeLen): the empty words before it, its words, the records after it.
+    ioam_words_t  ioam_empty;
+    word_t[ICPN_IOAM_RECORD_WORDS] ioam_record;
+    ioam_words_t  ioam_filled;
     padb_t[7]     hbh_pad_end;
     // inserted_doh*: DOH carrier without encapsulation, a DOH[APN, padding] this node inserts
     // after the IPv6 header / HBH.
@@ -347,7 +356,7 @@ struct meta_t {
     bit<8>  words_left;
     bit<8>  apn_words;
     // (an I2E clone's metadata is reset after its re-parse: what the report needs is kept)
-    @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  ioam_words;   // words in hdr.ioam_area
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  ioam_words;   // words of the trace's area
     bit<16> hbh_len_in;    // octets of the HBH as received
     bit<16> rh_body;       // octets of the routing header after its fixed part
     bit<8>  segs_left;

@@ -200,13 +200,14 @@ control IoamCheck(in ioam_trace_t t, inout meta_t meta) {
     }
 }
 
-// Stamps this node's record into a usable trace (docs/pipeline.md section 4): its words at
-// RemainingLen - NodeLen of the area, or the Overflow flag when the room is used up. Word j of
-// the record is word sel[4j+3:4j] (ICPN_GEN_*) of `rec` as laid out in `words` below.
+// Stamps this node's record into a usable trace (docs/pipeline.md section 4): the parser put
+// the words at RemainingLen - NodeLen of the area into `record`; without room for them, the
+// Overflow flag. Word j of the record is word sel[4j+3:4j] (ICPN_GEN_*) of `rec` as laid out
+// in `words` below.
 #define IOAM_STAMP_WORD(J) if (node_len > J) {                                                 \
-        area[at + J].w = (bit<32>)(words >> ((bit<8>)sel[4 * J + 3:4 * J] << 5)); }
+        record[J].w = (bit<32>)(words >> ((bit<8>)sel[4 * J + 3:4 * J] << 5)); }
 
-control IoamStamp(inout ioam_trace_t t, inout word_t[ICPN_IOAM_AREA_WORDS] area,
+control IoamStamp(inout ioam_trace_t t, inout word_t[ICPN_IOAM_RECORD_WORDS] record,
                   in bit<8> node_len, in bit<1> default_type, in bit<100> sel,
                   in ioam_record_t rec) {
     apply {
@@ -215,15 +216,13 @@ control IoamStamp(inout ioam_trace_t t, inout word_t[ICPN_IOAM_AREA_WORDS] area,
             t.flags = t.flags | 4w0x8;
         } else if (default_type == 1) {
             // the default type's words straight from the record (no selectors)
-            bit<8> at = rem - 5;
-            area[at].w = rec.hop_node;
-            area[at + 1].w = rec.ports;
-            area[at + 2].w = rec.seconds;
-            area[at + 3].w = rec.micros;
-            area[at + 4].w = rec.qdepth;
-            t.remaining_len = (bit<7>)at;
+            record[0].w = rec.hop_node;
+            record[1].w = rec.ports;
+            record[2].w = rec.seconds;
+            record[3].w = rec.micros;
+            record[4].w = rec.qdepth;
+            t.remaining_len = (bit<7>)(rem - node_len);
         } else {
-            bit<8> at = rem - node_len;
             // word 32 * ICPN_GEN_*: hop limit | node id, ports, seconds, µs, queue depth, ones
             bit<192> words = 32w0xFFFFFFFF ++ rec.qdepth ++ rec.micros ++ rec.seconds
                              ++ rec.ports ++ rec.hop_node;
@@ -234,7 +233,7 @@ control IoamStamp(inout ioam_trace_t t, inout word_t[ICPN_IOAM_AREA_WORDS] area,
             IOAM_STAMP_WORD(16) IOAM_STAMP_WORD(17) IOAM_STAMP_WORD(18) IOAM_STAMP_WORD(19)
             IOAM_STAMP_WORD(20) IOAM_STAMP_WORD(21) IOAM_STAMP_WORD(22) IOAM_STAMP_WORD(23)
             IOAM_STAMP_WORD(24)
-            t.remaining_len = (bit<7>)at;
+            t.remaining_len = (bit<7>)(rem - node_len);
         }
     }
 }
@@ -476,7 +475,9 @@ control IfitStrip(inout headers_t hdr, inout meta_t meta) {
         hdr.ioam.setInvalid();
         hdr.trace.setInvalid();
         hdr.ioam_raw.setInvalid();
-        hdr.ioam_area.pop_front(ICPN_IOAM_AREA_WORDS);
+        hdr.ioam_empty.setInvalid();
+        hdr.ioam_record.pop_front(ICPN_IOAM_RECORD_WORDS);
+        hdr.ioam_filled.setInvalid();
         if (!hdr.apn.isValid() && !hdr.other_opt0.isValid() && !hdr.other_opt1.isValid()) {
             hdr.ipv6.next_hdr = hdr.hbh.next_hdr;
             hdr.ipv6.payload_len = hdr.ipv6.payload_len - meta.hbh_len_in;
@@ -484,9 +485,6 @@ control IfitStrip(inout headers_t hdr, inout meta_t meta) {
         }
     }
 }
-
-// Words of the area before RemainingLen are empty: they go from the report.
-#define DROP_EMPTY(K) if (rem > K) { hdr.ioam_area[K].setInvalid(); }
 
 // Turns an I2E clone made at the tail into the IFIT report (docs/pipeline.md section 4): the
 // clone was re-parsed from the received frame, so its IOAM area is stamped here with the data
@@ -595,17 +593,7 @@ control IfitReport(inout headers_t hdr, inout meta_t meta, in ip6_t source, in i
         hdr.ioam.setInvalid();
         hdr.trace.setInvalid();
         hdr.ioam_raw.setInvalid();
-        DROP_EMPTY(0)  DROP_EMPTY(1)  DROP_EMPTY(2)  DROP_EMPTY(3)  DROP_EMPTY(4)  DROP_EMPTY(5)
-        DROP_EMPTY(6)  DROP_EMPTY(7)  DROP_EMPTY(8)  DROP_EMPTY(9)  DROP_EMPTY(10) DROP_EMPTY(11)
-        DROP_EMPTY(12) DROP_EMPTY(13) DROP_EMPTY(14) DROP_EMPTY(15) DROP_EMPTY(16) DROP_EMPTY(17)
-        DROP_EMPTY(18) DROP_EMPTY(19) DROP_EMPTY(20) DROP_EMPTY(21) DROP_EMPTY(22) DROP_EMPTY(23)
-        DROP_EMPTY(24) DROP_EMPTY(25) DROP_EMPTY(26) DROP_EMPTY(27) DROP_EMPTY(28) DROP_EMPTY(29)
-        DROP_EMPTY(30) DROP_EMPTY(31) DROP_EMPTY(32) DROP_EMPTY(33) DROP_EMPTY(34) DROP_EMPTY(35)
-        DROP_EMPTY(36) DROP_EMPTY(37) DROP_EMPTY(38) DROP_EMPTY(39) DROP_EMPTY(40) DROP_EMPTY(41)
-        DROP_EMPTY(42) DROP_EMPTY(43) DROP_EMPTY(44) DROP_EMPTY(45) DROP_EMPTY(46) DROP_EMPTY(47)
-        DROP_EMPTY(48) DROP_EMPTY(49) DROP_EMPTY(50) DROP_EMPTY(51) DROP_EMPTY(52) DROP_EMPTY(53)
-        DROP_EMPTY(54) DROP_EMPTY(55) DROP_EMPTY(56) DROP_EMPTY(57) DROP_EMPTY(58) DROP_EMPTY(59)
-        DROP_EMPTY(60)
+        hdr.ioam_empty.setInvalid();    // (this node's record and the filled ones stay)
         truncate(14 + 40 + (bit<32>)udp_len);
     }
 }

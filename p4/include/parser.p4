@@ -30,9 +30,17 @@ const bit<8> STAGE_L4     = 0x80;
 
 parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
                   inout standard_metadata_t sm) {
+    bit<8> ioam_empty_words;    // the parts of a trace's area (hbh_ioam_trace)
+    bit<8> ioam_filled_words;
 
     state start {
-        meta.parse_stage = meta.parse_stage | STAGE_L2;
+        // BMv2 re-parses an I2E clone before it resets the clone's metadata, which may hold a
+        // previous packet's values: what the parser reads before it writes starts at 0 here.
+        meta.hbh_seen = 0;
+        meta.hbh_unk = 0;
+        meta.rh_opaque = 0;
+        meta.tlv_count = 0;
+        meta.parse_stage = STAGE_L2;
         transition select(sm.ingress_port) {
             ICPN_CPU_PORT: parse_packet_out;
             default: parse_ethernet;
@@ -198,23 +206,26 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     // IOAM: a pre-allocated trace (IOAM-Option-Type 0, data 10 + 4n octets) goes into hdr.trace
-    // and its area word by word into hdr.ioam_area (61 words hold the largest option, so every
-    // such trace is parsed); any other IOAM option is kept raw (forwarded, never stamped).
-#define IOAM_AREA_WORDS_NEXT            \
-            0: hbh_opts;                \
-            1: hbh_ioam_w1;             \
-            8w2 &&& 8w0xFE: hbh_ioam_w2; \
-            8w4 &&& 8w0xFC: hbh_ioam_w4; \
+    // and its area, split where this node's record goes (RemainingLen - NodeLen words), into
+    // hdr.ioam_empty, hdr.ioam_record (NodeLen words, at most IOAM_RECORD_WORDS) and
+    // hdr.ioam_filled. Without room for a record (or a NodeLen no trace type has) the record is
+    // empty; with RemainingLen beyond the area, all of it is ioam_filled: such a trace is never
+    // stamped. Any other IOAM option is kept raw (forwarded, never stamped).
+#define IOAM_RECORD_NEXT                  \
+            0: hbh_ioam_filled;           \
+            1: hbh_ioam_w1;               \
+            8w2 &&& 8w0xFE: hbh_ioam_w2;  \
+            8w4 &&& 8w0xFC: hbh_ioam_w4;  \
             default: hbh_ioam_w8;
-#define IOAM_AREA_STATE(N, EXTRACTS)                \
+#define IOAM_RECORD_STATE(N, EXTRACTS)              \
     state hbh_ioam_w##N {                           \
         EXTRACTS                                    \
         meta.words_left = meta.words_left - N;      \
         transition select(meta.words_left) {        \
-            IOAM_AREA_WORDS_NEXT                    \
+            IOAM_RECORD_NEXT                        \
         }                                           \
     }
-#define IOAM_WORD packet.extract(hdr.ioam_area.next);
+#define IOAM_WORD packet.extract(hdr.ioam_record.next);
 
     state hbh_ioam_check {
         bit<32> head = packet.lookahead<bit<32>>();
@@ -232,18 +243,72 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         packet.extract(hdr.trace);
         meta.hbh_seen = meta.hbh_seen | 4;
         meta.ioam_words = (hdr.ioam.len - 10) >> 2;
-        meta.words_left = (hdr.ioam.len - 10) >> 2;
-        transition select(meta.words_left) {
-            IOAM_AREA_WORDS_NEXT
+        bit<8> rem = (bit<8>)hdr.trace.remaining_len;     // (these differences are > -128)
+        bit<8> nl = (bit<8>)hdr.trace.node_len;
+        bit<8> beyond = meta.ioam_words - rem;
+        bit<8> room = rem - nl;
+        bit<8> longer = ICPN_IOAM_RECORD_WORDS - nl;
+        ioam_empty_words = room;
+        ioam_filled_words = meta.ioam_words - rem;
+        meta.words_left = nl;
+        transition select(beyond[7:7], room[7:7], longer[7:7], nl) {
+            (1, _, _, _): hbh_ioam_beyond;
+            (0, 1, _, _): hbh_ioam_no_record;
+            (0, 0, 1, _): hbh_ioam_no_record;
+            (0, 0, 0, 0): hbh_ioam_no_record;
+            default: hbh_ioam_empty;
         }
     }
 
-    // The area in steps of 8, 4, 2 and 1 words: fewer parser states than one word at a time.
-    IOAM_AREA_STATE(1, IOAM_WORD)
-    IOAM_AREA_STATE(2, IOAM_WORD IOAM_WORD)
-    IOAM_AREA_STATE(4, IOAM_WORD IOAM_WORD IOAM_WORD IOAM_WORD)
-    IOAM_AREA_STATE(8, IOAM_WORD IOAM_WORD IOAM_WORD IOAM_WORD
-                       IOAM_WORD IOAM_WORD IOAM_WORD IOAM_WORD)
+    state hbh_ioam_beyond {
+        ioam_empty_words = 0;
+        ioam_filled_words = meta.ioam_words;
+        meta.words_left = 0;
+        transition hbh_ioam_empty;
+    }
+
+    state hbh_ioam_no_record {
+        ioam_empty_words = (bit<8>)hdr.trace.remaining_len;
+        meta.words_left = 0;
+        transition hbh_ioam_empty;
+    }
+
+    state hbh_ioam_empty {
+        transition select(ioam_empty_words) {
+            0: hbh_ioam_record;
+            default: hbh_ioam_empty_words;
+        }
+    }
+
+    state hbh_ioam_empty_words {
+        packet.extract(hdr.ioam_empty, (bit<32>)ioam_empty_words * 32);
+        transition hbh_ioam_record;
+    }
+
+    state hbh_ioam_record {
+        transition select(meta.words_left) {
+            IOAM_RECORD_NEXT
+        }
+    }
+
+    // The record in steps of 8, 4, 2 and 1 words: fewer parser states than one word at a time.
+    IOAM_RECORD_STATE(1, IOAM_WORD)
+    IOAM_RECORD_STATE(2, IOAM_WORD IOAM_WORD)
+    IOAM_RECORD_STATE(4, IOAM_WORD IOAM_WORD IOAM_WORD IOAM_WORD)
+    IOAM_RECORD_STATE(8, IOAM_WORD IOAM_WORD IOAM_WORD IOAM_WORD
+                         IOAM_WORD IOAM_WORD IOAM_WORD IOAM_WORD)
+
+    state hbh_ioam_filled {
+        transition select(ioam_filled_words) {
+            0: hbh_opts;
+            default: hbh_ioam_filled_words;
+        }
+    }
+
+    state hbh_ioam_filled_words {
+        packet.extract(hdr.ioam_filled, (bit<32>)ioam_filled_words * 32);
+        transition hbh_opts;
+    }
 
     state hbh_ioam_raw {
         packet.extract(hdr.ioam);
