@@ -57,6 +57,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     // (@name: the P4Info names of the pad tables inside stay what the controller knows)
     @name("e_doh_layout") DohLayout() encap_doh_layout;
     @name("n_doh_layout") DohLayout() inserted_doh_layout;
+    IoamCheck() ioam_check;
     IfitStrip() ifit_strip;
     HbhLayout() hbh_layout;
     @name("e_hbh_layout") HbhLayout() encap_hbh_layout;
@@ -211,18 +212,17 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             }
         }
 
+        // The tail acts on a usable trace (decapsulation removes the outer HBH before it acts).
         bit<1> tail = 0;
-        bit<1> has_trace = 0;    // (decapsulation removes the outer HBH before the tail acts)
         if (meta.drop_reason == 0) {
             flow_key.apply(hdr, meta);
             if (ifit_role != ICPN_IFIT_ROLE_NONE && hdr.altmark.isValid()) {
                 ifit_counts.count((bit<32>)(hdr.altmark.flowmon_id[9:0] ++ hdr.altmark.l));
             }
-            if (ifit_role == ICPN_IFIT_ROLE_TAIL && hdr.ipv6.isValid()
-                && (hdr.altmark.isValid() || hdr.ioam.isValid())) {
-                tail = 1;
-                if (hdr.trace.isValid()) {
-                    has_trace = 1;
+            if (ifit_role != ICPN_IFIT_ROLE_NONE && hdr.trace.isValid()) {
+                ioam_check.apply(hdr.trace, meta);
+                if (ifit_role == ICPN_IFIT_ROLE_TAIL && meta.ioam_usable == 1) {
+                    tail = 1;
                 }
             }
             // 4. My-SID.
@@ -335,10 +335,11 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         }
 
         // IFIT tail: the report is built from an I2E clone; a tail that does not decapsulate
-        // removes the IFIT options itself.
+        // reports the packet as it leaves and removes the IFIT options itself.
         if (meta.drop_reason == 0 && tail == 1) {
-            meta.report = has_trace;
+            meta.report = 1;
             if (meta.decap == 0) {
+                meta.report_outer = 1;
                 ifit_strip.apply(hdr, meta);
             }
         }
@@ -425,7 +426,7 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
     IoamRecord() record_head;
     IoamRecord() record_transit;
     IoamRecord() record_tail;
-    IoamStamp() stamp_head;
+    IoamStampHead() stamp_head;
     IoamStamp() stamp_transit;
     IoamStamp() stamp_tail;
     IfitReport() ifit_report;
@@ -509,7 +510,8 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
                 report_key.apply(hdr, meta);
                 record_tail.apply(meta.hop_limit_out, node_id, meta.in_port, meta.out_port,
                                   meta.now_us, qdepth, rec);
-                stamp_tail.apply(hdr.trace, hdr.ioam_record, meta.ioam_nodes, rec);
+                stamp_tail.apply(hdr.trace, hdr.ioam_record, meta.ioam_node_len,
+                                 meta.ioam_default, meta.ioam_sel, rec);
                 ifit_report.apply(hdr, meta, source, collector, collector_port, node_id,
                                   collector_mac);
                 hdr.ethernet.src = src_mac;
@@ -532,10 +534,12 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
                                          (bit<8>)((((bit<16>)hdr.encap_ioam.len - 10) * 13) >> 8),
                                          rec);
                     }
-                } else if (hdr.trace.isValid() && hdr.ipv6.isValid()) {
+                } else if (meta.ioam_usable == 1 && hdr.trace.isValid() && meta.encap == 0) {
+                    // (an encapsulated packet's trace is inside: the outer header has none)
                     record_transit.apply(hdr.ipv6.hop_limit, node_id, meta.in_port,
                                          (bit<16>)sm.egress_port, meta.now_us, qdepth, rec);
-                    stamp_transit.apply(hdr.trace, hdr.ioam_record, meta.ioam_nodes, rec);
+                    stamp_transit.apply(hdr.trace, hdr.ioam_record, meta.ioam_node_len,
+                                        meta.ioam_default, meta.ioam_sel, rec);
                 }
             }
 
@@ -570,6 +574,12 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
 }
 
 
+#define R(K) hdr.ioam_record[K]
+#define IOAM_AREA_LIST                                                                          \
+    R(0),  R(1),  R(2),  R(3),  R(4),  R(5),  R(6),  R(7),  R(8),  R(9),  R(10), R(11), R(12), \
+    R(13), R(14), R(15), R(16), R(17), R(18), R(19), R(20), R(21), R(22), R(23), R(24),        \
+    hdr.ioam_filled
+
 control IcpnComputeChecksum(inout headers_t hdr, inout meta_t meta) {
     apply {
         // IFIT report: UDP checksum over the IPv6 pseudo-header, the UDP header and the
@@ -578,8 +588,7 @@ control IcpnComputeChecksum(inout headers_t hdr, inout meta_t meta) {
             { hdr.encap_ipv6.src, hdr.encap_ipv6.dst, 16w0, hdr.report_udp.len, 24w0, 8w17,
               hdr.report_udp.sport, hdr.report_udp.dport, hdr.report_udp.len, 16w0,
               hdr.report_hdr, hdr.report_tuple,
-              hdr.ioam_record[0], hdr.ioam_record[1], hdr.ioam_record[2], hdr.ioam_record[3],
-              hdr.ioam_record[4], hdr.ioam_record[5], hdr.ioam_record[6], hdr.ioam_record[7] },
+              IOAM_AREA_LIST },
             hdr.report_udp.checksum, HashAlgorithm.csum16);
     }
 }

@@ -213,3 +213,77 @@ def test_trace_words_follow_the_trace_type() -> None:
 
     assert _trace_words(0xF20000) == [0, 1, 2, 3, 4]
     assert _trace_words(0x842000) == [0, 5, 5, 5]
+
+
+def _switch_record(entries: dict[tuple[str, int], dict[str, int]], trace_type: int) -> bytes:
+    """What p4/include/ifit.p4 lays out for `trace_type` from the octet tables: each octet's
+    words and 4-bit sources, concatenated (IoamCheck), then word j = word sel[4j+3:4j] of
+    hop limit | node id, ports, seconds, µs, queue depth, ones (IoamStamp)."""
+    hop = {  # Hop(0x3E, 11, 1, 2, 7_000_123, 9) below
+        codes.GEN_HOP_NODE: 0x3E << 24 | 11,
+        codes.GEN_PORTS: 1 << 16 | 2,
+        codes.GEN_SECONDS: 7,
+        codes.GEN_MICROS: 123,
+        codes.GEN_QDEPTH: 9,
+        codes.GEN_ONES: 0xFFFFFFFF,
+    }
+    words, sel = 0, 0
+    for table, shift in (
+        ("ioam_trace_bits_0_7", 16),
+        ("ioam_trace_bits_8_15", 8),
+        ("ioam_trace_bits_16_23", 0),
+    ):
+        p = entries.get((table, trace_type >> shift & 0xFF), {"words": 0, "sel": 0})
+        sel |= p["sel"] << (4 * words)
+        words += p["words"]
+    return b"".join(hop[sel >> (4 * j) & 0xF].to_bytes(4, "big") for j in range(words))
+
+
+def test_trace_octet_tables_lay_out_the_reference_record(codec: Codec) -> None:
+    """A transit's tables give, for any trace type a node stamps, the record the reference
+    model writes (pyctl.targets.reference.ifit.node_data, from RFC 9197 sizes); every octet
+    value of each third has an entry unless it has no words."""
+    from pyctl.model.trace import node_len
+    from pyctl.targets.reference.ifit import Hop, node_data
+
+    prog = node_program(_node({"role": "transit", "ifit": {"role": "transit"}}))  # type: ignore[arg-type]
+    octets = [e for e in prog.entries if e.table.startswith("ioam_trace_bits_")]
+    for e in octets:
+        codec.entity(e)
+    entries = {(e.table, e.match["octet"]): e.params for e in octets}
+    assert len(entries) == len(octets)
+    hop = Hop(0x3E, 11, 1, 2, 7_000_123, 9)
+    rng = random.Random(7)
+    types = [1 << i for i in range(24)] + [0xF20000, 0xFFFFFC, 0x896208]
+    types += [rng.randrange(1 << 24) for _ in range(3000)]
+    for tt in types:
+        if node_len(tt) is None:  # bit 22: the switch refuses it before any table
+            continue
+        record = _switch_record(entries, tt)
+        assert record == node_data(tt, hop), hex(tt)
+        assert len(record) // 4 <= codes.IOAM_RECORD_WORDS
+    assert max(len(_switch_record(entries, tt)) for tt in types) // 4 == codes.IOAM_RECORD_WORDS
+
+
+def test_ioam_sizes_cover_every_option() -> None:
+    """The switch parses a trace's area word by word into IOAM_AREA_WORDS words: an option's
+    data is at most 255 octets, 10 of them the IOAM and trace headers (RFC 9486, RFC 9197)."""
+    assert codes.IOAM_AREA_WORDS == (255 - 10) // 4
+
+
+def test_report_node_count_magic_is_exact() -> None:
+    """IfitReport's NodeCount = (filled * ceil(2^16 / NodeLen)) >> 16 (its node_count table)
+    equals filled // NodeLen for every filled word count and NodeLen a usable trace can have."""
+    for node_len in range(1, codes.IOAM_RECORD_WORDS + 1):
+        m = -(-(1 << 16) // node_len)
+        for filled in range(codes.IOAM_AREA_WORDS + 1):
+            assert (filled * m) >> 16 == filled // node_len
+
+
+def test_transit_and_tail_take_any_trace_type() -> None:
+    """A transit or tail stamps with the packet's trace type: its own setting is no limit."""
+    for ifit in (
+        {"role": "transit", "trace_type": 0x896208, "max_nodes": 16},
+        {"role": "tail", "trace_type": 0x800FFC, "collector": {"address": "fc00:99::1"}},
+    ):
+        assert check_limits(_node({"ifit": ifit})) == []  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.encap_tlv_apn);
         packet.emit(hdr.encap_tlv_apn_word);
         packet.emit(hdr.encap_tlv_pad);
-        // IFIT report (its node data is the filled records of hdr.ioam_record below)
+        // IFIT report (its node data: hdr.ioam_record and hdr.ioam_filled below)
         packet.emit(hdr.report_udp);
         packet.emit(hdr.report_hdr);
         packet.emit(hdr.report_tuple);
@@ -51,7 +51,9 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.ioam);
         packet.emit(hdr.trace);
         packet.emit(hdr.ioam_raw);
+        packet.emit(hdr.ioam_empty);
         packet.emit(hdr.ioam_record);
+        packet.emit(hdr.ioam_filled);
         packet.emit(hdr.hbh_pad_end);
         packet.emit(hdr.inserted_doh);
         packet.emit(hdr.inserted_doh_apn);

@@ -134,8 +134,8 @@ header ioam_trace_t {
     bit<8>  reserved;
 }
 
-// One node's record in a pre-allocated trace of the default type (NodeLen 5): the data fields
-// of trace type bits 0, 1, 2, 3 and 6 (RFC 9197 4.4.2), named as ICPN_GEN_* names them.
+// One node's record of the default trace type (NodeLen 5), as a head lays out its area: the data
+// fields of trace type bits 0, 1, 2, 3 and 6 (RFC 9197 4.4.2), named as ICPN_GEN_* names them.
 header ioam_node_t {
     bit<32> hop_node;      // hop limit (8) | node id (24)
     bit<32> ports;         // ingress interface (16) | egress interface (16)
@@ -156,6 +156,11 @@ struct ioam_record_t {
 // The rest of an IOAM option this program does not stamp (another IOAM type, another size).
 header opt_raw_t {
     varbit<2040> data;
+}
+
+// Words of a trace's area kept as they are (at most all of them: IOAM_AREA_WORDS).
+header ioam_words_t {
+    varbit<(ICPN_IOAM_AREA_WORDS * 32)> data;
 }
 
 // Any other option, kept as it is.
@@ -291,7 +296,11 @@ struct headers_t {
     opt_ioam_t    ioam;
     ioam_trace_t  trace;
     opt_raw_t     ioam_raw;
-    ioam_node_t[ICPN_IOAM_MAX_NODES] ioam_record;
+    // A pre-allocated trace's area in three parts, split where this node's record goes
+    // (RemainingLen - NodeLen): the empty words before it, its words, the records after it.
+    ioam_words_t  ioam_empty;
+    word_t[ICPN_IOAM_RECORD_WORDS] ioam_record;
+    ioam_words_t  ioam_filled;
     padb_t[7]     hbh_pad_end;
     // inserted_doh*: DOH carrier without encapsulation, a DOH[APN, padding] this node inserts
     // after the IPv6 header / HBH.
@@ -347,7 +356,7 @@ struct meta_t {
     bit<8>  words_left;
     bit<8>  apn_words;
     // (an I2E clone's metadata is reset after its re-parse: what the report needs is kept)
-    @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  ioam_nodes;   // records in hdr.ioam_record
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  ioam_words;   // words of the trace's area
     bit<16> hbh_len_in;    // octets of the HBH as received
     bit<16> rh_body;       // octets of the routing header after its fixed part
     bit<8>  segs_left;
@@ -419,6 +428,13 @@ struct meta_t {
     bit<20> flowmon_id;
     bit<1>  ifit_l;
     bit<1>  report;
+    // The received trace (IoamCheck): usable by this node, its NodeLen, the ICPN_GEN_* of each
+    // word of a record (4 bits each, word 0 lowest); the report's 5-tuple is the outer packet's.
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<1>   ioam_usable;
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<8>   ioam_node_len;
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<1>   ioam_default;   // trace type 0xF20000
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<100> ioam_sel;
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<1>   report_outer;
 
     // PFC
     bit<1>  pfc_emit;

@@ -1,9 +1,10 @@
 // IFIT (SPEC 3, docs/pipeline.md section 4): head options, IOAM stamping, per-colour counters,
 // the tail's report, and the HBH layout every emitted HBH is rebuilt to.
 //
-// Limits (docs/p4.md): a transit / tail stamps only the default trace type (0xF20000, NodeLen 5),
-// into an area of at most IOAM_MAX_NODES records; other IOAM options are forwarded untouched.
-// A head may lay out another trace type (set_ifit_head_gen: encap_gen_empty, encap_gen_record).
+// Every node stamps a received trace with the packet's own trace type (IoamCheck, IoamStamp).
+// Limits (docs/p4.md): a head lays out the default type in at most IOAM_MAX_NODES records
+// (set_ifit_headN), another type in at most IOAM_GEN_ZERO_WORDS + IOAM_GEN_REC_WORDS words
+// (set_ifit_head_gen: encap_gen_empty, encap_gen_record).
 #ifndef ICPN_IFIT_P4
 #define ICPN_IFIT_P4
 
@@ -14,6 +15,7 @@
 #include "hashing.p4"
 
 const bit<5> IOAM_NODE_LEN_DEFAULT = 5;
+const bit<24> IOAM_TRACE_DEFAULT = ICPN_IOAM_TRACE_TYPE_DEFAULT;
 
 // Packets and bytes per (FlowMonID, colour): index (FlowMonID % IFIT_COUNTER_FLOWS) * 2 + L.
 // BMv2 counts the octets of the frame as received.
@@ -101,52 +103,152 @@ control DohLayout(inout exthdr_t h, in opt_apn_t apn, inout padb_t[7] pad, out b
     }
 }
 
-// Stamps this node's record into a pre-allocated trace (docs/pipeline.md section 4): at word
-// RemainingLen - NodeLen of the area, or the Overflow flag when the room is used up.
-#define IOAM_WRITE(K) records[K].hop_node = rec.hop_node; records[K].ports = rec.ports;       \
-    records[K].seconds = rec.seconds; records[K].micros = rec.micros;                         \
-    records[K].qdepth = rec.qdepth;
+// Which received traces this node stamps (docs/pipeline.md section 4), and how: IOAM-Option-Type
+// 0 (the parser), Namespace-ID 0 or the node's, bit 22 clear, NodeLen equal to the size of the
+// trace type and RemainingLen within the area. The record's words, in trace-type bit order, are
+// the concatenation of each octet's words (three tables of 256 entries the controller fills from
+// the function that lays out a head's record); the default type needs no lookup.
+const bit<100> IOAM_SEL_DEFAULT = (bit<100>)ICPN_GEN_HOP_NODE | (bit<100>)ICPN_GEN_PORTS << 4
+    | (bit<100>)ICPN_GEN_SECONDS << 8 | (bit<100>)ICPN_GEN_MICROS << 12
+    | (bit<100>)ICPN_GEN_QDEPTH << 16;
 
-control IoamStamp(inout ioam_trace_t t, inout ioam_node_t[ICPN_IOAM_MAX_NODES] records,
-                  in bit<8> nodes, in ioam_record_t rec) {
-    bit<8> slot;
-    action write0() { IOAM_WRITE(0) }
-    action write1() { IOAM_WRITE(1) }
-    action write2() { IOAM_WRITE(2) }
-    action write3() { IOAM_WRITE(3) }
-    action write4() { IOAM_WRITE(4) }
-    action write5() { IOAM_WRITE(5) }
-    action write6() { IOAM_WRITE(6) }
-    action write7() { IOAM_WRITE(7) }
+control IoamCheck(in ioam_trace_t t, inout meta_t meta) {
+    bit<16> namespace_id;
+    bit<8>  words0;
+    bit<8>  words1;
+    bit<8>  words2;
+    bit<32> sel0;
+    bit<44> sel1;
+    bit<24> sel2;
 
-    // record index = (RemainingLen - NodeLen) / NodeLen
-    table ioam_slot {
-        key = { slot: exact @name("remaining_len"); }
-        actions = { write0; write1; write2; write3; write4; write5; write6; write7; NoAction; }
-        const entries = {
-            5: write0();
-            10: write1();
-            15: write2();
-            20: write3();
-            25: write4();
-            30: write5();
-            35: write6();
-            40: write7();
-        }
+    action set_ioam_node(bit<16> namespace) {
+        namespace_id = namespace;
+    }
+
+    table ioam_node_cfg {
+        actions = { set_ioam_node; NoAction; }
         default_action = NoAction();
+        size = 1;
+    }
+
+    action words_0_7(bit<8> words, bit<32> sel) {
+        words0 = words;
+        sel0 = sel;
+    }
+
+    action words_8_15(bit<8> words, bit<44> sel) {
+        words1 = words;
+        sel1 = sel;
+    }
+
+    action words_16_23(bit<8> words, bit<24> sel) {
+        words2 = words;
+        sel2 = sel;
+    }
+
+    // Trace-type bits 0-7, 8-15, 16-23 (bit 0 the most significant): their words, and the
+    // ICPN_GEN_* of each (4 bits a word, the first lowest). Bits 22 and 23 have no words.
+    table ioam_trace_bits_0_7 {
+        key = { t.trace_type[23:16]: exact @name("octet"); }
+        actions = { words_0_7; NoAction; }
+        default_action = NoAction();
+        size = 256;
+    }
+
+    table ioam_trace_bits_8_15 {
+        key = { t.trace_type[15:8]: exact @name("octet"); }
+        actions = { words_8_15; NoAction; }
+        default_action = NoAction();
+        size = 256;
+    }
+
+    table ioam_trace_bits_16_23 {
+        key = { t.trace_type[7:0]: exact @name("octet"); }
+        actions = { words_16_23; NoAction; }
+        default_action = NoAction();
+        size = 256;
     }
 
     apply {
-        if (t.trace_type == ICPN_IOAM_TRACE_TYPE_DEFAULT && t.node_len == IOAM_NODE_LEN_DEFAULT) {
-            slot = (bit<8>)t.remaining_len;
-            if (t.remaining_len < 5) {
-                t.flags = t.flags | 4w0x8;
-            } else if ((bit<16>)slot <= (bit<16>)nodes * 5) {
-                if (ioam_slot.apply().hit) {
-                    t.remaining_len = t.remaining_len - 5;
-                }
-            }
+        namespace_id = 0;
+        ioam_node_cfg.apply();
+        bit<8> node_len = 5;
+        meta.ioam_sel = IOAM_SEL_DEFAULT;
+        meta.ioam_default = 1;
+        if (t.trace_type[23:1] != IOAM_TRACE_DEFAULT[23:1]) {   // bit 23: no data
+            meta.ioam_default = 0;
+            words0 = 0;
+            words1 = 0;
+            words2 = 0;
+            sel0 = 0;
+            sel1 = 0;
+            sel2 = 0;
+            ioam_trace_bits_0_7.apply();
+            ioam_trace_bits_8_15.apply();
+            ioam_trace_bits_16_23.apply();
+            node_len = words0 + words1 + words2;
+            meta.ioam_sel = (bit<100>)sel0 | (bit<100>)sel1 << (words0 << 2)
+                            | (bit<100>)sel2 << ((words0 + words1) << 2);
         }
+        meta.ioam_node_len = node_len;
+        meta.ioam_usable = 0;
+        if ((t.namespace_id == 0 || t.namespace_id == namespace_id) && t.trace_type[1:1] == 0
+            && node_len != 0 && (bit<8>)t.node_len == node_len
+            && (bit<8>)t.remaining_len <= meta.ioam_words) {
+            meta.ioam_usable = 1;
+        }
+    }
+}
+
+// Stamps this node's record into a usable trace (docs/pipeline.md section 4): the parser put
+// the words at RemainingLen - NodeLen of the area into `record`; without room for them, the
+// Overflow flag. Word j of the record is word sel[4j+3:4j] (ICPN_GEN_*) of `rec` as laid out
+// in `words` below.
+#define IOAM_STAMP_WORD(J) if (node_len > J) {                                                 \
+        record[J].w = (bit<32>)(words >> ((bit<8>)sel[4 * J + 3:4 * J] << 5)); }
+
+control IoamStamp(inout ioam_trace_t t, inout word_t[ICPN_IOAM_RECORD_WORDS] record,
+                  in bit<8> node_len, in bit<1> default_type, in bit<100> sel,
+                  in ioam_record_t rec) {
+    apply {
+        bit<8> rem = (bit<8>)t.remaining_len;
+        if (rem < node_len) {
+            t.flags = t.flags | 4w0x8;
+        } else if (default_type == 1) {
+            // the default type's words straight from the record (no selectors)
+            record[0].w = rec.hop_node;
+            record[1].w = rec.ports;
+            record[2].w = rec.seconds;
+            record[3].w = rec.micros;
+            record[4].w = rec.qdepth;
+            t.remaining_len = (bit<7>)(rem - node_len);
+        } else {
+            // word 32 * ICPN_GEN_*: hop limit | node id, ports, seconds, µs, queue depth, ones
+            bit<192> words = 32w0xFFFFFFFF ++ rec.qdepth ++ rec.micros ++ rec.seconds
+                             ++ rec.ports ++ rec.hop_node;
+            IOAM_STAMP_WORD(0)  IOAM_STAMP_WORD(1)  IOAM_STAMP_WORD(2)  IOAM_STAMP_WORD(3)
+            IOAM_STAMP_WORD(4)  IOAM_STAMP_WORD(5)  IOAM_STAMP_WORD(6)  IOAM_STAMP_WORD(7)
+            IOAM_STAMP_WORD(8)  IOAM_STAMP_WORD(9)  IOAM_STAMP_WORD(10) IOAM_STAMP_WORD(11)
+            IOAM_STAMP_WORD(12) IOAM_STAMP_WORD(13) IOAM_STAMP_WORD(14) IOAM_STAMP_WORD(15)
+            IOAM_STAMP_WORD(16) IOAM_STAMP_WORD(17) IOAM_STAMP_WORD(18) IOAM_STAMP_WORD(19)
+            IOAM_STAMP_WORD(20) IOAM_STAMP_WORD(21) IOAM_STAMP_WORD(22) IOAM_STAMP_WORD(23)
+            IOAM_STAMP_WORD(24)
+            t.remaining_len = (bit<7>)(rem - node_len);
+        }
+    }
+}
+
+// A head's own record in the default-type area it laid out: the last of `nodes` records.
+control IoamStampHead(inout ioam_trace_t t, inout ioam_node_t[ICPN_IOAM_MAX_NODES] records,
+                      in bit<8> nodes, in ioam_record_t rec) {
+    apply {
+        bit<8> k = nodes - 1;
+        records[k].hop_node = rec.hop_node;
+        records[k].ports = rec.ports;
+        records[k].seconds = rec.seconds;
+        records[k].micros = rec.micros;
+        records[k].qdepth = rec.qdepth;
+        t.remaining_len = t.remaining_len - (bit<7>)IOAM_NODE_LEN_DEFAULT;
     }
 }
 
@@ -373,7 +475,9 @@ control IfitStrip(inout headers_t hdr, inout meta_t meta) {
         hdr.ioam.setInvalid();
         hdr.trace.setInvalid();
         hdr.ioam_raw.setInvalid();
-        hdr.ioam_record.pop_front(ICPN_IOAM_MAX_NODES);
+        hdr.ioam_empty.setInvalid();
+        hdr.ioam_record.pop_front(ICPN_IOAM_RECORD_WORDS);
+        hdr.ioam_filled.setInvalid();
         if (!hdr.apn.isValid() && !hdr.other_opt0.isValid() && !hdr.other_opt1.isValid()) {
             hdr.ipv6.next_hdr = hdr.hbh.next_hdr;
             hdr.ipv6.payload_len = hdr.ipv6.payload_len - meta.hbh_len_in;
@@ -382,21 +486,43 @@ control IfitStrip(inout headers_t hdr, inout meta_t meta) {
     }
 }
 
-#define DROP_NODE(K) if (rem > 5 * K) { hdr.ioam_record[K].setInvalid(); }
-
 // Turns an I2E clone made at the tail into the IFIT report (docs/pipeline.md section 4): the
 // clone was re-parsed from the received frame, so its IOAM area is stamped here with the data
 // the forwarded packet had (ports, time, hop limit kept in the clone's field list).
 control IfitReport(inout headers_t hdr, inout meta_t meta, in ip6_t source, in ip6_t collector,
                    in bit<16> udp_port, in bit<24> node_id, in mac_t dmac) {
+    bit<32> count_magic;
+
+    action count_by(bit<32> magic) {
+        count_magic = magic;
+    }
+
+    // NodeCount = filled words / NodeLen, as (filled * ceil(2^16 / NodeLen)) >> 16: exact for
+    // up to 61 words and NodeLen up to 25 (checked in tests/test_bmv2_writer.py).
+#define COUNT_BY(D) D: count_by(((1 << 16) + D - 1) / D);
+    table node_count {
+        key = { meta.ioam_node_len: exact @name("node_len"); }
+        actions = { count_by; NoAction; }
+        const entries = {
+            COUNT_BY(1)  COUNT_BY(2)  COUNT_BY(3)  COUNT_BY(4)  COUNT_BY(5)  COUNT_BY(6)
+            COUNT_BY(7)  COUNT_BY(8)  COUNT_BY(9)  COUNT_BY(10) COUNT_BY(11) COUNT_BY(12)
+            COUNT_BY(13) COUNT_BY(14) COUNT_BY(15) COUNT_BY(16) COUNT_BY(17) COUNT_BY(18)
+            COUNT_BY(19) COUNT_BY(20) COUNT_BY(21) COUNT_BY(22) COUNT_BY(23) COUNT_BY(24)
+            COUNT_BY(25)
+        }
+        default_action = NoAction();
+    }
+#undef COUNT_BY
+
     apply {
         bit<8> rem = (bit<8>)hdr.trace.remaining_len;
-        // rem is a multiple of NodeLen (5) <= 40: rem * 52 >> 8 == rem / 5 there.
-        bit<8> nodes = meta.ioam_nodes - (bit<8>)(((bit<16>)rem * 52) >> 8);
+        bit<8> filled = meta.ioam_words - rem;
+        count_magic = 0;
+        node_count.apply();
 
         hdr.report_hdr.setValid();
         hdr.report_hdr.version = ICPN_IFIT_REPORT_VERSION;
-        hdr.report_hdr.node_count = nodes;
+        hdr.report_hdr.node_count = (bit<8>)(((bit<48>)filled * (bit<48>)count_magic) >> 16);
         hdr.report_hdr.flags = 0;
         hdr.report_hdr.flowmon_id = 0;
         hdr.report_hdr.l = 0;
@@ -412,6 +538,9 @@ control IfitReport(inout headers_t hdr, inout meta_t meta, in ip6_t source, in i
         hdr.report_hdr.ts_sec = sec[31:0];
         hdr.report_hdr.ts_usec = (bit<32>)(meta.now_us - sec * 1000000);
 
+        // The 5-tuple of the packet as it leaves: the inner one after decapsulation; without
+        // it the outer packet's, whose upper layer is an inner packet (41 / 4, no ports) when
+        // there is one (otherwise the flow key's innermost packet is the outer packet).
         hdr.report_tuple.setValid();
         hdr.report_tuple.family = meta.k_family;
         hdr.report_tuple.proto = meta.k_proto;
@@ -420,8 +549,20 @@ control IfitReport(inout headers_t hdr, inout meta_t meta, in ip6_t source, in i
         hdr.report_tuple.reserved = 0;
         hdr.report_tuple.src = meta.k_src;
         hdr.report_tuple.dst = meta.k_dst;
+        if (meta.report_outer == 1
+            && (hdr.inner_ipv6.isValid() || hdr.inner_ipv4.isValid())) {
+            hdr.report_tuple.family = ICPN_FAMILY_IPV6;
+            hdr.report_tuple.proto = ICPN_IPPROTO_IPV6;
+            if (hdr.inner_ipv4.isValid()) {
+                hdr.report_tuple.proto = ICPN_IPPROTO_IPIP;
+            }
+            hdr.report_tuple.sport = 0;
+            hdr.report_tuple.dport = 0;
+            hdr.report_tuple.src = hdr.ipv6.src;
+            hdr.report_tuple.dst = hdr.ipv6.dst;
+        }
 
-        bit<16> udp_len = 8 + 20 + 40 + 20 * (bit<16>)nodes;
+        bit<16> udp_len = 8 + 20 + 40 + 4 * (bit<16>)filled;
         hdr.report_udp.setValid();
         hdr.report_udp.sport = udp_port;
         hdr.report_udp.dport = udp_port;
@@ -452,8 +593,7 @@ control IfitReport(inout headers_t hdr, inout meta_t meta, in ip6_t source, in i
         hdr.ioam.setInvalid();
         hdr.trace.setInvalid();
         hdr.ioam_raw.setInvalid();
-        DROP_NODE(0) DROP_NODE(1) DROP_NODE(2) DROP_NODE(3)
-        DROP_NODE(4) DROP_NODE(5) DROP_NODE(6) DROP_NODE(7)
+        hdr.ioam_empty.setInvalid();    // (this node's record and the filled ones stay)
         truncate(14 + 40 + (bit<32>)udp_len);
     }
 }

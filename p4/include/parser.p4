@@ -30,9 +30,17 @@ const bit<8> STAGE_L4     = 0x80;
 
 parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
                   inout standard_metadata_t sm) {
+    bit<8> ioam_empty_words;    // the parts of a trace's area (hbh_ioam_trace)
+    bit<8> ioam_filled_words;
 
     state start {
-        meta.parse_stage = meta.parse_stage | STAGE_L2;
+        // BMv2 re-parses an I2E clone before it resets the clone's metadata, which may hold a
+        // previous packet's values: what the parser reads before it writes starts at 0 here.
+        meta.hbh_seen = 0;
+        meta.hbh_unk = 0;
+        meta.rh_opaque = 0;
+        meta.tlv_count = 0;
+        meta.parse_stage = STAGE_L2;
         transition select(sm.ingress_port) {
             ICPN_CPU_PORT: parse_packet_out;
             default: parse_ethernet;
@@ -197,23 +205,35 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         transition hbh_opts;
     }
 
-    // IOAM: a pre-allocated trace whose area is whole records of 5 words (20 octets), at most
-    // IOAM_MAX_NODES of them, goes into hdr.ioam_record; any other IOAM option is kept raw
-    // (forwarded, never stamped).
+    // IOAM: a pre-allocated trace (IOAM-Option-Type 0, data 10 + 4n octets) goes into hdr.trace
+    // and its area, split where this node's record goes (RemainingLen - NodeLen words), into
+    // hdr.ioam_empty, hdr.ioam_record (NodeLen words, at most IOAM_RECORD_WORDS) and
+    // hdr.ioam_filled. Without room for a record (or a NodeLen no trace type has) the record is
+    // empty; with RemainingLen beyond the area, all of it is ioam_filled: such a trace is never
+    // stamped. Any other IOAM option is kept raw (forwarded, never stamped).
+#define IOAM_RECORD_NEXT                  \
+            0: hbh_ioam_filled;           \
+            1: hbh_ioam_w1;               \
+            8w2 &&& 8w0xFE: hbh_ioam_w2;  \
+            8w4 &&& 8w0xFC: hbh_ioam_w4;  \
+            default: hbh_ioam_w8;
+#define IOAM_RECORD_STATE(N, EXTRACTS)              \
+    state hbh_ioam_w##N {                           \
+        EXTRACTS                                    \
+        meta.words_left = meta.words_left - N;      \
+        transition select(meta.words_left) {        \
+            IOAM_RECORD_NEXT                        \
+        }                                           \
+    }
+#define IOAM_WORD packet.extract(hdr.ioam_record.next);
+
     state hbh_ioam_check {
         bit<32> head = packet.lookahead<bit<32>>();
+        bit<16> below_trace = (bit<16>)meta.opt_len - 10;
         bit<16> below_hdr = (bit<16>)meta.opt_len - 2;
-        transition select(head[7:0], meta.opt_len, below_hdr[15:15]) {
-            (0, 10, _): hbh_ioam_trace;
-            (0, 30, _): hbh_ioam_trace;
-            (0, 50, _): hbh_ioam_trace;
-            (0, 70, _): hbh_ioam_trace;
-            (0, 90, _): hbh_ioam_trace;
-            (0, 110, _): hbh_ioam_trace;
-            (0, 130, _): hbh_ioam_trace;
-            (0, 150, _): hbh_ioam_trace;
-            (0, 170, _): hbh_ioam_trace;
-            (_, _, 0): hbh_ioam_raw;
+        transition select(head[7:0], meta.opt_len[1:0], below_trace[15:15], below_hdr[15:15]) {
+            (0, 2, 0, _): hbh_ioam_trace;
+            (_, _, _, 0): hbh_ioam_raw;
             default: hbh_unknown;
         }
     }
@@ -222,22 +242,72 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         packet.extract(hdr.ioam);
         packet.extract(hdr.trace);
         meta.hbh_seen = meta.hbh_seen | 4;
-        // (len - 10) / 20 for the lengths above
-        meta.ioam_nodes = (bit<8>)((((bit<16>)hdr.ioam.len - 10) * 13) >> 8);
-        meta.words_left = (bit<8>)((((bit<16>)hdr.ioam.len - 10) * 13) >> 8);
-        transition select(meta.words_left) {
-            0: hbh_opts;
-            default: hbh_ioam_node;
+        meta.ioam_words = (hdr.ioam.len - 10) >> 2;
+        bit<8> rem = (bit<8>)hdr.trace.remaining_len;     // (these differences are > -128)
+        bit<8> nl = (bit<8>)hdr.trace.node_len;
+        bit<8> beyond = meta.ioam_words - rem;
+        bit<8> room = rem - nl;
+        bit<8> longer = ICPN_IOAM_RECORD_WORDS - nl;
+        ioam_empty_words = room;
+        ioam_filled_words = meta.ioam_words - rem;
+        meta.words_left = nl;
+        transition select(beyond[7:7], room[7:7], longer[7:7], nl) {
+            (1, _, _, _): hbh_ioam_beyond;
+            (0, 1, _, _): hbh_ioam_no_record;
+            (0, 0, 1, _): hbh_ioam_no_record;
+            (0, 0, 0, 0): hbh_ioam_no_record;
+            default: hbh_ioam_empty;
         }
     }
 
-    state hbh_ioam_node {
-        packet.extract(hdr.ioam_record.next);
-        meta.words_left = meta.words_left - 1;
-        transition select(meta.words_left) {
-            0: hbh_opts;
-            default: hbh_ioam_node;
+    state hbh_ioam_beyond {
+        ioam_empty_words = 0;
+        ioam_filled_words = meta.ioam_words;
+        meta.words_left = 0;
+        transition hbh_ioam_empty;
+    }
+
+    state hbh_ioam_no_record {
+        ioam_empty_words = (bit<8>)hdr.trace.remaining_len;
+        meta.words_left = 0;
+        transition hbh_ioam_empty;
+    }
+
+    state hbh_ioam_empty {
+        transition select(ioam_empty_words) {
+            0: hbh_ioam_record;
+            default: hbh_ioam_empty_words;
         }
+    }
+
+    state hbh_ioam_empty_words {
+        packet.extract(hdr.ioam_empty, (bit<32>)ioam_empty_words * 32);
+        transition hbh_ioam_record;
+    }
+
+    state hbh_ioam_record {
+        transition select(meta.words_left) {
+            IOAM_RECORD_NEXT
+        }
+    }
+
+    // The record in steps of 8, 4, 2 and 1 words: fewer parser states than one word at a time.
+    IOAM_RECORD_STATE(1, IOAM_WORD)
+    IOAM_RECORD_STATE(2, IOAM_WORD IOAM_WORD)
+    IOAM_RECORD_STATE(4, IOAM_WORD IOAM_WORD IOAM_WORD IOAM_WORD)
+    IOAM_RECORD_STATE(8, IOAM_WORD IOAM_WORD IOAM_WORD IOAM_WORD
+                         IOAM_WORD IOAM_WORD IOAM_WORD IOAM_WORD)
+
+    state hbh_ioam_filled {
+        transition select(ioam_filled_words) {
+            0: hbh_opts;
+            default: hbh_ioam_filled_words;
+        }
+    }
+
+    state hbh_ioam_filled_words {
+        packet.extract(hdr.ioam_filled, (bit<32>)ioam_filled_words * 32);
+        transition hbh_opts;
     }
 
     state hbh_ioam_raw {

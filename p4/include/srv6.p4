@@ -40,7 +40,9 @@ control StripOuter(inout headers_t hdr) {
         hdr.ioam.setInvalid();
         hdr.trace.setInvalid();
         hdr.ioam_raw.setInvalid();
-        hdr.ioam_record.pop_front(ICPN_IOAM_MAX_NODES);
+        hdr.ioam_empty.setInvalid();
+        hdr.ioam_record.pop_front(ICPN_IOAM_RECORD_WORDS);
+        hdr.ioam_filled.setInvalid();
         hdr.doh1.setInvalid();
         hdr.doh1_body.setInvalid();
         hdr.rh.setInvalid();

@@ -46,7 +46,8 @@ IFIT_ROLE_NONE = K.IFIT_ROLE_NONE
 IFIT_ROLE_HEAD = K.IFIT_ROLE_HEAD
 IFIT_ROLE_TRANSIT = K.IFIT_ROLE_TRANSIT
 IFIT_ROLE_TAIL = K.IFIT_ROLE_TAIL
-# ifit head with another trace type: what each word of its record holds (4 bits per word).
+# What each word of a node's IOAM record holds (4 bits per word; the P4 program picks word
+# 32 * GEN_* of the record it computed, so these are 0..5 in this order).
 GEN_HOP_NODE = 0
 GEN_PORTS = 1
 GEN_SECONDS = 2
@@ -68,9 +69,11 @@ DROP_P4_LIMIT = 250
 DROP_P4_LIMIT_NAME = "p4-limit"
 
 # Sizes of the P4 program's registers and header stacks (docs/p4.md "Limits").
-IOAM_MAX_NODES = 8  # pre-allocated area parsed as node records of 5 words (NodeLen 5)
+IOAM_MAX_NODES = 8  # a head's default-type area: set_ifit_head1..8
 IOAM_GEN_REC_WORDS = 8  # a head with another trace type: words of its own record
 IOAM_GEN_ZERO_WORDS = 32  # ... and of the empty records before it
+IOAM_AREA_WORDS = 61  # a received trace's area (ioam_empty / ioam_filled): all one option holds
+IOAM_RECORD_WORDS = 25  # the longest node record (trace-type bits 0-21, bits 8-10 wide)
 APN_MAX_WORDS = 12  # APN-ID words + parameter words in one APN option
 CMS_MAX_ROWS = 4
 CMS_MAX_WIDTH = 4096

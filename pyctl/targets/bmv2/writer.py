@@ -188,6 +188,39 @@ def _trace_words(trace_type: int) -> list[int]:
     return out
 
 
+def _packed(words: list[int]) -> int:
+    """4 bits per word, the first word lowest (meta.ifit_gen_sel, meta.ioam_sel)."""
+    return sum(s << (4 * i) for i, s in enumerate(words))
+
+
+# The three tables that give a received trace type's record layout, one octet each: table,
+# action, the octet's place in the 24 bits.
+_TRACE_OCTETS = (
+    ("ioam_trace_bits_0_7", "words_0_7", 16),
+    ("ioam_trace_bits_8_15", "words_8_15", 8),
+    ("ioam_trace_bits_16_23", "words_16_23", 0),
+)
+
+
+def _trace_octet_entries() -> list[TableEntry]:
+    """Every octet value of each third of a trace type -> its words and their sources: the
+    switch concatenates the three to lay out a record of the packet's own trace type."""
+    out: list[TableEntry] = []
+    for table, action, shift in _TRACE_OCTETS:
+        for octet in range(256):
+            words = _trace_words(octet << shift)
+            if words:
+                out.append(
+                    TableEntry(
+                        table,
+                        {"octet": octet},
+                        action,
+                        {"words": len(words), "sel": _packed(words)},
+                    )
+                )
+    return out
+
+
 def check_limits(node: NodeConfig) -> list[str]:
     """What this node asks of the P4 program that it cannot do (docs/p4.md "Limits")."""
     problems: list[str] = []
@@ -199,23 +232,18 @@ def check_limits(node: NodeConfig) -> list[str]:
             f"apn.option_type {node.apn.option_type:#x}: the P4 parser knows "
             f"{C.APN_OPT_TYPE_DEFAULT:#x} only"
         )
-    if node.ifit.trace_type != C.IOAM_TRACE_TYPE_DEFAULT:
-        if node.ifit.role is not IFITRole.HEAD:
+    # A transit or tail stamps with the packet's trace type: only a head's own layout is bounded.
+    if node.ifit.role is IFITRole.HEAD and node.ifit.trace_type != C.IOAM_TRACE_TYPE_DEFAULT:
+        words = len(_trace_words(node.ifit.trace_type))
+        empty = (node.ifit.max_nodes - 1) * words
+        if words > codes.IOAM_GEN_REC_WORDS or empty > codes.IOAM_GEN_ZERO_WORDS:
             problems.append(
-                f"ifit.trace_type {node.ifit.trace_type:#x}: a transit or tail stamps the default "
-                f"{C.IOAM_TRACE_TYPE_DEFAULT:#x} only"
+                f"ifit.trace_type {node.ifit.trace_type:#x} with max_nodes "
+                f"{node.ifit.max_nodes}: a head stamps records of at most "
+                f"{codes.IOAM_GEN_REC_WORDS} words after at most "
+                f"{codes.IOAM_GEN_ZERO_WORDS} empty words"
             )
-        else:
-            words = len(_trace_words(node.ifit.trace_type))
-            empty = (node.ifit.max_nodes - 1) * words
-            if words > codes.IOAM_GEN_REC_WORDS or empty > codes.IOAM_GEN_ZERO_WORDS:
-                problems.append(
-                    f"ifit.trace_type {node.ifit.trace_type:#x} with max_nodes "
-                    f"{node.ifit.max_nodes}: a head stamps records of at most "
-                    f"{codes.IOAM_GEN_REC_WORDS} words after at most "
-                    f"{codes.IOAM_GEN_ZERO_WORDS} empty words"
-                )
-    if not 1 <= node.ifit.max_nodes <= codes.IOAM_MAX_NODES:
+    elif node.ifit.role is IFITRole.HEAD and not 1 <= node.ifit.max_nodes <= codes.IOAM_MAX_NODES:
         problems.append(f"ifit.max_nodes {node.ifit.max_nodes}: 1..{codes.IOAM_MAX_NODES} in P4")
     if node.elephant.enabled:
         if node.elephant.rows > codes.CMS_MAX_ROWS:
@@ -403,6 +431,15 @@ def node_program(node: NodeConfig) -> NodeProgram:
             default=True,
         )
     )
+    if node.ifit.role is not IFITRole.NONE:
+        prog.defaults.append(
+            TableEntry(
+                "ioam_node_cfg",
+                action="set_ioam_node",
+                params={"namespace": node.ifit.namespace_id},
+                default=True,
+            )
+        )
     if node.ifit.role is IFITRole.HEAD and node.ifit.trace_type != C.IOAM_TRACE_TYPE_DEFAULT:
         words = _trace_words(node.ifit.trace_type)
         prog.defaults.append(
@@ -416,7 +453,7 @@ def node_program(node: NodeConfig) -> NodeProgram:
                     "trace": node.ifit.trace_type,
                     "max_nodes": node.ifit.max_nodes,
                     "node_words": len(words),
-                    "sel": sum(s << (4 * i) for i, s in enumerate(words)),
+                    "sel": _packed(words),
                 },
                 default=True,
             )
@@ -485,6 +522,8 @@ def node_program(node: NodeConfig) -> NodeProgram:
                     priority=_by_order(i),
                 )
             )
+    if node.ifit.role is not IFITRole.NONE:
+        prog.entries += _trace_octet_entries()
     if node.ecn.enabled:
         prog.entries += _ecn_entries(node)
 
