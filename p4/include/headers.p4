@@ -422,6 +422,11 @@ struct meta_t {
 
     // PFC
     bit<1>  pfc_emit;
+
+    // Bytes queued at the egress port (QueueBytesIn / QueueBytesOut, outside test mode)
+    bit<32> queue_bytes;   // found queued when ingress sent the packet
+    bit<32> queue_mark;    // the port's running total of bytes sent, this packet included
+    bit<1>  queue_counted;
 }
 
 #endif

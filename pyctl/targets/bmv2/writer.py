@@ -191,9 +191,6 @@ def _trace_words(trace_type: int) -> list[int]:
 def check_limits(node: NodeConfig) -> list[str]:
     """What this node asks of the P4 program that it cannot do (docs/p4.md "Limits")."""
     problems: list[str] = []
-    for p in node.ports:
-        if not 0 < p.index < C.MAX_PORTS:
-            problems.append(f"port {p.index}: BMv2 ports are 1..{C.MAX_PORTS - 1} here")
     if node.apn.option_type != C.APN_OPT_TYPE_DEFAULT:
         problems.append(
             f"apn.option_type {node.apn.option_type:#x}: the P4 parser knows "
@@ -222,8 +219,6 @@ def check_limits(node: NodeConfig) -> list[str]:
             problems.append(f"elephant.rows {node.elephant.rows}: at most {codes.CMS_MAX_ROWS}")
         if node.elephant.width > codes.CMS_MAX_WIDTH:
             problems.append(f"elephant.width {node.elephant.width}: at most {codes.CMS_MAX_WIDTH}")
-    if node.ecn.enabled and node.ecn.kmax_packets >= 4096:
-        problems.append(f"ecn.kmax_packets {node.ecn.kmax_packets}: at most 4095 in P4")
     for pol in node.policies:
         for sl in pol.sid_lists:
             if len(sl.segments) > C.MAX_SEGMENTS:
@@ -309,21 +304,9 @@ def _encap(
     return f"encap{len(wire)}", params
 
 
-def _ecn_entries(node: NodeConfig) -> list[TableEntry]:
-    e = node.ecn
-    kmin, kmax = e.kmin_packets, e.kmax_packets
-    top = int(e.pmax * (1 << 32))
-    out = []
-    for q in range(kmax + 1):
-        if q <= kmin:
-            out.append(TableEntry("ecn_prob", {"qdepth": q}, "mark_below", {"t": 0}))
-            continue
-        t = top * (q - kmin) // (kmax - kmin)
-        if t >= 1 << 32:
-            out.append(TableEntry("ecn_prob", {"qdepth": q}, "mark_always"))
-        else:
-            out.append(TableEntry("ecn_prob", {"qdepth": q}, "mark_below", {"t": t}))
-    return out
+def ecn_top(pmax: float) -> int:
+    """floor(pmax * 2^32) (docs/pipeline.md 5): 2^32 for pmax 1.0, so every draw marks at Kmax."""
+    return int(pmax * (1 << 32))
 
 
 def node_program(node: NodeConfig) -> NodeProgram:
@@ -346,6 +329,7 @@ def node_program(node: NodeConfig) -> NodeProgram:
                 "ifit": role,
                 "apn_carrier": _APN_CARRIER[node.apn.carrier],
                 "apn_tlv_type": node.apn.srh_tlv_type,
+                "ecn": int(node.ecn.enabled),
             },
             default=True,
         )
@@ -486,7 +470,18 @@ def node_program(node: NodeConfig) -> NodeProgram:
                 )
             )
     if node.ecn.enabled:
-        prog.entries += _ecn_entries(node)
+        prog.defaults.append(
+            TableEntry(
+                "ecn_cfg",
+                action="set_ecn",
+                params={
+                    "kmin_bytes": node.ecn.kmin_bytes,
+                    "kmax_bytes": node.ecn.kmax_bytes,
+                    "pmax_t": ecn_top(node.ecn.pmax),
+                },
+                default=True,
+            )
+        )
 
     # Clone sessions: the IFIT report goes out of the FIB answer for the collector; a PFC frame
     # goes back out of the port it answers.
@@ -515,9 +510,19 @@ def context_writes(ctx: PacketContext) -> ContextWrites:
         params={"time_us": ctx.time_us, "rand32": ctx.rand32},
         default=True,
     )
+    ports = sorted(set(ctx.egress_queue_packets) | set(ctx.egress_queue_bytes))
     qdepth = [
-        TableEntry("test_qdepth", {"port": port}, "set_qdepth", {"packets": n})
-        for port, n in sorted(ctx.egress_queue_packets.items())
+        TableEntry(
+            "test_qdepth",
+            {"port": port},
+            "set_qdepth",
+            {
+                "packets": ctx.egress_queue_packets.get(port, 0),
+                # (32 bits: anything above Kmax < 2^30 marks the same)
+                "bytes": min(ctx.egress_queue_bytes.get(port, 0), 0xFFFFFFFF),
+            },
+        )
+        for port in ports
     ]
     ingress = [
         TableEntry(
