@@ -54,8 +54,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     ApnClassify() apn;
     Elephant() elephant;
     Headend() headend;
-    ApnFill() apn_mark;
-    ApnFill() doh_mark;
+    ApnInsert() apn_insert;
     // (@name: the P4Info names of the pad tables inside stay what the controller knows)
     @name("e_doh_layout") DohLayout() encap_doh_layout;
     @name("n_doh_layout") DohLayout() inserted_doh_layout;
@@ -84,9 +83,10 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     }
 
     action set_node(ip6_t source_addr, bit<8> flowlabel, bit<8> ifit, bit<8> apn_carrier,
-                    bit<8> apn_tlv_type, bit<1> ecn) {
+                    bit<8> apn_type, bit<8> apn_tlv_type, bit<1> ecn) {
         ecn_enabled = ecn;
         meta.apn_carrier = apn_carrier;
+        meta.apn_type = apn_type;
         meta.apn_tlv_type = apn_tlv_type;
         source = source_addr;
         flowlabel_mode = flowlabel;
@@ -246,6 +246,12 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             if (meta.ifit_head == 1) {
                 ifit_counts.count((bit<32>)(meta.flowmon_id[9:0] ++ meta.ifit_l));
             }
+            // Without encapsulation: an APN-ID from the QP map or a classifier goes into the
+            // packet itself (a carried option stays as it is).
+            if (meta.encap == 0 && meta.apn_valid == 1 && meta.apn_from_pkt == 0
+                && hdr.ipv6.isValid()) {
+                apn_insert.apply(hdr, meta);
+            }
             if (meta.encap == 0) {
                 // 6. Transit forwarding on the destination.
                 meta.fib_lookup = 1;
@@ -299,37 +305,6 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                 } else if (meta.encap == 0) {
                     ipv4_ttl.apply(hdr.ipv4);
                 }
-            }
-        }
-
-        // Network-side APN marking without encapsulation: a new HBH[APN, padding] right after
-        // the IPv6 header; a packet that has a HBH keeps it as it is. DOH carrier: a new
-        // DOH[APN, padding] after the IPv6 header or its HBH, unless a DOH is already there.
-        // The SRH TLV carrier inserts nothing.
-        if (meta.drop_reason == 0 && meta.behaviour == 0 && meta.encap == 0
-            && meta.apn_valid == 1 && meta.apn_from_pkt == 0 && hdr.ipv6.isValid()) {
-            if (meta.apn_carrier == ICPN_APN_CARRIER_DOH) {
-                if (hdr.hbh.isValid()) {
-                    if (hdr.hbh.next_hdr != ICPN_IPPROTO_DSTOPTS) {
-                        hdr.inserted_doh.setValid();
-                        hdr.inserted_doh.next_hdr = hdr.hbh.next_hdr;
-                        hdr.hbh.next_hdr = ICPN_IPPROTO_DSTOPTS;
-                    }
-                } else if (hdr.ipv6.next_hdr != ICPN_IPPROTO_DSTOPTS) {
-                    hdr.inserted_doh.setValid();
-                    hdr.inserted_doh.next_hdr = hdr.ipv6.next_hdr;
-                    hdr.ipv6.next_hdr = ICPN_IPPROTO_DSTOPTS;
-                }
-                if (hdr.inserted_doh.isValid()) {
-                    doh_mark.apply(hdr.inserted_doh_apn, hdr.inserted_doh_apn_word, meta);
-                }
-            } else if (meta.apn_carrier == ICPN_APN_CARRIER_HBH && !hdr.hbh.isValid()) {
-                hdr.hbh.setValid();
-                hdr.hbh.next_hdr = hdr.ipv6.next_hdr;
-                hdr.hbh.len = 0;
-                hdr.ipv6.next_hdr = ICPN_IPPROTO_HOPOPTS;
-                meta.hbh_len_in = 0;
-                apn_mark.apply(hdr.apn, hdr.apn_word, meta);
             }
         }
 

@@ -128,7 +128,7 @@ class BMv2DataPlane(DataPlane):
     def _push(self) -> None:
         """Pipeline (fresh state) + every entry of the node: what a restart needs too."""
         assert self.switch is not None and self.program is not None
-        self.switch.set_pipeline(self.p4info, build.JSON.read_bytes())
+        self.switch.set_pipeline(self.p4info, self.program.device_config(build.JSON.read_bytes()))
         updates = [Update("modify", d) for d in self.program.defaults]
         updates += [Update("insert", e) for e in self.program.inserts()]
         self.switch.write(updates)

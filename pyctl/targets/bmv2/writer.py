@@ -8,7 +8,9 @@ P4Info names (resolved to ids by `pyctl.p4rt`); the numbers shared with the P4 s
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import json
 from dataclasses import dataclass, field
 
 from pyctl import constants as C
@@ -62,9 +64,54 @@ class NodeProgram:
     defaults: list[TableEntry] = field(default_factory=list)  # default-action modifications
     entries: list[TableEntry] = field(default_factory=list)
     clone_sessions: list[CloneSession] = field(default_factory=list)
+    # Parser value sets (P4Info alias -> members). BMv2's P4Runtime server cannot write them
+    # (ValueSetEntry: UNIMPLEMENTED), so they go into the program itself: device_config().
+    value_sets: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def inserts(self) -> list[Entity]:
         return [*self.clone_sessions, *self.entries]
+
+    def device_config(self, bmv2_json: bytes) -> bytes:
+        """The BMv2 JSON to load on this node's switch: `bmv2_json` (p4/build/icpn.json) with
+        each parser transition on a value set made a transition on its members."""
+        return with_value_sets(bmv2_json, tuple(sorted(self.value_sets.items())))
+
+
+@functools.lru_cache(maxsize=8)
+def with_value_sets(bmv2_json: bytes, members: tuple[tuple[str, tuple[int, ...]], ...]) -> bytes:
+    """BMv2 JSON whose `parse_vset` transitions match the given members, as constants: what a
+    P4Runtime ValueSetEntry write would make them match (an empty set matches nothing). A set
+    is named by its P4Info alias (its name without the parser's, e.g. "apn_option_type")."""
+    program = json.loads(bmv2_json)
+    by_name = dict(members)
+    widths: dict[str, int] = {}
+    for vset in program.get("parse_vsets", []):
+        alias = vset["name"].rsplit(".", 1)[-1]
+        widths[vset["name"]] = vset["compressed_bitwidth"]
+        if alias in by_name:
+            by_name[vset["name"]] = by_name.pop(alias)
+    unknown = sorted(n for n in by_name if n not in widths)
+    if unknown:
+        raise ValueError(f"value set {unknown[0]!r} is not in the program")
+    for parser in program.get("parsers", []):
+        for state in parser.get("parse_states", []):
+            transitions = []
+            for t in state.get("transitions", []):
+                if t.get("type") != "parse_vset":
+                    transitions.append(t)
+                    continue
+                digits = (widths[t["value"]] + 3) // 4
+                for v in by_name.get(t["value"], ()):
+                    transitions.append(
+                        {
+                            "type": "hexstr",
+                            "value": f"0x{v:0{digits}x}",
+                            "mask": None,
+                            "next_state": t["next_state"],
+                        }
+                    )
+            state["transitions"] = transitions
+    return json.dumps(program).encode()
 
 
 def magic(divisor: int, shift: int) -> int:
@@ -191,11 +238,6 @@ def _trace_words(trace_type: int) -> list[int]:
 def check_limits(node: NodeConfig) -> list[str]:
     """What this node asks of the P4 program that it cannot do (docs/p4.md "Limits")."""
     problems: list[str] = []
-    if node.apn.option_type != C.APN_OPT_TYPE_DEFAULT:
-        problems.append(
-            f"apn.option_type {node.apn.option_type:#x}: the P4 parser knows "
-            f"{C.APN_OPT_TYPE_DEFAULT:#x} only"
-        )
     if node.ifit.trace_type != C.IOAM_TRACE_TYPE_DEFAULT:
         if node.ifit.role is not IFITRole.HEAD:
             problems.append(
@@ -314,7 +356,7 @@ def node_program(node: NodeConfig) -> NodeProgram:
     problems = check_limits(node)
     if problems:
         raise P4Unsupported(f"node {node.name!r}: " + "; ".join(problems))
-    prog = NodeProgram()
+    prog = NodeProgram(value_sets={"apn_option_type": (node.apn.option_type,)})
     role = _ROLE[node.ifit.role]
     source = int(node.source) if node.source is not None else 0
 
@@ -328,6 +370,7 @@ def node_program(node: NodeConfig) -> NodeProgram:
                 "flowlabel": _FLOWLABEL[node.flowlabel],
                 "ifit": role,
                 "apn_carrier": _APN_CARRIER[node.apn.carrier],
+                "apn_type": node.apn.option_type,
                 "apn_tlv_type": node.apn.srh_tlv_type,
                 "ecn": int(node.ecn.enabled),
             },
