@@ -234,3 +234,30 @@ def test_apn_insertion_past_65535_is_too_big(plane: BMv2DataPlane) -> None:
         res = plane._collect(timeout_s=1.0)
         # 65519 leaves (65589 octets) on port 2, which the veth refuses: no frame, no drop report
         assert res.drop == (drop or "no-verdict"), payload
+
+
+def test_live_byte_depth_returns_to_zero(plane: BMv2DataPlane) -> None:
+    """Outside test mode q is the bytes the switch counts in its egress queue: with Kmax 1 byte
+    any packet still counted there marks the next one. After a burst (which queues, marks and
+    loses frames), frames sent one at a time (each out before the next) find the queue empty, so
+    none is marked: what ingress adds, egress takes back, lost frames included."""
+    from pyctl.p4rt import Update
+    from pyctl.targets.bmv2.writer import live_context
+
+    plane.configure(router_node(ecn={"enabled": True, "kmin_bytes": 0, "kmax_bytes": 1}))
+    assert plane.switch is not None
+    plane.switch.write([Update("modify", live_context())])
+    frame = bytes(
+        Ether(dst=MAC_IN)
+        / IPv6(src="2001:db8:1::1", dst="2001:db8:2::2", tc=0x02)
+        / UDP(sport=1, dport=2)
+    )
+    plane._drain()
+    for _ in range(200):
+        plane.sockets[1].send(frame)
+    plane._collect(timeout_s=1.0)
+    for _ in range(20):
+        plane._drain()
+        plane.sockets[1].send(frame)
+        (out,) = plane._collect(timeout_s=1.0).outputs
+        assert out.port == 2 and Ether(out.frame)[IPv6].tc == 0x02
