@@ -248,8 +248,8 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             }
             // Without encapsulation: an APN-ID from the QP map or a classifier goes into the
             // packet itself (a carried option stays as it is).
-            if (meta.encap == 0 && meta.apn_valid == 1 && meta.apn_from_pkt == 0
-                && hdr.ipv6.isValid()) {
+            if (meta.drop_reason == 0 && meta.encap == 0 && meta.apn_valid == 1
+                && meta.apn_from_pkt == 0 && hdr.ipv6.isValid()) {
                 apn_insert.apply(hdr, meta);
             }
             if (meta.encap == 0) {
