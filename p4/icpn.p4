@@ -42,18 +42,19 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     ip6_t  source;
     bit<8> flowlabel_mode;
     bit<8> ifit_role;
+    bit<1> ecn_enabled;
     mac_t  in_mac;
     opt_generic_t no_option;
 
     PfcIngress() pfc;
     PfcHold() pfc_hold;
+    QueueBytesIn() queue_in;
     FlowKey() flow_key;
     SRv6Endpoint() endpoint;
     ApnClassify() apn;
     Elephant() elephant;
     Headend() headend;
-    ApnFill() apn_mark;
-    ApnFill() doh_mark;
+    ApnInsert() apn_insert;
     // (@name: the P4Info names of the pad tables inside stay what the controller knows)
     @name("e_doh_layout") DohLayout() encap_doh_layout;
     @name("n_doh_layout") DohLayout() inserted_doh_layout;
@@ -83,8 +84,10 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     }
 
     action set_node(ip6_t source_addr, bit<8> flowlabel, bit<8> ifit, bit<8> apn_carrier,
-                    bit<8> apn_tlv_type) {
+                    bit<8> apn_type, bit<8> apn_tlv_type, bit<1> ecn) {
+        ecn_enabled = ecn;
         meta.apn_carrier = apn_carrier;
+        meta.apn_type = apn_type;
         meta.apn_tlv_type = apn_tlv_type;
         source = source_addr;
         flowlabel_mode = flowlabel;
@@ -132,6 +135,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         source = 0;
         flowlabel_mode = ICPN_FLOWLABEL_HASH;
         ifit_role = ICPN_IFIT_ROLE_NONE;
+        ecn_enabled = 0;
         meta.in_port = (bit<16>)sm.ingress_port;
         meta.now_us = sm.ingress_global_timestamp;
         meta.frame_len = sm.packet_length;
@@ -242,6 +246,12 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             if (meta.ifit_head == 1) {
                 ifit_counts.count((bit<32>)(meta.flowmon_id[9:0] ++ meta.ifit_l));
             }
+            // Without encapsulation: an APN-ID from the QP map or a classifier goes into the
+            // packet itself (a carried option stays as it is).
+            if (meta.drop_reason == 0 && meta.encap == 0 && meta.apn_valid == 1
+                && meta.apn_from_pkt == 0 && hdr.ipv6.isValid()) {
+                apn_insert.apply(hdr, meta);
+            }
             if (meta.encap == 0) {
                 // 6. Transit forwarding on the destination.
                 meta.fib_lookup = 1;
@@ -298,37 +308,6 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             }
         }
 
-        // Network-side APN marking without encapsulation: a new HBH[APN, padding] right after
-        // the IPv6 header; a packet that has a HBH keeps it as it is. DOH carrier: a new
-        // DOH[APN, padding] after the IPv6 header or its HBH, unless a DOH is already there.
-        // The SRH TLV carrier inserts nothing.
-        if (meta.drop_reason == 0 && meta.behaviour == 0 && meta.encap == 0
-            && meta.apn_valid == 1 && meta.apn_from_pkt == 0 && hdr.ipv6.isValid()) {
-            if (meta.apn_carrier == ICPN_APN_CARRIER_DOH) {
-                if (hdr.hbh.isValid()) {
-                    if (hdr.hbh.next_hdr != ICPN_IPPROTO_DSTOPTS) {
-                        hdr.inserted_doh.setValid();
-                        hdr.inserted_doh.next_hdr = hdr.hbh.next_hdr;
-                        hdr.hbh.next_hdr = ICPN_IPPROTO_DSTOPTS;
-                    }
-                } else if (hdr.ipv6.next_hdr != ICPN_IPPROTO_DSTOPTS) {
-                    hdr.inserted_doh.setValid();
-                    hdr.inserted_doh.next_hdr = hdr.ipv6.next_hdr;
-                    hdr.ipv6.next_hdr = ICPN_IPPROTO_DSTOPTS;
-                }
-                if (hdr.inserted_doh.isValid()) {
-                    doh_mark.apply(hdr.inserted_doh_apn, hdr.inserted_doh_apn_word, meta);
-                }
-            } else if (meta.apn_carrier == ICPN_APN_CARRIER_HBH && !hdr.hbh.isValid()) {
-                hdr.hbh.setValid();
-                hdr.hbh.next_hdr = hdr.ipv6.next_hdr;
-                hdr.hbh.len = 0;
-                hdr.ipv6.next_hdr = ICPN_IPPROTO_HOPOPTS;
-                meta.hbh_len_in = 0;
-                apn_mark.apply(hdr.apn, hdr.apn_word, meta);
-            }
-        }
-
         // PFC: a packet for a paused (port, priority) is held.
         if (meta.drop_reason == 0) {
             pfc_hold.apply(meta);
@@ -381,6 +360,18 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                 }
             }
             sm.egress_spec = (port_t)meta.out_port;
+            if (ecn_enabled == 1 && meta.test_mode == 0) {
+                // ECN's queue depth in bytes: the frame as it will leave (headers pushed).
+                bit<32> out_len;
+                if (hdr.encap_ipv6.isValid()) {
+                    out_len = 54 + (bit<32>)hdr.encap_ipv6.payload_len;
+                } else if (hdr.ipv6.isValid()) {
+                    out_len = 54 + (bit<32>)hdr.ipv6.payload_len;
+                } else {
+                    out_len = 14 + (bit<32>)hdr.ipv4.total_len;
+                }
+                queue_in.apply(meta, meta.out_port, out_len);
+            }
             if (meta.report == 1) {
                 meta.clone_kind = ICPN_CLONE_KIND_REPORT;
                 clone_preserving_field_list(CloneType.I2E, ICPN_REPORT_SESSION,
@@ -421,6 +412,7 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
     mac_t   src_mac;
     bit<16> qd_port;
     bit<32> qdepth;
+    bit<32> qbytes;
 
     FlowKey() report_key;
     IoamRecord() record_head;
@@ -431,6 +423,7 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
     IoamStamp() stamp_tail;
     IfitReport() ifit_report;
     PfcFrame() pfc_frame;
+    QueueBytesOut() queue_out;
     Ecn() ecn;
 
     action set_egress_node(bit<24> node, bit<8> ifit, bit<1> ecn_on, ip6_t source_addr,
@@ -461,11 +454,13 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
         size = 512;
     }
 
-    action set_qdepth(bit<32> packets) {
+    action set_qdepth(bit<32> packets, bit<32> bytes) {
         qdepth = packets;
+        qbytes = bytes;
     }
 
-    // Test mode: PacketContext.egress_queue_packets (no entry: 0).
+    // Test mode: PacketContext.egress_queue_packets (IOAM) and egress_queue_bytes (ECN) (no
+    // entry: 0).
     table test_qdepth {
         key = { qd_port: exact @name("port"); }
         actions = { set_qdepth; NoAction; }
@@ -485,6 +480,7 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
         if (meta.bypass == 1) {
             exit;
         }
+        queue_out.apply(meta, (bit<16>)sm.egress_port);
         egress_cfg.apply();
         port_mac.apply();
         ioam_record_t rec;     // this node's IOAM record
@@ -494,12 +490,14 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
         // forwarded packet took: the last depth seen there).
         qd_port = (bit<16>)sm.egress_port;
         qdepth = (bit<32>)sm.enq_qdepth;
+        qbytes = meta.queue_bytes;
         if (is_clone) {
             qd_port = meta.out_port;
             last_qdepth.read(qdepth, (bit<32>)meta.out_port & 511);
         }
         if (meta.test_mode == 1) {
             qdepth = 0;
+            qbytes = 0;
             test_qdepth.apply();
         }
         if (is_clone) {
@@ -545,7 +543,7 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
 
             // 8. ECN on the outermost header, then the Ethernet rewrite.
             if (ecn_enabled == 1) {
-                ecn.apply(hdr, meta, qdepth);
+                ecn.apply(hdr, meta, qbytes);
             }
             hdr.ethernet.src = src_mac;
             hdr.ethernet.dst = meta.nh_mac;

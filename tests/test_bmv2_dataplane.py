@@ -156,3 +156,114 @@ def test_switch_refusal_names_entity_and_field(plane: BMv2DataPlane) -> None:
         plane.switch.insert([dup])
     assert e.value.entity is not None and "fib" in e.value.entity
     assert e.value.code == "ALREADY_EXISTS"
+
+
+def router_node(**extra: object) -> NodeConfig:
+    data: dict[str, object] = {
+        "name": "R",
+        "role": "transit",
+        "node_id": 9,
+        "ports": [{"index": 1, "mac": MAC_IN}, {"index": 2, "mac": MAC_OUT}],
+        "routes": [{"prefix": "2001:db8:2::/48", "port": 2, "mac": NEXT}],
+    }
+    data.update(extra)
+    return node_from_dict(data, "test")
+
+
+def contract_marks(q: int, rand32: int, kmin: int, kmax: int, pmax: float) -> bool:
+    """docs/pipeline.md 5 as written there (a division), for the switch's (a product) to meet."""
+    if q <= kmin:
+        return False
+    if q > kmax:
+        return True
+    return rand32 < int(pmax * (1 << 32)) * (q - kmin) // (kmax - kmin)
+
+
+@pytest.mark.parametrize("pmax", [1.0, 0.2])
+def test_ecn_byte_thresholds_at_their_edges(plane: BMv2DataPlane, pmax: float) -> None:
+    """The widest thresholds the model accepts (Kmax 2^30), an odd span, every boundary of q,
+    draws on both sides of T: the switch's cross-multiplication equals the contract's division."""
+    kmin, kmax = 1_000_000_007, 1 << 30
+    plane.configure(
+        router_node(ecn={"enabled": True, "kmin_bytes": kmin, "kmax_bytes": kmax, "pmax": pmax})
+    )
+    top = int(pmax * (1 << 32))
+    span = kmax - kmin
+    frame = bytes(
+        Ether(dst=MAC_IN)
+        / IPv6(src="2001:db8:1::1", dst="2001:db8:2::2", tc=0x02)
+        / UDP(sport=1, dport=2)
+    )
+    for q in (kmin, kmin + 1, kmin + span // 3, kmax - 1, kmax, kmax + 1):
+        t = top * max(0, min(q, kmax) - kmin) // span
+        for rand32 in sorted({max(0, t - 1), min(t, (1 << 32) - 1), 0, (1 << 32) - 1}):
+            ctx = PacketContext(in_port=1, rand32=rand32, egress_queue_bytes={2: q})
+            (out,) = plane.process(frame, ctx).outputs
+            marked = Ether(out.frame)[IPv6].tc & 3 == 3
+            assert marked == contract_marks(q, rand32, kmin, kmax, pmax), (q, rand32, t)
+
+
+def test_apn_insertion_past_65535_is_too_big(plane: BMv2DataPlane) -> None:
+    """A 16-octet HBH inserted into a Payload Length of 65520 would make it 65536: too-big; 65519
+    is not refused. (Frames this long exceed what a veth carries, MTU 65535 + 14 octets: they
+    enter through the CPU port as packet-outs processed as if received on port 1.)"""
+    from pyctl.targets.bmv2 import codes
+
+    plane.configure(
+        router_node(
+            apn={
+                "option_type": 0x3E,
+                "classifiers": [{"match": {"dst": "2001:db8:2::/48"}, "apn_id": 0x10002}],
+            }
+        )
+    )
+    assert plane.switch is not None
+    for payload, drop in ((65520, "too-big"), (65519, None)):
+        frame = bytes(
+            Ether(dst=MAC_IN)
+            / IPv6(src="2001:db8:1::1", dst="2001:db8:2::2")
+            / UDP(sport=1, dport=2)
+            / bytes(payload - 8)
+        )
+        assert len(frame) == 14 + 40 + payload
+        plane._set_context(PacketContext(in_port=1))
+        plane._drain()
+        plane.switch.packet_out(
+            frame, egress_port=0, in_port=1, mode=codes.PKTOUT_PIPELINE, reserved=0
+        )
+        res = plane._collect(timeout_s=1.0)
+        if drop is not None:
+            assert res.drop == drop and res.outputs == [], payload
+            continue
+        # 65519 leaves with Payload Length 65535 (65589 octets) on port 2; a harness whose links
+        # cannot carry that sees no frame at all, and never a drop
+        assert res.drop in (None, "no-verdict"), payload
+        for out in res.outputs:
+            assert out.port == 2 and Ether(out.frame)[IPv6].plen == 65535
+
+
+def test_live_byte_depth_returns_to_zero(plane: BMv2DataPlane) -> None:
+    """Outside test mode q is the bytes the switch counts in its egress queue: with Kmax 1 byte
+    any packet still counted there marks the next one. After a burst (which queues, marks and
+    loses frames), frames sent one at a time (each out before the next) find the queue empty, so
+    none is marked: what ingress adds, egress takes back, lost frames included."""
+    from pyctl.p4rt import Update
+    from pyctl.targets.bmv2.writer import live_context
+
+    plane.configure(router_node(ecn={"enabled": True, "kmin_bytes": 0, "kmax_bytes": 1}))
+    assert plane.switch is not None
+    plane.switch.write([Update("modify", live_context())])
+    frame = bytes(
+        Ether(dst=MAC_IN)
+        / IPv6(src="2001:db8:1::1", dst="2001:db8:2::2", tc=0x02)
+        / UDP(sport=1, dport=2)
+    )
+    plane._drain()
+    for _ in range(200):
+        plane.sockets[1].send(frame)
+    plane._collect(timeout_s=1.0)
+    for _ in range(20):
+        plane._drain()
+        plane.sockets[1].send(frame)
+        (out,) = plane._collect(timeout_s=1.0).outputs
+        assert out.port == 2 and Ether(out.frame)[IPv6].tc == 0x02

@@ -3,6 +3,7 @@ P4Info: every entity of every example node must encode (names, widths, actions o
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from pyctl.targets.bmv2.writer import (
     P4Unsupported,
     check_limits,
     context_writes,
+    ecn_top,
     magic,
     node_program,
+    with_value_sets,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,24 +144,81 @@ def test_encaps_and_red_segment_lists_in_wire_order() -> None:
         assert pol.params["buckets"] == 64 and pol.priority > 0
 
 
-def test_ecn_thresholds_follow_the_pipeline_arithmetic() -> None:
-    node = _node({"ecn": {"enabled": True, "kmin_packets": 2, "kmax_packets": 6, "pmax": 0.5}})
+def test_ecn_is_configured_in_bytes() -> None:
+    """docs/pipeline.md 5: byte thresholds, floor(pmax * 2^32) (2^32 for pmax 1.0)."""
+    node = _node({"ecn": {"enabled": True, "kmin_bytes": 20_000, "kmax_bytes": 100_000}})
     prog = node_program(node)  # type: ignore[arg-type]
-    rows = {e.match["qdepth"]: e for e in prog.entries if e.table == "ecn_prob"}
-    assert set(rows) == set(range(7))
-    assert rows[2].params == {"t": 0}
-    top = int(0.5 * (1 << 32))
-    assert rows[3].params == {"t": top * 1 // 4}
-    assert rows[6].params == {"t": top}
+    (cfg,) = [e for e in prog.defaults if e.table == "ecn_cfg"]
+    assert cfg.params == {"kmin_bytes": 20_000, "kmax_bytes": 100_000, "pmax_t": 858993459}
+    (ncfg,) = [e for e in prog.defaults if e.table == "node_cfg"]
+    assert ncfg.params["ecn"] == 1
+    assert ecn_top(1.0) == 1 << 32 and ecn_top(0.5) == 1 << 31 and ecn_top(0.0) == 0
 
 
 def test_limits_are_refused_with_the_field_and_value() -> None:
-    node = _node({"apn": {"option_type": 0x3E}, "ifit": {"role": "head", "max_nodes": 9}})
+    node = _node(
+        {"elephant": {"enabled": True, "width": 8192}, "ifit": {"role": "head", "max_nodes": 9}}
+    )
     problems = check_limits(node)  # type: ignore[arg-type]
-    assert any("apn.option_type 0x3e" in p for p in problems)
+    assert any("elephant.width 8192" in p for p in problems)
     assert any("ifit.max_nodes 9" in p for p in problems)
     with pytest.raises(P4Unsupported, match="node 'A'"):
         node_program(node)  # type: ignore[arg-type]
+
+
+def test_within_the_model_ranges_nothing_is_refused() -> None:
+    """Ports 0..63, any APN option type, 8 sketch rows, any byte thresholds: no P4 limit."""
+    node = _node(
+        {
+            "ports": [
+                {"index": 0, "mac": "02:00:00:00:0a:01"},
+                {"index": 63, "mac": "02:00:00:00:0a:02"},
+            ],
+            "routes": [{"prefix": "fc00:b::/32", "port": 63, "mac": "02:00:00:00:0b:01"}],
+            "apn": {"option_type": 0x3E},
+            "elephant": {"enabled": True, "rows": 8, "width": 4096},
+            "ecn": {"enabled": True, "kmin_bytes": 0, "kmax_bytes": 1 << 30, "pmax": 1.0},
+        }
+    )
+    assert check_limits(node) == []  # type: ignore[arg-type]
+    prog = node_program(node)  # type: ignore[arg-type]
+    assert prog.value_sets == {"apn_option_type": (0x3E,)}
+
+
+def _vset_transitions(program: dict[str, object]) -> list[tuple[str, dict[str, object]]]:
+    out = []
+    for parser in program["parsers"]:  # type: ignore[attr-defined]
+        for state in parser["parse_states"]:
+            for t in state["transitions"]:
+                out.append((state["name"], t))
+    return out
+
+
+def test_value_sets_are_written_into_the_program() -> None:
+    """The committed program selects on the value set in the HBH and in both DOHs; the loaded
+    program selects on the node's option type there instead (nothing on an empty set)."""
+    if not build.JSON.exists():
+        pytest.skip("p4/build/icpn.json not built (p4c absent)")
+    base = build.JSON.read_bytes()
+    vset = [(st, t) for st, t in _vset_transitions(json.loads(base)) if t["type"] == "parse_vset"]
+    states = {st for st, _ in vset}
+    assert {"hbh_other", "doh1_tlv_type", "doh2_tlv_type"} <= states
+    prog = node_program(_node({"apn": {"option_type": 0x3E}}))  # type: ignore[arg-type]
+    loaded = json.loads(prog.device_config(base))
+    after = _vset_transitions(loaded)
+    assert not [t for _, t in after if t["type"] == "parse_vset"]
+    for st, t in vset:
+        (new,) = [n for s2, n in after if s2 == st and n["next_state"] == t["next_state"]]
+        assert new == {
+            "type": "hexstr",
+            "value": "0x3e",
+            "mask": None,
+            "next_state": t["next_state"],
+        }
+    empty = json.loads(with_value_sets(base, (("apn_option_type", ()),)))
+    assert len(_vset_transitions(empty)) == len(after) - len(vset)
+    with pytest.raises(ValueError, match="no_such_set"):
+        with_value_sets(base, (("no_such_set", (1,)),))
 
 
 def test_classifier_matches_become_ternary_keys(codec: Codec) -> None:
@@ -194,13 +254,17 @@ def test_context_writes(codec: Codec) -> None:
         time_us=1_500_000,
         rand32=9,
         egress_queue_packets={2: 12},
+        egress_queue_bytes={3: 1 << 40},
         ingress_queue_bytes={(1, 3): 90_000},
     )
     w = context_writes(ctx)
     assert w.default == TableEntry(
         "test_ctx", action="set_context", params={"time_us": 1_500_000, "rand32": 9}, default=True
     )
-    assert [e.match for e in w.qdepth] == [{"port": 2}]
+    assert [(e.match, e.params) for e in w.qdepth] == [
+        ({"port": 2}, {"packets": 12, "bytes": 0}),
+        ({"port": 3}, {"packets": 0, "bytes": 0xFFFFFFFF}),  # (beyond Kmax < 2^30 either way)
+    ]
     assert [e.match for e in w.ingress_queue] == [{"port": 1, "priority": 3}]
     for e in [w.default, *w.qdepth, *w.ingress_queue]:
         codec.entity(e)

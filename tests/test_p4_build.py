@@ -102,7 +102,7 @@ def test_p4info_has_every_name_the_writer_uses() -> None:
         "apn_qp",
         "apn_classifier",
         "ifit_flow",
-        "ecn_prob",
+        "ecn_cfg",
         "node_cfg",
         "egress_cfg",
         "elephant_cfg",

@@ -1,6 +1,6 @@
 // Congestion (SPEC 5, docs/pipeline.md sections 1 and 5): PFC frames in (pauses), PFC frame
 // generation from the ingress-queue occupancy, holding traffic for a paused port, DCQCN-style
-// ECN marking from the egress queue depth (BMv2: enq_qdepth, in packets).
+// ECN marking from the bytes queued at the egress port.
 #ifndef ICPN_CONGESTION_P4
 #define ICPN_CONGESTION_P4
 
@@ -188,29 +188,72 @@ control PfcFrame(inout headers_t hdr, in meta_t meta, in mac_t src) {
     }
 }
 
+// Bytes queued per egress port (outside test mode; BMv2 counts its queues in packets only).
+// Two running totals per port: the bytes ingress has sent to the port, and that total as it was
+// after the last packet egress took off the port's queue; their difference is what is queued.
+// A packet BMv2 drops because the queue is full (simple_switch's queues drop rather than block)
+// counts as queued until a packet sent after it leaves the queue: no count is ever left behind.
+register<bit<32>>(512) queue_bytes_in;
+register<bit<32>>(512) queue_bytes_out;
+
+// Ingress, for a packet sent to a port: the bytes it finds queued there (meta.queue_bytes), and
+// the port's total with it (meta.queue_mark, what egress records when it leaves the queue).
+control QueueBytesIn(inout meta_t meta, in bit<16> port, in bit<32> len) {
+    // One action: BMv2 holds the registers' locks for the whole action, so the read-modify-write
+    // does not race with egress threads.
+    action enqueue() {
+        bit<32> idx = (bit<32>)port & 511;
+        bit<32> sent;
+        bit<32> left;
+        queue_bytes_in.read(sent, idx);
+        queue_bytes_out.read(left, idx);
+        meta.queue_bytes = sent - left;
+        meta.queue_mark = sent + len;
+        meta.queue_counted = 1;
+        queue_bytes_in.write(idx, sent + len);
+    }
+
+    apply {
+        enqueue();
+    }
+}
+
+// Egress, for a packet ingress counted: it has left its port's queue.
+control QueueBytesOut(in meta_t meta, in bit<16> port) {
+    action dequeue() {
+        queue_bytes_out.write((bit<32>)port & 511, meta.queue_mark);
+    }
+
+    apply {
+        if (meta.queue_counted == 1) {
+            dequeue();
+        }
+    }
+}
+
 // ECN (docs/pipeline.md section 5) on the outermost IP header: ECT packets are marked CE with
-// probability 0 at q <= Kmin, always above Kmax, else iff rand32 < T(q); the controller writes
-// T(q) for every q <= Kmax (mark_always is the default: q > Kmax).
-control Ecn(inout headers_t hdr, in meta_t meta, in bit<32> qdepth) {
-    bit<1>  always;
-    bit<32> threshold;
+// probability 0 at q <= Kmin, always above Kmax, else iff rand32 < T(q) with
+// T(q) = floor(pmax * 2^32) * (q - Kmin) // (Kmax - Kmin). No division at run time:
+// for integers r, n and d > 0, r < floor(n / d) <=> r + 1 <= n / d <=> (r + 1) * d <= n, so the
+// test is (rand32 + 1) * (Kmax - Kmin) <= floor(pmax * 2^32) * (q - Kmin), exact in 64 bits
+// (each side below 2^33 * 2^30; q, Kmin, Kmax are bytes < 2^32).
+control Ecn(inout headers_t hdr, in meta_t meta, in bit<32> qbytes) {
+    bit<32> kmin;
+    bit<32> kmax;
+    bit<64> top;     // floor(pmax * 2^32), up to 2^32
     Ipv4SetCe() ipv4_ce;
     Ipv4SetCe() inner_ipv4_ce;
 
-    action mark_below(bit<32> t) {
-        always = 0;
-        threshold = t;
+    action set_ecn(bit<32> kmin_bytes, bit<32> kmax_bytes, bit<33> pmax_t) {
+        kmin = kmin_bytes;
+        kmax = kmax_bytes;
+        top = (bit<64>)pmax_t;
     }
 
-    action mark_always() {
-        always = 1;
-    }
-
-    table ecn_prob {
-        key = { qdepth: exact @name("qdepth"); }
-        actions = { mark_below; mark_always; }
-        default_action = mark_always();
-        size = 4096;
+    table ecn_cfg {
+        actions = { set_ecn; NoAction; }
+        default_action = NoAction();
+        size = 1;
     }
 
     apply {
@@ -227,10 +270,18 @@ control Ecn(inout headers_t hdr, in meta_t meta, in bit<32> qdepth) {
             ecn = hdr.inner_ipv4.tos[1:0];
         }
         if (ecn == 1 || ecn == 2) {
-            always = 0;
-            threshold = 0;
-            ecn_prob.apply();
-            if (always == 1 || meta.rand32 < threshold) {
+            kmin = 0;
+            kmax = 0;
+            top = 0;
+            ecn_cfg.apply();
+            bool mark = false;
+            if (qbytes > kmax) {
+                mark = true;
+            } else if (qbytes > kmin) {
+                mark = ((bit<64>)meta.rand32 + 1) * (bit<64>)(kmax - kmin)
+                       <= top * (bit<64>)(qbytes - kmin);
+            }
+            if (mark) {
                 if (hdr.encap_ipv6.isValid()) {
                     hdr.encap_ipv6.tc = hdr.encap_ipv6.tc | ICPN_ECN_CE;
                 } else if (hdr.ipv6.isValid()) {

@@ -66,6 +66,10 @@ register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row0;
 register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row1;
 register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row2;
 register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row3;
+register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row4;
+register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row5;
+register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row6;
+register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row7;
 // Elephant state per flow slot (flow hash mod ELEPHANT_SLOTS): elephant(1) | 0(15) | last
 // window + 1 (48).
 register<bit<64>>(ICPN_ELEPHANT_SLOTS) elephant_state;
@@ -132,6 +136,18 @@ control Elephant(inout meta_t meta) {
             }
             if (rows > 3) {
                 CMS_ROW(cms_row3, 8w3)
+                if (rows > 4) {
+                    CMS_ROW(cms_row4, 8w4)
+                }
+                if (rows > 5) {
+                    CMS_ROW(cms_row5, 8w5)
+                }
+                if (rows > 6) {
+                    CMS_ROW(cms_row6, 8w6)
+                }
+                if (rows > 7) {
+                    CMS_ROW(cms_row7, 8w7)
+                }
             }
             // Once an elephant, a flow stays one until idle_windows windows pass without it.
             bit<32> slot = meta.flow_hash & (ICPN_ELEPHANT_SLOTS - 1);

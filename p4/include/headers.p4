@@ -245,6 +245,30 @@ header ifit_tuple_t {
     ip6_t   dst;
 }
 
+// The headers of a Destination Options header N (DOH 1 before the routing header, DOH 2 after):
+// up to two options before the APN option (each a Pad1 or a TLV), the APN option of the node's
+// option type (the carried option when the HBH has none), the rest of the header as it is.
+#define DOH_HEADERS(N)                                  \
+    exthdr_t      N;                                    \
+    padb_t        N##_pad0;                             \
+    opt_generic_t N##_opt0;                             \
+    padb_t        N##_pad1;                             \
+    opt_generic_t N##_opt1;                             \
+    opt_apn_t     N##_apn;                              \
+    word_t[ICPN_APN_MAX_WORDS] N##_apn_word;            \
+    opaque_t      N##_body;
+
+// Removes Destination Options header N (hdr.N and all of DOH_HEADERS(N)).
+#define DOH_SET_INVALID(N)                              \
+    hdr.N.setInvalid();                                 \
+    hdr.N##_pad0.setInvalid();                          \
+    hdr.N##_opt0.setInvalid();                          \
+    hdr.N##_pad1.setInvalid();                          \
+    hdr.N##_opt1.setInvalid();                          \
+    hdr.N##_apn.setInvalid();                           \
+    hdr.N##_apn_word.pop_front(ICPN_APN_MAX_WORDS);     \
+    hdr.N##_body.setInvalid();
+
 struct headers_t {
     packet_in_t   packet_in;
     packet_out_t  packet_out;
@@ -308,8 +332,9 @@ struct headers_t {
     opt_apn_t     inserted_doh_apn;
     word_t[ICPN_APN_MAX_WORDS]  inserted_doh_apn_word;
     padb_t[7]     inserted_doh_pad;
-    exthdr_t      doh1;
-    opaque_t      doh1_body;
+    // A Destination Options header: its first options up to the APN option (two Pad1 / other
+    // options at most), the carried APN option, then the rest as it is (DOH_HEADERS).
+    DOH_HEADERS(doh1)
     rh_t          rh;
     seg_t[ICPN_MAX_SEGMENTS]    seg;
     // SRH TLVs, up to four walked one by one (each a Pad1 or a TLV), then the rest as it is
@@ -322,8 +347,7 @@ struct headers_t {
     padb_t        tlv_pad3;
     opt_generic_t tlv3;
     rh_rest_t     rh_rest;
-    exthdr_t      doh2;
-    opaque_t      doh2_body;
+    DOH_HEADERS(doh2)
     // ... or an outer IPv4 header ...
     ipv4_t        ipv4;
     ipv4_opts_t   ipv4_opts;
@@ -351,10 +375,11 @@ struct meta_t {
     // Parser bookkeeping.
     bit<16> opt_rem;       // octets of options left in the HBH being parsed
     bit<8>  opt_len;
-    bit<4>  hbh_seen;      // 1 APN, 2 AltMark, 4 IOAM already parsed
+    bit<4>  hbh_seen;      // 1 APN (an option of the APN type, HBH or DOH), 2 AltMark, 4 IOAM
+    bit<2>  doh_opts;      // options of the DOH being parsed kept before its APN option
     bit<2>  hbh_unk;       // unknown options parsed so far
     bit<8>  words_left;
-    bit<8>  apn_words;
+    bit<8>  apn_words;     // words of the carried APN option (hdr.apn, doh1_apn or doh2_apn)
     // (an I2E clone's metadata is reset after its re-parse: what the report needs is kept)
     @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  ioam_words;   // words of the trace's area
     bit<16> hbh_len_in;    // octets of the HBH as received
@@ -412,6 +437,12 @@ struct meta_t {
     bit<32> apn_w5;
     bit<32> apn_w6;
     bit<32> apn_w7;
+    bit<32> apn_w8;        // (w8..w11: a carried option from a DOH only)
+    bit<32> apn_w9;
+    bit<32> apn_w10;
+    bit<32> apn_w11;
+    bit<1>  apn_in_hbh;    // the carried option is hdr.apn (else the words above)
+    bit<8>  apn_type;      // the node's APN option type
 
     // Elephants
     bit<1>  elephant;
@@ -438,6 +469,11 @@ struct meta_t {
 
     // PFC
     bit<1>  pfc_emit;
+
+    // Bytes queued at the egress port (QueueBytesIn / QueueBytesOut, outside test mode)
+    bit<32> queue_bytes;   // found queued when ingress sent the packet
+    bit<32> queue_mark;    // the port's running total of bytes sent, this packet included
+    bit<1>  queue_counted;
 }
 
 #endif

@@ -28,10 +28,116 @@ const bit<8> STAGE_EXT2   = 0x20;   // a Destination Options header after the ro
 const bit<8> STAGE_INNER  = 0x40;
 const bit<8> STAGE_L4     = 0x80;
 
+// The options of Destination Options header N, walked (as the HBH's) until the first option of
+// the APN type: up to two options before it are kept one by one (N_pad0/N_opt0, N_pad1/N_opt1),
+// the APN option goes into N_apn when it has an APN's length, and the rest of the header is kept
+// as it is (N_body), as is the whole header once the packet has an option of the APN type, a
+// third option comes before one, or an option runs past the header (the walk stops there:
+// docs/pipeline.md 3).
+#define DOH_STATES(N, NEXT)                                                                   \
+    state N##_opts {                                                                          \
+        transition select(meta.opt_rem, meta.doh_opts) {                                      \
+            (0, _): N##_rest;                                                                 \
+            (_, 2): N##_rest;                                                                 \
+            default: N##_opt;                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    state N##_opt {                                                                           \
+        transition select(packet.lookahead<bit<8>>(), meta.doh_opts) {                        \
+            (ICPN_IPV6_OPT_PAD1, 0): N##_pad1_0;                                              \
+            (ICPN_IPV6_OPT_PAD1, 1): N##_pad1_1;                                              \
+            default: N##_tlv;                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    state N##_pad1_0 {                                                                        \
+        packet.extract(hdr.N##_pad0);                                                         \
+        meta.opt_rem = meta.opt_rem - 1;                                                      \
+        meta.doh_opts = 1;                                                                    \
+        transition N##_opts;                                                                  \
+    }                                                                                         \
+    state N##_pad1_1 {                                                                        \
+        packet.extract(hdr.N##_pad1);                                                         \
+        meta.opt_rem = meta.opt_rem - 1;                                                      \
+        meta.doh_opts = 2;                                                                    \
+        transition N##_opts;                                                                  \
+    }                                                                                         \
+    state N##_tlv {                                                                           \
+        bit<16> tl = packet.lookahead<bit<16>>();                                             \
+        meta.opt_len = tl[7:0];                                                               \
+        bit<16> after = meta.opt_rem - 2 - (bit<16>)tl[7:0];                                  \
+        bit<16> has_tl = meta.opt_rem - 2;                                                    \
+        transition select(has_tl[15:15], after[15:15]) {                                      \
+            (0, 0): N##_tlv_type;                                                             \
+            default: N##_rest;                                                                \
+        }                                                                                     \
+    }                                                                                         \
+    state N##_tlv_type {                                                                      \
+        transition select(packet.lookahead<bit<8>>()) {                                       \
+            apn_option_type: N##_apn_check;                                                   \
+            default: N##_skip;                                                                \
+        }                                                                                     \
+    }                                                                                         \
+    state N##_skip {                                                                          \
+        meta.opt_rem = meta.opt_rem - 2 - (bit<16>)meta.opt_len;                              \
+        transition select(meta.doh_opts) {                                                    \
+            0: N##_opt_0;                                                                     \
+            default: N##_opt_1;                                                               \
+        }                                                                                     \
+    }                                                                                         \
+    state N##_opt_0 {                                                                         \
+        packet.extract(hdr.N##_opt0, (bit<32>)meta.opt_len * 8);                              \
+        meta.doh_opts = 1;                                                                    \
+        transition N##_opts;                                                                  \
+    }                                                                                         \
+    state N##_opt_1 {                                                                         \
+        packet.extract(hdr.N##_opt1, (bit<32>)meta.opt_len * 8);                              \
+        meta.doh_opts = 2;                                                                    \
+        transition N##_opts;                                                                  \
+    }                                                                                         \
+    state N##_apn_check {                                                                     \
+        meta.hbh_seen = meta.hbh_seen | 1;                                                    \
+        bit<16> below_min = (bit<16>)meta.opt_len - 8;                                        \
+        bit<16> above_max = (4 + 4 * ICPN_APN_MAX_WORDS) - (bit<16>)meta.opt_len;             \
+        transition select(meta.opt_len[1:0], below_min[15:15], above_max[15:15]) {            \
+            (0, 0, 0): N##_apn;                                                               \
+            default: N##_rest;                                                                \
+        }                                                                                     \
+    }                                                                                         \
+    state N##_apn {                                                                           \
+        packet.extract(hdr.N##_apn);                                                          \
+        meta.opt_rem = meta.opt_rem - 2 - (bit<16>)meta.opt_len;                              \
+        meta.apn_words = (hdr.N##_apn.len - 4) >> 2;                                          \
+        meta.words_left = (hdr.N##_apn.len - 4) >> 2;                                         \
+        transition N##_apn_word;                                                              \
+    }                                                                                         \
+    state N##_apn_word {                                                                      \
+        packet.extract(hdr.N##_apn_word.next);                                                \
+        meta.words_left = meta.words_left - 1;                                                \
+        transition select(meta.words_left) {                                                  \
+            0: N##_rest;                                                                      \
+            default: N##_apn_word;                                                            \
+        }                                                                                     \
+    }                                                                                         \
+    state N##_rest {                                                                          \
+        transition select(meta.opt_rem) {                                                     \
+            0: NEXT;                                                                          \
+            default: N##_body;                                                                \
+        }                                                                                     \
+    }                                                                                         \
+    state N##_body {                                                                          \
+        packet.extract(hdr.N##_body, (bit<32>)meta.opt_rem * 8);                              \
+        transition NEXT;                                                                      \
+    }
+
 parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
                   inout standard_metadata_t sm) {
     bit<8> ioam_empty_words;    // the parts of a trace's area (hbh_ioam_trace)
     bit<8> ioam_filled_words;
+
+    // The node's APN option type (apn.option_type, one value). The BMv2 P4Runtime server cannot
+    // write value sets, so the controller writes it into the program it loads
+    // (writer.NodeProgram.device_config): no lookup at run time.
+    value_set<bit<8>>(1) apn_option_type;
 
     state start {
         // BMv2 re-parses an I2E clone before it resets the clone's metadata, which may hold a
@@ -152,9 +258,17 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         meta.opt_rem = meta.opt_rem - ((bit<16>)tl[7:0] + 2);
         transition select(tl[15:8], meta.hbh_seen) {
             (ICPN_IPV6_OPT_PADN, _): hbh_padn;
-            (ICPN_APN_OPT_TYPE_DEFAULT, 4w0 &&& 4w1): hbh_apn_check;
             (ICPN_ALTMARK_OPT_TYPE, 4w0 &&& 4w2): hbh_altmark_check;
             (ICPN_IOAM_OPT_TYPE, 4w0 &&& 4w4): hbh_ioam_check;
+            (_, 4w0 &&& 4w1): hbh_other;
+            default: hbh_unknown;
+        }
+    }
+
+    // The first option of the APN type is the carried one; a later one is kept as unknown.
+    state hbh_other {
+        transition select(packet.lookahead<bit<8>>()) {
+            apn_option_type: hbh_apn_check;
             default: hbh_unknown;
         }
     }
@@ -165,8 +279,9 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     // APN: Opt Data Len = 4 + 4 * words, 1 <= words <= APN_MAX_WORDS; anything else is kept as an
-    // unknown option.
+    // unknown option (and, being the first of the type, means no carried option).
     state hbh_apn_check {
+        meta.hbh_seen = meta.hbh_seen | 1;
         bit<16> below_min = (bit<16>)meta.opt_len - 8;
         bit<16> above_max = (4 + 4 * ICPN_APN_MAX_WORDS) - (bit<16>)meta.opt_len;
         transition select(meta.opt_len[1:0], below_min[15:15], above_max[15:15]) {
@@ -177,7 +292,6 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
 
     state hbh_apn {
         packet.extract(hdr.apn);
-        meta.hbh_seen = meta.hbh_seen | 1;
         meta.apn_words = (hdr.apn.len - 4) >> 2;
         meta.words_left = (hdr.apn.len - 4) >> 2;
         transition hbh_apn_word;
@@ -353,8 +467,18 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     state parse_doh1 {
         meta.parse_stage = meta.parse_stage | STAGE_EXTHDR;
         packet.extract(hdr.doh1);
-        packet.extract(hdr.doh1_body, (bit<32>)hdr.doh1.len * 64 + 48);
         meta.l4_proto = hdr.doh1.next_hdr;
+        meta.opt_rem = (bit<16>)hdr.doh1.len * 8 + 6;
+        meta.doh_opts = 0;
+        transition select(meta.hbh_seen[0:0]) {
+            0: doh1_opts;
+            default: doh1_rest;
+        }
+    }
+
+    DOH_STATES(doh1, after_doh1)
+
+    state after_doh1 {
         transition select(hdr.doh1.next_hdr) {
             ICPN_IPPROTO_ROUTING: parse_rh;
             ICPN_IPPROTO_DSTOPTS: parse_doh2;
@@ -481,10 +605,16 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     state parse_doh2 {
         meta.parse_stage = meta.parse_stage | STAGE_EXT2;
         packet.extract(hdr.doh2);
-        packet.extract(hdr.doh2_body, (bit<32>)hdr.doh2.len * 64 + 48);
         meta.l4_proto = hdr.doh2.next_hdr;
-        transition parse_upper;
+        meta.opt_rem = (bit<16>)hdr.doh2.len * 8 + 6;
+        meta.doh_opts = 0;
+        transition select(meta.hbh_seen[0:0]) {
+            0: doh2_opts;
+            default: doh2_rest;
+        }
     }
+
+    DOH_STATES(doh2, parse_upper)
 
     // ---- inner packet and transport ------------------------------------------------------------
 

@@ -43,8 +43,7 @@ control StripOuter(inout headers_t hdr) {
         hdr.ioam_empty.setInvalid();
         hdr.ioam_record.pop_front(ICPN_IOAM_RECORD_WORDS);
         hdr.ioam_filled.setInvalid();
-        hdr.doh1.setInvalid();
-        hdr.doh1_body.setInvalid();
+        DOH_SET_INVALID(doh1)
         hdr.rh.setInvalid();
         hdr.seg.pop_front(ICPN_MAX_SEGMENTS);
         hdr.tlv_pad0.setInvalid();
@@ -56,8 +55,7 @@ control StripOuter(inout headers_t hdr) {
         hdr.tlv_pad3.setInvalid();
         hdr.tlv3.setInvalid();
         hdr.rh_rest.setInvalid();
-        hdr.doh2.setInvalid();
-        hdr.doh2_body.setInvalid();
+        DOH_SET_INVALID(doh2)
     }
 }
 
@@ -535,10 +533,11 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
                 ifit_head.apply(hdr, meta);
             }
             // The APN option travels in the outer HBH (or, DOH carrier, in an outer DOH before
-            // the SRH): copied from the packet, or the mark the classifier chose.
+            // the SRH): copied from the packet's HBH, or laid out from words (the mark the
+            // classifier chose, or the option the packet carries in a DOH).
             if (meta.apn_valid == 1) {
                 if (meta.apn_carrier == ICPN_APN_CARRIER_DOH) {
-                    if (meta.apn_from_pkt == 1) {
+                    if (meta.apn_in_hbh == 1) {
                         hdr.encap_doh_apn = hdr.apn;
                         COPY_APN_WORDS(hdr.encap_doh_apn_word)
                     } else {
@@ -546,14 +545,14 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
                     }
                     hdr.encap_doh.setValid();
                 } else if (meta.apn_carrier == ICPN_APN_CARRIER_SRH_TLV) {
-                    if (meta.apn_from_pkt == 1) {
+                    if (meta.apn_in_hbh == 1) {
                         hdr.encap_tlv_apn = hdr.apn;
                         COPY_APN_WORDS(hdr.encap_tlv_apn_word)
                     } else {
                         tlv_fill.apply(hdr.encap_tlv_apn, hdr.encap_tlv_apn_word, meta);
                     }
                 } else {
-                    if (meta.apn_from_pkt == 1) {
+                    if (meta.apn_in_hbh == 1) {
                         hdr.encap_apn = hdr.apn;
                         COPY_APN_WORDS(hdr.encap_apn_word)
                     } else {

@@ -219,7 +219,8 @@ class ElephantConfig:
 
 @dataclass(frozen=True)
 class ECNConfig:
-    """DCQCN-style marking; packet thresholds for BMv2, byte thresholds for eBPF/reference."""
+    """DCQCN-style marking on byte thresholds (every data plane; the packet thresholds are read
+    by none and kept so that configurations naming them still load)."""
 
     enabled: bool = False
     kmin_packets: int = 10

@@ -140,7 +140,9 @@ class BMv2SwitchRunner:
             self._launch()
         assert self.switch is not None and self.switch.p4info is not None
         try:
-            self.switch.set_pipeline(self.switch.p4info, build.JSON.read_bytes())
+            self.switch.set_pipeline(
+                self.switch.p4info, program.device_config(build.JSON.read_bytes())
+            )
             updates = [Update("modify", d) for d in program.defaults]
             updates += [Update("insert", e) for e in program.inserts()]
             self.switch.write(updates)

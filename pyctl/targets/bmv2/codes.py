@@ -75,8 +75,8 @@ IOAM_GEN_ZERO_WORDS = 32  # ... and of the empty records before it
 IOAM_AREA_WORDS = 61  # a received trace's area (ioam_empty / ioam_filled): all one option holds
 IOAM_RECORD_WORDS = 25  # the longest node record (trace-type bits 0-21, bits 8-10 wide)
 APN_MAX_WORDS = 12  # APN-ID words + parameter words in one APN option
-CMS_MAX_ROWS = 4
-CMS_MAX_WIDTH = 4096
+CMS_MAX_ROWS = 8  # the model's maximum
+CMS_MAX_WIDTH = 4096  # registers of 4096 cells per row (BMv2 keeps each cell as a bignum)
 ELEPHANT_SLOTS = 4096
 IFIT_COUNTER_FLOWS = 1024  # counter index = (FlowMonID % 1024) * 2 + L
 MAGIC_SHIFT_TIME = 80  # floor(t / d) = (t * ceil(2^80 / d)) >> 80 for t < 2^48, d < 2^32

@@ -34,9 +34,9 @@ from pyctl.targets.reasons import reason_name
 SUPPORTED = frozenset(FEATURES)
 
 LIMITS = (
-    "IOAM: default trace type 0xF20000 only, at most 8 nodes; APN: HBH carrier and option type "
-    "0x1E only; SRH: at most 8 segments at an endpoint, 4 TLVs validated; ECN thresholds in "
-    "packets (enq_qdepth); no sid-loop / too-big (docs/p4.md)"
+    "IOAM: default trace type 0xF20000 only, at most 8 nodes; APN: at most 2 DOH options before "
+    "a carried option; SRH: at most 8 segments at an endpoint, 4 TLVs validated; count-min "
+    "sketch at most 4096 wide; no sid-loop / too-big at encapsulation (docs/p4.md)"
 )
 
 
@@ -128,7 +128,7 @@ class BMv2DataPlane(DataPlane):
     def _push(self) -> None:
         """Pipeline (fresh state) + every entry of the node: what a restart needs too."""
         assert self.switch is not None and self.program is not None
-        self.switch.set_pipeline(self.p4info, build.JSON.read_bytes())
+        self.switch.set_pipeline(self.p4info, self.program.device_config(build.JSON.read_bytes()))
         updates = [Update("modify", d) for d in self.program.defaults]
         updates += [Update("insert", e) for e in self.program.inserts()]
         self.switch.write(updates)

@@ -8,7 +8,9 @@ P4Info names (resolved to ids by `pyctl.p4rt`); the numbers shared with the P4 s
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import json
 from dataclasses import dataclass, field
 
 from pyctl import constants as C
@@ -62,9 +64,54 @@ class NodeProgram:
     defaults: list[TableEntry] = field(default_factory=list)  # default-action modifications
     entries: list[TableEntry] = field(default_factory=list)
     clone_sessions: list[CloneSession] = field(default_factory=list)
+    # Parser value sets (P4Info alias -> members). BMv2's P4Runtime server cannot write them
+    # (ValueSetEntry: UNIMPLEMENTED), so they go into the program itself: device_config().
+    value_sets: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def inserts(self) -> list[Entity]:
         return [*self.clone_sessions, *self.entries]
+
+    def device_config(self, bmv2_json: bytes) -> bytes:
+        """The BMv2 JSON to load on this node's switch: `bmv2_json` (p4/build/icpn.json) with
+        each parser transition on a value set made a transition on its members."""
+        return with_value_sets(bmv2_json, tuple(sorted(self.value_sets.items())))
+
+
+@functools.lru_cache(maxsize=8)
+def with_value_sets(bmv2_json: bytes, members: tuple[tuple[str, tuple[int, ...]], ...]) -> bytes:
+    """BMv2 JSON whose `parse_vset` transitions match the given members, as constants: what a
+    P4Runtime ValueSetEntry write would make them match (an empty set matches nothing). A set
+    is named by its P4Info alias (its name without the parser's, e.g. "apn_option_type")."""
+    program = json.loads(bmv2_json)
+    by_name = dict(members)
+    widths: dict[str, int] = {}
+    for vset in program.get("parse_vsets", []):
+        alias = vset["name"].rsplit(".", 1)[-1]
+        widths[vset["name"]] = vset["compressed_bitwidth"]
+        if alias in by_name:
+            by_name[vset["name"]] = by_name.pop(alias)
+    unknown = sorted(n for n in by_name if n not in widths)
+    if unknown:
+        raise ValueError(f"value set {unknown[0]!r} is not in the program")
+    for parser in program.get("parsers", []):
+        for state in parser.get("parse_states", []):
+            transitions = []
+            for t in state.get("transitions", []):
+                if t.get("type") != "parse_vset":
+                    transitions.append(t)
+                    continue
+                digits = (widths[t["value"]] + 3) // 4
+                for v in by_name.get(t["value"], ()):
+                    transitions.append(
+                        {
+                            "type": "hexstr",
+                            "value": f"0x{v:0{digits}x}",
+                            "mask": None,
+                            "next_state": t["next_state"],
+                        }
+                    )
+            state["transitions"] = transitions
+    return json.dumps(program).encode()
 
 
 def magic(divisor: int, shift: int) -> int:
@@ -224,14 +271,6 @@ def _trace_octet_entries() -> list[TableEntry]:
 def check_limits(node: NodeConfig) -> list[str]:
     """What this node asks of the P4 program that it cannot do (docs/p4.md "Limits")."""
     problems: list[str] = []
-    for p in node.ports:
-        if not 0 < p.index < C.MAX_PORTS:
-            problems.append(f"port {p.index}: BMv2 ports are 1..{C.MAX_PORTS - 1} here")
-    if node.apn.option_type != C.APN_OPT_TYPE_DEFAULT:
-        problems.append(
-            f"apn.option_type {node.apn.option_type:#x}: the P4 parser knows "
-            f"{C.APN_OPT_TYPE_DEFAULT:#x} only"
-        )
     # A transit or tail stamps with the packet's trace type: only a head's own layout is bounded.
     if node.ifit.role is IFITRole.HEAD and node.ifit.trace_type != C.IOAM_TRACE_TYPE_DEFAULT:
         words = len(_trace_words(node.ifit.trace_type))
@@ -250,8 +289,6 @@ def check_limits(node: NodeConfig) -> list[str]:
             problems.append(f"elephant.rows {node.elephant.rows}: at most {codes.CMS_MAX_ROWS}")
         if node.elephant.width > codes.CMS_MAX_WIDTH:
             problems.append(f"elephant.width {node.elephant.width}: at most {codes.CMS_MAX_WIDTH}")
-    if node.ecn.enabled and node.ecn.kmax_packets >= 4096:
-        problems.append(f"ecn.kmax_packets {node.ecn.kmax_packets}: at most 4095 in P4")
     for pol in node.policies:
         for sl in pol.sid_lists:
             if len(sl.segments) > C.MAX_SEGMENTS:
@@ -337,21 +374,9 @@ def _encap(
     return f"encap{len(wire)}", params
 
 
-def _ecn_entries(node: NodeConfig) -> list[TableEntry]:
-    e = node.ecn
-    kmin, kmax = e.kmin_packets, e.kmax_packets
-    top = int(e.pmax * (1 << 32))
-    out = []
-    for q in range(kmax + 1):
-        if q <= kmin:
-            out.append(TableEntry("ecn_prob", {"qdepth": q}, "mark_below", {"t": 0}))
-            continue
-        t = top * (q - kmin) // (kmax - kmin)
-        if t >= 1 << 32:
-            out.append(TableEntry("ecn_prob", {"qdepth": q}, "mark_always"))
-        else:
-            out.append(TableEntry("ecn_prob", {"qdepth": q}, "mark_below", {"t": t}))
-    return out
+def ecn_top(pmax: float) -> int:
+    """floor(pmax * 2^32) (docs/pipeline.md 5): 2^32 for pmax 1.0, so every draw marks at Kmax."""
+    return int(pmax * (1 << 32))
 
 
 def node_program(node: NodeConfig) -> NodeProgram:
@@ -359,7 +384,7 @@ def node_program(node: NodeConfig) -> NodeProgram:
     problems = check_limits(node)
     if problems:
         raise P4Unsupported(f"node {node.name!r}: " + "; ".join(problems))
-    prog = NodeProgram()
+    prog = NodeProgram(value_sets={"apn_option_type": (node.apn.option_type,)})
     role = _ROLE[node.ifit.role]
     source = int(node.source) if node.source is not None else 0
 
@@ -373,7 +398,9 @@ def node_program(node: NodeConfig) -> NodeProgram:
                 "flowlabel": _FLOWLABEL[node.flowlabel],
                 "ifit": role,
                 "apn_carrier": _APN_CARRIER[node.apn.carrier],
+                "apn_type": node.apn.option_type,
                 "apn_tlv_type": node.apn.srh_tlv_type,
+                "ecn": int(node.ecn.enabled),
             },
             default=True,
         )
@@ -525,7 +552,18 @@ def node_program(node: NodeConfig) -> NodeProgram:
     if node.ifit.role is not IFITRole.NONE:
         prog.entries += _trace_octet_entries()
     if node.ecn.enabled:
-        prog.entries += _ecn_entries(node)
+        prog.defaults.append(
+            TableEntry(
+                "ecn_cfg",
+                action="set_ecn",
+                params={
+                    "kmin_bytes": node.ecn.kmin_bytes,
+                    "kmax_bytes": node.ecn.kmax_bytes,
+                    "pmax_t": ecn_top(node.ecn.pmax),
+                },
+                default=True,
+            )
+        )
 
     # Clone sessions: the IFIT report goes out of the FIB answer for the collector; a PFC frame
     # goes back out of the port it answers.
@@ -554,9 +592,19 @@ def context_writes(ctx: PacketContext) -> ContextWrites:
         params={"time_us": ctx.time_us, "rand32": ctx.rand32},
         default=True,
     )
+    ports = sorted(set(ctx.egress_queue_packets) | set(ctx.egress_queue_bytes))
     qdepth = [
-        TableEntry("test_qdepth", {"port": port}, "set_qdepth", {"packets": n})
-        for port, n in sorted(ctx.egress_queue_packets.items())
+        TableEntry(
+            "test_qdepth",
+            {"port": port},
+            "set_qdepth",
+            {
+                "packets": ctx.egress_queue_packets.get(port, 0),
+                # (32 bits: anything above Kmax < 2^30 marks the same)
+                "bytes": min(ctx.egress_queue_bytes.get(port, 0), 0xFFFFFFFF),
+            },
+        )
+        for port in ports
     ]
     ingress = [
         TableEntry(
