@@ -27,6 +27,7 @@
 const bit<32> INSTANCE_NORMAL = 0;
 const bit<32> INSTANCE_INGRESS_CLONE = 1;
 const bit<32> INSTANCE_EGRESS_CLONE = 2;
+const bit<32> INSTANCE_RECIRC = 4;
 
 control IcpnVerifyChecksum(inout headers_t hdr, inout meta_t meta) {
     apply {
@@ -131,8 +132,14 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         source = 0;
         flowlabel_mode = ICPN_FLOWLABEL_HASH;
         ifit_role = ICPN_IFIT_ROLE_NONE;
-        meta.in_port = (bit<16>)sm.ingress_port;
-        meta.now_us = sm.ingress_global_timestamp;
+        // Another pass of a packet whose End wrote a local SID (meta.sid_chain): in_port, the
+        // arrival time, the PFC priority and the pass count come with it; the steps done once
+        // per frame (not-for-me, PFC in / out, IFIT counting) are not done again.
+        bool again = sm.instance_type == INSTANCE_RECIRC;
+        if (!again) {
+            meta.in_port = (bit<16>)sm.ingress_port;
+            meta.now_us = sm.ingress_global_timestamp;
+        }
         meta.frame_len = sm.packet_length;
         random(meta.rand32, 32w0, 32w0xFFFFFFFF);
         if (hdr.packet_out.isValid()) {
@@ -154,6 +161,8 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         port_in.apply();
         if (!hdr.ethernet.isValid()) {
             drop(ICPN_DROP_NOT_IP);
+        } else if (again) {
+            // (the frame was taken on its first pass)
         } else if (hdr.ethernet.dst != in_mac
                    && !(hdr.ethernet.ether_type == ICPN_PFC_ETHERTYPE
                         && hdr.ethernet.dst == ICPN_PFC_DST_MAC)) {
@@ -161,7 +170,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         }
 
         // 1-2. PFC frames in (consumed), PFC frames out for a full ingress queue.
-        if (meta.drop_reason == 0) {
+        if (meta.drop_reason == 0 && !again) {
             pfc.apply(hdr, meta);
         }
 
@@ -194,7 +203,8 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                 if (hdr.ipv6.version != 6
                     || (bit<32>)hdr.ipv6.payload_len + 54 > meta.frame_len) {
                     drop(ICPN_DROP_BAD_IPV6);
-                } else if (hdr.ipv6.src[127:118] == 0x3FA || hdr.ipv6.dst[127:118] == 0x3FA) {
+                } else if (!again && (hdr.ipv6.src[127:118] == 0x3FA
+                                      || hdr.ipv6.dst[127:118] == 0x3FA)) {
                     drop(ICPN_DROP_LINK_LOCAL);
                 }
             } else if (hdr.ipv4.isValid()) {
@@ -215,7 +225,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         bit<1> has_trace = 0;    // (decapsulation removes the outer HBH before the tail acts)
         if (meta.drop_reason == 0) {
             flow_key.apply(hdr, meta);
-            if (ifit_role != ICPN_IFIT_ROLE_NONE && hdr.altmark.isValid()) {
+            if (ifit_role != ICPN_IFIT_ROLE_NONE && hdr.altmark.isValid() && !again) {
                 ifit_counts.count((bit<32>)(hdr.altmark.flowmon_id[9:0] ++ hdr.altmark.l));
             }
             if (ifit_role == ICPN_IFIT_ROLE_TAIL && hdr.ipv6.isValid()
@@ -330,13 +340,14 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         }
 
         // PFC: a packet for a paused (port, priority) is held.
-        if (meta.drop_reason == 0) {
+        if (meta.drop_reason == 0 && meta.sid_chain == 0) {
             pfc_hold.apply(meta);
         }
 
         // IFIT tail: the report is built from an I2E clone; a tail that does not decapsulate
-        // removes the IFIT options itself.
-        if (meta.drop_reason == 0 && tail == 1) {
+        // removes the IFIT options itself. (A packet that goes on to another local SID is not
+        // leaving yet: its last pass acts.)
+        if (meta.drop_reason == 0 && tail == 1 && meta.sid_chain == 0) {
             meta.report = has_trace;
             if (meta.decap == 0) {
                 ifit_strip.apply(hdr, meta);
@@ -380,6 +391,9 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                 }
             }
             sm.egress_spec = (port_t)meta.out_port;
+            if (meta.sid_chain == 1) {
+                sm.egress_spec = (port_t)meta.in_port;   // recirculated from egress, never sent
+            }
             if (meta.report == 1) {
                 meta.clone_kind = ICPN_CLONE_KIND_REPORT;
                 clone_preserving_field_list(CloneType.I2E, ICPN_REPORT_SESSION,
@@ -482,6 +496,11 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
         collector_mac = 0;
         src_mac = 0;
         if (meta.bypass == 1) {
+            exit;
+        }
+        if (meta.sid_chain == 1) {
+            // The deparsed packet goes through ingress again for the local SID it is sent to.
+            recirculate_preserving_field_list(ICPN_FIELD_LIST_RECIRC);
             exit;
         }
         egress_cfg.apply();

@@ -21,6 +21,7 @@ PFC_SESSION_BASE = 64  # session PFC_SESSION_BASE + port sends a PFC frame out `
 
 # Field lists preserved across clones (@field_list annotations in the P4 metadata).
 FIELD_LIST_CLONE = 1
+FIELD_LIST_RECIRC = 2  # an End chained into a local SID: the next pass (recirculation)
 
 # What an I2E / E2E clone becomes in egress.
 CLONE_KIND_REPORT = 1
