@@ -355,18 +355,25 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         }
 
         if (meta.drop_reason == 0) {
-            // Lengths: every HBH leaves in the docs/pipeline.md layout.
+            // Lengths: every HBH leaves in the docs/pipeline.md layout. Summed in 32 bits: an
+            // insertion or encapsulation past a Payload Length of 65535 is too-big (no wrap).
+            bit<32> plen = 0;
+            if (hdr.ipv6.isValid()) {
+                plen = (bit<32>)hdr.ipv6.payload_len;
+            }
             if (hdr.hbh.isValid()) {
                 bit<16> hbh_total;
                 hbh_layout.apply(hdr.hbh, hdr.apn, hdr.altmark, hdr.other_opt0, hdr.other_opt1,
                                  hdr.ioam, hdr.hbh_pad_align, hdr.hbh_pad_end, hbh_total);
-                hdr.ipv6.payload_len = hdr.ipv6.payload_len + hbh_total - meta.hbh_len_in;
+                plen = plen + (bit<32>)hbh_total - (bit<32>)meta.hbh_len_in;
+                hdr.ipv6.payload_len = (bit<16>)plen;
             }
             if (hdr.inserted_doh.isValid()) {
                 bit<16> doh_total;
                 inserted_doh_layout.apply(hdr.inserted_doh, hdr.inserted_doh_apn,
                                           hdr.inserted_doh_pad, doh_total);
-                hdr.ipv6.payload_len = hdr.ipv6.payload_len + doh_total;
+                plen = plen + (bit<32>)doh_total;
+                hdr.ipv6.payload_len = (bit<16>)plen;
             }
             if (hdr.encap_ipv6.isValid()) {
                 bit<16> outer = 0;
@@ -385,11 +392,18 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                     outer = outer + ((bit<16>)hdr.encap_srh.len + 1) * 8;
                 }
                 if (hdr.ipv6.isValid()) {
-                    hdr.encap_ipv6.payload_len = outer + 40 + hdr.ipv6.payload_len;
+                    plen = (bit<32>)outer + 40 + plen;
                 } else {
-                    hdr.encap_ipv6.payload_len = outer + hdr.ipv4.total_len;
+                    plen = (bit<32>)outer + (bit<32>)hdr.ipv4.total_len;
                 }
+                hdr.encap_ipv6.payload_len = (bit<16>)plen;
             }
+            if (plen > 0xFFFF) {
+                drop(ICPN_DROP_TOO_BIG);
+            }
+        }
+
+        if (meta.drop_reason == 0) {
             sm.egress_spec = (port_t)meta.out_port;
             if (meta.sid_chain == 1) {
                 sm.egress_spec = (port_t)meta.in_port;   // recirculated from egress, never sent
@@ -532,6 +546,12 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
                 ifit_report.apply(hdr, meta, source, collector, collector_port, node_id,
                                   collector_mac);
                 hdr.ethernet.src = src_mac;
+            } else if (meta.clone_kind == ICPN_CLONE_KIND_OVERSIZE) {
+                hdr.packet_in.setValid();
+                hdr.packet_in.ingress_port = meta.in_port;
+                hdr.packet_in.egress_port = meta.out_port;
+                hdr.packet_in.reason = 0;
+                truncate(ICPN_PACKET_IN_LEN + meta.out_len);
             }
         } else if (sm.egress_port != ICPN_CPU_PORT) {
             last_qdepth.write((bit<32>)sm.egress_port, (bit<32>)sm.enq_qdepth);
@@ -565,16 +585,29 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
             hdr.ethernet.src = src_mac;
             hdr.ethernet.dst = meta.nh_mac;
             // The frame carries exactly the IP packet: link-layer padding goes.
+            meta.out_len = 0;
             if (hdr.encap_ipv6.isValid()) {
-                truncate(54 + (bit<32>)hdr.encap_ipv6.payload_len);
+                meta.out_len = 54 + (bit<32>)hdr.encap_ipv6.payload_len;
             } else if (hdr.ipv6.isValid()) {
-                truncate(54 + (bit<32>)hdr.ipv6.payload_len);
+                meta.out_len = 54 + (bit<32>)hdr.ipv6.payload_len;
             } else if (hdr.ipv4.isValid()) {
-                truncate(14 + (bit<32>)hdr.ipv4.total_len);
+                meta.out_len = 14 + (bit<32>)hdr.ipv4.total_len;
             } else if (hdr.inner_ipv6.isValid()) {
-                truncate(54 + (bit<32>)hdr.inner_ipv6.payload_len);
+                meta.out_len = 54 + (bit<32>)hdr.inner_ipv6.payload_len;
             } else if (hdr.inner_ipv4.isValid()) {
-                truncate(14 + (bit<32>)hdr.inner_ipv4.total_len);
+                meta.out_len = 14 + (bit<32>)hdr.inner_ipv4.total_len;
+            }
+            if (meta.out_len != 0) {
+                truncate(meta.out_len);
+            }
+            // Test mode: a frame longer than the test link carries (an IPv6 packet of up to
+            // 65575 octets, the link's MTU being at most 65535) reaches the controller instead,
+            // naming its port; this copy is not sent.
+            if (meta.test_mode == 1 && meta.out_len > ICPN_TEST_LINK_MAX_FRAME) {
+                meta.clone_kind = ICPN_CLONE_KIND_OVERSIZE;
+                clone_preserving_field_list(CloneType.E2E, ICPN_CPU_SESSION,
+                                            ICPN_FIELD_LIST_CLONE);
+                mark_to_drop(sm);
             }
 
             // A tail that sent its report by I2E clone sends a PFC frame by E2E clone.

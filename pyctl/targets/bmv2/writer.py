@@ -503,6 +503,8 @@ def node_program(node: NodeConfig) -> NodeProgram:
         prog.clone_sessions.append(
             CloneSession(codes.PFC_SESSION_BASE + port.index, ((port.index, 0),))
         )
+    # Test mode: a frame too long for its test link reaches the controller (codes.py).
+    prog.clone_sessions.append(CloneSession(codes.CPU_SESSION, ((codes.CPU_PORT, 0),)))
     return prog
 
 
