@@ -253,6 +253,19 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
             bool want4 = meta.behaviour == ICPN_B_END_DT4 || meta.behaviour == ICPN_B_END_DT46
                          || meta.behaviour == ICPN_B_END_DX4;
             bit<2> outer_ecn = hdr.ipv6.tc[1:0];
+            // The inner packet must fit in what the outer Payload Length leaves after the
+            // extension headers (its own step 3: length not beyond the bytes it has).
+            bit<32> ext_len = (bit<32>)meta.hbh_len_in;
+            if (hdr.doh1.isValid()) {
+                ext_len = ext_len + ((bit<32>)hdr.doh1.len + 1) * 8;
+            }
+            if (hdr.rh.isValid()) {
+                ext_len = ext_len + ((bit<32>)hdr.rh.len + 1) * 8;
+            }
+            if (hdr.doh2.isValid()) {
+                ext_len = ext_len + ((bit<32>)hdr.doh2.len + 1) * 8;
+            }
+            bit<32> room = (bit<32>)hdr.ipv6.payload_len;
             if (srh && (bit<16>)hdr.rh.last_entry + 1 > (bit<16>)(hdr.rh.len >> 1)) {
                 drop(ICPN_DROP_BAD_SRH_LE);
             } else if (srh && (bit<16>)hdr.rh.segments_left > (bit<16>)hdr.rh.last_entry + 1) {
@@ -262,7 +275,8 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
             } else if (srh && hdr.rh.segments_left != 0) {
                 drop(ICPN_DROP_SL_NONZERO);
             } else if (want6 && hdr.inner_ipv6.isValid()) {
-                if (hdr.inner_ipv6.version != 6) {
+                if (hdr.inner_ipv6.version != 6
+                    || 40 + (bit<32>)hdr.inner_ipv6.payload_len + ext_len > room) {
                     drop(ICPN_DROP_BAD_IPV6);
                 } else if (hdr.inner_ipv6.src[127:118] == 0x3FA
                            || hdr.inner_ipv6.dst[127:118] == 0x3FA) {
@@ -291,6 +305,7 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
                      32w0x10000);
                 if (hdr.inner_ipv4.version != 4 || hdr.inner_ipv4.ihl < 5
                     || (bit<16>)hdr.inner_ipv4.ihl * 4 > hdr.inner_ipv4.total_len
+                    || (bit<32>)hdr.inner_ipv4.total_len + ext_len > room
                     || inner_sum != 0) {
                     drop(ICPN_DROP_BAD_IPV4);
                 } else if (hdr.inner_ipv4.src[31:16] == 0xA9FE

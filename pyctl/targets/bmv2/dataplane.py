@@ -36,7 +36,7 @@ SUPPORTED = frozenset(FEATURES)
 LIMITS = (
     "IOAM: default trace type 0xF20000 only, at most 8 nodes; APN: HBH carrier and option type "
     "0x1E only; SRH: at most 8 segments at an endpoint, 4 TLVs validated; ECN thresholds in "
-    "packets (enq_qdepth); no sid-loop / too-big (docs/p4.md)"
+    "packets (enq_qdepth) (docs/p4.md)"
 )
 
 
