@@ -32,7 +32,14 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
                   inout standard_metadata_t sm) {
 
     state start {
-        meta.parse_stage = meta.parse_stage | STAGE_L2;
+        // BMv2 re-parses an I2E clone in a recycled PHV whose metadata it resets only after the
+        // parse: the bookkeeping the parser reads must start from zero here, not from the last
+        // packet's values (else the clone's HBH options parse differently, a flaky IFIT report).
+        meta.hbh_seen = 0;
+        meta.hbh_unk = 0;
+        meta.rh_opaque = 0;
+        meta.tlv_count = 0;
+        meta.parse_stage = STAGE_L2;
         transition select(sm.ingress_port) {
             ICPN_CPU_PORT: parse_packet_out;
             default: parse_ethernet;
