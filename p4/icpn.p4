@@ -174,11 +174,14 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             pfc.apply(hdr, meta);
         }
 
-        // 3. Parse errors and validation. A routing header the parser could not finish is
-        // bad-srh at a local SID and bad-exthdr elsewhere, so it waits for the My-SID lookup.
-        bit<1> rh_error = 0;
+        // 3. Parse errors and validation. The IPv6 header comes first (RFC 8200 3: version, a
+        // Payload Length within the frame), then its extension headers: one the parser could
+        // not finish is bad-exthdr, or bad-srh for a routing header, whatever its type.
         bit<1> tlv_error = 0;
-        if (meta.drop_reason == 0 && sm.parser_error == error.BadSrhTlv) {
+        if (meta.drop_reason == 0 && hdr.ipv6.isValid()
+            && (hdr.ipv6.version != 6 || (bit<32>)hdr.ipv6.payload_len + 54 > meta.frame_len)) {
+            drop(ICPN_DROP_BAD_IPV6);
+        } else if (meta.drop_reason == 0 && sm.parser_error == error.BadSrhTlv) {
             tlv_error = 1;    // only a segment endpoint looks at the TLVs
         } else if (meta.drop_reason == 0 && sm.parser_error != error.NoError) {
             bit<8> stage = meta.parse_stage;
@@ -187,7 +190,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             } else if (stage >= STAGE_EXT2) {
                 drop(ICPN_DROP_BAD_EXTHDR);
             } else if (stage >= STAGE_RH) {
-                rh_error = 1;
+                drop(ICPN_DROP_BAD_SRH);
             } else if (stage >= STAGE_EXTHDR) {
                 drop(ICPN_DROP_BAD_EXTHDR);
             } else if (stage >= STAGE_IPV4) {
@@ -200,11 +203,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         }
         if (meta.drop_reason == 0) {
             if (hdr.ipv6.isValid()) {
-                if (hdr.ipv6.version != 6
-                    || (bit<32>)hdr.ipv6.payload_len + 54 > meta.frame_len) {
-                    drop(ICPN_DROP_BAD_IPV6);
-                } else if (!again && (hdr.ipv6.src[127:118] == 0x3FA
-                                      || hdr.ipv6.dst[127:118] == 0x3FA)) {
+                if (!again && (hdr.ipv6.src[127:118] == 0x3FA || hdr.ipv6.dst[127:118] == 0x3FA)) {
                     drop(ICPN_DROP_LINK_LOCAL);
                 }
             } else if (hdr.ipv4.isValid()) {
@@ -237,10 +236,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             }
             // 4. My-SID.
             if (hdr.ipv6.isValid()) {
-                endpoint.apply(hdr, meta, rh_error, tlv_error);
-            }
-            if (meta.behaviour == 0 && rh_error == 1) {
-                drop(ICPN_DROP_BAD_EXTHDR);
+                endpoint.apply(hdr, meta, tlv_error);
             }
         }
 

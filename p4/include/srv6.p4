@@ -59,8 +59,7 @@ control StripOuter(inout headers_t hdr) {
     }
 }
 
-control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
-                     in bit<1> tlv_error) {
+control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> tlv_error) {
     bit<1>  next_csid;
     ip6_t   block_mask;
     ip6_t   arg_mask;
@@ -156,8 +155,6 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
         bool srh = hdr.rh.isValid() && hdr.rh.routing_type == ICPN_SRH_ROUTING_TYPE;
         if (meta.behaviour == 0) {
             // not a local SID
-        } else if (rh_error == 1) {
-            drop(ICPN_DROP_BAD_SRH);
         } else if (meta.behaviour == ICPN_B_END || meta.behaviour == ICPN_B_END_X) {
             bit<1> done = 0;
             if (next_csid == 1 && (hdr.ipv6.dst & arg_mask) != 0) {
