@@ -27,6 +27,7 @@
 const bit<32> INSTANCE_NORMAL = 0;
 const bit<32> INSTANCE_INGRESS_CLONE = 1;
 const bit<32> INSTANCE_EGRESS_CLONE = 2;
+const bit<32> INSTANCE_RECIRC = 4;
 
 control IcpnVerifyChecksum(inout headers_t hdr, inout meta_t meta) {
     apply {
@@ -136,8 +137,14 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         flowlabel_mode = ICPN_FLOWLABEL_HASH;
         ifit_role = ICPN_IFIT_ROLE_NONE;
         ecn_enabled = 0;
-        meta.in_port = (bit<16>)sm.ingress_port;
-        meta.now_us = sm.ingress_global_timestamp;
+        // Another pass of a packet whose End wrote a local SID (meta.sid_chain): in_port, the
+        // arrival time, the PFC priority and the pass count come with it; the steps done once
+        // per frame (not-for-me, PFC in / out, IFIT counting) are not done again.
+        bool again = sm.instance_type == INSTANCE_RECIRC;
+        if (!again) {
+            meta.in_port = (bit<16>)sm.ingress_port;
+            meta.now_us = sm.ingress_global_timestamp;
+        }
         meta.frame_len = sm.packet_length;
         random(meta.rand32, 32w0, 32w0xFFFFFFFF);
         if (hdr.packet_out.isValid()) {
@@ -159,6 +166,8 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         port_in.apply();
         if (!hdr.ethernet.isValid()) {
             drop(ICPN_DROP_NOT_IP);
+        } else if (again) {
+            // (the frame was taken on its first pass)
         } else if (hdr.ethernet.dst != in_mac
                    && !(hdr.ethernet.ether_type == ICPN_PFC_ETHERTYPE
                         && hdr.ethernet.dst == ICPN_PFC_DST_MAC)) {
@@ -166,15 +175,18 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         }
 
         // 1-2. PFC frames in (consumed), PFC frames out for a full ingress queue.
-        if (meta.drop_reason == 0) {
+        if (meta.drop_reason == 0 && !again) {
             pfc.apply(hdr, meta);
         }
 
-        // 3. Parse errors and validation. A routing header the parser could not finish is
-        // bad-srh at a local SID and bad-exthdr elsewhere, so it waits for the My-SID lookup.
-        bit<1> rh_error = 0;
+        // 3. Parse errors and validation. The IPv6 header comes first (RFC 8200 3: version, a
+        // Payload Length within the frame), then its extension headers: one the parser could
+        // not finish is bad-exthdr, or bad-srh for a routing header, whatever its type.
         bit<1> tlv_error = 0;
-        if (meta.drop_reason == 0 && sm.parser_error == error.BadSrhTlv) {
+        if (meta.drop_reason == 0 && hdr.ipv6.isValid()
+            && (hdr.ipv6.version != 6 || (bit<32>)hdr.ipv6.payload_len + 54 > meta.frame_len)) {
+            drop(ICPN_DROP_BAD_IPV6);
+        } else if (meta.drop_reason == 0 && sm.parser_error == error.BadSrhTlv) {
             tlv_error = 1;    // only a segment endpoint looks at the TLVs
         } else if (meta.drop_reason == 0 && sm.parser_error != error.NoError) {
             bit<8> stage = meta.parse_stage;
@@ -183,7 +195,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             } else if (stage >= STAGE_EXT2) {
                 drop(ICPN_DROP_BAD_EXTHDR);
             } else if (stage >= STAGE_RH) {
-                rh_error = 1;
+                drop(ICPN_DROP_BAD_SRH);
             } else if (stage >= STAGE_EXTHDR) {
                 drop(ICPN_DROP_BAD_EXTHDR);
             } else if (stage >= STAGE_IPV4) {
@@ -196,10 +208,31 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         }
         if (meta.drop_reason == 0) {
             if (hdr.ipv6.isValid()) {
-                if (hdr.ipv6.version != 6
-                    || (bit<32>)hdr.ipv6.payload_len + 54 > meta.frame_len) {
-                    drop(ICPN_DROP_BAD_IPV6);
-                } else if (hdr.ipv6.src[127:118] == 0x3FA || hdr.ipv6.dst[127:118] == 0x3FA) {
+                // Each extension header must end within the Payload Length (the parser only
+                // bounded them by the frame): bad-exthdr, or bad-srh for the routing header.
+                bit<32> plen6 = (bit<32>)hdr.ipv6.payload_len;
+                bit<32> ext_end = 0;
+                bit<16> overrun = 0;
+                if (hdr.hbh.isValid()) {
+                    ext_end = (bit<32>)meta.hbh_len_in;
+                    if (ext_end > plen6) { overrun = ICPN_DROP_BAD_EXTHDR; }
+                }
+                if (overrun == 0 && hdr.doh1.isValid()) {
+                    ext_end = ext_end + ((bit<32>)hdr.doh1.len + 1) * 8;
+                    if (ext_end > plen6) { overrun = ICPN_DROP_BAD_EXTHDR; }
+                }
+                if (overrun == 0 && hdr.rh.isValid()) {
+                    ext_end = ext_end + ((bit<32>)hdr.rh.len + 1) * 8;
+                    if (ext_end > plen6) { overrun = ICPN_DROP_BAD_SRH; }
+                }
+                if (overrun == 0 && hdr.doh2.isValid()) {
+                    ext_end = ext_end + ((bit<32>)hdr.doh2.len + 1) * 8;
+                    if (ext_end > plen6) { overrun = ICPN_DROP_BAD_EXTHDR; }
+                }
+                if (overrun != 0) {
+                    drop(overrun);
+                } else if (!again && (hdr.ipv6.src[127:118] == 0x3FA
+                                      || hdr.ipv6.dst[127:118] == 0x3FA)) {
                     drop(ICPN_DROP_LINK_LOCAL);
                 }
             } else if (hdr.ipv4.isValid()) {
@@ -220,7 +253,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         bit<1> tail = 0;
         if (meta.drop_reason == 0) {
             flow_key.apply(hdr, meta);
-            if (ifit_role != ICPN_IFIT_ROLE_NONE && hdr.altmark.isValid()) {
+            if (ifit_role != ICPN_IFIT_ROLE_NONE && hdr.altmark.isValid() && !again) {
                 ifit_counts.count((bit<32>)(hdr.altmark.flowmon_id[9:0] ++ hdr.altmark.l));
             }
             if (ifit_role != ICPN_IFIT_ROLE_NONE && hdr.trace.isValid()) {
@@ -231,10 +264,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             }
             // 4. My-SID.
             if (hdr.ipv6.isValid()) {
-                endpoint.apply(hdr, meta, rh_error, tlv_error);
-            }
-            if (meta.behaviour == 0 && rh_error == 1) {
-                drop(ICPN_DROP_BAD_EXTHDR);
+                endpoint.apply(hdr, meta, tlv_error);
             }
         }
 
@@ -309,13 +339,14 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         }
 
         // PFC: a packet for a paused (port, priority) is held.
-        if (meta.drop_reason == 0) {
+        if (meta.drop_reason == 0 && meta.sid_chain == 0) {
             pfc_hold.apply(meta);
         }
 
         // IFIT tail: the report is built from an I2E clone; a tail that does not decapsulate
-        // reports the packet as it leaves and removes the IFIT options itself.
-        if (meta.drop_reason == 0 && tail == 1) {
+        // reports the packet as it leaves and removes the IFIT options itself. (A packet that goes
+        // on to another local SID is not leaving yet: its last pass acts.)
+        if (meta.drop_reason == 0 && tail == 1 && meta.sid_chain == 0) {
             meta.report = 1;
             if (meta.decap == 0) {
                 meta.report_outer = 1;
@@ -324,18 +355,25 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         }
 
         if (meta.drop_reason == 0) {
-            // Lengths: every HBH leaves in the docs/pipeline.md layout.
+            // Lengths: every HBH leaves in the docs/pipeline.md layout. Summed in 32 bits: an
+            // insertion or encapsulation past a Payload Length of 65535 is too-big (no wrap).
+            bit<32> plen = 0;
+            if (hdr.ipv6.isValid()) {
+                plen = (bit<32>)hdr.ipv6.payload_len;
+            }
             if (hdr.hbh.isValid()) {
                 bit<16> hbh_total;
                 hbh_layout.apply(hdr.hbh, hdr.apn, hdr.altmark, hdr.other_opt0, hdr.other_opt1,
                                  hdr.ioam, hdr.hbh_pad_align, hdr.hbh_pad_end, hbh_total);
-                hdr.ipv6.payload_len = hdr.ipv6.payload_len + hbh_total - meta.hbh_len_in;
+                plen = plen + (bit<32>)hbh_total - (bit<32>)meta.hbh_len_in;
+                hdr.ipv6.payload_len = (bit<16>)plen;
             }
             if (hdr.inserted_doh.isValid()) {
                 bit<16> doh_total;
                 inserted_doh_layout.apply(hdr.inserted_doh, hdr.inserted_doh_apn,
                                           hdr.inserted_doh_pad, doh_total);
-                hdr.ipv6.payload_len = hdr.ipv6.payload_len + doh_total;
+                plen = plen + (bit<32>)doh_total;
+                hdr.ipv6.payload_len = (bit<16>)plen;
             }
             if (hdr.encap_ipv6.isValid()) {
                 bit<16> outer = 0;
@@ -354,13 +392,22 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                     outer = outer + ((bit<16>)hdr.encap_srh.len + 1) * 8;
                 }
                 if (hdr.ipv6.isValid()) {
-                    hdr.encap_ipv6.payload_len = outer + 40 + hdr.ipv6.payload_len;
+                    plen = (bit<32>)outer + 40 + plen;
                 } else {
-                    hdr.encap_ipv6.payload_len = outer + hdr.ipv4.total_len;
+                    plen = (bit<32>)outer + (bit<32>)hdr.ipv4.total_len;
                 }
+                hdr.encap_ipv6.payload_len = (bit<16>)plen;
             }
+            if (plen > 0xFFFF) {
+                drop(ICPN_DROP_TOO_BIG);
+            }
+        }
+
+        if (meta.drop_reason == 0) {
             sm.egress_spec = (port_t)meta.out_port;
-            if (ecn_enabled == 1 && meta.test_mode == 0) {
+            if (meta.sid_chain == 1) {
+                sm.egress_spec = (port_t)meta.in_port;   // recirculated from egress, never sent
+            } else if (ecn_enabled == 1 && meta.test_mode == 0) {
                 // ECN's queue depth in bytes: the frame as it will leave (headers pushed).
                 bit<32> out_len;
                 if (hdr.encap_ipv6.isValid()) {
@@ -480,6 +527,11 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
         if (meta.bypass == 1) {
             exit;
         }
+        if (meta.sid_chain == 1) {
+            // The deparsed packet goes through ingress again for the local SID it is sent to.
+            recirculate_preserving_field_list(ICPN_FIELD_LIST_RECIRC);
+            exit;
+        }
         queue_out.apply(meta, (bit<16>)sm.egress_port);
         egress_cfg.apply();
         port_mac.apply();
@@ -513,6 +565,12 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
                 ifit_report.apply(hdr, meta, source, collector, collector_port, node_id,
                                   collector_mac);
                 hdr.ethernet.src = src_mac;
+            } else if (meta.clone_kind == ICPN_CLONE_KIND_OVERSIZE) {
+                hdr.packet_in.setValid();
+                hdr.packet_in.ingress_port = meta.in_port;
+                hdr.packet_in.egress_port = meta.out_port;
+                hdr.packet_in.reason = 0;
+                truncate(ICPN_PACKET_IN_LEN + meta.out_len);
             }
         } else if (sm.egress_port != ICPN_CPU_PORT) {
             last_qdepth.write((bit<32>)sm.egress_port, (bit<32>)sm.enq_qdepth);
@@ -548,16 +606,29 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
             hdr.ethernet.src = src_mac;
             hdr.ethernet.dst = meta.nh_mac;
             // The frame carries exactly the IP packet: link-layer padding goes.
+            meta.out_len = 0;
             if (hdr.encap_ipv6.isValid()) {
-                truncate(54 + (bit<32>)hdr.encap_ipv6.payload_len);
+                meta.out_len = 54 + (bit<32>)hdr.encap_ipv6.payload_len;
             } else if (hdr.ipv6.isValid()) {
-                truncate(54 + (bit<32>)hdr.ipv6.payload_len);
+                meta.out_len = 54 + (bit<32>)hdr.ipv6.payload_len;
             } else if (hdr.ipv4.isValid()) {
-                truncate(14 + (bit<32>)hdr.ipv4.total_len);
+                meta.out_len = 14 + (bit<32>)hdr.ipv4.total_len;
             } else if (hdr.inner_ipv6.isValid()) {
-                truncate(54 + (bit<32>)hdr.inner_ipv6.payload_len);
+                meta.out_len = 54 + (bit<32>)hdr.inner_ipv6.payload_len;
             } else if (hdr.inner_ipv4.isValid()) {
-                truncate(14 + (bit<32>)hdr.inner_ipv4.total_len);
+                meta.out_len = 14 + (bit<32>)hdr.inner_ipv4.total_len;
+            }
+            if (meta.out_len != 0) {
+                truncate(meta.out_len);
+            }
+            // Test mode: a frame longer than the test link carries (an IPv6 packet of up to
+            // 65575 octets, the link's MTU being at most 65535) reaches the controller instead,
+            // naming its port; this copy is not sent.
+            if (meta.test_mode == 1 && meta.out_len > ICPN_TEST_LINK_MAX_FRAME) {
+                meta.clone_kind = ICPN_CLONE_KIND_OVERSIZE;
+                clone_preserving_field_list(CloneType.E2E, ICPN_CPU_SESSION,
+                                            ICPN_FIELD_LIST_CLONE);
+                mark_to_drop(sm);
             }
 
             // A tail that sent its report by I2E clone sends a PFC frame by E2E clone.

@@ -110,8 +110,20 @@ def test_routes_sids_and_ports(codec: Codec) -> None:
     assert csid.params["arg"] == (1 << 80) - 1 and csid.params["csid_bits"] == 16
     dt6 = next(e for e in sids.values() if e.action == "end_dt6")
     assert dt6.params == {"table_id": 5}
+    # local_sid (is the DA an End wrote a local SID?) holds the same three prefixes, hit only
+    local = [e for e in prog.entries if e.table == "local_sid"]
+    assert {(e.match["sid"], e.action) for e in local} == {
+        (LPM(0xFC00000A << 96, 48), "NoAction"),
+        (LPM(0xFC00000A0001 << 80, 48), "NoAction"),
+        (LPM(0xFC00000A << 96 | 0xD6, 128), "NoAction"),
+    }
     for e in prog.entries:
         codec.entity(e)
+    # test mode: frames too long for a veth reach the controller by this session
+    assert any(
+        s.session_id == codes.CPU_SESSION and s.replicas == ((codes.CPU_PORT, 0),)
+        for s in prog.clone_sessions
+    )
 
 
 def test_encaps_and_red_segment_lists_in_wire_order() -> None:

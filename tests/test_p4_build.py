@@ -94,6 +94,7 @@ def test_p4info_has_every_name_the_writer_uses() -> None:
     info = P4Info.load(build.P4INFO)
     for table in (
         "my_sid",
+        "local_sid",
         "fib",
         "port_mac",
         "port_in",
@@ -116,7 +117,8 @@ def test_p4info_has_every_name_the_writer_uses() -> None:
     assert info.table("my_sid").match_fields["sid"].match_type == "lpm"
     assert info.table("fib").match_fields["addr"].bitwidth == 128
     assert info.counters.get("ifit_counts").size == 2 * codes.IFIT_COUNTER_FLOWS
-    assert set(info.packet_meta("packet_in").fields) == {"ingress_port", "reason"}
+    assert info.table("local_sid").match_fields["sid"].match_type == "lpm"
+    assert set(info.packet_meta("packet_in").fields) == {"ingress_port", "reason", "egress_port"}
     assert set(info.packet_meta("packet_out").fields) == {
         "egress_port",
         "in_port",

@@ -17,6 +17,7 @@ typedef bit<9>   port_t;
 header packet_in_t {
     bit<16> ingress_port;
     bit<16> reason;        // 0: punted; else a drop reason (test mode, pyctl.constants.DROP_*)
+    bit<16> egress_port;   // reason 0 in test mode: a frame for this port too long for its link
 }
 
 // Packet-out: the first header of every frame the controller sends to the switch.
@@ -364,12 +365,15 @@ struct headers_t {
 struct meta_t {
     // Preserved into clones (an I2E clone is re-parsed; only these fields survive).
     @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  clone_kind;
-    @field_list(ICPN_FIELD_LIST_CLONE) bit<16> in_port;
+    // (ICPN_FIELD_LIST_RECIRC: preserved into another pass of an End chained into a local SID)
+    @field_list(ICPN_FIELD_LIST_CLONE, ICPN_FIELD_LIST_RECIRC) bit<16> in_port;
     @field_list(ICPN_FIELD_LIST_CLONE) bit<16> out_port;
-    @field_list(ICPN_FIELD_LIST_CLONE) bit<48> now_us;
+    @field_list(ICPN_FIELD_LIST_CLONE, ICPN_FIELD_LIST_RECIRC) bit<48> now_us;
     @field_list(ICPN_FIELD_LIST_CLONE) bit<1>  test_mode;
     @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  hop_limit_out;
-    @field_list(ICPN_FIELD_LIST_CLONE) bit<3>  pfc_prio;
+    @field_list(ICPN_FIELD_LIST_CLONE) bit<32> out_len;   // octets of the frame sent
+    @field_list(ICPN_FIELD_LIST_CLONE, ICPN_FIELD_LIST_RECIRC) bit<3>  pfc_prio;
+    @field_list(ICPN_FIELD_LIST_RECIRC) bit<8> sid_passes;   // local SIDs chained so far
     @field_list(ICPN_FIELD_LIST_CLONE) bit<16> pfc_time;
 
     // Parser bookkeeping.
@@ -450,6 +454,7 @@ struct meta_t {
     // SRv6
     bit<8>  behaviour;
     bit<1>  psp;
+    bit<1>  sid_chain;     // End wrote a DA that is a local SID: recirculate for its behaviour
     bit<1>  decap;
     bit<1>  encap;
     bit<16> policy_id;

@@ -140,8 +140,9 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     value_set<bit<8>>(1) apn_option_type;
 
     state start {
-        // BMv2 re-parses an I2E clone before it resets the clone's metadata, which may hold a
-        // previous packet's values: what the parser reads before it writes starts at 0 here.
+        // BMv2 re-parses an I2E clone in a recycled PHV whose metadata it resets only after the
+        // parse: the bookkeeping the parser reads must start from zero here, not from the last
+        // packet's values (else the clone's HBH options parse differently, a flaky IFIT report).
         meta.hbh_seen = 0;
         meta.hbh_unk = 0;
         meta.rh_opaque = 0;

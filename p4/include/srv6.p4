@@ -59,8 +59,7 @@ control StripOuter(inout headers_t hdr) {
     }
 }
 
-control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
-                     in bit<1> tlv_error) {
+control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> tlv_error) {
     bit<1>  next_csid;
     ip6_t   block_mask;
     ip6_t   arg_mask;
@@ -134,6 +133,15 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
         size = 1024;
     }
 
+    // The prefixes of my_sid again, hit only: is the DA that End wrote a local SID? (p4c applies
+    // a table once per packet; applied only after an End that wrote a new DA.)
+    table local_sid {
+        key = { hdr.ipv6.dst: lpm @name("sid"); }
+        actions = { NoAction; }
+        default_action = NoAction();
+        size = 1024;
+    }
+
     apply {
         meta.behaviour = 0;
         next_csid = 0;
@@ -147,8 +155,6 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
         bool srh = hdr.rh.isValid() && hdr.rh.routing_type == ICPN_SRH_ROUTING_TYPE;
         if (meta.behaviour == 0) {
             // not a local SID
-        } else if (rh_error == 1) {
-            drop(ICPN_DROP_BAD_SRH);
         } else if (meta.behaviour == ICPN_B_END || meta.behaviour == ICPN_B_END_X) {
             bit<1> done = 0;
             if (next_csid == 1 && (hdr.ipv6.dst & arg_mask) != 0) {
@@ -216,7 +222,17 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
             }
             if (done == 1) {
                 meta.hop_limit_out = hdr.ipv6.hop_limit;
-                if (meta.behaviour == ICPN_B_END) {
+                if (meta.behaviour == ICPN_B_END && local_sid.apply().hit) {
+                    // docs/pipeline.md 1.4: the new DA is a local SID, whose behaviour runs on
+                    // this result in another pass (recirculated from egress); at most
+                    // MAX_SID_PASSES SIDs per packet.
+                    if (meta.sid_passes >= ICPN_MAX_SID_PASSES - 1) {
+                        drop(ICPN_DROP_SID_LOOP);
+                    } else {
+                        meta.sid_passes = meta.sid_passes + 1;
+                        meta.sid_chain = 1;
+                    }
+                } else if (meta.behaviour == ICPN_B_END) {
                     meta.fib_lookup = 1;
                     meta.fib_vrf = 0;
                     meta.fib_family = ICPN_FAMILY_IPV6;
@@ -234,6 +250,19 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
             bool want4 = meta.behaviour == ICPN_B_END_DT4 || meta.behaviour == ICPN_B_END_DT46
                          || meta.behaviour == ICPN_B_END_DX4;
             bit<2> outer_ecn = hdr.ipv6.tc[1:0];
+            // The inner packet must fit in what the outer Payload Length leaves after the
+            // extension headers (its own step 3: length not beyond the bytes it has).
+            bit<32> ext_len = (bit<32>)meta.hbh_len_in;
+            if (hdr.doh1.isValid()) {
+                ext_len = ext_len + ((bit<32>)hdr.doh1.len + 1) * 8;
+            }
+            if (hdr.rh.isValid()) {
+                ext_len = ext_len + ((bit<32>)hdr.rh.len + 1) * 8;
+            }
+            if (hdr.doh2.isValid()) {
+                ext_len = ext_len + ((bit<32>)hdr.doh2.len + 1) * 8;
+            }
+            bit<32> room = (bit<32>)hdr.ipv6.payload_len;
             if (srh && (bit<16>)hdr.rh.last_entry + 1 > (bit<16>)(hdr.rh.len >> 1)) {
                 drop(ICPN_DROP_BAD_SRH_LE);
             } else if (srh && (bit<16>)hdr.rh.segments_left > (bit<16>)hdr.rh.last_entry + 1) {
@@ -243,7 +272,11 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
             } else if (srh && hdr.rh.segments_left != 0) {
                 drop(ICPN_DROP_SL_NONZERO);
             } else if (want6 && hdr.inner_ipv6.isValid()) {
-                if (hdr.inner_ipv6.src[127:118] == 0x3FA || hdr.inner_ipv6.dst[127:118] == 0x3FA) {
+                if (hdr.inner_ipv6.version != 6
+                    || 40 + (bit<32>)hdr.inner_ipv6.payload_len + ext_len > room) {
+                    drop(ICPN_DROP_BAD_IPV6);
+                } else if (hdr.inner_ipv6.src[127:118] == 0x3FA
+                           || hdr.inner_ipv6.dst[127:118] == 0x3FA) {
                     drop(ICPN_DROP_LINK_LOCAL);
                 } else if (outer_ecn == ICPN_ECN_CE && hdr.inner_ipv6.tc[1:0] == 0) {
                     drop(ICPN_DROP_ECN_NOT_ECT_CE);
@@ -257,7 +290,23 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> rh_error,
                     hdr.ethernet.ether_type = ICPN_ETHERTYPE_IPV6;
                 }
             } else if (want4 && hdr.inner_ipv4.isValid()) {
-                if (hdr.inner_ipv4.src[31:16] == 0xA9FE || hdr.inner_ipv4.dst[31:16] == 0xA9FE) {
+                // The inner header's own step-3 checks (RFC 1812 5.2.2: its checksum too; the
+                // one's complement sum of a valid header is 0xFFFF, so csum16 gives 0).
+                bit<16> inner_sum;
+                hash(inner_sum, HashAlgorithm.csum16, 16w0,
+                     { hdr.inner_ipv4.version, hdr.inner_ipv4.ihl, hdr.inner_ipv4.tos,
+                       hdr.inner_ipv4.total_len, hdr.inner_ipv4.id, hdr.inner_ipv4.flags,
+                       hdr.inner_ipv4.frag_offset, hdr.inner_ipv4.ttl, hdr.inner_ipv4.protocol,
+                       hdr.inner_ipv4.checksum, hdr.inner_ipv4.src, hdr.inner_ipv4.dst,
+                       hdr.inner_ipv4_opts },
+                     32w0x10000);
+                if (hdr.inner_ipv4.version != 4 || hdr.inner_ipv4.ihl < 5
+                    || (bit<16>)hdr.inner_ipv4.ihl * 4 > hdr.inner_ipv4.total_len
+                    || (bit<32>)hdr.inner_ipv4.total_len + ext_len > room
+                    || inner_sum != 0) {
+                    drop(ICPN_DROP_BAD_IPV4);
+                } else if (hdr.inner_ipv4.src[31:16] == 0xA9FE
+                           || hdr.inner_ipv4.dst[31:16] == 0xA9FE) {
                     drop(ICPN_DROP_LINK_LOCAL);
                 } else if (outer_ecn == ICPN_ECN_CE && hdr.inner_ipv4.tos[1:0] == 0) {
                     drop(ICPN_DROP_ECN_NOT_ECT_CE);

@@ -13,18 +13,28 @@ import sys
 from pyctl.model import codes as K
 
 CPU_PORT = 255  # simple_switch_grpc --cpu-port; packet-in / packet-out
+PACKET_IN_LEN = 6  # octets of the packet-in header (headers.p4 packet_in_t)
+
+# The test harness's veth links: Linux allows an MTU of at most 65535, so a frame of more than
+# 65549 octets (an IPv6 packet with a Payload Length above 65495) cannot cross one. Such a frame
+# goes in by packet-out and comes out by packet-in (reason 0 with its egress port).
+TEST_LINK_MTU = 65535
+TEST_LINK_MAX_FRAME = TEST_LINK_MTU + 14
 DROP_PORT = 511  # BMv2's default drop port
 
 # Clone sessions (P4Runtime CloneSessionEntry ids). A PFC frame leaves by the port it answers.
 REPORT_SESSION = 1  # IFIT report to the collector's port
+CPU_SESSION = 2  # test mode: a frame too long for its link, to the controller
 PFC_SESSION_BASE = 64  # session PFC_SESSION_BASE + port sends a PFC frame out `port`
 
 # Field lists preserved across clones (@field_list annotations in the P4 metadata).
 FIELD_LIST_CLONE = 1
+FIELD_LIST_RECIRC = 2  # an End chained into a local SID: the next pass (recirculation)
 
 # What an I2E / E2E clone becomes in egress.
 CLONE_KIND_REPORT = 1
 CLONE_KIND_PFC = 2
+CLONE_KIND_OVERSIZE = 3
 
 # packet_out.mode: how the switch treats a frame the controller sends.
 PKTOUT_DIRECT = 0  # out of packet_out.egress_port, no pipeline

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyctl.errors import ICPNError
+from pyctl.targets.bmv2 import codes
 
 NETNS_PREFIX = "icpnt-bmv2-"
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 CLONE_NEWNET = 0x40000000
-MTU = 9000
+MTU = codes.TEST_LINK_MTU  # Linux's largest veth MTU: IPv6 packets of up to 65535 octets
 
 _serial = itertools.count()
 

@@ -334,6 +334,12 @@ def _local_sid(ls: LocalSID) -> TableEntry:
     )
 
 
+def _local_sid_prefixes(sids: tuple[LocalSID, ...]) -> list[TableEntry]:
+    """local_sid: my_sid's prefixes, hit only (is the DA an End wrote a local SID?)."""
+    prefixes = dict.fromkeys((int(ls.sid.network_address), ls.sid.prefixlen) for ls in sids)
+    return [TableEntry("local_sid", {"sid": LPM(v, plen)}, "NoAction") for v, plen in prefixes]
+
+
 def _policy_entries(node: NodeConfig) -> list[TableEntry]:
     out: list[TableEntry] = []
     for pid, pol in enumerate(node.policies):
@@ -521,6 +527,7 @@ def node_program(node: NodeConfig) -> NodeProgram:
             )
         )
     prog.entries += [_local_sid(ls) for ls in node.local_sids]
+    prog.entries += _local_sid_prefixes(node.local_sids)
 
     # Headend: APN marks, policies, IFIT flows.
     for qp, mark in node.apn.qp_map:
@@ -573,6 +580,8 @@ def node_program(node: NodeConfig) -> NodeProgram:
         prog.clone_sessions.append(
             CloneSession(codes.PFC_SESSION_BASE + port.index, ((port.index, 0),))
         )
+    # Test mode: a frame too long for its test link reaches the controller (codes.py).
+    prog.clone_sessions.append(CloneSession(codes.CPU_SESSION, ((codes.CPU_PORT, 0),)))
     return prog
 
 
