@@ -186,6 +186,18 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         if (meta.drop_reason == 0 && hdr.ipv6.isValid()
             && (hdr.ipv6.version != 6 || (bit<32>)hdr.ipv6.payload_len + 54 > meta.frame_len)) {
             drop(ICPN_DROP_BAD_IPV6);
+        } else if (meta.drop_reason == 0 && sm.parser_error == error.ExtUnheld) {
+            // docs/pipeline.md 1 step 3: a HBH anywhere but first, or a fifth extension header,
+            // is bad-exthdr; other orders are valid but not held by this parser.
+            if (meta.l4_proto == ICPN_IPPROTO_HOPOPTS
+                || (hdr.hbh.isValid() && hdr.doh1.isValid() && hdr.rh.isValid()
+                    && hdr.doh2.isValid())) {
+                drop(ICPN_DROP_BAD_EXTHDR);
+            } else {
+                drop(ICPN_DROP_P4_LIMIT);
+            }
+        } else if (meta.drop_reason == 0 && sm.parser_error == error.HbhUnheld) {
+            drop(ICPN_DROP_P4_LIMIT);
         } else if (meta.drop_reason == 0 && sm.parser_error == error.BadSrhTlv) {
             tlv_error = 1;    // only a segment endpoint looks at the TLVs
         } else if (meta.drop_reason == 0 && sm.parser_error != error.NoError) {

@@ -101,10 +101,8 @@ control PfcIngress(inout headers_t hdr, inout meta_t meta) {
         } else {
             meta.pfc_prio = default_prio;
             if (prio_from_dscp == 1) {
-                if (hdr.ipv6.isValid()) {
-                    meta.pfc_prio = hdr.ipv6.tc[7:5];
-                } else if (hdr.ipv4.isValid()) {
-                    meta.pfc_prio = hdr.ipv4.tos[7:5];
+                if (meta.l3_tc_valid == 1) {    // (also from a truncated IP header)
+                    meta.pfc_prio = meta.l3_tc[7:5];
                 }
             }
             if (generate == 1) {

@@ -382,6 +382,8 @@ struct meta_t {
     bit<4>  hbh_seen;      // 1 APN (an option of the APN type, HBH or DOH), 2 AltMark, 4 IOAM
     bit<2>  doh_opts;      // options of the DOH being parsed kept before its APN option
     bit<2>  hbh_unk;       // unknown options parsed so far
+    bit<8>  l3_tc;         // IPv6 traffic class / IPv4 TOS, read even from a truncated header
+    bit<1>  l3_tc_valid;   //   (PFC's priority: docs/pipeline.md 2 reads it from 2 octets)
     bit<8>  words_left;
     bit<8>  apn_words;     // words of the carried APN option (hdr.apn, doh1_apn or doh2_apn)
     // (an I2E clone's metadata is reset after its re-parse: what the report needs is kept)

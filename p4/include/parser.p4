@@ -11,7 +11,11 @@
 #include "headers.p4"
 
 error {
-    BadExtHdr,     // an option overruns its header, or more unknown options than slots
+    ExtUnheld,     // an IPv6 extension header where the parser holds none (after HBH, DOH,
+                   // Routing, DOH): bad-exthdr when the contract says so, else p4-limit
+    HbhUnheld,     // a HBH the parser cannot hold: an option running past it (the contract
+                   // stops the walk there and keeps the bytes as they are) or a third unknown
+                   // option; dropped p4-limit, never forwarded re-laid out (docs/p4.md limits)
     BadIpv4,       // IHL < 5
     BadSrhTlv      // the SRH's TLV area does not parse exactly (bad-srh at an endpoint only)
 }
@@ -145,6 +149,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         // packet's values (else the clone's HBH options parse differently, a flaky IFIT report).
         meta.hbh_seen = 0;
         meta.hbh_unk = 0;
+        meta.l3_tc_valid = 0;
         meta.rh_opaque = 0;
         meta.tlv_count = 0;
         meta.parse_stage = STAGE_L2;
@@ -190,6 +195,8 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
 
     state parse_ipv4 {
         meta.parse_stage = meta.parse_stage | STAGE_IPV4;
+        meta.l3_tc = packet.lookahead<bit<16>>()[7:0];
+        meta.l3_tc_valid = 1;
         packet.extract(hdr.ipv4);
         verify(hdr.ipv4.ihl >= 5, error.BadIpv4);
         meta.l4_proto = hdr.ipv4.protocol;
@@ -212,6 +219,8 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
 
     state parse_ipv6 {
         meta.parse_stage = meta.parse_stage | STAGE_IPV6;
+        meta.l3_tc = packet.lookahead<bit<16>>()[11:4];
+        meta.l3_tc_valid = 1;
         packet.extract(hdr.ipv6);
         meta.l4_proto = hdr.ipv6.next_hdr;
         transition select(hdr.ipv6.next_hdr) {
@@ -252,10 +261,10 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     state hbh_tlv {
-        verify(meta.opt_rem >= 2, error.BadExtHdr);
+        verify(meta.opt_rem >= 2, error.HbhUnheld);
         bit<16> tl = packet.lookahead<bit<16>>();
         meta.opt_len = tl[7:0];
-        verify(meta.opt_rem >= (bit<16>)tl[7:0] + 2, error.BadExtHdr);
+        verify(meta.opt_rem >= (bit<16>)tl[7:0] + 2, error.HbhUnheld);
         meta.opt_rem = meta.opt_rem - ((bit<16>)tl[7:0] + 2);
         transition select(tl[15:8], meta.hbh_seen) {
             (ICPN_IPV6_OPT_PADN, _): hbh_padn;
@@ -453,7 +462,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     state hbh_too_many {
-        verify(false, error.BadExtHdr);
+        verify(false, error.HbhUnheld);
         transition accept;
     }
 
@@ -461,7 +470,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         transition select(meta.l4_proto) {
             ICPN_IPPROTO_DSTOPTS: parse_doh1;
             ICPN_IPPROTO_ROUTING: parse_rh;
-            default: parse_upper;
+            default: ipv6_upper;
         }
     }
 
@@ -483,7 +492,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         transition select(hdr.doh1.next_hdr) {
             ICPN_IPPROTO_ROUTING: parse_rh;
             ICPN_IPPROTO_DSTOPTS: parse_doh2;
-            default: parse_upper;
+            default: ipv6_upper;
         }
     }
 
@@ -599,7 +608,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     state after_rh {
         transition select(meta.l4_proto) {
             ICPN_IPPROTO_DSTOPTS: parse_doh2;
-            default: parse_upper;
+            default: ipv6_upper;
         }
     }
 
@@ -615,7 +624,23 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         }
     }
 
-    DOH_STATES(doh2, parse_upper)
+    DOH_STATES(doh2, ipv6_upper)
+
+    // The first Next Header after the extension headers the parser holds: another extension
+    // header there is one it cannot hold (ingress tells bad-exthdr from p4-limit).
+    state ipv6_upper {
+        transition select(meta.l4_proto) {
+            ICPN_IPPROTO_HOPOPTS: ext_unheld;
+            ICPN_IPPROTO_DSTOPTS: ext_unheld;
+            ICPN_IPPROTO_ROUTING: ext_unheld;
+            default: parse_upper;
+        }
+    }
+
+    state ext_unheld {
+        verify(false, error.ExtUnheld);
+        transition accept;
+    }
 
     // ---- inner packet and transport ------------------------------------------------------------
 
