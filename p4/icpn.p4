@@ -362,6 +362,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             meta.report = 1;
             if (meta.decap == 0) {
                 meta.report_outer = 1;
+                meta.hbh_stripped = 1;
                 ifit_strip.apply(hdr, meta);
             }
         }
@@ -375,8 +376,21 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             }
             if (hdr.hbh.isValid()) {
                 bit<16> hbh_total;
+                bit<16> hbh_align;
                 hbh_layout.apply(hdr.hbh, hdr.apn, hdr.altmark, hdr.other_opt0, hdr.other_opt1,
-                                 hdr.ioam, hdr.hbh_pad_align, hdr.hbh_pad_end, hbh_total);
+                                 hdr.ioam, hdr.hbh_pad_align, hdr.hbh_pad_end, hbh_total,
+                                 hbh_align);
+                // The contract forwards a received HBH as it came (a tail's strip lays it out
+                // again, keeping the options' order). The parser consumed its padding, so one
+                // whose order or padding the layout would change cannot leave as it came.
+                if (meta.hbh_len_in != 0
+                    && (meta.hbh_disorder == 1
+                        || (meta.hbh_stripped == 0
+                            && (meta.hbh_oddpad == 1 || meta.pad_cnt > 1
+                                || hbh_total != meta.hbh_len_in
+                                || hbh_align != meta.pad_align_in)))) {
+                    drop(ICPN_DROP_P4_LIMIT);
+                }
                 plen = plen + (bit<32>)hbh_total - (bit<32>)meta.hbh_len_in;
                 hdr.ipv6.payload_len = (bit<16>)plen;
             }
@@ -389,10 +403,12 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             }
             if (hdr.encap_ipv6.isValid()) {
                 bit<16> outer = 0;
+                bit<16> encap_align;    // (the HBH this node builds is in the layout)
                 if (hdr.encap_hbh.isValid()) {
                     encap_hbh_layout.apply(hdr.encap_hbh, hdr.encap_apn, hdr.encap_altmark,
                                            no_option, no_option, hdr.encap_ioam,
-                                           hdr.encap_hbh_pad_align, hdr.encap_hbh_pad_end, outer);
+                                           hdr.encap_hbh_pad_align, hdr.encap_hbh_pad_end, outer,
+                                           encap_align);
                 }
                 if (hdr.encap_doh.isValid()) {
                     bit<16> doh_total;

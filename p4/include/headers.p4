@@ -382,6 +382,17 @@ struct meta_t {
     bit<4>  hbh_seen;      // 1 APN (an option of the APN type, HBH or DOH), 2 AltMark, 4 IOAM
     bit<2>  doh_opts;      // options of the DOH being parsed kept before its APN option
     bit<2>  hbh_unk;       // unknown options parsed so far
+    // The received HBH's layout (the parser consumes padding; HbhLayout rebuilds it): the rank
+    // of the last option placed (1 APN, 2 AltMark, 3 other, 4 IOAM), an option before one of a
+    // lower rank, padding that is not one canonical pad (Pad1 / PadN of zeros) right before the
+    // IOAM option or at the end, and the sizes of those two pads.
+    bit<3>  hbh_rank;
+    bit<1>  hbh_disorder;
+    bit<1>  hbh_oddpad;
+    bit<8>  pad_cnt;
+    bit<16> pad_run;
+    bit<16> pad_align_in;
+    bit<1>  hbh_stripped;  // the tail removed IFIT options: the HBH is laid out again
     bit<8>  l3_tc;         // IPv6 traffic class / IPv4 TOS, read even from a truncated header
     bit<1>  l3_tc_valid;   //   (PFC's priority: docs/pipeline.md 2 reads it from 2 octets)
     bit<8>  words_left;

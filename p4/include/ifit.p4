@@ -68,7 +68,8 @@ control MakePad(in bit<8> n, inout padb_t[7] p) {
 // this layout leaves byte for byte as it came.
 control HbhLayout(inout exthdr_t h, in opt_apn_t apn, in opt_altmark_t am,
                   in opt_generic_t other0, in opt_generic_t other1, in opt_ioam_t io,
-                  inout padb_t[7] pad_align, inout padb_t[7] pad_end, out bit<16> total) {
+                  inout padb_t[7] pad_align, inout padb_t[7] pad_end, out bit<16> total,
+                  out bit<16> align) {
     // (@name: the P4Info names of the pad tables stay what they were)
     @name("make_pad_a") MakePad() make_pad_align;
     @name("make_pad_e") MakePad() make_pad_end;
@@ -85,6 +86,7 @@ control HbhLayout(inout exthdr_t h, in opt_apn_t apn, in opt_altmark_t am,
         }
         bit<8> ne = (bit<8>)((16w0 - off) & 7);
         total = off + (bit<16>)ne;
+        align = (bit<16>)na;
         h.len = (bit<8>)(total >> 3) - 1;
         make_pad_align.apply(na, pad_align);
         make_pad_end.apply(ne, pad_end);

@@ -133,6 +133,16 @@ const bit<8> STAGE_L4     = 0x80;
         transition NEXT;                                                                      \
     }
 
+// An option of rank R placed in the HBH (see meta.hbh_rank): is the HBH still in the layout?
+#define HBH_PLACED(R)                                                                         \
+        meta.hbh_disorder = meta.hbh_disorder | (bit<1>)(R < meta.hbh_rank);                  \
+        meta.hbh_oddpad = meta.hbh_oddpad | (bit<1>)(meta.pad_cnt > 1)                        \
+                          | (bit<1>)(R != 4 && meta.pad_run != 0);                            \
+        meta.pad_align_in = meta.pad_run;                                                     \
+        meta.pad_run = 0;                                                                     \
+        meta.pad_cnt = 0;                                                                     \
+        meta.hbh_rank = R;
+
 parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
                   inout standard_metadata_t sm) {
     bit<8> ioam_empty_words;    // the parts of a trace's area (hbh_ioam_trace)
@@ -150,6 +160,12 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         meta.hbh_seen = 0;
         meta.hbh_unk = 0;
         meta.l3_tc_valid = 0;
+        meta.hbh_rank = 0;
+        meta.hbh_disorder = 0;
+        meta.hbh_oddpad = 0;
+        meta.pad_cnt = 0;
+        meta.pad_run = 0;
+        meta.pad_align_in = 0;
         meta.rh_opaque = 0;
         meta.tlv_count = 0;
         meta.parse_stage = STAGE_L2;
@@ -257,6 +273,8 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     state hbh_pad1 {
         packet.advance(8);
         meta.opt_rem = meta.opt_rem - 1;
+        meta.pad_run = meta.pad_run + 1;
+        meta.pad_cnt = meta.pad_cnt + 1;
         transition hbh_opts;
     }
 
@@ -283,7 +301,57 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         }
     }
 
+    // A PadN: canonical with zero data of at most 5 octets (a pad to 8n is at most 7 octets).
     state hbh_padn {
+        meta.pad_run = meta.pad_run + 2 + (bit<16>)meta.opt_len;
+        meta.pad_cnt = meta.pad_cnt + 1;
+        transition select(meta.opt_len) {
+            0: hbh_padn_skip;
+            1: hbh_padn_1;
+            2: hbh_padn_2;
+            3: hbh_padn_3;
+            4: hbh_padn_4;
+            5: hbh_padn_5;
+            default: hbh_padn_odd;
+        }
+    }
+
+    state hbh_padn_odd {
+        meta.hbh_oddpad = 1;
+        transition hbh_padn_skip;
+    }
+
+    state hbh_padn_1 {
+        bit<24> padn = packet.lookahead<bit<24>>();
+        meta.hbh_oddpad = meta.hbh_oddpad | (bit<1>)(padn[7:0] != 0);
+        transition hbh_padn_skip;
+    }
+
+    state hbh_padn_2 {
+        bit<32> padn = packet.lookahead<bit<32>>();
+        meta.hbh_oddpad = meta.hbh_oddpad | (bit<1>)(padn[15:0] != 0);
+        transition hbh_padn_skip;
+    }
+
+    state hbh_padn_3 {
+        bit<40> padn = packet.lookahead<bit<40>>();
+        meta.hbh_oddpad = meta.hbh_oddpad | (bit<1>)(padn[23:0] != 0);
+        transition hbh_padn_skip;
+    }
+
+    state hbh_padn_4 {
+        bit<48> padn = packet.lookahead<bit<48>>();
+        meta.hbh_oddpad = meta.hbh_oddpad | (bit<1>)(padn[31:0] != 0);
+        transition hbh_padn_skip;
+    }
+
+    state hbh_padn_5 {
+        bit<56> padn = packet.lookahead<bit<56>>();
+        meta.hbh_oddpad = meta.hbh_oddpad | (bit<1>)(padn[39:0] != 0);
+        transition hbh_padn_skip;
+    }
+
+    state hbh_padn_skip {
         packet.advance(((bit<32>)meta.opt_len + 2) * 8);
         transition hbh_opts;
     }
@@ -301,6 +369,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     state hbh_apn {
+        HBH_PLACED(1)
         packet.extract(hdr.apn);
         meta.apn_words = (hdr.apn.len - 4) >> 2;
         meta.words_left = (hdr.apn.len - 4) >> 2;
@@ -324,6 +393,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     state hbh_altmark {
+        HBH_PLACED(2)
         packet.extract(hdr.altmark);
         meta.hbh_seen = meta.hbh_seen | 2;
         transition hbh_opts;
@@ -363,6 +433,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     state hbh_ioam_trace {
+        HBH_PLACED(4)
         packet.extract(hdr.ioam);
         packet.extract(hdr.trace);
         meta.hbh_seen = meta.hbh_seen | 4;
@@ -435,6 +506,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     state hbh_ioam_raw {
+        HBH_PLACED(4)
         packet.extract(hdr.ioam);
         packet.extract(hdr.ioam_raw, ((bit<32>)hdr.ioam.len - 2) * 8);
         meta.hbh_seen = meta.hbh_seen | 4;
@@ -450,12 +522,14 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     state hbh_unk0 {
+        HBH_PLACED(3)
         packet.extract(hdr.other_opt0, (bit<32>)meta.opt_len * 8);
         meta.hbh_unk = 1;
         transition hbh_opts;
     }
 
     state hbh_unk1 {
+        HBH_PLACED(3)
         packet.extract(hdr.other_opt1, (bit<32>)meta.opt_len * 8);
         meta.hbh_unk = 2;
         transition hbh_opts;
