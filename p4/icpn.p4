@@ -367,7 +367,11 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             }
         }
 
-        if (meta.drop_reason == 0) {
+        // (An encapsulated packet's no-route / hop-limit came from step 6, after the
+        // encapsulation where the contract finds too-big: too-big is still looked for.)
+        if (meta.drop_reason == 0
+            || (meta.encap == 1 && (meta.drop_reason == ICPN_DROP_NO_ROUTE
+                                    || meta.drop_reason == ICPN_DROP_HOP_LIMIT))) {
             // Lengths: every HBH leaves in the docs/pipeline.md layout. Summed in 32 bits: an
             // insertion or encapsulation past a Payload Length of 65535 is too-big (no wrap).
             bit<32> plen = 0;
@@ -383,7 +387,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                 // The contract forwards a received HBH as it came (a tail's strip lays it out
                 // again, keeping the options' order). The parser consumed its padding, so one
                 // whose order or padding the layout would change cannot leave as it came.
-                if (meta.hbh_len_in != 0
+                if (meta.drop_reason == 0 && meta.hbh_len_in != 0
                     && (meta.hbh_disorder == 1
                         || (meta.hbh_stripped == 0
                             && (meta.hbh_oddpad == 1 || meta.pad_cnt > 1

@@ -392,6 +392,7 @@ struct meta_t {
     bit<8>  pad_cnt;
     bit<16> pad_run;
     bit<16> pad_align_in;
+    bit<1>  tlv_unwalked;  // SRH TLVs past the ones the parser walks (not validated)
     bit<1>  hbh_stripped;  // the tail removed IFIT options: the HBH is laid out again
     bit<8>  l3_tc;         // IPv6 traffic class / IPv4 TOS, read even from a truncated header
     bit<1>  l3_tc_valid;   //   (PFC's priority: docs/pipeline.md 2 reads it from 2 octets)

@@ -168,6 +168,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         meta.pad_align_in = 0;
         meta.rh_opaque = 0;
         meta.tlv_count = 0;
+        meta.tlv_unwalked = 0;
         meta.parse_stage = STAGE_L2;
         transition select(sm.ingress_port) {
             ICPN_CPU_PORT: parse_packet_out;
@@ -627,7 +628,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         transition select(meta.rh_body, meta.rh_opaque, meta.tlv_count) {
             (0, _, _): after_rh;
             (_, 1, _): rh_rest;
-            (_, _, 4): rh_rest;
+            (_, _, 4): rh_unwalked;
             default: rh_tlv;
         }
     }
@@ -673,6 +674,12 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     RH_TLV_STATES(1)
     RH_TLV_STATES(2)
     RH_TLV_STATES(3)
+
+    // More TLVs than the parser walks: an endpoint cannot validate them (drop p4-limit there).
+    state rh_unwalked {
+        meta.tlv_unwalked = 1;
+        transition rh_rest;
+    }
 
     state rh_rest {
         packet.extract(hdr.rh_rest, (bit<32>)meta.rh_body * 8);

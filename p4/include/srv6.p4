@@ -180,8 +180,8 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> tlv_error
                 drop(ICPN_DROP_BAD_SRH_SL);
             } else if (tlv_error == 1) {
                 drop(ICPN_DROP_BAD_SRH);
-            } else if (meta.rh_opaque == 1) {
-                drop(ICPN_DROP_P4_LIMIT);      // more segments than the P4 stack holds
+            } else if (meta.rh_opaque == 1 || meta.tlv_unwalked == 1) {
+                drop(ICPN_DROP_P4_LIMIT);      // more segments or TLVs than the parser holds
             } else {
                 bit<8> sl = hdr.rh.segments_left - 1;
                 hdr.rh.segments_left = sl;
@@ -269,6 +269,8 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> tlv_error
                 drop(ICPN_DROP_BAD_SRH_SL);
             } else if (srh && tlv_error == 1) {
                 drop(ICPN_DROP_BAD_SRH);
+            } else if (srh && meta.tlv_unwalked == 1) {
+                drop(ICPN_DROP_P4_LIMIT);      // TLVs past the ones the parser walks
             } else if (srh && hdr.rh.segments_left != 0) {
                 drop(ICPN_DROP_SL_NONZERO);
             } else if (want6 && hdr.inner_ipv6.isValid()) {
