@@ -85,8 +85,9 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     }
 
     action set_node(ip6_t source_addr, bit<8> flowlabel, bit<8> ifit, bit<8> apn_carrier,
-                    bit<8> apn_type, bit<8> apn_tlv_type, bit<1> ecn) {
+                    bit<8> apn_type, bit<8> apn_tlv_type, bit<1> apn_reads, bit<1> ecn) {
         ecn_enabled = ecn;
+        meta.apn_reads = apn_reads;
         meta.apn_carrier = apn_carrier;
         meta.apn_type = apn_type;
         meta.apn_tlv_type = apn_tlv_type;
@@ -264,9 +265,10 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         // The tail acts on a usable trace (decapsulation removes the outer HBH before it acts).
         bit<1> tail = 0;
         if (meta.drop_reason == 0) {
-            flow_key.apply(hdr, meta);
-            if (ifit_role != ICPN_IFIT_ROLE_NONE && hdr.altmark.isValid() && !again) {
-                ifit_counts.count((bit<32>)(hdr.altmark.flowmon_id[9:0] ++ hdr.altmark.l));
+            flow_key.apply(hdr, meta, true);
+            if (hdr.altmark.isValid()) {
+                meta.altmark_in = 1;
+                meta.altmark_in_idx = (bit<32>)(hdr.altmark.flowmon_id[9:0] ++ hdr.altmark.l);
             }
             if (ifit_role != ICPN_IFIT_ROLE_NONE && hdr.trace.isValid()) {
                 ioam_check.apply(hdr.trace, meta);
@@ -285,9 +287,6 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             apn.apply(hdr, meta);
             elephant.apply(meta);
             headend.apply(hdr, meta, source, flowlabel_mode, ifit_role);
-            if (meta.ifit_head == 1) {
-                ifit_counts.count((bit<32>)(meta.flowmon_id[9:0] ++ meta.ifit_l));
-            }
             // Without encapsulation: an APN-ID from the QP map or a classifier goes into the
             // packet itself (a carried option stays as it is).
             if (meta.drop_reason == 0 && meta.encap == 0 && meta.apn_valid == 1
@@ -348,11 +347,6 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                     ipv4_ttl.apply(hdr.ipv4);
                 }
             }
-        }
-
-        // PFC: a packet for a paused (port, priority) is held.
-        if (meta.drop_reason == 0 && meta.sid_chain == 0) {
-            pfc_hold.apply(meta);
         }
 
         // IFIT tail: the report is built from an I2E clone; a tail that does not decapsulate
@@ -435,21 +429,47 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             }
         }
 
+        // IFIT counting at step 7, as the packet leaves (docs/pipeline.md 4): the AltMark of
+        // its outer header -- the head's own after an encapsulation, none after another node's;
+        // a decapsulated outer header's at a tail only. A packet dropped before, or going on to
+        // another local SID of this node, is not counted (yet); one held by PFC (step 8) is.
+        if (meta.drop_reason == 0 && meta.sid_chain == 0) {
+            if (ifit_role != ICPN_IFIT_ROLE_NONE) {
+                if (meta.encap == 1) {
+                    if (meta.ifit_head == 1) {
+                        ifit_counts.count((bit<32>)(meta.flowmon_id[9:0] ++ meta.ifit_l));
+                    }
+                } else if (meta.altmark_in == 1
+                           && (meta.decap == 0 || ifit_role == ICPN_IFIT_ROLE_TAIL)) {
+                    ifit_counts.count(meta.altmark_in_idx);
+                }
+            }
+            // 8. PFC: a packet for a paused (port, priority) is held (a tail still reports it).
+            pfc_hold.apply(meta);
+        }
+
         if (meta.drop_reason == 0) {
+            // The frame as it will leave, computed once: egress changes no length (IOAM
+            // stamps space the head reserved), so ECN's byte count and the egress truncation
+            // read the same figure.
+            meta.out_len = 0;
+            if (hdr.encap_ipv6.isValid()) {
+                meta.out_len = 54 + (bit<32>)hdr.encap_ipv6.payload_len;
+            } else if (hdr.ipv6.isValid()) {
+                meta.out_len = 54 + (bit<32>)hdr.ipv6.payload_len;
+            } else if (hdr.ipv4.isValid()) {
+                meta.out_len = 14 + (bit<32>)hdr.ipv4.total_len;
+            } else if (hdr.inner_ipv6.isValid()) {
+                meta.out_len = 54 + (bit<32>)hdr.inner_ipv6.payload_len;
+            } else if (hdr.inner_ipv4.isValid()) {
+                meta.out_len = 14 + (bit<32>)hdr.inner_ipv4.total_len;
+            }
             sm.egress_spec = (port_t)meta.out_port;
             if (meta.sid_chain == 1) {
                 sm.egress_spec = (port_t)meta.in_port;   // recirculated from egress, never sent
             } else if (ecn_enabled == 1 && meta.test_mode == 0) {
                 // ECN's queue depth in bytes: the frame as it will leave (headers pushed).
-                bit<32> out_len;
-                if (hdr.encap_ipv6.isValid()) {
-                    out_len = 54 + (bit<32>)hdr.encap_ipv6.payload_len;
-                } else if (hdr.ipv6.isValid()) {
-                    out_len = 54 + (bit<32>)hdr.ipv6.payload_len;
-                } else {
-                    out_len = 14 + (bit<32>)hdr.ipv4.total_len;
-                }
-                queue_in.apply(meta, meta.out_port, out_len);
+                queue_in.apply(meta, meta.out_port, meta.out_len);
             }
             if (meta.report == 1) {
                 meta.clone_kind = ICPN_CLONE_KIND_REPORT;
@@ -462,7 +482,11 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                                             ICPN_FIELD_LIST_CLONE);
             }
         } else {
-            if (meta.pfc_emit == 1) {
+            if (meta.report == 1 && meta.drop_reason == ICPN_DROP_PFC_HELD) {
+                meta.clone_kind = ICPN_CLONE_KIND_REPORT;
+                clone_preserving_field_list(CloneType.I2E, ICPN_REPORT_SESSION,
+                                            ICPN_FIELD_LIST_CLONE);
+            } else if (meta.pfc_emit == 1) {
                 meta.clone_kind = ICPN_CLONE_KIND_PFC;
                 clone_preserving_field_list(CloneType.I2E,
                                             ICPN_PFC_SESSION_BASE + (bit<32>)meta.in_port,
@@ -589,7 +613,7 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
                 pfc_frame.apply(hdr, meta, src_mac);
             } else if (meta.clone_kind == ICPN_CLONE_KIND_REPORT) {
                 // The tail's own record, with what the forwarded packet saw.
-                report_key.apply(hdr, meta);
+                report_key.apply(hdr, meta, false);
                 record_tail.apply(meta.hop_limit_out, node_id, meta.in_port, meta.out_port,
                                   meta.now_us, qdepth, rec);
                 stamp_tail.apply(hdr.trace, hdr.ioam_record, meta.ioam_node_len,
@@ -637,19 +661,8 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
             }
             hdr.ethernet.src = src_mac;
             hdr.ethernet.dst = meta.nh_mac;
-            // The frame carries exactly the IP packet: link-layer padding goes.
-            meta.out_len = 0;
-            if (hdr.encap_ipv6.isValid()) {
-                meta.out_len = 54 + (bit<32>)hdr.encap_ipv6.payload_len;
-            } else if (hdr.ipv6.isValid()) {
-                meta.out_len = 54 + (bit<32>)hdr.ipv6.payload_len;
-            } else if (hdr.ipv4.isValid()) {
-                meta.out_len = 14 + (bit<32>)hdr.ipv4.total_len;
-            } else if (hdr.inner_ipv6.isValid()) {
-                meta.out_len = 54 + (bit<32>)hdr.inner_ipv6.payload_len;
-            } else if (hdr.inner_ipv4.isValid()) {
-                meta.out_len = 14 + (bit<32>)hdr.inner_ipv4.total_len;
-            }
+            // The frame carries exactly the IP packet (meta.out_len, from ingress):
+            // link-layer padding goes.
             if (meta.out_len != 0) {
                 truncate(meta.out_len);
             }

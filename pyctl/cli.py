@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -279,8 +281,20 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the command is: it unwinds like Ctrl-C, so every command's cleanup
+    (switches, namespaces, veths) runs. A command with its own SIGTERM handler replaces it."""
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short
+    raise Terminated(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():  # (tests call main() in threads)
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         rc: int = args.func(args)
     except ICPNError as e:
@@ -289,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("icpn: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("icpn: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # `icpn ... | head`: the reader left; not an error of ours
         sys.stderr.close()
         return 0

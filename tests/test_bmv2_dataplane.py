@@ -5,8 +5,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from scapy.layers.inet import UDP
@@ -267,3 +274,63 @@ def test_live_byte_depth_returns_to_zero(plane: BMv2DataPlane) -> None:
         plane.sockets[1].send(frame)
         (out,) = plane._collect(timeout_s=1.0).outputs
         assert out.port == 2 and Ether(out.frame)[IPv6].tc == 0x02
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant process of `pid` (from /proc: ps's tree without ps)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def test_sigterm_to_a_vector_run_leaves_nothing_behind() -> None:
+    """`icpn vectors` killed by SIGTERM (what `kill`, systemd and CI timeouts send) stops its
+    switch and removes its namespace and veths, as Ctrl-C does."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyctl.cli", "vectors", "--dataplane", "bmv2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    netns = f"icpnt-bmv2-{proc.pid}-"
+    switches: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not switches:
+            time.sleep(0.2)
+            switches = [p for p in _children(proc.pid) if "simple_switch" in _cmdline(p)]
+        assert switches, "no switch started within 60 s"
+        time.sleep(1.0)  # into the middle of a vector
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, err
+        assert "icpn: terminated" in err and "Traceback" not in err, err
+        assert not [p for p in switches if Path(f"/proc/{p}").exists()]
+        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert netns not in names
+        assert not list(Path(tempfile.gettempdir()).glob(f"icpn-bmv2-{proc.pid}-*"))
+    finally:  # a failure must not leave what it found behind either
+        proc.kill()
+        proc.wait()
+        for pid in switches:
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+        for name in stale_namespaces():
+            subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

@@ -106,6 +106,9 @@ def test_full_node_loads() -> None:
         ({"ifit": {"role": "tail"}}, "ifit.collector: is required when role is tail"),
         ({"pfc": {"xon_pct": 90}}, "pfc.xon_pct: 90 must be below xoff_pct 80"),
         ({"apn": {"classifiers": [{"match": {}, "apn_id": 1 << 32}]}}, "apn_id: 4294967296"),
+        # SPEC 3: 0x31 is IOAM's HBH option type, 0x12 AltMark's
+        ({"apn": {"option_type": 0x31}}, "apn.option_type: 0x31 is the IOAM trace option's"),
+        ({"apn": {"option_type": 0x12}}, "apn.option_type: 0x12 is the Alternate Marking"),
     ],
 )
 def test_errors_name_field_and_value(patch: dict[str, Any], message: str) -> None:

@@ -108,7 +108,8 @@ control ApnClassify(in headers_t hdr, inout meta_t meta) {
         meta.apn_valid = 0;
         meta.apn_from_pkt = 0;
         meta.apn_in_hbh = 0;
-        if (hdr.bth.isValid()) {
+        // (a tunnel's BTH belongs to the packet inside: the received packet has no QP)
+        if (hdr.bth.isValid() && !hdr.inner_ipv6.isValid() && !hdr.inner_ipv4.isValid()) {
             apn_qp.apply();
         }
         // The option the packet carries (application side, or an upstream edge): the first of
@@ -118,6 +119,13 @@ control ApnClassify(in headers_t hdr, inout meta_t meta) {
             if (hdr.apn.isValid()) {
                 APN_CARRIED(hdr.apn, hdr.apn_word)
                 meta.apn_in_hbh = meta.apn_valid;
+            } else if (meta.apn_unwalked == 1) {
+                // A DOH holds more options before a possible APN option than the parser keeps
+                // apart, or an APN option has a length the parser cannot hold: where the
+                // carried option decides anything, say so rather than guess.
+                if (meta.apn_reads == 1) {
+                    meta.drop_reason = ICPN_DROP_P4_LIMIT;
+                }
             } else if (hdr.doh1_apn.isValid()) {
                 APN_CARRIED(hdr.doh1_apn, hdr.doh1_apn_word)
                 APN_CARRIED_WORDS(hdr.doh1_apn, hdr.doh1_apn_word)

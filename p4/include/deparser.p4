@@ -89,6 +89,10 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.ipv4);
         packet.emit(hdr.ipv4_opts);
         packet.emit(hdr.inner_ipv6);
+        packet.emit(hdr.inner_ext0);
+        packet.emit(hdr.inner_ext1);
+        packet.emit(hdr.inner_ext2);
+        packet.emit(hdr.inner_ext3);
         packet.emit(hdr.inner_ipv4);
         packet.emit(hdr.inner_ipv4_opts);
         packet.emit(hdr.l4);

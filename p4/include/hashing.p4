@@ -14,18 +14,26 @@
 // computes the multiplier, see pyctl/targets/bmv2/writer.py magic()).
 #define MAGIC_DIV(T, M) ((bit<48>)(((bit<160>)(T) * (bit<160>)(M)) >> ICPN_MAGIC_SHIFT_TIME))
 
-// The flow key of the innermost packet: src(16) dst(16) proto(1) then sport(2) dport(2), or
-// 0x00 QP(3) for RoCEv2; also the DSCP and IP length the classifiers and the sketch use.
-control FlowKey(in headers_t hdr, inout meta_t meta) {
+// The flow key: src(16) dst(16) proto(1) then sport(2) dport(2), or 0x00 QP(3) for RoCEv2; also
+// the DSCP and IP length the classifiers and the sketch use. `received`: the key of the packet
+// as received, which a headend encapsulates (docs/pipeline.md 3): a tunnel's own addresses and
+// protocol (41 / 4), no ports. Otherwise the innermost packet's (an IFIT report's 5-tuple).
+control FlowKey(in headers_t hdr, inout meta_t meta, in bool received) {
     apply {
+        bool tunnel = hdr.inner_ipv6.isValid() || hdr.inner_ipv4.isValid();
         meta.k_proto = meta.l4_proto;
-        if (hdr.inner_ipv6.isValid()) {
+        if (received && hdr.inner_ipv6.isValid()) {
+            meta.k_proto = ICPN_IPPROTO_IPV6;
+        } else if (received && hdr.inner_ipv4.isValid()) {
+            meta.k_proto = ICPN_IPPROTO_IPIP;
+        }
+        if (!received && hdr.inner_ipv6.isValid()) {
             meta.k_family = 6;
             meta.k_src = hdr.inner_ipv6.src;
             meta.k_dst = hdr.inner_ipv6.dst;
             meta.dscp = hdr.inner_ipv6.tc[7:2];
             meta.ip_len = (bit<32>)hdr.inner_ipv6.payload_len + 40;
-        } else if (hdr.inner_ipv4.isValid()) {
+        } else if (!received && hdr.inner_ipv4.isValid()) {
             meta.k_family = 4;
             meta.k_src = V4_MAPPED(hdr.inner_ipv4.src);
             meta.k_dst = V4_MAPPED(hdr.inner_ipv4.dst);
@@ -44,13 +52,15 @@ control FlowKey(in headers_t hdr, inout meta_t meta) {
             meta.dscp = hdr.ipv4.tos[7:2];
             meta.ip_len = (bit<32>)hdr.ipv4.total_len;
         }
+        // The transport header belongs to the innermost packet.
+        bool own_l4 = !received || !tunnel;
         meta.sport = 0;
         meta.dport = 0;
-        if (hdr.l4.isValid()) {
+        if (own_l4 && hdr.l4.isValid()) {
             meta.sport = hdr.l4.sport;
             meta.dport = hdr.l4.dport;
         }
-        if (hdr.bth.isValid()) {
+        if (own_l4 && hdr.bth.isValid()) {
             meta.k_tail = 8w0 ++ hdr.bth.dest_qp;
         } else {
             meta.k_tail = meta.sport ++ meta.dport;

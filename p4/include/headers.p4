@@ -89,6 +89,14 @@ header exthdr_t {
     bit<8> len;            // 8-octet units after the first 8 octets
 }
 
+// An extension header of an inner (encapsulated) IPv6 packet, kept as it is: HBH, Routing or
+// Destination Options, up to (255 + 1) * 8 octets in all.
+header inner_ext_t {
+    bit<8>          next_hdr;
+    bit<8>          len;
+    varbit<16368>   data;
+}
+
 // Destination Options header body, kept as it is (ICPN reads no destination option).
 header opaque_t {
     varbit<16320> data;
@@ -354,6 +362,10 @@ struct headers_t {
     ipv4_opts_t   ipv4_opts;
     // ... then an inner packet (IPv6 / IPv4 in IPv6) ...
     ipv6_t        inner_ipv6;
+    inner_ext_t   inner_ext0;     // the inner packet's extension headers (ICPN_MAX_EXT_HEADERS)
+    inner_ext_t   inner_ext1;
+    inner_ext_t   inner_ext2;
+    inner_ext_t   inner_ext3;
     ipv4_t        inner_ipv4;
     ipv4_opts_t   inner_ipv4_opts;
     // ... and the transport ports of the innermost packet.
@@ -380,6 +392,15 @@ struct meta_t {
     bit<16> opt_rem;       // octets of options left in the HBH being parsed
     bit<8>  opt_len;
     bit<4>  hbh_seen;      // 1 APN (an option of the APN type, HBH or DOH), 2 AltMark, 4 IOAM
+    bit<1>  apn_unwalked;  // a carried APN option may be there, unread: a DOH walk stopped at
+                           // its option limit, or an APN option of a length not held
+    // The inner IPv6 packet's extension headers (checked where it is decapsulated): headers
+    // begun and extracted (one begun and not extracted was cut short), the type of the last
+    // one begun, and a HBH not first or a fifth one.
+    bit<4>  inner_ext_tries;
+    bit<4>  inner_ext_done;
+    bit<8>  inner_ext_type;
+    bit<1>  inner_ext_bad;
     bit<2>  doh_opts;      // options of the DOH being parsed kept before its APN option
     bit<2>  hbh_unk;       // unknown options parsed so far
     // The received HBH's layout (the parser consumes padding; HbhLayout rebuilds it): the rank
@@ -461,6 +482,7 @@ struct meta_t {
     bit<32> apn_w11;
     bit<1>  apn_in_hbh;    // the carried option is hdr.apn (else the words above)
     bit<8>  apn_type;      // the node's APN option type
+    bit<1>  apn_reads;     // the node's behaviour depends on a carried APN option
 
     // Elephants
     bit<1>  elephant;
@@ -477,6 +499,9 @@ struct meta_t {
     bit<1>  ifit_head;
     bit<20> flowmon_id;
     bit<1>  ifit_l;
+    // The received AltMark's counter (FlowMonID % 1024 ++ L), counted as the packet leaves
+    bit<1>  altmark_in;
+    bit<32> altmark_in_idx;
     bit<1>  report;
     // The received trace (IoamCheck): usable by this node, its NodeLen, the ICPN_GEN_* of each
     // word of a record (4 bits each, word 0 lowest); the report's 5-tuple is the outer packet's.

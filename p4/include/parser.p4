@@ -42,9 +42,13 @@ const bit<8> STAGE_L4     = 0x80;
     state N##_opts {                                                                          \
         transition select(meta.opt_rem, meta.doh_opts) {                                      \
             (0, _): N##_rest;                                                                 \
-            (_, 2): N##_rest;                                                                 \
+            (_, 2): N##_unwalked;                                                             \
             default: N##_opt;                                                                 \
         }                                                                                     \
+    }                                                                                         \
+    state N##_unwalked {                                                                      \
+        meta.apn_unwalked = 1;    /* an APN option may follow: Apn decides (p4-limit) */     \
+        transition N##_rest;                                                                  \
     }                                                                                         \
     state N##_opt {                                                                           \
         transition select(packet.lookahead<bit<8>>(), meta.doh_opts) {                        \
@@ -104,8 +108,21 @@ const bit<8> STAGE_L4     = 0x80;
         bit<16> above_max = (4 + 4 * ICPN_APN_MAX_WORDS) - (bit<16>)meta.opt_len;             \
         transition select(meta.opt_len[1:0], below_min[15:15], above_max[15:15]) {            \
             (0, 0, 0): N##_apn;                                                               \
+            (_, 0, _): N##_apn_unheld;                                                        \
             default: N##_rest;                                                                \
         }                                                                                     \
+    }                                                                                         \
+    state N##_apn_unheld {                                                                    \
+        transition select(packet.lookahead<bit<24>>()[7:0]) {                                 \
+            ICPN_APN_ID_TYPE_32: N##_apn_unread;                                              \
+            ICPN_APN_ID_TYPE_64: N##_apn_unread;                                              \
+            ICPN_APN_ID_TYPE_128: N##_apn_unread;                                             \
+            default: N##_rest;                                                                \
+        }                                                                                     \
+    }                                                                                         \
+    state N##_apn_unread {                                                                    \
+        meta.apn_unwalked = 1;    /* a usable-looking APN option of a length not held */     \
+        transition N##_rest;                                                                  \
     }                                                                                         \
     state N##_apn {                                                                           \
         packet.extract(hdr.N##_apn);                                                          \
@@ -169,6 +186,11 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         meta.rh_opaque = 0;
         meta.tlv_count = 0;
         meta.tlv_unwalked = 0;
+        meta.apn_unwalked = 0;
+        meta.inner_ext_tries = 0;
+        meta.inner_ext_done = 0;
+        meta.inner_ext_type = 0;
+        meta.inner_ext_bad = 0;
         meta.parse_stage = STAGE_L2;
         transition select(sm.ingress_port) {
             ICPN_CPU_PORT: parse_packet_out;
@@ -365,8 +387,26 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         bit<16> above_max = (4 + 4 * ICPN_APN_MAX_WORDS) - (bit<16>)meta.opt_len;
         transition select(meta.opt_len[1:0], below_min[15:15], above_max[15:15]) {
             (0, 0, 0): hbh_apn;
+            (_, 0, _): hbh_apn_unheld;
             default: hbh_unknown;
         }
+    }
+
+    // An option of the APN type with an ID type the contract reads but a length the APN header
+    // cannot hold (not whole words, or past ICPN_APN_MAX_WORDS): kept as an unknown option;
+    // a node that reads carried options drops the packet p4-limit (Apn).
+    state hbh_apn_unheld {
+        transition select(packet.lookahead<bit<24>>()[7:0]) {
+            ICPN_APN_ID_TYPE_32: hbh_apn_unread;
+            ICPN_APN_ID_TYPE_64: hbh_apn_unread;
+            ICPN_APN_ID_TYPE_128: hbh_apn_unread;
+            default: hbh_unknown;
+        }
+    }
+
+    state hbh_apn_unread {
+        meta.apn_unwalked = 1;
+        transition hbh_unknown;
     }
 
     state hbh_apn {
@@ -737,7 +777,44 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         meta.parse_stage = meta.parse_stage | STAGE_INNER;
         packet.extract(hdr.inner_ipv6);
         meta.l4_proto = hdr.inner_ipv6.next_hdr;
-        transition parse_l4;
+        transition select(meta.l4_proto) {
+            ICPN_IPPROTO_HOPOPTS: in6_ext0;
+            ICPN_IPPROTO_ROUTING: in6_ext0;
+            ICPN_IPPROTO_DSTOPTS: in6_ext0;
+            default: parse_l4;
+        }
+    }
+
+    // The inner packet's extension headers, walked as the outer ones (docs/pipeline.md 1 step
+    // 3) and kept whole; whether each ends within the inner Payload Length is checked where the
+    // packet is decapsulated (Srv6Endpoint), the only place the contract parses an inner packet.
+    // A header the frame cuts short leaves inner_ext_tries past inner_ext_done, its type in
+    // inner_ext_type. (Counters, not a flag set then cleared: p4c would drop the first write
+    // as a dead store, not knowing that an extract can end the parse.)
+#define IN6_EXT(N, NEXT)                                                                      \
+    state in6_ext##N {                                                                        \
+        meta.inner_ext_tries = meta.inner_ext_tries + 1;                                      \
+        meta.inner_ext_type = meta.l4_proto;                                                  \
+        bit<16> tl = packet.lookahead<bit<16>>();                                             \
+        packet.extract(hdr.inner_ext##N, ((bit<32>)tl[7:0] + 1) * 64 - 16);                    \
+        meta.inner_ext_done = meta.inner_ext_done + 1;                                        \
+        meta.l4_proto = hdr.inner_ext##N.next_hdr;                                            \
+        transition select(meta.l4_proto) {                                                    \
+            ICPN_IPPROTO_HOPOPTS: in6_ext_bad;                                                \
+            ICPN_IPPROTO_ROUTING: NEXT;                                                       \
+            ICPN_IPPROTO_DSTOPTS: NEXT;                                                       \
+            default: parse_l4;                                                                \
+        }                                                                                     \
+    }
+    IN6_EXT(0, in6_ext1)
+    IN6_EXT(1, in6_ext2)
+    IN6_EXT(2, in6_ext3)
+    IN6_EXT(3, in6_ext_bad)
+
+    // A HBH not first, or a fifth extension header: bad-exthdr at a decapsulation.
+    state in6_ext_bad {
+        meta.inner_ext_bad = 1;
+        transition accept;
     }
 
     state parse_in4 {

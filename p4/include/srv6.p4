@@ -12,6 +12,19 @@
 #include "apn.p4"
 #include "ifit.p4"
 
+// One inner extension header H, whose type TYPE its predecessor names: past the inner Payload
+// Length (inner_plen), the walk's drop reason goes into inner_err (the first one found wins).
+#define INNER_EXT_END(H, TYPE)                                                                \
+    if (inner_err == 0 && H.isValid()) {                                                      \
+        inner_end = inner_end + ((bit<16>)H.len + 1) * 8;                                     \
+        if (inner_end > inner_plen) {                                                         \
+            inner_err = ICPN_DROP_BAD_EXTHDR;                                                 \
+            if (TYPE == ICPN_IPPROTO_ROUTING) {                                               \
+                inner_err = ICPN_DROP_BAD_SRH;                                                \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
 // Removes the SRH's TLVs (PSP removes the whole SRH).
 control StripTlvs(inout headers_t hdr) {
     apply {
@@ -274,9 +287,26 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> tlv_error
             } else if (srh && hdr.rh.segments_left != 0) {
                 drop(ICPN_DROP_SL_NONZERO);
             } else if (want6 && hdr.inner_ipv6.isValid()) {
+                // The inner packet's extension headers, in order, each within its Payload
+                // Length (bad-srh for a Routing header, else bad-exthdr), as step 3 walks them.
+                bit<16> inner_plen = hdr.inner_ipv6.payload_len;
+                bit<16> inner_end = 0;
+                bit<16> inner_err = 0;
+                INNER_EXT_END(hdr.inner_ext0, hdr.inner_ipv6.next_hdr)
+                INNER_EXT_END(hdr.inner_ext1, hdr.inner_ext0.next_hdr)
+                INNER_EXT_END(hdr.inner_ext2, hdr.inner_ext1.next_hdr)
+                INNER_EXT_END(hdr.inner_ext3, hdr.inner_ext2.next_hdr)
+                bool cut = meta.inner_ext_tries != meta.inner_ext_done;
+                if (inner_err == 0 && cut && meta.inner_ext_type == ICPN_IPPROTO_ROUTING) {
+                    inner_err = ICPN_DROP_BAD_SRH;
+                } else if (inner_err == 0 && (cut || meta.inner_ext_bad == 1)) {
+                    inner_err = ICPN_DROP_BAD_EXTHDR;
+                }
                 if (hdr.inner_ipv6.version != 6
                     || 40 + (bit<32>)hdr.inner_ipv6.payload_len + ext_len > room) {
                     drop(ICPN_DROP_BAD_IPV6);
+                } else if (inner_err != 0) {
+                    drop(inner_err);
                 } else if (hdr.inner_ipv6.src[127:118] == 0x3FA
                            || hdr.inner_ipv6.dst[127:118] == 0x3FA) {
                     drop(ICPN_DROP_LINK_LOCAL);

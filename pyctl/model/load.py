@@ -168,9 +168,17 @@ def parse_apn(f: Field) -> APNConfig:
         prio.append(
             (item.child("apn_id").integer(0, (1 << 128) - 1), item.child("priority").integer(0, 7))
         )
+    # Pad1/PadN (0, 1) are below the range; the options every plane also parses (SPEC 3) are
+    # refused: a carried APN option of their type could not be told from them.
+    option_type = f.child("option_type").integer(2, 0xFF, C.APN_OPT_TYPE_DEFAULT)
+    taken = {C.IOAM_OPT_TYPE: "IOAM trace", C.ALTMARK_OPT_TYPE: "Alternate Marking"}
+    if option_type in taken:
+        raise f.child("option_type").fail(
+            f"{option_type:#04x} is the {taken[option_type]} option's type; choose another"
+        )
     return APNConfig(
         carrier=f.child("carrier").choice(APNCarrier, APNCarrier.HBH),
-        option_type=f.child("option_type").integer(2, 0xFF, C.APN_OPT_TYPE_DEFAULT),
+        option_type=option_type,
         srh_tlv_type=f.child("srh_tlv_type").integer(6, 0xFF, C.APN_SRH_TLV_TYPE_DEFAULT),
         classifiers=f.child("classifiers").listed(_classifier),
         qp_map=_keyed_marks(f.child("qp_map"), "qp", 0xFFFFFF),

@@ -250,20 +250,27 @@ class BMv2DataPlane(DataPlane):
     # ---- teardown ----------------------------------------------------------------------------
 
     def _teardown(self) -> None:
+        # Each step runs even if one before it fails or is interrupted (Ctrl-C, SIGTERM).
         for s in self.sockets.values():
             s.close()
         self.sockets = {}
-        if self.switch is not None:
-            self.switch.close()
-            self.switch = None
-        if self.process_ is not None:
-            self.process_.stop()
-            self.process_ = None
-        if self.links is not None:
-            self.links.destroy()
-            self.links = None
+        try:
+            if self.switch is not None:
+                self.switch.close()
+                self.switch = None
+        finally:
+            try:
+                if self.process_ is not None:
+                    self.process_.stop()
+                    self.process_ = None
+            finally:
+                if self.links is not None:
+                    self.links.destroy()
+                    self.links = None
 
     def close(self) -> None:
-        self._teardown()
-        if not (self.log or self.pcap):
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+        try:
+            self._teardown()
+        finally:
+            if not (self.log or self.pcap):
+                shutil.rmtree(self.run_dir, ignore_errors=True)

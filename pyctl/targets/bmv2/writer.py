@@ -385,6 +385,14 @@ def ecn_top(pmax: float) -> int:
     return int(pmax * (1 << 32))
 
 
+def reads_carried_apn(node: NodeConfig) -> bool:
+    """Whether an APN option a packet carries can change what the node does with it (pipeline.md
+    3 and 5): a policy copies it into the outer headers and may match or hash on it; with a
+    classifier, a carried option is what keeps one from being inserted. Elsewhere it is never read,
+    so a DOH the parser cannot walk to its end (docs/p4.md limits) need not be dropped."""
+    return bool(node.policies or node.apn.classifiers)
+
+
 def node_program(node: NodeConfig) -> NodeProgram:
     """Every default action, table entry and clone session of `node` on p4/icpn.p4."""
     problems = check_limits(node)
@@ -406,6 +414,7 @@ def node_program(node: NodeConfig) -> NodeProgram:
                 "apn_carrier": _APN_CARRIER[node.apn.carrier],
                 "apn_type": node.apn.option_type,
                 "apn_tlv_type": node.apn.srh_tlv_type,
+                "apn_reads": int(reads_carried_apn(node)),
                 "ecn": int(node.ecn.enabled),
             },
             default=True,
