@@ -96,6 +96,10 @@ def headend_templates(mac: str) -> list[bytes]:
         bytes(pfc_frame("02:00:00:00:00:01", {3: 100, 5: 0})),
         bytes(e / ARP()),
         bytes(e / inner6 / _udp(bytes(1200))),
+        # a tunnel received: its own header is the flow key (protocol 41 / 4, no ports)
+        bytes(e / IPv6(src="2001:db8:1::1", dst="2001:db8:2::2", nh=41) / inner6 / _udp()),
+        bytes(e / IPv6(src="2001:db8:1::1", dst="2001:db8:2::2") / IP(dst="10.0.2.2") / _udp()),
+        bytes(e / inner6 / IPv6ExtHdrDestOpt(options=[ALTMARK, ALTMARK, ALTMARK, APN_32]) / _udp()),
     ]
 
 
@@ -162,6 +166,24 @@ def egress_templates(mac: str) -> list[bytes]:
             / IPv6(src="fc00:a::1", dst="fc00:d::d6")
             / IPv6ExtHdrHopByHop(options=[ALTMARK, _ioam(0, 20)])
             / inner
+        ),
+        # inner packets with extension headers of their own
+        bytes(
+            e
+            / IPv6(src="fc00:a::1", dst="fc00:d::d6")
+            / hbh
+            / _srh(["fc00:d::d6", "fc00:b::1"], 0)
+            / IPv6(src="2001:db8:1::1", dst="2001:db8:2::2")
+            / IPv6ExtHdrDestOpt(options=[PadN(optdata=bytes(4))])
+            / _udp()
+        ),
+        bytes(
+            e
+            / IPv6(src="fc00:a::1", dst="fc00:d::d6")
+            / IPv6(src="2001:db8:1::1", dst="2001:db8:2::2")
+            / IPv6ExtHdrHopByHop(options=[APN_32])
+            / _srh(["2001:db8:2::2"], 0)
+            / _udp()
         ),
     ]
 
