@@ -80,9 +80,12 @@ register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row4;
 register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row5;
 register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row6;
 register<bit<80>>(ICPN_CMS_MAX_WIDTH) cms_row7;
-// Elephant state per flow slot (flow hash mod ELEPHANT_SLOTS): elephant(1) | 0(15) | last
-// window + 1 (48).
-register<bit<64>>(ICPN_ELEPHANT_SLOTS) elephant_state;
+// Elephant state per flow slot (flow hash mod ELEPHANT_SLOTS): remembers(1) | overflowed(1) |
+// 0(14) | the remembered flow's last window + 1 (48) | the last window + 1 in which another flow
+// of the slot came after an overflow (48); and the remembered flow's key (src, dst, proto,
+// ports or QP).
+register<bit<112>>(ICPN_ELEPHANT_SLOTS) elephant_state;
+register<bit<296>>(ICPN_ELEPHANT_SLOTS) elephant_key;
 
 #define CMS_ROW(REG, ROW)                                                                     \
     hash(idx, HashAlgorithm.crc32, 32w0,                                                      \
@@ -105,10 +108,12 @@ control Elephant(inout meta_t meta) {
     bit<128> window_magic;
     bit<32>  threshold;
     bit<48>  idle_windows;
+    bit<1>   decides;     // a policy hashes elephants apart (deep_hash)
 
     action set_elephant(bit<8> cms_rows, bit<32> cms_width, bit<128> window_div,
-                     bit<32> threshold_bytes, bit<48> idle) {
+                     bit<32> threshold_bytes, bit<48> idle, bit<1> decides_path) {
         enabled = 1;
+        decides = decides_path;
         rows = cms_rows;
         width = cms_width;
         window_magic = window_div;
@@ -129,6 +134,7 @@ control Elephant(inout meta_t meta) {
         window_magic = 0;
         threshold = 0;
         idle_windows = 0;
+        decides = 0;
         meta.elephant = 0;
         elephant_cfg.apply();
         if (enabled == 1) {
@@ -159,17 +165,52 @@ control Elephant(inout meta_t meta) {
                     CMS_ROW(cms_row7, 8w7)
                 }
             }
-            // Once an elephant, a flow stays one until idle_windows windows pass without it.
+            // Once an elephant, a flow stays one until idle_windows windows pass without it
+            // (a window before the one it was last seen in counts as within them, as the
+            // contract's w - s <= idle_windows). A slot remembers one flow by its whole key.
+            // When a second flow of the slot becomes an elephant it cannot be remembered: the
+            // slot is marked overflowed, and until idle_windows pass without a packet of any
+            // other flow there, such a packet under the threshold (it may be the forgotten
+            // elephant) is dropped p4-limit where elephants pick a path.
             bit<32> slot = meta.flow_hash & (ICPN_ELEPHANT_SLOTS - 1);
-            bit<64> state;
+            bit<296> key = meta.k_src ++ meta.k_dst ++ meta.k_proto ++ meta.k_tail;
+            bit<112> state;
+            bit<296> holder;
             elephant_state.read(state, slot);
-            if (state[63:63] == 1 && window1 - state[47:0] <= idle_windows) {
+            elephant_key.read(holder, slot);
+            bit<48> held = state[95:48];
+            bit<48> spilled = state[47:0];
+            bool live = state[111:111] == 1
+                        && (window1 < held || window1 - held <= idle_windows);
+            bool spill_live = state[110:110] == 1
+                              && (window1 < spilled || window1 - spilled <= idle_windows);
+            bool mine = live && holder == key;
+            if (mine) {
                 meta.elephant = 1;
             }
             if (estimate >= threshold) {
                 meta.elephant = 1;
             }
-            elephant_state.write(slot, meta.elephant ++ 15w0 ++ window1);
+            if (!mine && (spill_live || (live && meta.elephant == 1))) {
+                // An elephant by its own count is one whatever the slot forgot; below the
+                // threshold, this flow may be the forgotten elephant or a mouse.
+                if (meta.elephant == 0 && decides == 1) {
+                    meta.drop_reason = ICPN_DROP_P4_LIMIT;
+                }
+                state[110:110] = 1;
+                state[47:0] = window1;
+                if (!live && meta.elephant == 1) {
+                    state[111:111] = 1;
+                    state[95:48] = window1;
+                    elephant_key.write(slot, key);
+                }
+                elephant_state.write(slot, state);
+            } else if (meta.elephant == 1) {
+                state[111:111] = 1;
+                state[95:48] = window1;
+                elephant_state.write(slot, state);
+                elephant_key.write(slot, key);
+            }
         }
     }
 }

@@ -450,6 +450,8 @@ def node_program(node: NodeConfig) -> NodeProgram:
                     "window_div": magic(e.window_us, codes.MAGIC_SHIFT_TIME),
                     "threshold_bytes": e.threshold_bytes,
                     "idle": e.idle_windows,
+                    # an elephant the switch cannot remember matters only where it picks a path
+                    "decides_path": int(any(p.deep_hash for p in node.policies)),
                 },
                 default=True,
             )
