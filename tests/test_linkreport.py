@@ -52,3 +52,26 @@ def test_propagation_is_the_least_flow_minimum_less_its_own_serialisation() -> N
     rows = {r["link"]: r for r in link_rows(links, {}, ifit, "icpn_linkd", {"bulk": 4430})}
     assert abs(rows["a-b"]["measured"]["propagation_ms"] - 15.0512) < 1e-9
     assert rows["a-b"]["measured"]["delay_ms"] == 1.0  # the raw minimum: "unknown"'s 1,000 us
+
+
+def test_a_hop_with_an_estimated_clock_shows_only_the_delay_above_its_fastest_packet() -> None:
+    """A BMv2 end: the collector labels the hop's delay basis "estimated" (pyctl.telemetry.clock:
+    the fastest packet is taken as the floor, 0), so its minimum is 0 by construction and less
+    serialisation would read negative. The row gives no propagation, and the text table shows
+    n/a and the mean above the minimum: 450 - 0 us = +0.45 ms."""
+    from pyctl.net.report import _links_table
+
+    links = [Link("a", "s", bw_mbit=50, delay_ms=2), Link("s", "b", bw_mbit=50, delay_ms=2)]
+    hop = {"from": "a", "to": "s", "delay_us": {"min": 0, "avg": 450, "basis": "estimated"}}
+    shared = {"from": "s", "to": "b", "delay_us": {"min": 2_300, "avg": 2_500, "basis": "raw"}}
+    rows = link_rows(
+        links, {}, [{"flow": "bulk", "hops": [hop, shared]}], "icpn_linkd", {"bulk": 1500}
+    )
+    by_link = {r["link"]: r["measured"] for r in rows}
+    assert by_link["a-s"]["propagation_ms"] is None and by_link["a-s"]["clock"] == "estimated"
+    # 2.3 ms less 1500 x 8 / 50,000 = 0.24 ms of serialisation
+    assert abs(by_link["s-b"]["propagation_ms"] - 2.06) < 1e-9
+    text = "\n".join(_links_table(rows))
+    line = next(x for x in text.splitlines() if x.startswith("a-s"))
+    assert "n/a*" in line and "+0.45*" in line
+    assert "BMv2" in text

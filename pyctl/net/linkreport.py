@@ -55,6 +55,19 @@ def hop_delays_ms(
     return out
 
 
+def estimated_hops(ifit: Sequence[Mapping[str, Any]]) -> set[frozenset[str]]:
+    """Hops (unordered pairs of node names) whose delay has an end whose clock the collector
+    only estimated (a BMv2 node: µs since its switch started): the fastest packet is taken to
+    have crossed in the hop's floor, so the delay above it is measured, its absolute value not."""
+    out = set()
+    for flow in ifit:
+        for hop in flow.get("hops", []):
+            d = hop.get("delay_us")
+            if isinstance(d, dict) and d.get("basis") == "estimated":
+                out.add(frozenset((hop["from"], hop["to"])))
+    return out
+
+
 def propagation_ms(
     ifit: Sequence[Mapping[str, Any]],
     links: Sequence[Link],
@@ -89,6 +102,7 @@ def link_rows(
     """One row per link: configured delay / loss / rate beside measured delay and loss."""
     hops = hop_delays_ms(ifit)
     props = propagation_ms(ifit, links, frame_bytes or {})
+    estimated = estimated_hops(ifit)
     rows = []
     for lk in links:
         name = f"{lk.a}-{lk.b}"
@@ -103,7 +117,10 @@ def link_rows(
                     "dropped_queue": c.dropped_queue,
                     "loss_pct": _loss_pct(c.rx, dropped),
                 }
-        hop = hops.get(frozenset((lk.a, lk.b)))
+        pair = frozenset((lk.a, lk.b))
+        hop = hops.get(pair)
+        # With an estimated clock, only the delay above the fastest packet is a measurement.
+        clock = "estimated" if pair in estimated else "shared"
         rows.append(
             {
                 "link": name,
@@ -118,7 +135,9 @@ def link_rows(
                 },
                 "measured": {
                     "delay_ms": hop[0] if hop else None,  # IFIT minimum (empty queue)
-                    "propagation_ms": props.get(frozenset((lk.a, lk.b))),  # less serialisation
+                    # (propagation: the minimum less serialisation)
+                    "propagation_ms": None if clock == "estimated" else props.get(pair),
+                    "clock": clock,
                     "delay_avg_ms": hop[1] if hop else None,  # with queueing
                     "delay_samples": hop[2] if hop else 0,
                     **measured,

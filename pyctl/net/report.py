@@ -49,19 +49,29 @@ def _links_table(rows: list[dict[str, Any]]) -> list[str]:
         "frames a->b/b->a",
     ]
     table = []
+    estimated = False
     for r in rows:
         cfg, meas = r["configured"], r["measured"]
         a2b, b2a = meas.get("a2b", {}), meas.get("b2a", {})
         delay = _num(cfg["delay_ms"])
         if cfg["delay_ms_b2a"] != cfg["delay_ms"]:
             delay += f"/{cfg['delay_ms_b2a']:.2f}"
+        prop, low, mean = (
+            _num(meas.get("propagation_ms")),
+            _num(meas["delay_ms"]),
+            _num(meas.get("delay_avg_ms")),
+        )
+        if meas.get("clock") == "estimated" and meas["delay_ms"] is not None:
+            estimated = True
+            prop, low = "n/a*", "n/a*"
+            mean = f"+{meas['delay_avg_ms'] - meas['delay_ms']:.2f}*"
         table.append(
             [
                 r["link"],
                 delay,
-                _num(meas.get("propagation_ms")),
-                _num(meas["delay_ms"]),
-                _num(meas.get("delay_avg_ms")),
+                prop,
+                low,
+                mean,
                 _num(cfg["loss_pct"], 3),
                 _num(a2b.get("loss_pct"), 3),
                 _num(b2a.get("loss_pct"), 3),
@@ -73,7 +83,16 @@ def _links_table(rows: list[dict[str, Any]]) -> list[str]:
         " the link's ends: propagation = min less the packet's own serialisation at the link"
         " rate, mean = with queueing; loss counted by the element):"
     )
-    return ["", title, *text_table(header, table, numbers=True)]
+    note = (
+        [
+            "* an end is a BMv2 switch, whose clock (µs since it started) the collector aligns by"
+            " estimate, taking the fastest packet as the hop's floor: the delay above the fastest"
+            " packet is measured (mean +x), the absolute delay is not"
+        ]
+        if estimated
+        else []
+    )
+    return ["", title, *text_table(header, table, numbers=True), *note]
 
 
 def _loss_text(loss: dict[str, Any] | None) -> str:
