@@ -637,8 +637,11 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
                     record_head.apply(hdr.encap_ipv6.hop_limit, node_id, meta.in_port,
                                       (bit<16>)sm.egress_port, meta.now_us, qdepth, rec);
                     if (meta.ifit_gen == 1) {
-                        GEN_WORD(0) GEN_WORD(1) GEN_WORD(2) GEN_WORD(3)
-                        GEN_WORD(4) GEN_WORD(5) GEN_WORD(6) GEN_WORD(7)
+                        GEN_WORD(0) GEN_WORD(1) GEN_WORD(2) GEN_WORD(3) GEN_WORD(4)
+                        GEN_WORD(5) GEN_WORD(6) GEN_WORD(7) GEN_WORD(8) GEN_WORD(9)
+                        GEN_WORD(10) GEN_WORD(11) GEN_WORD(12) GEN_WORD(13) GEN_WORD(14)
+                        GEN_WORD(15) GEN_WORD(16) GEN_WORD(17) GEN_WORD(18) GEN_WORD(19)
+                        GEN_WORD(20) GEN_WORD(21) GEN_WORD(22) GEN_WORD(23) GEN_WORD(24)
                         hdr.encap_trace.remaining_len = hdr.encap_trace.remaining_len
                                                         - (bit<7>)hdr.encap_trace.node_len;
                     } else {

@@ -3,9 +3,11 @@ P4Info: every entity of every example node must encode (names, widths, actions o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,14 +170,24 @@ def test_ecn_is_configured_in_bytes() -> None:
 
 
 def test_limits_are_refused_with_the_field_and_value() -> None:
-    node = _node(
-        {"elephant": {"enabled": True, "width": 8192}, "ifit": {"role": "head", "max_nodes": 9}}
-    )
-    problems = check_limits(node)  # type: ignore[arg-type]
+    node: Any = _node({"elephant": {"enabled": True, "width": 8192}, "ifit": {"role": "head"}})
+    # a head area past one option: the loader refuses it; a node built in Python may not
+    big = dataclasses.replace(node, ifit=dataclasses.replace(node.ifit, max_nodes=16))
+    problems = check_limits(big)
     assert any("elephant.width 8192" in p for p in problems)
-    assert any("ifit.max_nodes 9" in p for p in problems)
+    assert any("max_nodes 16: more than one IOAM option holds" in p for p in problems)
     with pytest.raises(P4Unsupported, match="node 'A'"):
-        node_program(node)  # type: ignore[arg-type]
+        node_program(big)
+
+
+def test_a_head_lays_out_every_area_one_option_holds() -> None:
+    """The default type in 12 records (60 words) and the longest record (0xFFFFFC: 25 words)
+    twice: both by the word-by-word head (vectors ifit/head-full-option, head-longest-record)."""
+    for ifit in ({"max_nodes": 12}, {"trace_type": 0xFFFFFC, "max_nodes": 2}):
+        head: Any = _node({"ifit": {"role": "head", **ifit}})
+        assert check_limits(head) == []
+        (cfg,) = [e for e in node_program(head).defaults if e.table == "ifit_head_cfg"]
+        assert cfg.action == "set_ifit_head_gen"
 
 
 def test_within_the_model_ranges_nothing_is_refused() -> None:

@@ -109,6 +109,11 @@ def test_full_node_loads() -> None:
         # SPEC 3: 0x31 is IOAM's HBH option type, 0x12 AltMark's
         ({"apn": {"option_type": 0x31}}, "apn.option_type: 0x31 is the IOAM trace option's"),
         ({"apn": {"option_type": 0x12}}, "apn.option_type: 0x12 is the Alternate Marking"),
+        # RFC 9486 2: option data <= 255 octets = 10 + 4 x 61 words; 13 x 5 = 65 > 61
+        (
+            {"ifit": {"role": "head", "max_nodes": 13}},
+            "ifit.max_nodes: 13 records of 5 words (trace_type 0xf20000) take 65 words",
+        ),
     ],
 )
 def test_errors_name_field_and_value(patch: dict[str, Any], message: str) -> None:

@@ -464,7 +464,7 @@ struct meta_t {
     bit<8>  apn_flags;
     bit<16> apn_para;
     bit<1>  ifit_gen;      // IFIT head with another trace type (encap_gen_record)
-    bit<32> ifit_gen_sel;  // ICPN_GEN_* of each encap_gen_record word, 4 bits each, word 0 lowest
+    bit<100> ifit_gen_sel; // ICPN_GEN_* of each encap_gen_record word, 4 bits each, word 0 lowest
     bit<8>  apn_carrier;   // ICPN_APN_CARRIER_*: where a new APN option goes
     bit<8>  apn_tlv_type;  // SRH TLV carrier: the TLV type
     bit<8>  apn_nwords;    // a classifier's mark: the option's words, laid out by the controller

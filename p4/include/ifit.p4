@@ -2,9 +2,9 @@
 // the tail's report, and the HBH layout every emitted HBH is rebuilt to.
 //
 // Every node stamps a received trace with the packet's own trace type (IoamCheck, IoamStamp).
-// Limits (docs/p4.md): a head lays out the default type in at most IOAM_MAX_NODES records
-// (set_ifit_headN), another type in at most IOAM_GEN_ZERO_WORDS + IOAM_GEN_REC_WORDS words
-// (set_ifit_head_gen: encap_gen_empty, encap_gen_record).
+// A head lays out the default type in up to IOAM_MAX_NODES records with set_ifit_headN (one
+// action per size: the common case, fast); any other layout one option holds word by word with
+// set_ifit_head_gen (encap_gen_empty: up to 60 empty words, encap_gen_record: up to 25).
 #ifndef ICPN_IFIT_P4
 #define ICPN_IFIT_P4
 
@@ -372,7 +372,7 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
 
     // Another trace type: NodeLen node_words, the record's words chosen by sel (ICPN_GEN_*).
     action set_ifit_head_gen(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
-                             bit<24> trace, bit<8> max_nodes, bit<8> node_words, bit<32> sel) {
+                             bit<24> trace, bit<8> max_nodes, bit<8> node_words, bit<100> sel) {
         head(period_div, d_every_n, namespace, max_nodes, trace);
         node_len = node_words;
         meta.ifit_gen = 1;
@@ -439,14 +439,20 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
             hdr.encap_trace.remaining_len = (bit<7>)(nodes * node_len);
             if (meta.ifit_gen == 1) {
                 bit<8> zw = (nodes - 1) * node_len;
-                GEN_ZERO(0)  GEN_ZERO(1)  GEN_ZERO(2)  GEN_ZERO(3)  GEN_ZERO(4)  GEN_ZERO(5)
-                GEN_ZERO(6)  GEN_ZERO(7)  GEN_ZERO(8)  GEN_ZERO(9)  GEN_ZERO(10) GEN_ZERO(11)
+                GEN_ZERO(0) GEN_ZERO(1) GEN_ZERO(2) GEN_ZERO(3) GEN_ZERO(4) GEN_ZERO(5)
+                GEN_ZERO(6) GEN_ZERO(7) GEN_ZERO(8) GEN_ZERO(9) GEN_ZERO(10) GEN_ZERO(11)
                 GEN_ZERO(12) GEN_ZERO(13) GEN_ZERO(14) GEN_ZERO(15) GEN_ZERO(16) GEN_ZERO(17)
                 GEN_ZERO(18) GEN_ZERO(19) GEN_ZERO(20) GEN_ZERO(21) GEN_ZERO(22) GEN_ZERO(23)
                 GEN_ZERO(24) GEN_ZERO(25) GEN_ZERO(26) GEN_ZERO(27) GEN_ZERO(28) GEN_ZERO(29)
-                GEN_ZERO(30) GEN_ZERO(31)
+                GEN_ZERO(30) GEN_ZERO(31) GEN_ZERO(32) GEN_ZERO(33) GEN_ZERO(34) GEN_ZERO(35)
+                GEN_ZERO(36) GEN_ZERO(37) GEN_ZERO(38) GEN_ZERO(39) GEN_ZERO(40) GEN_ZERO(41)
+                GEN_ZERO(42) GEN_ZERO(43) GEN_ZERO(44) GEN_ZERO(45) GEN_ZERO(46) GEN_ZERO(47)
+                GEN_ZERO(48) GEN_ZERO(49) GEN_ZERO(50) GEN_ZERO(51) GEN_ZERO(52) GEN_ZERO(53)
+                GEN_ZERO(54) GEN_ZERO(55) GEN_ZERO(56) GEN_ZERO(57) GEN_ZERO(58) GEN_ZERO(59)
                 GEN_REC(0) GEN_REC(1) GEN_REC(2) GEN_REC(3) GEN_REC(4) GEN_REC(5) GEN_REC(6)
-                GEN_REC(7)
+                GEN_REC(7) GEN_REC(8) GEN_REC(9) GEN_REC(10) GEN_REC(11) GEN_REC(12) GEN_REC(13)
+                GEN_REC(14) GEN_REC(15) GEN_REC(16) GEN_REC(17) GEN_REC(18) GEN_REC(19)
+                GEN_REC(20) GEN_REC(21) GEN_REC(22) GEN_REC(23) GEN_REC(24)
             }
             hdr.encap_trace.trace_type = trace_type;
             hdr.encap_trace.reserved = 0;

@@ -37,6 +37,7 @@ from pyctl.model.node import (
     SIDList,
     SRv6Policy,
 )
+from pyctl.model.trace import data_words
 
 T = TypeVar("T")
 
@@ -248,11 +249,20 @@ def parse_ifit(f: Field) -> IFITConfig:
     role = f.child("role").choice(IFITRole, IFITRole.NONE)
     if role is IFITRole.TAIL and collector is None:
         raise cf.fail("is required when role is tail")
+    trace_type = f.child("trace_type").integer(0, 0xFFFFFF, C.IOAM_TRACE_TYPE_DEFAULT)
+    max_nodes = f.child("max_nodes").integer(1, 16, C.IOAM_MAX_NODES_DEFAULT)
+    words = max_nodes * data_words(trace_type)
+    if role is IFITRole.HEAD and words > C.IOAM_AREA_MAX_WORDS:
+        raise f.child("max_nodes").fail(
+            f"{max_nodes} records of {data_words(trace_type)} words (trace_type "
+            f"{trace_type:#08x}) take {words} words; one IOAM option holds at most "
+            f"{C.IOAM_AREA_MAX_WORDS}"
+        )
     return IFITConfig(
         role=role,
         namespace_id=f.child("namespace_id").integer(0, 0xFFFF, 0),
-        trace_type=f.child("trace_type").integer(0, 0xFFFFFF, C.IOAM_TRACE_TYPE_DEFAULT),
-        max_nodes=f.child("max_nodes").integer(1, 16, C.IOAM_MAX_NODES_DEFAULT),
+        trace_type=trace_type,
+        max_nodes=max_nodes,
         period_us=f.child("period_us").integer(1000, 3_600_000_000, C.IFIT_PERIOD_US_DEFAULT),
         d_every=f.child("d_every").integer(1, 1 << 20, C.IFIT_D_EVERY_DEFAULT),
         flows=tuple(flows),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 
+from pyctl import constants as C
 from pyctl.model import codes as K
 
 CPU_PORT = 255  # simple_switch_grpc --cpu-port; packet-in / packet-out
@@ -80,10 +81,12 @@ DROP_P4_LIMIT_NAME = "p4-limit"
 
 # Sizes of the P4 program's registers and header stacks (docs/p4.md "Limits").
 IOAM_MAX_NODES = 8  # a head's default-type area: set_ifit_head1..8
-IOAM_GEN_REC_WORDS = 8  # a head with another trace type: words of its own record
-IOAM_GEN_ZERO_WORDS = 32  # ... and of the empty records before it
-IOAM_AREA_WORDS = 61  # a received trace's area (ioam_empty / ioam_filled): all one option holds
+IOAM_AREA_WORDS = C.IOAM_AREA_MAX_WORDS  # a received trace's area (ioam_empty / ioam_filled)
 IOAM_RECORD_WORDS = 25  # the longest node record (trace-type bits 0-21, bits 8-10 wide)
+# A head with another trace type (or more default records than set_ifit_headN lay out): its own
+# record, and the empty records before it -- every layout one option can hold.
+IOAM_GEN_REC_WORDS = IOAM_RECORD_WORDS
+IOAM_GEN_ZERO_WORDS = IOAM_AREA_WORDS - 1
 APN_MAX_WORDS = 12  # APN-ID words + parameter words in one APN option
 CMS_MAX_ROWS = 8  # the model's maximum
 CMS_MAX_WIDTH = 4096  # registers of 4096 cells per row (BMv2 keeps each cell as a bignum)

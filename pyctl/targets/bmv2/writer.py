@@ -271,19 +271,16 @@ def _trace_octet_entries() -> list[TableEntry]:
 def check_limits(node: NodeConfig) -> list[str]:
     """What this node asks of the P4 program that it cannot do (docs/p4.md "Limits")."""
     problems: list[str] = []
-    # A transit or tail stamps with the packet's trace type: only a head's own layout is bounded.
-    if node.ifit.role is IFITRole.HEAD and node.ifit.trace_type != C.IOAM_TRACE_TYPE_DEFAULT:
+    # A transit or tail stamps with the packet's trace type; a head lays out any area one
+    # option holds (the model refuses a larger one), so only a node built past the model is.
+    if node.ifit.role is IFITRole.HEAD:
         words = len(_trace_words(node.ifit.trace_type))
         empty = (node.ifit.max_nodes - 1) * words
         if words > codes.IOAM_GEN_REC_WORDS or empty > codes.IOAM_GEN_ZERO_WORDS:
             problems.append(
                 f"ifit.trace_type {node.ifit.trace_type:#x} with max_nodes "
-                f"{node.ifit.max_nodes}: a head stamps records of at most "
-                f"{codes.IOAM_GEN_REC_WORDS} words after at most "
-                f"{codes.IOAM_GEN_ZERO_WORDS} empty words"
+                f"{node.ifit.max_nodes}: more than one IOAM option holds"
             )
-    elif node.ifit.role is IFITRole.HEAD and not 1 <= node.ifit.max_nodes <= codes.IOAM_MAX_NODES:
-        problems.append(f"ifit.max_nodes {node.ifit.max_nodes}: 1..{codes.IOAM_MAX_NODES} in P4")
     if node.elephant.enabled:
         if node.elephant.rows > codes.CMS_MAX_ROWS:
             problems.append(f"elephant.rows {node.elephant.rows}: at most {codes.CMS_MAX_ROWS}")
@@ -484,7 +481,12 @@ def node_program(node: NodeConfig) -> NodeProgram:
                 default=True,
             )
         )
-    if node.ifit.role is IFITRole.HEAD and node.ifit.trace_type != C.IOAM_TRACE_TYPE_DEFAULT:
+    default_layout = (
+        node.ifit.trace_type == C.IOAM_TRACE_TYPE_DEFAULT
+        and node.ifit.max_nodes <= codes.IOAM_MAX_NODES
+    )
+    if node.ifit.role is IFITRole.HEAD and not default_layout:
+        # word by word: any trace type, any area one option holds
         words = _trace_words(node.ifit.trace_type)
         prog.defaults.append(
             TableEntry(
