@@ -341,10 +341,13 @@ def test_what_the_maps_cannot_hold_is_a_config_error() -> None:
     d["policies"] = [dict(d["policies"][2], name=f"p{i}") for i in range(17)]
     with EBPFDataPlane() as dp, pytest.raises(ConfigError, match="policies: 17 entries"):
         dp.configure(node_from_dict(d, "test"))
-    d = node_dict("headend")
-    d["ifit"] = dict(d["ifit"], max_nodes=16, trace_type=0xFFFFFC)
+    # an IOAM area past one option (the loader refuses it: a node built in Python)
+    h = node_from_dict(node_dict("headend"), "test")
+    big = dataclasses.replace(
+        h, ifit=dataclasses.replace(h.ifit, max_nodes=16, trace_type=0xFFFFFC)
+    )
     with EBPFDataPlane() as dp, pytest.raises(ConfigError, match="ifit"):
-        dp.configure(node_from_dict(d, "test"))
+        dp.configure(big)
     # a port number past the 64-entry port arrays (a plan made elsewhere, not a YAML node,
     # whose loader already refuses it): named, not an E2BIG from the map update
     n = node("transit")

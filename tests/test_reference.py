@@ -6,6 +6,7 @@ The helpers at the top are shared by the other tests/test_reference_*.py files.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 from pathlib import Path
@@ -142,7 +143,11 @@ def test_config_errors_name_the_field() -> None:
     tail = node_from_dict(node_dict(ifit={"role": "tail", "collector": {"address": "fd00::c"}}))
     with pytest.raises(ConfigError, match="ifit.collector"):
         dp.configure(tail)
-    big = node_from_dict(node_dict(ifit={"role": "head", "max_nodes": 16}))
+    # 16 x 5 words > 61: the loader refuses it; a node built in Python reaches the plane
+    with pytest.raises(ConfigError, match="ifit.max_nodes: 16 records"):
+        node_from_dict(node_dict(ifit={"role": "head", "max_nodes": 16}))
+    head = node_from_dict(node_dict(ifit={"role": "head", "max_nodes": 12}))
+    big = dataclasses.replace(head, ifit=dataclasses.replace(head.ifit, max_nodes=16))
     with pytest.raises(ConfigError, match="ifit.max_nodes.*16"):
         dp.configure(big)
     opaque = node_from_dict(node_dict(ifit={"role": "head", "trace_type": 0x800002}))
