@@ -37,7 +37,7 @@ from pyctl.model.node import (
     SIDList,
     SRv6Policy,
 )
-from pyctl.model.trace import data_words
+from pyctl.model.trace import area_words, data_words
 
 T = TypeVar("T")
 
@@ -251,7 +251,7 @@ def parse_ifit(f: Field) -> IFITConfig:
         raise cf.fail("is required when role is tail")
     trace_type = f.child("trace_type").integer(0, 0xFFFFFF, C.IOAM_TRACE_TYPE_DEFAULT)
     max_nodes = f.child("max_nodes").integer(1, 16, C.IOAM_MAX_NODES_DEFAULT)
-    words = max_nodes * data_words(trace_type)
+    words = area_words(trace_type, max_nodes)
     if role is IFITRole.HEAD and words > C.IOAM_AREA_MAX_WORDS:
         raise f.child("max_nodes").fail(
             f"{max_nodes} records of {data_words(trace_type)} words (trace_type "

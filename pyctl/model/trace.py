@@ -29,3 +29,9 @@ def node_len(trace_type: int) -> int | None:
     if trace_bit(trace_type, OPAQUE_BIT):
         return None
     return data_words(trace_type)
+
+
+def area_words(trace_type: int, max_nodes: int) -> int:
+    """Words of the pre-allocated area a head lays out for `max_nodes` records of the type:
+    at most IOAM_AREA_MAX_WORDS fit one option (pyctl.constants)."""
+    return max_nodes * data_words(trace_type)

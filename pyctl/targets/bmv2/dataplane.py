@@ -33,13 +33,6 @@ from pyctl.targets.reasons import reason_name
 # the limits of docs/p4.md (configure() raises P4Unsupported past them).
 SUPPORTED = frozenset(FEATURES)
 
-LIMITS = (
-    "IOAM: a head's own trace in at most 8 records (another type: a record of at most 8 words); "
-    "APN: at most 2 DOH options before a carried option; SRH: at most 8 segments at an "
-    "endpoint, 4 TLVs validated; at most 8 local SIDs a packet; count-min sketch at most 4096 "
-    "wide (docs/p4.md)"
-)
-
 
 RECV_SIZE = 1 << 17  # more than the longest frame a link carries
 
@@ -86,7 +79,7 @@ class BMv2DataPlane(DataPlane):
 
     @classmethod
     def supports(cls, covers: Iterable[str]) -> str | None:
-        """None when every feature is implemented here, else why not (see LIMITS for the rest)."""
+        """None when every feature is implemented here, else why not (sizes: docs/p4.md limits)."""
         missing = sorted(set(covers) - SUPPORTED)
         if missing:
             return f"not implemented in p4/icpn.p4: {', '.join(missing)}"

@@ -1,8 +1,8 @@
 """What a `NodeConfig` must satisfy before the reference pipeline runs it.
 
-The YAML loader checks most of this already; a NodeConfig built in Python gets the same answer,
-and the checks that only matter to the data plane (an IOAM option that fits, bucket indexes)
-live here.
+The YAML loader checks most of this already (with the file's line); a NodeConfig built in
+Python gets the same answer here, and the checks that only matter to the data plane (bucket
+indexes) live here alone.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from pyctl import constants as C
 from pyctl.errors import ConfigError
 from pyctl.model.hashing import bucket_table
 from pyctl.model.node import Behaviour, IFITRole, NodeConfig, SRv6Policy
-from pyctl.model.trace import node_len
-
-MAX_OPTION_DATA = 255
+from pyctl.model.trace import area_words, node_len
 
 
 def policy_buckets(p: SRv6Policy) -> tuple[int, ...]:
@@ -73,7 +71,7 @@ def check_node(node: NodeConfig) -> None:
             raise fail(
                 "ifit.trace_type", f"{ifit.trace_type:#x} has no node data or sets bit 22/23"
             )
-        if 10 + ifit.max_nodes * nl * 4 > MAX_OPTION_DATA or ifit.max_nodes * nl > 0x7F:
+        if area_words(ifit.trace_type, ifit.max_nodes) > C.IOAM_AREA_MAX_WORDS:
             raise fail(
                 "ifit.max_nodes",
                 f"{ifit.max_nodes} nodes of {nl * 4} octets do not fit in one IOAM option",
