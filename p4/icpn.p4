@@ -45,7 +45,6 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     bit<8> ifit_role;
     bit<1> ecn_enabled;
     mac_t  in_mac;
-    opt_generic_t no_option;
 
     PfcIngress() pfc;
     PfcHold() pfc_hold;
@@ -57,12 +56,12 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     Headend() headend;
     ApnInsert() apn_insert;
     // (@name: the P4Info names of the pad tables inside stay what the controller knows)
-    @name("e_doh_layout") DohLayout() encap_doh_layout;
-    @name("n_doh_layout") DohLayout() inserted_doh_layout;
+    @name("e_doh_layout") OptionsLayout() encap_doh_layout;
+    @name("n_doh_layout") OptionsLayout() inserted_doh_layout;
     IoamCheck() ioam_check;
     IfitStrip() ifit_strip;
-    HbhLayout() hbh_layout;
-    @name("e_hbh_layout") HbhLayout() encap_hbh_layout;
+    @name("n_hbh_layout") OptionsLayout() hbh_layout;
+    @name("e_hbh_layout") EncapHbhLayout() encap_hbh_layout;
     Ipv4DecTtl() ipv4_ttl;
     Ipv4DecTtl() inner_ipv4_ttl;
 
@@ -133,7 +132,6 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     }
 
     apply {
-        no_option.setInvalid();
         source = 0;
         flowlabel_mode = ICPN_FLOWLABEL_HASH;
         ifit_role = ICPN_IFIT_ROLE_NONE;
@@ -366,52 +364,39 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         if (meta.drop_reason == 0
             || (meta.encap == 1 && (meta.drop_reason == ICPN_DROP_NO_ROUTE
                                     || meta.drop_reason == ICPN_DROP_HOP_LIMIT))) {
-            // Lengths: every HBH leaves in the docs/pipeline.md layout. Summed in 32 bits: an
-            // insertion or encapsulation past a Payload Length of 65535 is too-big (no wrap).
+            // Lengths, summed in 32 bits: an insertion or encapsulation past a Payload Length of
+            // 65535 is too-big (no wrap).
             bit<32> plen = 0;
             if (hdr.ipv6.isValid()) {
                 plen = (bit<32>)hdr.ipv6.payload_len;
             }
-            if (hdr.hbh.isValid()) {
+            // A received HBH leaves as it came (its options kept in order, hbh_pre / hbh_post);
+            // one a tail stripped of its IFIT options, or one this node inserted, is laid out.
+            if (hdr.hbh.isValid() && (meta.hbh_stripped == 1 || meta.hbh_len_in == 0)) {
                 bit<16> hbh_total;
-                bit<16> hbh_align;
-                hbh_layout.apply(hdr.hbh, hdr.apn, hdr.altmark, hdr.other_opt0, hdr.other_opt1,
-                                 hdr.ioam, hdr.hbh_pad_align, hdr.hbh_pad_end, hbh_total,
-                                 hbh_align);
-                // The contract forwards a received HBH as it came (a tail's strip lays it out
-                // again, keeping the options' order). The parser consumed its padding, so one
-                // whose order or padding the layout would change cannot leave as it came.
-                if (meta.drop_reason == 0 && meta.hbh_len_in != 0
-                    && (meta.hbh_disorder == 1
-                        || (meta.hbh_stripped == 0
-                            && (meta.hbh_oddpad == 1 || meta.pad_cnt > 1
-                                || hbh_total != meta.hbh_len_in
-                                || hbh_align != meta.pad_align_in)))) {
-                    drop(ICPN_DROP_P4_LIMIT);
-                }
+                hbh_layout.apply(hdr.hbh, hdr.inserted_apn, meta.hbh_kept, hdr.hbh_pad_end,
+                                 hbh_total);
                 plen = plen + (bit<32>)hbh_total - (bit<32>)meta.hbh_len_in;
                 hdr.ipv6.payload_len = (bit<16>)plen;
             }
             if (hdr.inserted_doh.isValid()) {
                 bit<16> doh_total;
-                inserted_doh_layout.apply(hdr.inserted_doh, hdr.inserted_doh_apn,
+                inserted_doh_layout.apply(hdr.inserted_doh, hdr.inserted_doh_apn, 0,
                                           hdr.inserted_doh_pad, doh_total);
                 plen = plen + (bit<32>)doh_total;
                 hdr.ipv6.payload_len = (bit<16>)plen;
             }
             if (hdr.encap_ipv6.isValid()) {
                 bit<16> outer = 0;
-                bit<16> encap_align;    // (the HBH this node builds is in the layout)
                 if (hdr.encap_hbh.isValid()) {
                     encap_hbh_layout.apply(hdr.encap_hbh, hdr.encap_apn, hdr.encap_altmark,
-                                           no_option, no_option, hdr.encap_ioam,
-                                           hdr.encap_hbh_pad_align, hdr.encap_hbh_pad_end, outer,
-                                           encap_align);
+                                           hdr.encap_ioam, hdr.encap_hbh_pad_align,
+                                           hdr.encap_hbh_pad_end, outer);
                 }
                 if (hdr.encap_doh.isValid()) {
                     bit<16> doh_total;
-                    encap_doh_layout.apply(hdr.encap_doh, hdr.encap_doh_apn, hdr.encap_doh_pad,
-                                           doh_total);
+                    encap_doh_layout.apply(hdr.encap_doh, hdr.encap_doh_apn, 0,
+                                           hdr.encap_doh_pad, doh_total);
                     outer = outer + doh_total;
                 }
                 if (hdr.encap_srh.isValid()) {

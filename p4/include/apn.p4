@@ -116,8 +116,8 @@ control ApnClassify(in headers_t hdr, inout meta_t meta) {
         // the APN type in the HBH, else in a DOH (the parser keeps only that one). Usable when
         // its ID type is 1, 2 or 3 and the ID plus one word per para_type bit fit in it.
         if (meta.apn_valid == 0) {
-            if (hdr.apn.isValid()) {
-                APN_CARRIED(hdr.apn, hdr.apn_word)
+            if (hdr.hbh_apn.isValid()) {
+                APN_CARRIED(hdr.hbh_apn, hdr.hbh_apn_word)
                 meta.apn_in_hbh = meta.apn_valid;
             } else if (meta.apn_unwalked == 1) {
                 // A DOH holds more options before a possible APN option than the parser keeps
@@ -234,7 +234,7 @@ control ApnInsert(inout headers_t hdr, inout meta_t meta) {
             hdr.hbh.len = 0;
             hdr.ipv6.next_hdr = ICPN_IPPROTO_HOPOPTS;
             meta.hbh_len_in = 0;
-            apn_mark.apply(hdr.apn, hdr.apn_word, meta);
+            apn_mark.apply(hdr.inserted_apn, hdr.inserted_apn_word, meta);
         }
     }
 }

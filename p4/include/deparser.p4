@@ -1,5 +1,5 @@
-// Deparser: every header that may be valid, in wire order. The received HBH options come out
-// in the layout HbhLayout rebuilt (APN, AltMark, others, pad, IOAM, pad).
+// Deparser: every header that may be valid, in wire order. The received HBH's options come out
+// in the order they came (hbh_pre, the IOAM option, hbh_post, an unwalked rest).
 #ifndef ICPN_DEPARSER_P4
 #define ICPN_DEPARSER_P4
 
@@ -42,18 +42,17 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         // the packet as received
         packet.emit(hdr.ipv6);
         packet.emit(hdr.hbh);
-        packet.emit(hdr.apn);
-        packet.emit(hdr.apn_word);
-        packet.emit(hdr.altmark);
-        packet.emit(hdr.other_opt0);
-        packet.emit(hdr.other_opt1);
-        packet.emit(hdr.hbh_pad_align);
+        packet.emit(hdr.inserted_apn);
+        packet.emit(hdr.inserted_apn_word);
+        packet.emit(hdr.hbh_pre);
         packet.emit(hdr.ioam);
         packet.emit(hdr.trace);
         packet.emit(hdr.ioam_raw);
         packet.emit(hdr.ioam_empty);
         packet.emit(hdr.ioam_record);
         packet.emit(hdr.ioam_filled);
+        packet.emit(hdr.hbh_post);
+        packet.emit(hdr.hbh_rest);
         packet.emit(hdr.hbh_pad_end);
         packet.emit(hdr.inserted_doh);
         packet.emit(hdr.inserted_doh_apn);

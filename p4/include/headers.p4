@@ -179,6 +179,17 @@ header opt_generic_t {
     varbit<2040> data;
 }
 
+// One option of a received HBH (a Pad1, a PadN or a TLV), kept as it is: the HBH leaves as it
+// came unless a tail strips its IFIT options (RFC 8200 4.2: a router does not rearrange them).
+header hbh_slot_t {
+    varbit<2056> bytes;
+}
+
+// The rest of a received HBH where an option runs past it, kept as it is (up to 2046 octets).
+header hbh_rest_t {
+    varbit<16368> bytes;
+}
+
 // One octet of padding: a stack of these is a Pad1 or a PadN option (docs/pipeline.md).
 header padb_t {
     bit<8> b;
@@ -320,12 +331,13 @@ struct headers_t {
     // The packet as received: outer IPv6 and its extension headers ...
     ipv6_t        ipv6;
     exthdr_t      hbh;
-    opt_apn_t     apn;
-    word_t[ICPN_APN_MAX_WORDS]  apn_word;
-    opt_altmark_t altmark;
-    opt_generic_t other_opt0;            // options ICPN does not read, kept as they are
-    opt_generic_t other_opt1;
-    padb_t[7]     hbh_pad_align;         // HbhLayout's padding, as for encap_hbh
+    // A HBH this node inserts (no encapsulation, HBH carrier): its APN option, then hbh_pad_end.
+    opt_apn_t     inserted_apn;
+    word_t[ICPN_APN_MAX_WORDS]  inserted_apn_word;
+    // The received HBH's options in their order: those before the first IOAM option, that option
+    // (a pre-allocated trace split as below, or another IOAM option kept raw), those after it,
+    // then the rest of the header as it is where an option runs past it (the walk stops).
+    hbh_slot_t[ICPN_HBH_SLOTS_BEFORE_IOAM] hbh_pre;
     opt_ioam_t    ioam;
     ioam_trace_t  trace;
     opt_raw_t     ioam_raw;
@@ -334,7 +346,14 @@ struct headers_t {
     ioam_words_t  ioam_empty;
     word_t[ICPN_IOAM_RECORD_WORDS] ioam_record;
     ioam_words_t  ioam_filled;
-    padb_t[7]     hbh_pad_end;
+    hbh_slot_t[ICPN_HBH_SLOTS_AFTER_IOAM] hbh_post;
+    hbh_rest_t    hbh_rest;
+    padb_t[7]     hbh_pad_end;           // a HBH laid out here (inserted, stripped): pad to 8n
+    // What the parser read, by lookahead, from options kept in hbh_pre / hbh_post (never
+    // emitted): the carried APN option (the first of the node's APN type) and the AltMark.
+    opt_apn_t     hbh_apn;
+    word_t[ICPN_APN_MAX_WORDS]  hbh_apn_word;
+    opt_altmark_t altmark;
     // inserted_doh*: DOH carrier without encapsulation, a DOH[APN, padding] this node inserts
     // after the IPv6 header / HBH.
     exthdr_t      inserted_doh;
@@ -402,23 +421,22 @@ struct meta_t {
     bit<8>  inner_ext_type;
     bit<1>  inner_ext_bad;
     bit<2>  doh_opts;      // options of the DOH being parsed kept before its APN option
-    bit<2>  hbh_unk;       // unknown options parsed so far
-    // The received HBH's layout (the parser consumes padding; HbhLayout rebuilds it): the rank
-    // of the last option placed (1 APN, 2 AltMark, 3 other, 4 IOAM), an option before one of a
-    // lower rank, padding that is not one canonical pad (Pad1 / PadN of zeros) right before the
-    // IOAM option or at the end, and the sizes of those two pads.
-    bit<3>  hbh_rank;
-    bit<1>  hbh_disorder;
-    bit<1>  hbh_oddpad;
-    bit<8>  pad_cnt;
-    bit<16> pad_run;
-    bit<16> pad_align_in;
+    // The received HBH's options (hbh_pre / hbh_post): how many, which a tail's strip removes
+    // (padding, AltMark- and IOAM-typed options, an unwalked rest: bit i for slot i), the
+    // octets of those it keeps; the slot being parsed.
+    bit<8>  hbh_pre_n;
+    bit<8>  hbh_post_n;
+    bit<8>  hbh_strip_pre;
+    bit<8>  hbh_strip_post;
+    bit<16> hbh_kept;
+    bit<16> slot_len;
+    bit<1>  slot_strip;
     bit<1>  tlv_unwalked;  // SRH TLVs past the ones the parser walks (not validated)
     bit<1>  hbh_stripped;  // the tail removed IFIT options: the HBH is laid out again
     bit<8>  l3_tc;         // IPv6 traffic class / IPv4 TOS, read even from a truncated header
     bit<1>  l3_tc_valid;   //   (PFC's priority: docs/pipeline.md 2 reads it from 2 octets)
     bit<8>  words_left;
-    bit<8>  apn_words;     // words of the carried APN option (hdr.apn, doh1_apn or doh2_apn)
+    bit<8>  apn_words;     // words of the carried APN option (hbh_apn, doh1_apn or doh2_apn)
     // (an I2E clone's metadata is reset after its re-parse: what the report needs is kept)
     @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  ioam_words;   // words of the trace's area
     bit<16> hbh_len_in;    // octets of the HBH as received
@@ -480,7 +498,7 @@ struct meta_t {
     bit<32> apn_w9;
     bit<32> apn_w10;
     bit<32> apn_w11;
-    bit<1>  apn_in_hbh;    // the carried option is hdr.apn (else the words above)
+    bit<1>  apn_in_hbh;    // the carried option is hdr.hbh_apn (else the words above)
     bit<8>  apn_type;      // the node's APN option type
     bit<1>  apn_reads;     // the node's behaviour depends on a carried APN option
 

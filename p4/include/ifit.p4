@@ -63,13 +63,12 @@ control MakePad(in bit<8> n, inout padb_t[7] p) {
     }
 }
 
-// Rebuilds an HBH's length and padding for the options present, in the order the deparser
-// emits them: APN, AltMark, other options, [pad to 4n], IOAM, [pad to 8n]. An HBH received in
-// this layout leaves byte for byte as it came.
-control HbhLayout(inout exthdr_t h, in opt_apn_t apn, in opt_altmark_t am,
-                  in opt_generic_t other0, in opt_generic_t other1, in opt_ioam_t io,
-                  inout padb_t[7] pad_align, inout padb_t[7] pad_end, out bit<16> total,
-                  out bit<16> align) {
+// Lays out the HBH this node builds (a headend's outer HBH): its length and padding for the
+// options present, in the order the deparser emits them: APN, AltMark, [pad to 4n], IOAM,
+// [pad to 8n] (docs/pipeline.md 3).
+control EncapHbhLayout(inout exthdr_t h, in opt_apn_t apn, in opt_altmark_t am,
+                       in opt_ioam_t io, inout padb_t[7] pad_align, inout padb_t[7] pad_end,
+                       out bit<16> total) {
     // (@name: the P4Info names of the pad tables stay what they were)
     @name("make_pad_a") MakePad() make_pad_align;
     @name("make_pad_e") MakePad() make_pad_end;
@@ -77,8 +76,6 @@ control HbhLayout(inout exthdr_t h, in opt_apn_t apn, in opt_altmark_t am,
         bit<16> off = 2;
         if (apn.isValid()) { off = off + 2 + (bit<16>)apn.len; }
         if (am.isValid()) { off = off + 6; }
-        if (other0.isValid()) { off = off + 2 + (bit<16>)other0.len; }
-        if (other1.isValid()) { off = off + 2 + (bit<16>)other1.len; }
         bit<8> na = 0;
         if (io.isValid()) {
             na = (bit<8>)((16w0 - off) & 3);
@@ -86,18 +83,21 @@ control HbhLayout(inout exthdr_t h, in opt_apn_t apn, in opt_altmark_t am,
         }
         bit<8> ne = (bit<8>)((16w0 - off) & 7);
         total = off + (bit<16>)ne;
-        align = (bit<16>)na;
         h.len = (bit<8>)(total >> 3) - 1;
         make_pad_align.apply(na, pad_align);
         make_pad_end.apply(ne, pad_end);
     }
 }
 
-// A DOH that holds only an APN option (DOH carrier): its length and the padding to 8n.
-control DohLayout(inout exthdr_t h, in opt_apn_t apn, inout padb_t[7] pad, out bit<16> total) {
+// An options header laid out again: `kept` octets of options kept in their order, then an APN
+// option this node adds (if valid), then padding to 8n. A DOH[APN] this node inserts or pushes,
+// the HBH[APN] it inserts, a received HBH a tail stripped of its IFIT options.
+control OptionsLayout(inout exthdr_t h, in opt_apn_t apn, in bit<16> kept, inout padb_t[7] pad,
+                      out bit<16> total) {
     MakePad() make_pad;
     apply {
-        bit<16> off = 4 + (bit<16>)apn.len;
+        bit<16> off = 2 + kept;
+        if (apn.isValid()) { off = off + 2 + (bit<16>)apn.len; }
         bit<8> ne = (bit<8>)((16w0 - off) & 7);
         total = off + (bit<16>)ne;
         h.len = (bit<8>)(total >> 3) - 1;
@@ -475,8 +475,11 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
         else if (s##I == ICPN_GEN_QDEPTH) { v##I = rec.qdepth; } \
         hdr.encap_gen_record[I].w = v##I; }
 
-// Removes the IFIT options from the received HBH (a tail that does not decapsulate), and the
-// HBH itself when nothing else is left in it.
+// Removes the IFIT options from the received HBH (a tail that does not decapsulate): the
+// options of the AltMark and IOAM types and the padding (the parser noted their slots), and an
+// unwalked rest; the HBH itself when nothing else is left in it. The options left keep their
+// order; the lengths step lays them out again (docs/pipeline.md 4).
+#define HBH_STRIP_SLOT(S, I) if (meta.hbh_strip_##S[I:I] == 1) { hdr.hbh_##S[I].setInvalid(); }
 control IfitStrip(inout headers_t hdr, inout meta_t meta) {
     apply {
         hdr.altmark.setInvalid();
@@ -486,7 +489,13 @@ control IfitStrip(inout headers_t hdr, inout meta_t meta) {
         hdr.ioam_empty.setInvalid();
         hdr.ioam_record.pop_front(ICPN_IOAM_RECORD_WORDS);
         hdr.ioam_filled.setInvalid();
-        if (!hdr.apn.isValid() && !hdr.other_opt0.isValid() && !hdr.other_opt1.isValid()) {
+        hdr.hbh_rest.setInvalid();
+        HBH_STRIP_SLOT(pre, 0) HBH_STRIP_SLOT(pre, 1) HBH_STRIP_SLOT(pre, 2)
+        HBH_STRIP_SLOT(pre, 3) HBH_STRIP_SLOT(pre, 4) HBH_STRIP_SLOT(pre, 5)
+        HBH_STRIP_SLOT(pre, 6) HBH_STRIP_SLOT(pre, 7)
+        HBH_STRIP_SLOT(post, 0) HBH_STRIP_SLOT(post, 1) HBH_STRIP_SLOT(post, 2)
+        HBH_STRIP_SLOT(post, 3)
+        if (meta.hbh_kept == 0) {
             hdr.ipv6.next_hdr = hdr.hbh.next_hdr;
             hdr.ipv6.payload_len = hdr.ipv6.payload_len - meta.hbh_len_in;
             hdr.hbh.setInvalid();
@@ -593,15 +602,13 @@ control IfitReport(inout headers_t hdr, inout meta_t meta, in ip6_t source, in i
         // deparser emits between them goes, and the frame is cut after the area.
         hdr.ipv6.setInvalid();
         hdr.hbh.setInvalid();
-        hdr.apn.setInvalid();
-        hdr.apn_word.pop_front(ICPN_APN_MAX_WORDS);
-        hdr.altmark.setInvalid();
-        hdr.other_opt0.setInvalid();
-        hdr.other_opt1.setInvalid();
+        hdr.hbh_pre.pop_front(ICPN_HBH_SLOTS_BEFORE_IOAM);
         hdr.ioam.setInvalid();
         hdr.trace.setInvalid();
         hdr.ioam_raw.setInvalid();
         hdr.ioam_empty.setInvalid();    // (this node's record and the filled ones stay)
+        hdr.hbh_post.pop_front(ICPN_HBH_SLOTS_AFTER_IOAM);
+        hdr.hbh_rest.setInvalid();
         truncate(14 + 40 + (bit<32>)udp_len);
     }
 }

@@ -150,15 +150,29 @@ const bit<8> STAGE_L4     = 0x80;
         transition NEXT;                                                                      \
     }
 
-// An option of rank R placed in the HBH (see meta.hbh_rank): is the HBH still in the layout?
-#define HBH_PLACED(R)                                                                         \
-        meta.hbh_disorder = meta.hbh_disorder | (bit<1>)(R < meta.hbh_rank);                  \
-        meta.hbh_oddpad = meta.hbh_oddpad | (bit<1>)(meta.pad_cnt > 1)                        \
-                          | (bit<1>)(R != 4 && meta.pad_run != 0);                            \
-        meta.pad_align_in = meta.pad_run;                                                     \
-        meta.pad_run = 0;                                                                     \
-        meta.pad_cnt = 0;                                                                     \
-        meta.hbh_rank = R;
+// The carried APN option of N words (Opt Data Len 4 + 4N), read by lookahead into hdr.hbh_apn and
+// hdr.hbh_apn_word; its octets are then kept in a slot like any other option.
+#define APN_LOOK_WORD(N, I) \
+        hdr.hbh_apn_word[I].setValid(); hdr.hbh_apn_word[I].w = la[32 * (N - I) - 1:32 * (N - I - 1)];
+#define APN_LOOK_1(N)  APN_LOOK_WORD(N, 0)
+#define APN_LOOK_2(N)  APN_LOOK_1(N) APN_LOOK_WORD(N, 1)
+#define APN_LOOK_3(N)  APN_LOOK_2(N) APN_LOOK_WORD(N, 2)
+#define APN_LOOK_4(N)  APN_LOOK_3(N) APN_LOOK_WORD(N, 3)
+#define APN_LOOK_5(N)  APN_LOOK_4(N) APN_LOOK_WORD(N, 4)
+#define APN_LOOK_6(N)  APN_LOOK_5(N) APN_LOOK_WORD(N, 5)
+#define APN_LOOK_7(N)  APN_LOOK_6(N) APN_LOOK_WORD(N, 6)
+#define APN_LOOK_8(N)  APN_LOOK_7(N) APN_LOOK_WORD(N, 7)
+#define APN_LOOK_9(N)  APN_LOOK_8(N) APN_LOOK_WORD(N, 8)
+#define APN_LOOK_10(N) APN_LOOK_9(N) APN_LOOK_WORD(N, 9)
+#define APN_LOOK_11(N) APN_LOOK_10(N) APN_LOOK_WORD(N, 10)
+#define APN_LOOK_12(N) APN_LOOK_11(N) APN_LOOK_WORD(N, 11)
+#define HBH_APN_STATE(N)                                                                      \
+    state hbh_apn_##N {                                                                       \
+        bit<(48 + 32 * N)> la = packet.lookahead<bit<(48 + 32 * N)>>();                       \
+        APN_LOOK_##N(N)                                                                       \
+        meta.apn_words = N;                                                                   \
+        transition hbh_keep;                                                                  \
+    }
 
 parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
                   inout standard_metadata_t sm) {
@@ -175,14 +189,12 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         // parse: the bookkeeping the parser reads must start from zero here, not from the last
         // packet's values (else the clone's HBH options parse differently, a flaky IFIT report).
         meta.hbh_seen = 0;
-        meta.hbh_unk = 0;
         meta.l3_tc_valid = 0;
-        meta.hbh_rank = 0;
-        meta.hbh_disorder = 0;
-        meta.hbh_oddpad = 0;
-        meta.pad_cnt = 0;
-        meta.pad_run = 0;
-        meta.pad_align_in = 0;
+        meta.hbh_pre_n = 0;
+        meta.hbh_post_n = 0;
+        meta.hbh_strip_pre = 0;
+        meta.hbh_strip_post = 0;
+        meta.hbh_kept = 0;
         meta.rh_opaque = 0;
         meta.tlv_count = 0;
         meta.tlv_unwalked = 0;
@@ -291,28 +303,48 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         }
     }
 
-    // Padding is consumed here and rebuilt by the deparser side (HbhLayout): the HBH always
-    // leaves in the layout of docs/pipeline.md.
+    // Every option is kept apart in its place (hbh_slot); the HBH leaves as it came. What a tail
+    // strips (docs/pipeline.md 4: padding, the AltMark- and IOAM-typed options) is noted per slot.
     state hbh_pad1 {
-        packet.advance(8);
-        meta.opt_rem = meta.opt_rem - 1;
-        meta.pad_run = meta.pad_run + 1;
-        meta.pad_cnt = meta.pad_cnt + 1;
-        transition hbh_opts;
+        meta.slot_len = 1;
+        transition hbh_strip;
     }
 
     state hbh_tlv {
-        verify(meta.opt_rem >= 2, error.HbhUnheld);
-        bit<16> tl = packet.lookahead<bit<16>>();
-        meta.opt_len = tl[7:0];
-        verify(meta.opt_rem >= (bit<16>)tl[7:0] + 2, error.HbhUnheld);
-        meta.opt_rem = meta.opt_rem - ((bit<16>)tl[7:0] + 2);
-        transition select(tl[15:8], meta.hbh_seen) {
-            (ICPN_IPV6_OPT_PADN, _): hbh_padn;
+        transition select(meta.opt_rem) {
+            1: hbh_overrun;
+            default: hbh_tlv_len;
+        }
+    }
+
+    state hbh_tlv_len {
+        meta.opt_len = packet.lookahead<bit<16>>()[7:0];
+        meta.slot_len = 2 + (bit<16>)packet.lookahead<bit<16>>()[7:0];
+        bit<16> after = meta.opt_rem - meta.slot_len;
+        transition select(after[15:15]) {
+            0: hbh_tlv_kind;
+            default: hbh_overrun;
+        }
+    }
+
+    // An option running past the header: the walk stops there (docs/pipeline.md 3) and the rest
+    // of the header is kept as it is; a tail's strip drops it with the IFIT options (its walk
+    // stops there too).
+    state hbh_overrun {
+        packet.extract(hdr.hbh_rest, (bit<32>)meta.opt_rem * 8);
+        meta.opt_rem = 0;
+        transition after_hbh;
+    }
+
+    state hbh_tlv_kind {
+        transition select(packet.lookahead<bit<8>>(), meta.hbh_seen) {
+            (ICPN_IPV6_OPT_PADN, _): hbh_strip;
             (ICPN_ALTMARK_OPT_TYPE, 4w0 &&& 4w2): hbh_altmark_check;
+            (ICPN_ALTMARK_OPT_TYPE, _): hbh_strip;
             (ICPN_IOAM_OPT_TYPE, 4w0 &&& 4w4): hbh_ioam_check;
+            (ICPN_IOAM_OPT_TYPE, _): hbh_strip;
             (_, 4w0 &&& 4w1): hbh_other;
-            default: hbh_unknown;
+            default: hbh_keep;
         }
     }
 
@@ -320,63 +352,8 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     state hbh_other {
         transition select(packet.lookahead<bit<8>>()) {
             apn_option_type: hbh_apn_check;
-            default: hbh_unknown;
+            default: hbh_keep;
         }
-    }
-
-    // A PadN: canonical with zero data of at most 5 octets (a pad to 8n is at most 7 octets).
-    state hbh_padn {
-        meta.pad_run = meta.pad_run + 2 + (bit<16>)meta.opt_len;
-        meta.pad_cnt = meta.pad_cnt + 1;
-        transition select(meta.opt_len) {
-            0: hbh_padn_skip;
-            1: hbh_padn_1;
-            2: hbh_padn_2;
-            3: hbh_padn_3;
-            4: hbh_padn_4;
-            5: hbh_padn_5;
-            default: hbh_padn_odd;
-        }
-    }
-
-    state hbh_padn_odd {
-        meta.hbh_oddpad = 1;
-        transition hbh_padn_skip;
-    }
-
-    state hbh_padn_1 {
-        bit<24> padn = packet.lookahead<bit<24>>();
-        meta.hbh_oddpad = meta.hbh_oddpad | (bit<1>)(padn[7:0] != 0);
-        transition hbh_padn_skip;
-    }
-
-    state hbh_padn_2 {
-        bit<32> padn = packet.lookahead<bit<32>>();
-        meta.hbh_oddpad = meta.hbh_oddpad | (bit<1>)(padn[15:0] != 0);
-        transition hbh_padn_skip;
-    }
-
-    state hbh_padn_3 {
-        bit<40> padn = packet.lookahead<bit<40>>();
-        meta.hbh_oddpad = meta.hbh_oddpad | (bit<1>)(padn[23:0] != 0);
-        transition hbh_padn_skip;
-    }
-
-    state hbh_padn_4 {
-        bit<48> padn = packet.lookahead<bit<48>>();
-        meta.hbh_oddpad = meta.hbh_oddpad | (bit<1>)(padn[31:0] != 0);
-        transition hbh_padn_skip;
-    }
-
-    state hbh_padn_5 {
-        bit<56> padn = packet.lookahead<bit<56>>();
-        meta.hbh_oddpad = meta.hbh_oddpad | (bit<1>)(padn[39:0] != 0);
-        transition hbh_padn_skip;
-    }
-
-    state hbh_padn_skip {
-        packet.advance(((bit<32>)meta.opt_len + 2) * 8);
-        transition hbh_opts;
     }
 
     // APN: Opt Data Len = 4 + 4 * words, 1 <= words <= APN_MAX_WORDS; anything else is kept as an
@@ -388,7 +365,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         transition select(meta.opt_len[1:0], below_min[15:15], above_max[15:15]) {
             (0, 0, 0): hbh_apn;
             (_, 0, _): hbh_apn_unheld;
-            default: hbh_unknown;
+            default: hbh_keep;
         }
     }
 
@@ -400,43 +377,92 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
             ICPN_APN_ID_TYPE_32: hbh_apn_unread;
             ICPN_APN_ID_TYPE_64: hbh_apn_unread;
             ICPN_APN_ID_TYPE_128: hbh_apn_unread;
-            default: hbh_unknown;
+            default: hbh_keep;
         }
     }
 
     state hbh_apn_unread {
         meta.apn_unwalked = 1;
-        transition hbh_unknown;
+        transition hbh_keep;
     }
 
     state hbh_apn {
-        HBH_PLACED(1)
-        packet.extract(hdr.apn);
-        meta.apn_words = (hdr.apn.len - 4) >> 2;
-        meta.words_left = (hdr.apn.len - 4) >> 2;
-        transition hbh_apn_word;
-    }
-
-    state hbh_apn_word {
-        packet.extract(hdr.apn_word.next);
-        meta.words_left = meta.words_left - 1;
-        transition select(meta.words_left) {
-            0: hbh_opts;
-            default: hbh_apn_word;
+        hdr.hbh_apn = packet.lookahead<opt_apn_t>();
+        transition select(meta.opt_len) {
+            8: hbh_apn_1;
+            12: hbh_apn_2;
+            16: hbh_apn_3;
+            20: hbh_apn_4;
+            24: hbh_apn_5;
+            28: hbh_apn_6;
+            32: hbh_apn_7;
+            36: hbh_apn_8;
+            40: hbh_apn_9;
+            44: hbh_apn_10;
+            48: hbh_apn_11;
+            default: hbh_apn_12;
         }
     }
+
+    HBH_APN_STATE(1)
+    HBH_APN_STATE(2)
+    HBH_APN_STATE(3)
+    HBH_APN_STATE(4)
+    HBH_APN_STATE(5)
+    HBH_APN_STATE(6)
+    HBH_APN_STATE(7)
+    HBH_APN_STATE(8)
+    HBH_APN_STATE(9)
+    HBH_APN_STATE(10)
+    HBH_APN_STATE(11)
+    HBH_APN_STATE(12)
 
     state hbh_altmark_check {
         transition select(meta.opt_len) {
             4: hbh_altmark;
-            default: hbh_unknown;
+            default: hbh_strip;
         }
     }
 
     state hbh_altmark {
-        HBH_PLACED(2)
-        packet.extract(hdr.altmark);
+        hdr.altmark = packet.lookahead<opt_altmark_t>();
         meta.hbh_seen = meta.hbh_seen | 2;
+        transition hbh_strip;
+    }
+
+    // The slot of the option at hand (meta.slot_len octets): before or after the IOAM option.
+    state hbh_strip {
+        meta.slot_strip = 1;
+        transition hbh_slot;
+    }
+
+    state hbh_keep {
+        meta.slot_strip = 0;
+        meta.hbh_kept = meta.hbh_kept + meta.slot_len;
+        transition hbh_slot;
+    }
+
+    state hbh_slot {
+        meta.opt_rem = meta.opt_rem - meta.slot_len;
+        transition select(meta.hbh_seen[2:2]) {
+            0: hbh_slot_pre;
+            default: hbh_slot_post;
+        }
+    }
+
+    state hbh_slot_pre {
+        verify(meta.hbh_pre_n < ICPN_HBH_SLOTS_BEFORE_IOAM, error.HbhUnheld);
+        packet.extract(hdr.hbh_pre.next, (bit<32>)meta.slot_len * 8);
+        meta.hbh_strip_pre = meta.hbh_strip_pre | ((bit<8>)meta.slot_strip << meta.hbh_pre_n);
+        meta.hbh_pre_n = meta.hbh_pre_n + 1;
+        transition hbh_opts;
+    }
+
+    state hbh_slot_post {
+        verify(meta.hbh_post_n < ICPN_HBH_SLOTS_AFTER_IOAM, error.HbhUnheld);
+        packet.extract(hdr.hbh_post.next, (bit<32>)meta.slot_len * 8);
+        meta.hbh_strip_post = meta.hbh_strip_post | ((bit<8>)meta.slot_strip << meta.hbh_post_n);
+        meta.hbh_post_n = meta.hbh_post_n + 1;
         transition hbh_opts;
     }
 
@@ -469,12 +495,12 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         transition select(head[7:0], meta.opt_len[1:0], below_trace[15:15], below_hdr[15:15]) {
             (0, 2, 0, _): hbh_ioam_trace;
             (_, _, _, 0): hbh_ioam_raw;
-            default: hbh_unknown;
+            default: hbh_strip;
         }
     }
 
     state hbh_ioam_trace {
-        HBH_PLACED(4)
+        meta.opt_rem = meta.opt_rem - meta.slot_len;
         packet.extract(hdr.ioam);
         packet.extract(hdr.trace);
         meta.hbh_seen = meta.hbh_seen | 4;
@@ -547,38 +573,11 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     state hbh_ioam_raw {
-        HBH_PLACED(4)
+        meta.opt_rem = meta.opt_rem - meta.slot_len;
         packet.extract(hdr.ioam);
         packet.extract(hdr.ioam_raw, ((bit<32>)hdr.ioam.len - 2) * 8);
         meta.hbh_seen = meta.hbh_seen | 4;
         transition hbh_opts;
-    }
-
-    state hbh_unknown {
-        transition select(meta.hbh_unk) {
-            0: hbh_unk0;
-            1: hbh_unk1;
-            default: hbh_too_many;
-        }
-    }
-
-    state hbh_unk0 {
-        HBH_PLACED(3)
-        packet.extract(hdr.other_opt0, (bit<32>)meta.opt_len * 8);
-        meta.hbh_unk = 1;
-        transition hbh_opts;
-    }
-
-    state hbh_unk1 {
-        HBH_PLACED(3)
-        packet.extract(hdr.other_opt1, (bit<32>)meta.opt_len * 8);
-        meta.hbh_unk = 2;
-        transition hbh_opts;
-    }
-
-    state hbh_too_many {
-        verify(false, error.HbhUnheld);
-        transition accept;
     }
 
     state after_hbh {

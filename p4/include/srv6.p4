@@ -45,17 +45,18 @@ control StripOuter(inout headers_t hdr) {
     apply {
         hdr.ipv6.setInvalid();
         hdr.hbh.setInvalid();
-        hdr.apn.setInvalid();
-        hdr.apn_word.pop_front(ICPN_APN_MAX_WORDS);
-        hdr.altmark.setInvalid();
-        hdr.other_opt0.setInvalid();
-        hdr.other_opt1.setInvalid();
+        hdr.hbh_pre.pop_front(ICPN_HBH_SLOTS_BEFORE_IOAM);
         hdr.ioam.setInvalid();
         hdr.trace.setInvalid();
         hdr.ioam_raw.setInvalid();
         hdr.ioam_empty.setInvalid();
         hdr.ioam_record.pop_front(ICPN_IOAM_RECORD_WORDS);
         hdr.ioam_filled.setInvalid();
+        hdr.hbh_post.pop_front(ICPN_HBH_SLOTS_AFTER_IOAM);
+        hdr.hbh_rest.setInvalid();
+        hdr.hbh_apn.setInvalid();
+        hdr.hbh_apn_word.pop_front(ICPN_APN_MAX_WORDS);
+        hdr.altmark.setInvalid();
         DOH_SET_INVALID(doh1)
         hdr.rh.setInvalid();
         hdr.seg.pop_front(ICPN_MAX_SEGMENTS);
@@ -372,7 +373,7 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> tlv_error
 }
 
 #define ENC_SEG(I) hdr.encap_seg[I].setValid(); hdr.encap_seg[I].sid = seg##I;
-#define COPY_APN_WORD(D, I) D[I] = hdr.apn_word[I];
+#define COPY_APN_WORD(D, I) D[I] = hdr.hbh_apn_word[I];
 #define COPY_APN_WORDS(D) COPY_APN_WORD(D, 0) COPY_APN_WORD(D, 1) COPY_APN_WORD(D, 2) \
     COPY_APN_WORD(D, 3) COPY_APN_WORD(D, 4) COPY_APN_WORD(D, 5) COPY_APN_WORD(D, 6) \
     COPY_APN_WORD(D, 7) COPY_APN_WORD(D, 8) COPY_APN_WORD(D, 9) COPY_APN_WORD(D, 10) \
@@ -619,7 +620,7 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
             if (meta.apn_valid == 1) {
                 if (meta.apn_carrier == ICPN_APN_CARRIER_DOH) {
                     if (meta.apn_in_hbh == 1) {
-                        hdr.encap_doh_apn = hdr.apn;
+                        hdr.encap_doh_apn = hdr.hbh_apn;
                         COPY_APN_WORDS(hdr.encap_doh_apn_word)
                     } else {
                         doh_fill.apply(hdr.encap_doh_apn, hdr.encap_doh_apn_word, meta);
@@ -627,14 +628,14 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
                     hdr.encap_doh.setValid();
                 } else if (meta.apn_carrier == ICPN_APN_CARRIER_SRH_TLV) {
                     if (meta.apn_in_hbh == 1) {
-                        hdr.encap_tlv_apn = hdr.apn;
+                        hdr.encap_tlv_apn = hdr.hbh_apn;
                         COPY_APN_WORDS(hdr.encap_tlv_apn_word)
                     } else {
                         tlv_fill.apply(hdr.encap_tlv_apn, hdr.encap_tlv_apn_word, meta);
                     }
                 } else {
                     if (meta.apn_in_hbh == 1) {
-                        hdr.encap_apn = hdr.apn;
+                        hdr.encap_apn = hdr.hbh_apn;
                         COPY_APN_WORDS(hdr.encap_apn_word)
                     } else {
                         apn_fill.apply(hdr.encap_apn, hdr.encap_apn_word, meta);

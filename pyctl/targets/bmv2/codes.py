@@ -88,6 +88,11 @@ IOAM_RECORD_WORDS = 25  # the longest node record (trace-type bits 0-21, bits 8-
 IOAM_GEN_REC_WORDS = IOAM_RECORD_WORDS
 IOAM_GEN_ZERO_WORDS = IOAM_AREA_WORDS - 1
 APN_MAX_WORDS = 12  # APN-ID words + parameter words in one APN option
+# The options (Pad1 and padding included) a received HBH may hold before its first IOAM option
+# and after it: each kept apart, in order, so that the HBH leaves as it came (at most 8 each:
+# the parser records which ones a tail strips in one octet).
+HBH_SLOTS_BEFORE_IOAM = 8
+HBH_SLOTS_AFTER_IOAM = 4
 CMS_MAX_ROWS = 8  # the model's maximum
 CMS_MAX_WIDTH = 4096  # registers of 4096 cells per row (BMv2 keeps each cell as a bignum)
 ELEPHANT_SLOTS = 4096
