@@ -60,6 +60,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     @name("n_doh_layout") OptionsLayout() inserted_doh_layout;
     IoamCheck() ioam_check;
     IfitStrip() ifit_strip;
+    IfitCount() ifit_count;
     @name("n_hbh_layout") OptionsLayout() hbh_layout;
     @name("e_hbh_layout") EncapHbhLayout() encap_hbh_layout;
     Ipv4DecTtl() ipv4_ttl;
@@ -267,6 +268,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             if (hdr.altmark.isValid()) {
                 meta.altmark_in = 1;
                 meta.altmark_in_idx = (bit<32>)(hdr.altmark.flowmon_id[9:0] ++ hdr.altmark.l);
+                meta.altmark_in_len = 40 + (bit<32>)hdr.ipv6.payload_len;
             }
             if (ifit_role != ICPN_IFIT_ROLE_NONE && hdr.trace.isValid()) {
                 ioam_check.apply(hdr.trace, meta);
@@ -378,6 +380,9 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                                  hbh_total);
                 plen = plen + (bit<32>)hbh_total - (bit<32>)meta.hbh_len_in;
                 hdr.ipv6.payload_len = (bit<16>)plen;
+                if (meta.hbh_stripped == 1) {
+                    meta.strip_bytes = meta.hbh_len_in - hbh_total;
+                }
             }
             if (hdr.inserted_doh.isValid()) {
                 bit<16> doh_total;
@@ -418,15 +423,20 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         // its outer header -- the head's own after an encapsulation, none after another node's;
         // a decapsulated outer header's at a tail only. A packet dropped before, or going on to
         // another local SID of this node, is not counted (yet); one held by PFC (step 8) is.
+        // Bytes: the IPv6 length of that header's packet, as it leaves (before a tail's strip)
+        // or, decapsulated, as it came.
         if (meta.drop_reason == 0 && meta.sid_chain == 0) {
             if (ifit_role != ICPN_IFIT_ROLE_NONE) {
                 if (meta.encap == 1) {
                     if (meta.ifit_head == 1) {
-                        ifit_counts.count((bit<32>)(meta.flowmon_id[9:0] ++ meta.ifit_l));
+                        ifit_count.apply((bit<32>)(meta.flowmon_id[9:0] ++ meta.ifit_l),
+                                         40 + (bit<32>)hdr.encap_ipv6.payload_len);
                     }
-                } else if (meta.altmark_in == 1
-                           && (meta.decap == 0 || ifit_role == ICPN_IFIT_ROLE_TAIL)) {
-                    ifit_counts.count(meta.altmark_in_idx);
+                } else if (meta.altmark_in == 1 && meta.decap == 0) {
+                    ifit_count.apply(meta.altmark_in_idx, 40 + (bit<32>)hdr.ipv6.payload_len
+                                                          + (bit<32>)meta.strip_bytes);
+                } else if (meta.altmark_in == 1 && ifit_role == ICPN_IFIT_ROLE_TAIL) {
+                    ifit_count.apply(meta.altmark_in_idx, meta.altmark_in_len);
                 }
             }
             // 8. PFC: a packet for a paused (port, priority) is held (a tail still reports it).

@@ -4,11 +4,13 @@ with p4/build/icpn.json in each switch's namespace, programmed over P4Runtime on
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scapy.layers.inet import UDP
-from scapy.layers.inet6 import IPv6, IPv6ExtHdrSegmentRouting
+from scapy.layers.inet6 import ICMPv6DestUnreach, IPv6, IPv6ExtHdrSegmentRouting
 from scapy.packet import Raw
 
 from pyctl.net.bmv2_runner import BMv2SwitchRunner
@@ -63,3 +65,43 @@ def test_ifit_report_reaches_the_collector(icpn_network: Callable[..., Network])
     path = [names[r.node_id] for r in reversed(report.records())]
     assert path[0] == "pe-sh" and path[-1] == "pe-nx" and path[1] in {"p1", "p2", "p3", "p4"}
     assert report.flowmon_id == net.plan.flowmon_ids["mice"]
+
+
+def test_ifit_counters_hold_each_carriers_ipv6_length(
+    icpn_network: Callable[..., Network],
+) -> None:
+    """The IFIT counters a BMv2 node exports (read over P4Runtime) hold SPEC 3's bytes: the
+    carrier's IPv6 length, here taken from the frame captured on the wire (40 + its Payload
+    Length), where BMv2's own counters would add the received frame's length. The head counts
+    the packet it sends, the decapsulating tail the outer packet it received."""
+    net = icpn_network(TOPOS / "ingest.yaml", dataplane="bmv2")
+    fid = net.plan.flowmon_ids["mice"]
+    core = {"p1", "p2", "p3", "p4"}
+    head_ports = [
+        p for (n, p), (peer, _) in net.plan.wiring.items() if n == "pe-sh" and peer in core
+    ]
+    tail_ports = [
+        p for (n, p), (peer, _) in net.plan.wiring.items() if n == "pe-nx" and peer in core
+    ]
+    mouse = IPv6(src=net.address("src1"), dst=net.address("dc1")) / UDP(sport=7, dport=53)
+    with ExitStack() as stack:
+        caps = [stack.enter_context(net.capture("pe-sh", p, settle_s=1.0)) for p in head_ports]
+        caps += [stack.enter_context(net.capture("pe-nx", p, settle_s=1.0)) for p in tail_ports]
+        net.send("src1", net.frame("src1", mouse / Raw(b"icpn-count")))
+    sent = [p for c in caps[: len(head_ports)] for p in c.packets if _carries(p)]
+    got = [p for c in caps[len(head_ports) :] for p in c.packets if _carries(p)]
+    assert len(sent) == 1 and len(got) == 1, (sent, got)
+    for node, frame in (("pe-sh", sent[0]), ("pe-nx", got[0])):
+        counts = net.runners[node].ifit_counters([fid])
+        length = 40 + frame[IPv6].plen
+        assert sorted(counts.values()) == [(1, length)], (node, counts, length)
+
+
+def _carries(frame: Any) -> bool:
+    """The encapsulated test datagram (its payload ends the frame; not dc1's ICMPv6 error
+    quoting it on its way back)."""
+    return (
+        IPv6ExtHdrSegmentRouting in frame
+        and ICMPv6DestUnreach not in frame
+        and bytes(frame).endswith(b"icpn-count")
+    )

@@ -416,26 +416,33 @@ def _same_ifit_counters(ebpf: EBPFDataPlane, ref: ReferenceDataPlane) -> None:
     assert not missing or len(list(overflow.keys())) == overflow.max_entries, sorted(missing)
 
 
-def _bmv2_counter_cells(counters: dict[tuple[int, int], tuple[int, int]]) -> Counter[int]:
-    """Packets per cell of the P4 counter: (FlowMonID % 1024) * 2 + L (docs/p4.md limits)."""
-    cells: Counter[int] = Counter()
-    for (flowmon_id, colour), (packets, _) in counters.items():
-        cells[(flowmon_id % 1024) * 2 + colour] += packets
+def _bmv2_counter_cells(
+    counters: dict[tuple[int, int], tuple[int, int]],
+) -> Counter[tuple[int, str]]:
+    """Packets and bytes per cell of the P4 counter: (FlowMonID % 1024) * 2 + L (docs/p4.md)."""
+    cells: Counter[tuple[int, str]] = Counter()
+    for (flowmon_id, colour), (packets, nbytes) in counters.items():
+        cells[((flowmon_id % 1024) * 2 + colour, "packets")] += packets
+        cells[((flowmon_id % 1024) * 2 + colour, "bytes")] += nbytes
     return cells
 
 
-def _same_bmv2_ifit_packets(
-    plane: DataPlane, ref: ReferenceDataPlane, skipped: Counter[int]
+def _same_bmv2_ifit_counters(
+    plane: DataPlane, ref: ReferenceDataPlane, skipped: Counter[tuple[int, str]]
 ) -> None:
-    """The BMv2 node counted, per counter cell, the packets the reference counted, less those of
-    frames BMv2 gave up on (p4-limit). Bytes differ by design: BMv2 counts the received frame."""
+    """The BMv2 node counted, per counter cell, the packets and bytes (IPv6 lengths, read back
+    from the digit counters) the reference counted, less those of frames BMv2 gave up on
+    (p4-limit)."""
+    from pyctl.targets.bmv2.counters import read_cells
     from pyctl.targets.bmv2.dataplane import BMv2DataPlane
 
     assert isinstance(plane, BMv2DataPlane) and plane.switch is not None
-    got = Counter({i: p for i, (p, _) in plane.switch.read_counter("ifit_counts").items() if p})
+    got: Counter[tuple[int, str]] = Counter()
+    for i, (packets, nbytes) in read_cells(plane.switch).items():
+        got[(i, "packets")], got[(i, "bytes")] = packets, nbytes
     want = _bmv2_counter_cells(ref.counters())
     want.subtract(skipped)
-    assert got == +want
+    assert +got == +want
 
 
 def test_node_matches_the_reference_on_mutated_frames(case: Case) -> None:
@@ -446,7 +453,9 @@ def test_node_matches_the_reference_on_mutated_frames(case: Case) -> None:
     source = case.node.source.packed if case.node.source is not None else b""
     reach: Counter[str] = Counter()
     limited = 0
-    uncounted: Counter[int] = Counter()  # the reference's counts of frames BMv2 gave up on
+    uncounted: Counter[tuple[int, str]] = (
+        Counter()
+    )  # the reference's counts of frames BMv2 gave up on
     time_us = 10_000
     ports = sorted(case.macs)
     for i in range(frames):
@@ -491,7 +500,7 @@ def test_node_matches_the_reference_on_mutated_frames(case: Case) -> None:
     if isinstance(case.plane, EBPFDataPlane):
         _same_ifit_counters(case.plane, case.ref)
     else:
-        _same_bmv2_ifit_packets(case.plane, case.ref, uncounted)
+        _same_bmv2_ifit_counters(case.plane, case.ref, uncounted)
     shares = {stage: round(reach[stage] / frames, 3) for stage in STAGES}
     low = {s: f for s, f in FLOORS[case.kind].items() if reach[s] < f * frames}
     assert not low, f"{case.node.name}: stages under their floor {low}; reached {shares}"

@@ -520,6 +520,8 @@ struct meta_t {
     // The received AltMark's counter (FlowMonID % 1024 ++ L), counted as the packet leaves
     bit<1>  altmark_in;
     bit<32> altmark_in_idx;
+    bit<32> altmark_in_len;  // its carrier's IPv6 length as received (a decapsulating tail's)
+    bit<16> strip_bytes;     // octets a tail's strip took from the HBH (counted: SPEC 3)
     bit<1>  report;
     // The received trace (IoamCheck): usable by this node, its NodeLen, the ICPN_GEN_* of each
     // word of a record (4 bits each, word 0 lowest); the report's 5-tuple is the outer packet's.

@@ -1,5 +1,5 @@
 // IFIT (SPEC 3, docs/pipeline.md section 4): head options, IOAM stamping, per-colour counters,
-// the tail's report, and the HBH layout every emitted HBH is rebuilt to.
+// the tail's report, and the layouts of the option headers this node builds or strips.
 //
 // Every node stamps a received trace with the packet's own trace type (IoamCheck, IoamStamp).
 // A head lays out the default type in up to IOAM_MAX_NODES records with set_ifit_headN (one
@@ -17,9 +17,27 @@
 const bit<5> IOAM_NODE_LEN_DEFAULT = 5;
 const bit<24> IOAM_TRACE_DEFAULT = ICPN_IOAM_TRACE_TYPE_DEFAULT;
 
-// Packets and bytes per (FlowMonID, colour): index (FlowMonID % IFIT_COUNTER_FLOWS) * 2 + L.
-// BMv2 counts the octets of the frame as received.
-counter(2 * ICPN_IFIT_COUNTER_FLOWS, CounterType.packets_and_bytes) ifit_counts;
+// Packets per (FlowMonID, colour): index (FlowMonID % IFIT_COUNTER_FLOWS) * 2 + L.
+counter(2 * ICPN_IFIT_COUNTER_FLOWS, CounterType.packets) ifit_counts;
+// Their bytes: SPEC 3 counts the carrier's IPv6 length, where a BMv2 counter would add the
+// frame's received length (bm_sim counters.h). So each length is counted digit by digit: for
+// each of its IFIT_LEN_DIGITS base-16 digits, one packet in the cell of the digit's position
+// and value, IFIT_LEN_CELLS cells per index; bytes = the sum of value x 16^position x packets
+// over them (pyctl.targets.bmv2.counters reads it back).
+counter(2 * ICPN_IFIT_COUNTER_FLOWS * ICPN_IFIT_LEN_CELLS, CounterType.packets) ifit_len_digits;
+
+// Counts a packet of `len` octets (its carrier's IPv6 length) in counter index `idx`.
+control IfitCount(in bit<32> idx, in bit<32> len) {
+    apply {
+        ifit_counts.count(idx);
+        bit<32> base = idx * ICPN_IFIT_LEN_CELLS;
+        ifit_len_digits.count(base + (bit<32>)len[3:0]);
+        ifit_len_digits.count(base + 16 + (bit<32>)len[7:4]);
+        ifit_len_digits.count(base + 32 + (bit<32>)len[11:8]);
+        ifit_len_digits.count(base + 48 + (bit<32>)len[15:12]);
+        ifit_len_digits.count(base + 64 + (bit<32>)len[19:16]);
+    }
+}
 
 // Head: per-flow colour period (period number + 1) and the countdown to the next D mark.
 register<bit<48>>(ICPN_IFIT_COUNTER_FLOWS) ifit_period;
@@ -499,6 +517,7 @@ control IfitStrip(inout headers_t hdr, inout meta_t meta) {
             hdr.ipv6.next_hdr = hdr.hbh.next_hdr;
             hdr.ipv6.payload_len = hdr.ipv6.payload_len - meta.hbh_len_in;
             hdr.hbh.setInvalid();
+            meta.strip_bytes = meta.hbh_len_in;
         }
     }
 }

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from pyctl.model.node import NodeConfig
 from pyctl.net.emulation import EmulationError
 from pyctl.net.runners import stop_process
 from pyctl.p4rt import P4Info, Switch, Update
-from pyctl.targets.bmv2 import build
+from pyctl.targets.bmv2 import build, counters
 from pyctl.targets.bmv2.dataplane import BMv2DataPlane
 from pyctl.targets.bmv2.process import SwitchSpec
 from pyctl.targets.bmv2.writer import node_program
@@ -152,6 +153,18 @@ class BMv2SwitchRunner:
     def alive(self) -> bool:
         """Whether simple_switch_grpc runs (the controller restores it when not)."""
         return self.proc is not None and self.proc.poll() is None
+
+    def ifit_counters(
+        self, flowmon_ids: Iterable[int] | None = None
+    ) -> dict[tuple[int, int], tuple[int, int]]:
+        """The node's IFIT running totals, (FlowMonID, colour) -> (packets, bytes), of these
+        FlowMonIDs, read over P4Runtime (pyctl.targets.bmv2.counters)."""
+        if self.switch is None or not self.alive():
+            raise EmulationError(f"switch {self.name}: not running")
+        try:
+            return counters.ifit_counters(self.switch, flowmon_ids or ())
+        except ICPNError as e:
+            raise EmulationError(f"switch {self.name}: reading IFIT counters failed: {e}") from e
 
     def _close_switch(self) -> None:
         if self.switch is not None:

@@ -5,9 +5,9 @@ the collector node's namespace (UDP reports and the HTTP /flows document as the 
 collector serves them), so that the scheduler reads its figures as each colour period closes:
 
 * every switch whose runner offers `ifit_counters()` (eBPF: its maps; the reference software
-  switch: its process, over a control socket) exports its per-colour-period
-  counters to the collector (`pyctl.telemetry.counters.CounterExporter`): the collector gives
-  each path's and each hop's loss;
+  switch: its process, over a control socket; BMv2: its counters, over P4Runtime) exports its
+  per-colour-period counters to the collector (`pyctl.telemetry.counters.CounterExporter`):
+  the collector gives each path's and each hop's loss;
 * each SID list of each policy is a scheduler path to the egress's site, measured by a
   FlowMonID of its own (`PATH_FLOWMON + i`): the flows steered onto it carry that FlowMonID, so
   its counters give the path's loss. Each SLA flow is a job pinned to its destination's site;
@@ -49,10 +49,10 @@ PATH_FLOWMON = 100  # path i (policies and SID lists in file order) is FlowMonID
 def counter_sources(
     runners: Mapping[str, SwitchRunner], plan: Plan, flowmon_ids: Iterable[int]
 ) -> dict[str, Source]:
-    """The switches whose runner reads IFIT counters (eBPF, reference), as exporter sources of these
-    FlowMonIDs' counters (reading only them: a node keeps 1024 slots, and reading them all
-    each period took ~6 ms of CPU a node, which cost `icpn run` ingest's multi-path phase
-    10 points of utilisation on a 2-core VM)."""
+    """The switches whose runner reads IFIT counters (eBPF, reference, BMv2), as exporter
+    sources of these FlowMonIDs' counters (reading only them: a node keeps 1024 slots, and
+    reading them all each period took ~6 ms of CPU a node, which cost `icpn run` ingest's
+    multi-path phase 10 points of utilisation on a 2-core VM)."""
     fids = tuple(sorted(set(flowmon_ids)))
     out: dict[str, Source] = {}
     for name, runner in runners.items():

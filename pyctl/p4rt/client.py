@@ -370,8 +370,25 @@ class Switch:
         if index is None:
             ent.counter_entry.ClearField("index")
         ent.counter_entry.ClearField("data")
+        return self._counter_cells([ent])
+
+    def read_counter_cells(
+        self, counter: str, indices: Iterable[int]
+    ) -> dict[int, tuple[int, int]]:
+        """index -> (packets, bytes) of these cells of an indirect counter, in one request."""
+        codec = self._require_codec()
+        ents = []
+        for index in sorted(set(indices)):
+            ent = codec.entity(CounterEntry(counter, index))
+            ent.counter_entry.ClearField("data")
+            ents.append(ent)
+        return self._counter_cells(ents) if ents else {}
+
+    def _counter_cells(
+        self, templates: Sequence[p4runtime_pb2.Entity]
+    ) -> dict[int, tuple[int, int]]:
         result = {}
-        for e in self.read_entities([ent]):
+        for e in self.read_entities(templates):
             c = e.counter_entry
             result[c.index.index] = (c.data.packet_count, c.data.byte_count)
         return result

@@ -97,6 +97,10 @@ CMS_MAX_ROWS = 8  # the model's maximum
 CMS_MAX_WIDTH = 4096  # registers of 4096 cells per row (BMv2 keeps each cell as a bignum)
 ELEPHANT_SLOTS = 4096
 IFIT_COUNTER_FLOWS = 1024  # counter index = (FlowMonID % 1024) * 2 + L
+# ifit_len_digits: a counter cell's bytes (IPv6 lengths up to 40 + 65535) counted base 16, one
+# packet per digit in the cell of its position and value (pyctl.targets.bmv2.counters).
+IFIT_LEN_DIGITS = 5
+IFIT_LEN_CELLS = 16 * IFIT_LEN_DIGITS
 MAGIC_SHIFT_TIME = 80  # floor(t / d) = (t * ceil(2^80 / d)) >> 80 for t < 2^48, d < 2^32
 MAGIC_SHIFT_PAUSE = 88  # pause quanta -> µs: numerator < 2^46, line rate < 2^42
 

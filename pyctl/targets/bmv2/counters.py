@@ -1,0 +1,58 @@
+"""The BMv2 program's IFIT counters as SPEC 3 counts them: per (FlowMonID, colour), packets and
+bytes, the bytes being the carriers' IPv6 lengths.
+
+A BMv2 counter adds the length of the frame as it was received (bm_sim counters.h), which is not
+the length SPEC 3 counts, so ifit.p4 counts each length digit by digit: for each of its
+`IFIT_LEN_DIGITS` base-16 digits, one packet in `ifit_len_digits` at cell
+`index * IFIT_LEN_CELLS + 16 * position + value`. A cell's packets are then the packets of any one
+position, and its bytes the sum of value x 16^position x packets over its digit cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from pyctl.p4rt import Switch
+from pyctl.targets.bmv2 import codes
+
+
+def cell(flowmon_id: int, colour: int) -> int:
+    """The counter index of (FlowMonID, L): FlowMonIDs equal mod IFIT_COUNTER_FLOWS share it."""
+    return (flowmon_id % codes.IFIT_COUNTER_FLOWS) * 2 + colour
+
+
+def from_digits(digits: Mapping[int, int]) -> tuple[int, int]:
+    """(packets, bytes) of one counter index from its digit cells (offset -> packets, offset =
+    16 * position + value)."""
+    packets = sum(n for off, n in digits.items() if off < 16)
+    nbytes = sum((off % 16) * 16 ** (off // 16) * n for off, n in digits.items())
+    return packets, nbytes
+
+
+def read_cells(switch: Switch, cells: Iterable[int] | None = None) -> dict[int, tuple[int, int]]:
+    """Counter index -> (packets, bytes) of these indices, or of every index that counted a
+    packet (found in `ifit_counts`) when None. One read of their digit cells."""
+    if cells is None:
+        wanted = sorted(i for i, (p, _) in switch.read_counter("ifit_counts").items() if p)
+    else:
+        wanted = sorted(set(cells))
+    n = codes.IFIT_LEN_CELLS
+    got = switch.read_counter_cells(
+        "ifit_len_digits", (i * n + o for i in wanted for o in range(n))
+    )
+    out = {}
+    for i in wanted:
+        packets, nbytes = from_digits({o: got.get(i * n + o, (0, 0))[0] for o in range(n)})
+        if packets:
+            out[i] = (packets, nbytes)
+    return out
+
+
+def ifit_counters(
+    switch: Switch, flowmon_ids: Iterable[int]
+) -> dict[tuple[int, int], tuple[int, int]]:
+    """(FlowMonID, colour) -> (packets, bytes) of these FlowMonIDs' cells that counted a packet
+    (a cell shared by FlowMonIDs equal mod IFIT_COUNTER_FLOWS answers for each: docs/p4.md)."""
+    keys = {(f, c): cell(f, c) for f in set(flowmon_ids) for c in (0, 1)}
+    got = read_cells(switch, keys.values())
+    return {k: got[i] for k, i in keys.items() if i in got}
