@@ -14,7 +14,7 @@ that no IFIT flow crosses, or whose end is a host, has no measured delay ("-").
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pyctl.model.topology import Link
@@ -31,22 +31,28 @@ def _configured_loss_pct(link: Link, direction: str) -> float:
     return ge.mean_loss_pct() if ge is not None else model.loss_pct
 
 
-def hop_delays_ms(
+def _hops(
     ifit: Sequence[Mapping[str, Any]],
-) -> dict[frozenset[str], tuple[float, float, int]]:
-    """Per-hop delay of every IFIT flow by the unordered pair of node names: (minimum over the
-    flows' minima, mean weighted by the flows' sample counts, samples), in ms."""
-    acc: dict[frozenset[str], list[tuple[float, float, int]]] = {}
+) -> Iterator[tuple[frozenset[str], Mapping[str, Any], str]]:
+    """Every IFIT flow's per-hop delays that have a mean: (unordered pair of node names, the
+    collector's delay_us figures, the flow's name)."""
     for flow in ifit:
         for hop in flow.get("hops", []):
             d = hop.get("delay_us")
-            if not isinstance(d, dict) or not isinstance(d.get("avg"), int | float):
-                continue
-            n = int(d.get("count", 1))
-            lo = d.get("min")
-            lo = lo if isinstance(lo, int | float) else d["avg"]
-            key = frozenset((hop["from"], hop["to"]))
-            acc.setdefault(key, []).append((lo / 1000, d["avg"] / 1000, n))
+            if isinstance(d, dict) and isinstance(d.get("avg"), int | float):
+                yield frozenset((hop["from"], hop["to"])), d, str(flow.get("flow", ""))
+
+
+def _hop_delays_ms(
+    hops: Sequence[tuple[frozenset[str], Mapping[str, Any], str]],
+) -> dict[frozenset[str], tuple[float, float, int]]:
+    """Per hop: (minimum over the flows' minima, mean weighted by the flows' sample counts,
+    samples), in ms."""
+    acc: dict[frozenset[str], list[tuple[float, float, int]]] = {}
+    for key, d, _ in hops:
+        lo = d.get("min")
+        lo = lo if isinstance(lo, int | float) else d["avg"]
+        acc.setdefault(key, []).append((lo / 1000, d["avg"] / 1000, int(d.get("count", 1))))
     out = {}
     for key, seen in acc.items():
         total = sum(n for _, _, n in seen)
@@ -55,40 +61,31 @@ def hop_delays_ms(
     return out
 
 
-def estimated_hops(ifit: Sequence[Mapping[str, Any]]) -> set[frozenset[str]]:
-    """Hops (unordered pairs of node names) whose delay has an end whose clock the collector
-    only estimated (a BMv2 node: µs since its switch started): the fastest packet is taken to
-    have crossed in the hop's floor, so the delay above it is measured, its absolute value not."""
-    out = set()
-    for flow in ifit:
-        for hop in flow.get("hops", []):
-            d = hop.get("delay_us")
-            if isinstance(d, dict) and d.get("basis") == "estimated":
-                out.add(frozenset((hop["from"], hop["to"])))
-    return out
-
-
 def propagation_ms(
-    ifit: Sequence[Mapping[str, Any]],
+    ifit: Sequence[Mapping[str, Any]], links: Sequence[Link], frame_bytes: Mapping[str, int]
+) -> dict[frozenset[str], float]:
+    """Per link (unordered pair of node names): see _propagation_ms."""
+    return _propagation_ms(list(_hops(ifit)), links, frame_bytes)
+
+
+def _propagation_ms(
+    hops: Sequence[tuple[frozenset[str], Mapping[str, Any], str]],
     links: Sequence[Link],
     frame_bytes: Mapping[str, int],
 ) -> dict[frozenset[str], float]:
-    """Per link (unordered pair of node names): the least over the IFIT flows that cross it of
-    the flow's per-hop minimum less its frame's serialisation at the link's rate. An IFIT flow
-    is named by its topology flow, with " on PATH" when the closed loop steered it."""
+    """Per link: the least over the IFIT flows that cross it of the flow's per-hop minimum less
+    its frame's serialisation at the link's rate. An IFIT flow is named by its topology flow,
+    with " on PATH" when the closed loop steered it."""
     rate = {frozenset((lk.a, lk.b)): lk.bw_mbit for lk in links}
     out: dict[frozenset[str], float] = {}
-    for flow in ifit:
-        size = frame_bytes.get(str(flow.get("flow", "")).split(" on ")[0])
-        for hop in flow.get("hops", []):
-            d = hop.get("delay_us")
-            if size is None or not isinstance(d, dict) or not isinstance(d.get("min"), int | float):
-                continue
-            key = frozenset((hop["from"], hop["to"]))
-            mbit = rate.get(key)
-            ser_ms = size * 8 / (mbit * 1e3) if mbit else 0.0
-            prop = d["min"] / 1000 - ser_ms
-            out[key] = min(prop, out.get(key, prop))
+    for key, d, flow in hops:
+        size = frame_bytes.get(flow.split(" on ")[0])
+        if size is None or not isinstance(d.get("min"), int | float):
+            continue
+        mbit = rate.get(key)
+        ser_ms = size * 8 / (mbit * 1e3) if mbit else 0.0
+        prop = d["min"] / 1000 - ser_ms
+        out[key] = min(prop, out.get(key, prop))
     return out
 
 
@@ -100,9 +97,13 @@ def link_rows(
     frame_bytes: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per link: configured delay / loss / rate beside measured delay and loss."""
-    hops = hop_delays_ms(ifit)
-    props = propagation_ms(ifit, links, frame_bytes or {})
-    estimated = estimated_hops(ifit)
+    samples = list(_hops(ifit))  # one walk of the IFIT flows' hops
+    hops = _hop_delays_ms(samples)
+    props = _propagation_ms(samples, links, frame_bytes or {})
+    # Hops with an end whose clock the collector only estimated (a BMv2 node: µs since its
+    # switch started): the fastest packet is taken to have crossed in the hop's floor, so the
+    # delay above it is measured, its absolute value not.
+    estimated = {key for key, d, _ in samples if d.get("basis") == "estimated"}
     rows = []
     for lk in links:
         name = f"{lk.a}-{lk.b}"
