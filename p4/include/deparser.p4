@@ -59,12 +59,7 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.inserted_doh_apn_word);
         packet.emit(hdr.inserted_doh_pad);
         packet.emit(hdr.doh1);
-        packet.emit(hdr.doh1_pad0);
-        packet.emit(hdr.doh1_opt0);
-        packet.emit(hdr.doh1_pad1);
-        packet.emit(hdr.doh1_opt1);
-        packet.emit(hdr.doh1_apn);
-        packet.emit(hdr.doh1_apn_word);
+        packet.emit(hdr.doh1_pre);
         packet.emit(hdr.doh1_body);
         packet.emit(hdr.rh);
         packet.emit(hdr.seg);
@@ -78,12 +73,7 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.tlv3);
         packet.emit(hdr.rh_rest);
         packet.emit(hdr.doh2);
-        packet.emit(hdr.doh2_pad0);
-        packet.emit(hdr.doh2_opt0);
-        packet.emit(hdr.doh2_pad1);
-        packet.emit(hdr.doh2_opt1);
-        packet.emit(hdr.doh2_apn);
-        packet.emit(hdr.doh2_apn_word);
+        packet.emit(hdr.doh2_pre);
         packet.emit(hdr.doh2_body);
         packet.emit(hdr.ipv4);
         packet.emit(hdr.ipv4_opts);

@@ -179,9 +179,10 @@ header opt_generic_t {
     varbit<2040> data;
 }
 
-// One option of a received HBH (a Pad1, a PadN or a TLV), kept as it is: the HBH leaves as it
-// came unless a tail strips its IFIT options (RFC 8200 4.2: a router does not rearrange them).
-header hbh_slot_t {
+// One option of a received HBH or DOH (a Pad1, a PadN or a TLV), kept as it is: the header
+// leaves as it came (RFC 8200 4.2: a router does not rearrange options), unless a tail strips a
+// HBH's IFIT options.
+header opt_slot_t {
     varbit<2056> bytes;
 }
 
@@ -266,28 +267,23 @@ header ifit_tuple_t {
 }
 
 // The headers of a Destination Options header N (DOH 1 before the routing header, DOH 2 after):
-// up to two options before the APN option (each a Pad1 or a TLV), the APN option of the node's
-// option type (the carried option when the HBH has none), the rest of the header as it is.
+// the options before its APN option, each as it is; the rest of the header as it is; the APN
+// option of the node's type (the carried option when the HBH has none), read by lookahead and
+// never emitted.
 #define DOH_HEADERS(N)                                  \
     exthdr_t      N;                                    \
-    padb_t        N##_pad0;                             \
-    opt_generic_t N##_opt0;                             \
-    padb_t        N##_pad1;                             \
-    opt_generic_t N##_opt1;                             \
+    opt_slot_t[ICPN_DOH_SLOTS_BEFORE_APN] N##_pre;      \
+    opaque_t      N##_body;                             \
     opt_apn_t     N##_apn;                              \
-    word_t[ICPN_APN_MAX_WORDS] N##_apn_word;            \
-    opaque_t      N##_body;
+    word_t[ICPN_APN_MAX_WORDS] N##_apn_word;
 
 // Removes Destination Options header N (hdr.N and all of DOH_HEADERS(N)).
 #define DOH_SET_INVALID(N)                              \
     hdr.N.setInvalid();                                 \
-    hdr.N##_pad0.setInvalid();                          \
-    hdr.N##_opt0.setInvalid();                          \
-    hdr.N##_pad1.setInvalid();                          \
-    hdr.N##_opt1.setInvalid();                          \
+    hdr.N##_pre.pop_front(ICPN_DOH_SLOTS_BEFORE_APN);   \
+    hdr.N##_body.setInvalid();                          \
     hdr.N##_apn.setInvalid();                           \
-    hdr.N##_apn_word.pop_front(ICPN_APN_MAX_WORDS);     \
-    hdr.N##_body.setInvalid();
+    hdr.N##_apn_word.pop_front(ICPN_APN_MAX_WORDS);
 
 struct headers_t {
     packet_in_t   packet_in;
@@ -337,7 +333,7 @@ struct headers_t {
     // The received HBH's options in their order: those before the first IOAM option, that option
     // (a pre-allocated trace split as below, or another IOAM option kept raw), those after it,
     // then the rest of the header as it is where an option runs past it (the walk stops).
-    hbh_slot_t[ICPN_HBH_SLOTS_BEFORE_IOAM] hbh_pre;
+    opt_slot_t[ICPN_HBH_SLOTS_BEFORE_IOAM] hbh_pre;
     opt_ioam_t    ioam;
     ioam_trace_t  trace;
     opt_raw_t     ioam_raw;
@@ -346,7 +342,7 @@ struct headers_t {
     ioam_words_t  ioam_empty;
     word_t[ICPN_IOAM_RECORD_WORDS] ioam_record;
     ioam_words_t  ioam_filled;
-    hbh_slot_t[ICPN_HBH_SLOTS_AFTER_IOAM] hbh_post;
+    opt_slot_t[ICPN_HBH_SLOTS_AFTER_IOAM] hbh_post;
     hbh_rest_t    hbh_rest;
     padb_t[7]     hbh_pad_end;           // a HBH laid out here (inserted, stripped): pad to 8n
     // What the parser read, by lookahead, from options kept in hbh_pre / hbh_post (never
@@ -360,8 +356,8 @@ struct headers_t {
     opt_apn_t     inserted_doh_apn;
     word_t[ICPN_APN_MAX_WORDS]  inserted_doh_apn_word;
     padb_t[7]     inserted_doh_pad;
-    // A Destination Options header: its first options up to the APN option (two Pad1 / other
-    // options at most), the carried APN option, then the rest as it is (DOH_HEADERS).
+    // A Destination Options header: its options before the APN option, each as it is, then the
+    // rest as it is (DOH_HEADERS).
     DOH_HEADERS(doh1)
     rh_t          rh;
     seg_t[ICPN_MAX_SEGMENTS]    seg;
@@ -420,7 +416,7 @@ struct meta_t {
     bit<4>  inner_ext_done;
     bit<8>  inner_ext_type;
     bit<1>  inner_ext_bad;
-    bit<2>  doh_opts;      // options of the DOH being parsed kept before its APN option
+    bit<8>  doh_opts;      // options of the DOH being parsed kept before its APN option
     // The received HBH's options (hbh_pre / hbh_post): how many, which a tail's strip removes
     // (padding, AltMark- and IOAM-typed options, an unwalked rest: bit i for slot i), the
     // octets of those it keeps; the slot being parsed.

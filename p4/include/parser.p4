@@ -32,75 +32,101 @@ const bit<8> STAGE_EXT2   = 0x20;   // a Destination Options header after the ro
 const bit<8> STAGE_INNER  = 0x40;
 const bit<8> STAGE_L4     = 0x80;
 
+// The carried APN option of N words (Opt Data Len 4 + 4N), read by lookahead into an opt_apn_t
+// header and its word stack W (never emitted: the option's octets stay where they came, in a
+// slot or the rest of its header). S_1 .. S_12 are the states for 1..12 words, then NEXT.
+#define APN_LOOK_WORD(W, N, I) \
+        W[I].setValid(); W[I].w = la[32 * (N - I) - 1:32 * (N - I - 1)];
+#define APN_LOOK_1(W, N)  APN_LOOK_WORD(W, N, 0)
+#define APN_LOOK_2(W, N)  APN_LOOK_1(W, N) APN_LOOK_WORD(W, N, 1)
+#define APN_LOOK_3(W, N)  APN_LOOK_2(W, N) APN_LOOK_WORD(W, N, 2)
+#define APN_LOOK_4(W, N)  APN_LOOK_3(W, N) APN_LOOK_WORD(W, N, 3)
+#define APN_LOOK_5(W, N)  APN_LOOK_4(W, N) APN_LOOK_WORD(W, N, 4)
+#define APN_LOOK_6(W, N)  APN_LOOK_5(W, N) APN_LOOK_WORD(W, N, 5)
+#define APN_LOOK_7(W, N)  APN_LOOK_6(W, N) APN_LOOK_WORD(W, N, 6)
+#define APN_LOOK_8(W, N)  APN_LOOK_7(W, N) APN_LOOK_WORD(W, N, 7)
+#define APN_LOOK_9(W, N)  APN_LOOK_8(W, N) APN_LOOK_WORD(W, N, 8)
+#define APN_LOOK_10(W, N) APN_LOOK_9(W, N) APN_LOOK_WORD(W, N, 9)
+#define APN_LOOK_11(W, N) APN_LOOK_10(W, N) APN_LOOK_WORD(W, N, 10)
+#define APN_LOOK_12(W, N) APN_LOOK_11(W, N) APN_LOOK_WORD(W, N, 11)
+#define APN_WORDS_STATE(S, W, N, NEXT)                                                        \
+    state S##_##N {                                                                           \
+        bit<(48 + 32 * N)> la = packet.lookahead<bit<(48 + 32 * N)>>();                       \
+        APN_LOOK_##N(W, N)                                                                    \
+        meta.apn_words = N;                                                                   \
+        transition NEXT;                                                                      \
+    }
+#define APN_WORDS_STATES(S, W, NEXT)                                                          \
+    APN_WORDS_STATE(S, W, 1, NEXT) APN_WORDS_STATE(S, W, 2, NEXT)                             \
+    APN_WORDS_STATE(S, W, 3, NEXT) APN_WORDS_STATE(S, W, 4, NEXT)                             \
+    APN_WORDS_STATE(S, W, 5, NEXT) APN_WORDS_STATE(S, W, 6, NEXT)                             \
+    APN_WORDS_STATE(S, W, 7, NEXT) APN_WORDS_STATE(S, W, 8, NEXT)                             \
+    APN_WORDS_STATE(S, W, 9, NEXT) APN_WORDS_STATE(S, W, 10, NEXT)                            \
+    APN_WORDS_STATE(S, W, 11, NEXT) APN_WORDS_STATE(S, W, 12, NEXT)
+// The state for an APN option of meta.opt_len octets (8 + 4 * (words - 1); at most 12 words).
+#define APN_WORDS_SELECT(S)                                                                   \
+            8: S##_1; 12: S##_2; 16: S##_3; 20: S##_4; 24: S##_5; 28: S##_6; 32: S##_7;       \
+            36: S##_8; 40: S##_9; 44: S##_10; 48: S##_11; default: S##_12;
+
 // The options of Destination Options header N, walked (as the HBH's) until the first option of
-// the APN type: up to two options before it are kept one by one (N_pad0/N_opt0, N_pad1/N_opt1),
-// the APN option goes into N_apn when it has an APN's length, and the rest of the header is kept
-// as it is (N_body), as is the whole header once the packet has an option of the APN type, a
-// third option comes before one, or an option runs past the header (the walk stops there:
-// docs/pipeline.md 3).
+// the APN type: up to DOH_SLOTS_BEFORE_APN options before it are kept one by one, as they are
+// (N_pre), the APN option is read by lookahead into N_apn when it has an APN's length, and the
+// rest of the header, from the APN option on, is kept as it is (N_body): the DOH leaves as it
+// came. The whole header is N_body once the packet has an option of the APN type; past the
+// slots, or where an option runs past the header, the walk stops there (docs/pipeline.md 3).
 #define DOH_STATES(N, NEXT)                                                                   \
     state N##_opts {                                                                          \
-        transition select(meta.opt_rem, meta.doh_opts) {                                      \
-            (0, _): N##_rest;                                                                 \
-            (_, 2): N##_unwalked;                                                             \
+        transition select(meta.opt_rem) {                                                     \
+            0: NEXT;                                                                          \
             default: N##_opt;                                                                 \
         }                                                                                     \
     }                                                                                         \
-    state N##_unwalked {                                                                      \
-        meta.apn_unwalked = 1;    /* an APN option may follow: Apn decides (p4-limit) */     \
-        transition N##_rest;                                                                  \
-    }                                                                                         \
     state N##_opt {                                                                           \
-        transition select(packet.lookahead<bit<8>>(), meta.doh_opts) {                        \
-            (ICPN_IPV6_OPT_PAD1, 0): N##_pad1_0;                                              \
-            (ICPN_IPV6_OPT_PAD1, 1): N##_pad1_1;                                              \
+        transition select(packet.lookahead<bit<8>>()) {                                       \
+            ICPN_IPV6_OPT_PAD1: N##_pad1;                                                     \
             default: N##_tlv;                                                                 \
         }                                                                                     \
     }                                                                                         \
-    state N##_pad1_0 {                                                                        \
-        packet.extract(hdr.N##_pad0);                                                         \
-        meta.opt_rem = meta.opt_rem - 1;                                                      \
-        meta.doh_opts = 1;                                                                    \
-        transition N##_opts;                                                                  \
-    }                                                                                         \
-    state N##_pad1_1 {                                                                        \
-        packet.extract(hdr.N##_pad1);                                                         \
-        meta.opt_rem = meta.opt_rem - 1;                                                      \
-        meta.doh_opts = 2;                                                                    \
-        transition N##_opts;                                                                  \
+    state N##_pad1 {                                                                          \
+        meta.slot_len = 1;                                                                    \
+        transition N##_slot;                                                                  \
     }                                                                                         \
     state N##_tlv {                                                                           \
-        bit<16> tl = packet.lookahead<bit<16>>();                                             \
-        meta.opt_len = tl[7:0];                                                               \
-        bit<16> after = meta.opt_rem - 2 - (bit<16>)tl[7:0];                                  \
-        bit<16> has_tl = meta.opt_rem - 2;                                                    \
-        transition select(has_tl[15:15], after[15:15]) {                                      \
-            (0, 0): N##_tlv_type;                                                             \
+        transition select(meta.opt_rem) {                                                     \
+            1: N##_rest;                                                                      \
+            default: N##_tlv_len;                                                             \
+        }                                                                                     \
+    }                                                                                         \
+    state N##_tlv_len {                                                                       \
+        meta.opt_len = packet.lookahead<bit<16>>()[7:0];                                      \
+        meta.slot_len = 2 + (bit<16>)packet.lookahead<bit<16>>()[7:0];                        \
+        bit<16> after = meta.opt_rem - meta.slot_len;                                         \
+        transition select(after[15:15]) {                                                     \
+            0: N##_tlv_type;                                                                  \
             default: N##_rest;                                                                \
         }                                                                                     \
     }                                                                                         \
     state N##_tlv_type {                                                                      \
         transition select(packet.lookahead<bit<8>>()) {                                       \
             apn_option_type: N##_apn_check;                                                   \
-            default: N##_skip;                                                                \
+            default: N##_slot;                                                                \
         }                                                                                     \
     }                                                                                         \
-    state N##_skip {                                                                          \
-        meta.opt_rem = meta.opt_rem - 2 - (bit<16>)meta.opt_len;                              \
+    state N##_slot {                                                                          \
         transition select(meta.doh_opts) {                                                    \
-            0: N##_opt_0;                                                                     \
-            default: N##_opt_1;                                                               \
+            ICPN_DOH_SLOTS_BEFORE_APN: N##_unwalked;                                          \
+            default: N##_slot_keep;                                                           \
         }                                                                                     \
     }                                                                                         \
-    state N##_opt_0 {                                                                         \
-        packet.extract(hdr.N##_opt0, (bit<32>)meta.opt_len * 8);                              \
-        meta.doh_opts = 1;                                                                    \
+    state N##_slot_keep {                                                                     \
+        packet.extract(hdr.N##_pre.next, (bit<32>)meta.slot_len * 8);                         \
+        meta.opt_rem = meta.opt_rem - meta.slot_len;                                          \
+        meta.doh_opts = meta.doh_opts + 1;                                                    \
         transition N##_opts;                                                                  \
     }                                                                                         \
-    state N##_opt_1 {                                                                         \
-        packet.extract(hdr.N##_opt1, (bit<32>)meta.opt_len * 8);                              \
-        meta.doh_opts = 2;                                                                    \
-        transition N##_opts;                                                                  \
+    state N##_unwalked {                                                                      \
+        meta.apn_unwalked = 1;    /* an APN option may follow: Apn decides (p4-limit) */     \
+        transition N##_rest;                                                                  \
     }                                                                                         \
     state N##_apn_check {                                                                     \
         meta.hbh_seen = meta.hbh_seen | 1;                                                    \
@@ -125,20 +151,12 @@ const bit<8> STAGE_L4     = 0x80;
         transition N##_rest;                                                                  \
     }                                                                                         \
     state N##_apn {                                                                           \
-        packet.extract(hdr.N##_apn);                                                          \
-        meta.opt_rem = meta.opt_rem - 2 - (bit<16>)meta.opt_len;                              \
-        meta.apn_words = (hdr.N##_apn.len - 4) >> 2;                                          \
-        meta.words_left = (hdr.N##_apn.len - 4) >> 2;                                         \
-        transition N##_apn_word;                                                              \
-    }                                                                                         \
-    state N##_apn_word {                                                                      \
-        packet.extract(hdr.N##_apn_word.next);                                                \
-        meta.words_left = meta.words_left - 1;                                                \
-        transition select(meta.words_left) {                                                  \
-            0: N##_rest;                                                                      \
-            default: N##_apn_word;                                                            \
+        hdr.N##_apn = packet.lookahead<opt_apn_t>();                                          \
+        transition select(meta.opt_len) {                                                     \
+            APN_WORDS_SELECT(N##_apn)                                                         \
         }                                                                                     \
     }                                                                                         \
+    APN_WORDS_STATES(N##_apn, hdr.N##_apn_word, N##_rest)                                     \
     state N##_rest {                                                                          \
         transition select(meta.opt_rem) {                                                     \
             0: NEXT;                                                                          \
@@ -148,30 +166,6 @@ const bit<8> STAGE_L4     = 0x80;
     state N##_body {                                                                          \
         packet.extract(hdr.N##_body, (bit<32>)meta.opt_rem * 8);                              \
         transition NEXT;                                                                      \
-    }
-
-// The carried APN option of N words (Opt Data Len 4 + 4N), read by lookahead into hdr.hbh_apn and
-// hdr.hbh_apn_word; its octets are then kept in a slot like any other option.
-#define APN_LOOK_WORD(N, I) \
-        hdr.hbh_apn_word[I].setValid(); hdr.hbh_apn_word[I].w = la[32 * (N - I) - 1:32 * (N - I - 1)];
-#define APN_LOOK_1(N)  APN_LOOK_WORD(N, 0)
-#define APN_LOOK_2(N)  APN_LOOK_1(N) APN_LOOK_WORD(N, 1)
-#define APN_LOOK_3(N)  APN_LOOK_2(N) APN_LOOK_WORD(N, 2)
-#define APN_LOOK_4(N)  APN_LOOK_3(N) APN_LOOK_WORD(N, 3)
-#define APN_LOOK_5(N)  APN_LOOK_4(N) APN_LOOK_WORD(N, 4)
-#define APN_LOOK_6(N)  APN_LOOK_5(N) APN_LOOK_WORD(N, 5)
-#define APN_LOOK_7(N)  APN_LOOK_6(N) APN_LOOK_WORD(N, 6)
-#define APN_LOOK_8(N)  APN_LOOK_7(N) APN_LOOK_WORD(N, 7)
-#define APN_LOOK_9(N)  APN_LOOK_8(N) APN_LOOK_WORD(N, 8)
-#define APN_LOOK_10(N) APN_LOOK_9(N) APN_LOOK_WORD(N, 9)
-#define APN_LOOK_11(N) APN_LOOK_10(N) APN_LOOK_WORD(N, 10)
-#define APN_LOOK_12(N) APN_LOOK_11(N) APN_LOOK_WORD(N, 11)
-#define HBH_APN_STATE(N)                                                                      \
-    state hbh_apn_##N {                                                                       \
-        bit<(48 + 32 * N)> la = packet.lookahead<bit<(48 + 32 * N)>>();                       \
-        APN_LOOK_##N(N)                                                                       \
-        meta.apn_words = N;                                                                   \
-        transition hbh_keep;                                                                  \
     }
 
 parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
@@ -389,33 +383,11 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     state hbh_apn {
         hdr.hbh_apn = packet.lookahead<opt_apn_t>();
         transition select(meta.opt_len) {
-            8: hbh_apn_1;
-            12: hbh_apn_2;
-            16: hbh_apn_3;
-            20: hbh_apn_4;
-            24: hbh_apn_5;
-            28: hbh_apn_6;
-            32: hbh_apn_7;
-            36: hbh_apn_8;
-            40: hbh_apn_9;
-            44: hbh_apn_10;
-            48: hbh_apn_11;
-            default: hbh_apn_12;
+            APN_WORDS_SELECT(hbh_apn)
         }
     }
 
-    HBH_APN_STATE(1)
-    HBH_APN_STATE(2)
-    HBH_APN_STATE(3)
-    HBH_APN_STATE(4)
-    HBH_APN_STATE(5)
-    HBH_APN_STATE(6)
-    HBH_APN_STATE(7)
-    HBH_APN_STATE(8)
-    HBH_APN_STATE(9)
-    HBH_APN_STATE(10)
-    HBH_APN_STATE(11)
-    HBH_APN_STATE(12)
+    APN_WORDS_STATES(hbh_apn, hdr.hbh_apn_word, hbh_keep)
 
     state hbh_altmark_check {
         transition select(meta.opt_len) {

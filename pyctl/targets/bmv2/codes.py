@@ -93,6 +93,9 @@ APN_MAX_WORDS = 12  # APN-ID words + parameter words in one APN option
 # the parser records which ones a tail strips in one octet).
 HBH_SLOTS_BEFORE_IOAM = 8
 HBH_SLOTS_AFTER_IOAM = 4
+# The options a received DOH may hold before its APN option, each kept apart (a DOH's options
+# are walked until the first of the APN type; past these, the carried option is unread).
+DOH_SLOTS_BEFORE_APN = 8
 CMS_MAX_ROWS = 8  # the model's maximum
 CMS_MAX_WIDTH = 4096  # registers of 4096 cells per row (BMv2 keeps each cell as a bignum)
 ELEPHANT_SLOTS = 4096
