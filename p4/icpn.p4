@@ -220,27 +220,18 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         }
         if (meta.drop_reason == 0) {
             if (hdr.ipv6.isValid()) {
-                // Each extension header must end within the Payload Length (the parser only
-                // bounded them by the frame): bad-exthdr, or bad-srh for the routing header.
+                // Each extension header must end within the Payload Length (EXT_ENDS_WITHIN).
                 bit<32> plen6 = (bit<32>)hdr.ipv6.payload_len;
                 bit<32> ext_end = 0;
                 bit<16> overrun = 0;
-                if (hdr.hbh.isValid()) {
-                    ext_end = (bit<32>)meta.hbh_len_in;
-                    if (ext_end > plen6) { overrun = ICPN_DROP_BAD_EXTHDR; }
-                }
-                if (overrun == 0 && hdr.doh1.isValid()) {
-                    ext_end = ext_end + ((bit<32>)hdr.doh1.len + 1) * 8;
-                    if (ext_end > plen6) { overrun = ICPN_DROP_BAD_EXTHDR; }
-                }
-                if (overrun == 0 && hdr.rh.isValid()) {
-                    ext_end = ext_end + ((bit<32>)hdr.rh.len + 1) * 8;
-                    if (ext_end > plen6) { overrun = ICPN_DROP_BAD_SRH; }
-                }
-                if (overrun == 0 && hdr.doh2.isValid()) {
-                    ext_end = ext_end + ((bit<32>)hdr.doh2.len + 1) * 8;
-                    if (ext_end > plen6) { overrun = ICPN_DROP_BAD_EXTHDR; }
-                }
+                EXT_ENDS_WITHIN(hdr.hbh.isValid(), (bit<32>)meta.hbh_len_in, plen6, ext_end,
+                                overrun, ICPN_DROP_BAD_EXTHDR)
+                EXT_ENDS_WITHIN(hdr.doh1.isValid(), ((bit<32>)hdr.doh1.len + 1) * 8, plen6,
+                                ext_end, overrun, ICPN_DROP_BAD_EXTHDR)
+                EXT_ENDS_WITHIN(hdr.rh.isValid(), ((bit<32>)hdr.rh.len + 1) * 8, plen6, ext_end,
+                                overrun, ICPN_DROP_BAD_SRH)
+                EXT_ENDS_WITHIN(hdr.doh2.isValid(), ((bit<32>)hdr.doh2.len + 1) * 8, plen6,
+                                ext_end, overrun, ICPN_DROP_BAD_EXTHDR)
                 if (overrun != 0) {
                     drop(overrun);
                 } else if (!again && (hdr.ipv6.src[127:118] == 0x3FA

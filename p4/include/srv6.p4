@@ -12,18 +12,22 @@
 #include "apn.p4"
 #include "ifit.p4"
 
-// One inner extension header H, whose type TYPE its predecessor names: past the inner Payload
-// Length (inner_plen), the walk's drop reason goes into inner_err (the first one found wins).
-#define INNER_EXT_END(H, TYPE)                                                                \
-    if (inner_err == 0 && H.isValid()) {                                                      \
-        inner_end = inner_end + ((bit<16>)H.len + 1) * 8;                                     \
-        if (inner_end > inner_plen) {                                                         \
-            inner_err = ICPN_DROP_BAD_EXTHDR;                                                 \
-            if (TYPE == ICPN_IPPROTO_ROUTING) {                                               \
-                inner_err = ICPN_DROP_BAD_SRH;                                                \
-            }                                                                                 \
+// An extension header of LEN octets, there when PRESENT, must end within its IPv6 packet's
+// Payload Length LIMIT (the parser only bounded it by the frame): END adds it up, and ERR (0
+// until then: the first one found wins) takes REASON, bad-exthdr or bad-srh for a routing
+// header. For the outer packet (step 3) and an inner one where it is decapsulated.
+#define EXT_ENDS_WITHIN(PRESENT, LEN, LIMIT, END, ERR, REASON)                                \
+    if (ERR == 0 && (PRESENT)) {                                                              \
+        END = END + (LEN);                                                                    \
+        if (END > LIMIT) {                                                                    \
+            ERR = REASON;                                                                     \
         }                                                                                     \
     }
+// An inner extension header H, whose type TYPE its predecessor names.
+#define INNER_EXT_END(H, TYPE)                                                                \
+    EXT_ENDS_WITHIN(H.isValid(), ((bit<16>)H.len + 1) * 8, inner_plen, inner_end, inner_err,  \
+                    (TYPE == ICPN_IPPROTO_ROUTING ? (bit<16>)ICPN_DROP_BAD_SRH                \
+                                                  : ICPN_DROP_BAD_EXTHDR))
 
 // Removes the SRH's TLVs (PSP removes the whole SRH).
 control StripTlvs(inout headers_t hdr) {
