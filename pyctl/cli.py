@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--dataplane",
         default="auto",
-        help="switch nodes: ebpf, reference, or auto (default: ebpf when it can run here)",
+        help="switch nodes: ebpf, reference, bmv2 (BMv2 with p4/build/icpn.json), or auto"
+        " (default: ebpf when it can run here)",
     )
     r.add_argument("--seconds", type=float, default=5.0, help="traffic time per phase (5)")
     r.add_argument(

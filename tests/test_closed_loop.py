@@ -19,9 +19,10 @@ from pyctl.controller.plan import make_plan
 from pyctl.controller.steer import PlanSteerer
 from pyctl.experiments.topologies import topology
 from pyctl.model.node import NodeConfig
+from pyctl.model.topology import load_topology
 from pyctl.net.closedloop import PATH_FLOWMON, loop_paths
 from pyctl.net.report import render
-from pyctl.net.scenario import Scenario
+from pyctl.net.scenario import Scenario, bmv2_switches
 from pyctl.sched import Job
 from pyctl.telemetry import Collector, CollectorConfig, ListSink
 from pyctl.telemetry.counters import CounterExporter
@@ -324,3 +325,14 @@ def test_run_refuses_a_bad_sched_port_in_one_line() -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "icpn: error: --sched-port: 70000 is not a TCP port (1-65535)"
+
+
+def test_bmv2_switches_are_those_a_run_puts_bmv2_on() -> None:
+    """The collector estimates clock offsets where a switch runs BMv2: a node of kind bmv2 in a
+    mixed topology, and every node without a kind when the run's data plane is bmv2 (an
+    all-BMv2 run reported negative hop delays when only the former counted)."""
+    root = Path(__file__).resolve().parent.parent / "topologies"
+    mixed, ingest = load_topology(root / "mixed.yaml"), load_topology(root / "ingest.yaml")
+    assert bmv2_switches(mixed, "ebpf") == ["core"] == bmv2_switches(mixed, "bmv2")
+    assert bmv2_switches(ingest, "ebpf") == []
+    assert bmv2_switches(ingest, "bmv2") == [n.name for n in ingest.routers]

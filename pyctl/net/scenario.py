@@ -101,6 +101,16 @@ def single_path(cfg: NodeConfig) -> NodeConfig:
 RUNNERS = ("auto", "ebpf", "reference", "bmv2")
 
 
+def bmv2_switches(topo: Topology, dataplane: str) -> list[str]:
+    """The switches that run BMv2 (whose clocks the collector must estimate): those whose
+    topology kind is bmv2, and every unpinned one when the run's data plane is bmv2."""
+    return [
+        n.name
+        for n in topo.routers
+        if (n.kind.value if n.kind is not Kind.AUTO else dataplane) == "bmv2"
+    ]
+
+
 def choose_runner(requested: str) -> tuple[str, Callable[[str], SwitchRunner], str]:
     """(name, runner factory, why) for the switch nodes: `ebpf` (the XDP node program),
     `reference` (the Python contract on AF_PACKET sockets), `bmv2` (simple_switch_grpc with the
@@ -234,7 +244,7 @@ class Scenario:
     def run(self, cli: bool = False) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         pinned = {n.name: n.kind.value for n in self.topo.routers if n.kind is not Kind.AUTO}
-        self.bmv2_nodes = [n for n, k in pinned.items() if k == "bmv2"]
+        self.bmv2_nodes = bmv2_switches(self.topo, self.dataplane)
         extra = ""
         if pinned:
             extra = " (by their topology kind: " + ", ".join(f"{n} {k}" for n, k in pinned.items())
