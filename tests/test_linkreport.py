@@ -75,3 +75,31 @@ def test_a_hop_with_an_estimated_clock_shows_only_the_delay_above_its_fastest_pa
     line = next(x for x in text.splitlines() if x.startswith("a-s"))
     assert "n/a*" in line and "+0.45*" in line
     assert "BMv2" in text
+
+
+def test_ifit_delays_with_an_estimated_clock_show_only_what_was_measured(tmp_path: Path) -> None:
+    """A hop or path with a BMv2 end (basis "estimated") shows its mean above its fastest
+    packet, marked and explained, not an absolute figure (an all-BMv2 run printed -1.5 s); one
+    on a shared clock shows its mean. Expected: avg - min of the figures below."""
+    from pyctl.net.report import render
+
+    hop = {"avg": -1500.0, "min": -1800.0, "basis": "estimated"}
+    shared = {"avg": 250.0, "min": 200.0, "basis": "synchronised"}
+    flow = {
+        "flow": "f",
+        "path": ["a", "b", "c"],
+        "path_changes": 0,
+        "delay_us": {"avg": -2000.0, "min": -2600.0, "jitter": 5, "basis": "estimated"},
+        "hops": [
+            {"from": "a", "to": "b", "delay_us": hop},
+            {"from": "b", "to": "c", "delay_us": shared},
+        ],
+    }
+    doc = {"topology": "t", "dataplane": "bmv2", "seconds_per_phase": 1, "phases": []}
+    text = render({**doc, "ifit": [flow]}, tmp_path)
+    assert "one-way +600 us above the fastest*" in text
+    assert "a -> b: +300 us above the fastest*" in text and "b -> c: 250 us" in text
+    assert "* an end is a BMv2 switch" in text and "-1500" not in text
+    shared_flow = {**flow, "delay_us": {**shared, "jitter": 5}, "hops": flow["hops"][1:]}
+    plain = render({**doc, "ifit": [shared_flow]}, tmp_path)
+    assert "one-way 250 us" in plain and "above the fastest" not in plain and "*" not in plain

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +84,7 @@ def _links_table(rows: list[dict[str, Any]]) -> list[str]:
         " the link's ends: propagation = min less the packet's own serialisation at the link"
         " rate, mean = with queueing; loss counted by the element):"
     )
-    note = (
-        [
-            "* an end is a BMv2 switch, whose clock (µs since it started) the collector aligns by"
-            " estimate, taking the fastest packet as the hop's floor: the delay above the fastest"
-            " packet is measured (mean +x), the absolute delay is not"
-        ]
-        if estimated
-        else []
-    )
+    note = [f"* {ESTIMATED_NOTE} (mean +x), the absolute delay is not"] if estimated else []
     return ["", title, *text_table(header, table, numbers=True), *note]
 
 
@@ -103,6 +96,26 @@ def _loss_text(loss: dict[str, Any] | None) -> str:
         f", loss {loss['packets_lost']}/{loss['packets']} packets"
         f" ({loss['loss_ppm'] / 1e4:.2f}%, {loss['periods']} colour periods)"
     )
+
+
+ESTIMATED_NOTE = (
+    "an end is a BMv2 switch, whose clock (µs since it started) the collector aligns by"
+    " estimate, taking the fastest packet as the hop's floor: only the delay above the fastest"
+    " packet is measured"
+)
+
+
+def _estimated(d: Any) -> bool:
+    return isinstance(d, dict) and d.get("basis") == "estimated"
+
+
+def _delay_text(d: Mapping[str, Any]) -> str:
+    """A collector delay figure (mean, µs): as it is on a shared clock; above the fastest
+    packet where an end's clock is only estimated (its absolute value is not measured)."""
+    lo = d.get("min")
+    if _estimated(d) and isinstance(lo, int | float):
+        return f"+{d['avg'] - lo:.0f} us above the fastest*"
+    return f"{d['avg']:.0f} us"
 
 
 def _decisions(decisions: list[dict[str, Any]]) -> list[str]:
@@ -145,13 +158,15 @@ def render(report: dict[str, Any], run_dir: Path) -> str:
         lines += ["", *text_table(header, rows, numbers=True)]
     if report["ifit"]:
         lines += ["", "IFIT (traced path, one-way and per-hop delay from the collector):"]
+        estimated = False
         for t in report["ifit"]:
             d = t["delay_us"]
             mean = d.get("avg") if isinstance(d, dict) else None
+            estimated |= _estimated(d)
             lines.append(
                 f"  {t['flow']}: {' -> '.join(t['path'])}"
                 + (
-                    f", one-way {mean:.0f} us (jitter {d.get('jitter', 0):.0f} us)"
+                    f", one-way {_delay_text(d)} (jitter {d.get('jitter', 0):.0f} us)"
                     if isinstance(mean, int | float)
                     else ""
                 )
@@ -163,13 +178,17 @@ def render(report: dict[str, Any], run_dir: Path) -> str:
                 for h in (t.get("loss") or {}).get("hops", [])
             }
             for h in t["hops"]:
-                hm = h["delay_us"].get("avg") if isinstance(h["delay_us"], dict) else None
+                hd = h["delay_us"]
+                hm = hd.get("avg") if isinstance(hd, dict) else None
                 lost = hop_loss.get((h["from"], h["to"]))
                 if isinstance(hm, int | float):
+                    estimated |= _estimated(hd)
                     lines.append(
-                        f"      {h['from']} -> {h['to']}: {hm:.0f} us"
+                        f"      {h['from']} -> {h['to']}: {_delay_text(hd)}"
                         + ("" if lost is None else f", {lost} lost")
                     )
+        if estimated:
+            lines.append(f"  * {ESTIMATED_NOTE}")
     lines += _decisions(report.get("decisions") or [])
     lines += _links_table(report.get("links") or [])
     switches = report.get("switches") or {}
@@ -218,16 +237,21 @@ def plot(report: dict[str, Any], run_dir: Path) -> list[Path]:
         plt.close(fig)
         out.append(path)
     hops = [(t["flow"], h) for t in report["ifit"] for h in t["hops"]]
+    # (a hop with an estimated clock: the delay above its fastest packet, marked *)
     means: list[tuple[str, float]] = [
-        (f"{flow}\n{h['from']}->{h['to']}", float(h["delay_us"]["avg"]))
+        (
+            f"{flow}\n{h['from']}->{h['to']}" + ("*" if _estimated(d) else ""),
+            float(d["avg"] - d["min"]) if _estimated(d) and "min" in d else float(d["avg"]),
+        )
         for flow, h in hops
-        if isinstance(h["delay_us"], dict) and isinstance(h["delay_us"].get("avg"), int | float)
+        if isinstance(d := h["delay_us"], dict) and isinstance(d.get("avg"), int | float)
     ]
     if means:
         fig, ax = plt.subplots(figsize=(max(5, len(means) * 0.9), 3.5))
         ax.bar(range(len(means)), [m for _, m in means])
         ax.set_xticks(range(len(means)), [label for label, _ in means], fontsize="x-small")
-        ax.set_ylabel("per-hop delay, us")
+        star = any(label.endswith("*") for label, _ in means)
+        ax.set_ylabel("per-hop delay, us" + (" (* above the fastest packet)" if star else ""))
         ax.set_title(f"{report['topology']}: IFIT per-hop delay")
         fig.tight_layout()
         path = run_dir / "hop-delay.png"
