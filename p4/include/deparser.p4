@@ -63,14 +63,7 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.doh1_body);
         packet.emit(hdr.rh);
         packet.emit(hdr.seg);
-        packet.emit(hdr.tlv_pad0);
-        packet.emit(hdr.tlv0);
-        packet.emit(hdr.tlv_pad1);
-        packet.emit(hdr.tlv1);
-        packet.emit(hdr.tlv_pad2);
-        packet.emit(hdr.tlv2);
-        packet.emit(hdr.tlv_pad3);
-        packet.emit(hdr.tlv3);
+        packet.emit(hdr.tlv);
         packet.emit(hdr.rh_rest);
         packet.emit(hdr.doh2);
         packet.emit(hdr.doh2_pre);

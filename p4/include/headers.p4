@@ -172,16 +172,9 @@ header ioam_words_t {
     varbit<(ICPN_IOAM_AREA_WORDS * 32)> data;
 }
 
-// Any other option, kept as it is.
-header opt_generic_t {
-    bit<8>       type;
-    bit<8>       len;
-    varbit<2040> data;
-}
-
-// One option of a received HBH or DOH (a Pad1, a PadN or a TLV), kept as it is: the header
-// leaves as it came (RFC 8200 4.2: a router does not rearrange options), unless a tail strips a
-// HBH's IFIT options.
+// One option of a received HBH or DOH, or one SRH TLV (a Pad1, a PadN or a TLV), kept as it
+// is: the header leaves as it came (RFC 8200 4.2: a router does not rearrange options), unless
+// a tail strips a HBH's IFIT options.
 header opt_slot_t {
     varbit<2056> bytes;
 }
@@ -361,15 +354,9 @@ struct headers_t {
     DOH_HEADERS(doh1)
     rh_t          rh;
     seg_t[ICPN_MAX_SEGMENTS]    seg;
-    // SRH TLVs, up to four walked one by one (each a Pad1 or a TLV), then the rest as it is
-    padb_t        tlv_pad0;
-    opt_generic_t tlv0;
-    padb_t        tlv_pad1;
-    opt_generic_t tlv1;
-    padb_t        tlv_pad2;
-    opt_generic_t tlv2;
-    padb_t        tlv_pad3;
-    opt_generic_t tlv3;
+    // SRH TLVs, up to SRH_TLV_SLOTS walked one by one (each a Pad1 or a TLV, as it is), then
+    // the rest as it is
+    opt_slot_t[ICPN_SRH_TLV_SLOTS] tlv;
     rh_rest_t     rh_rest;
     DOH_HEADERS(doh2)
     // ... or an outer IPv4 header ...

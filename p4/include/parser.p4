@@ -13,9 +13,9 @@
 error {
     ExtUnheld,     // an IPv6 extension header where the parser holds none (after HBH, DOH,
                    // Routing, DOH): bad-exthdr when the contract says so, else p4-limit
-    HbhUnheld,     // a HBH the parser cannot hold: an option running past it (the contract
-                   // stops the walk there and keeps the bytes as they are) or a third unknown
-                   // option; dropped p4-limit, never forwarded re-laid out (docs/p4.md limits)
+    HbhUnheld,     // a HBH with more options than the parser keeps apart in their places
+                   // (HBH_SLOTS_BEFORE_IOAM / _AFTER_IOAM): dropped p4-limit, never forwarded
+                   // re-laid out (docs/p4.md limits)
     BadIpv4,       // IHL < 5
     BadSrhTlv      // the SRH's TLV area does not parse exactly (bad-srh at an endpoint only)
 }
@@ -634,57 +634,43 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     // The TLV area of an SRH must parse exactly (Pad1 one octet, every other TLV 2 + Length
-    // octets, the last ending at the header's end); four TLVs are walked, the rest kept raw.
+    // octets, the last ending at the header's end); SRH_TLV_SLOTS TLVs are walked and kept
+    // one by one, as they are, the rest kept raw.
     state rh_tlvs {
         transition select(meta.rh_body, meta.rh_opaque, meta.tlv_count) {
             (0, _, _): after_rh;
             (_, 1, _): rh_rest;
-            (_, _, 4): rh_unwalked;
+            (_, _, ICPN_SRH_TLV_SLOTS): rh_unwalked;
             default: rh_tlv;
         }
     }
 
     state rh_tlv {
-        transition select(packet.lookahead<bit<8>>(), meta.tlv_count) {
-            (0, 0): rh_pad1_0;
-            (0, 1): rh_pad1_1;
-            (0, 2): rh_pad1_2;
-            (0, 3): rh_pad1_3;
+        transition select(packet.lookahead<bit<8>>()) {
+            0: rh_pad1;
             default: rh_tlv_len;
         }
+    }
+
+    state rh_pad1 {
+        meta.slot_len = 1;
+        transition rh_tlv_keep;
     }
 
     state rh_tlv_len {
         verify(meta.rh_body >= 2, error.BadSrhTlv);
         bit<16> tl = packet.lookahead<bit<16>>();
-        meta.opt_len = tl[7:0];
         verify(meta.rh_body >= (bit<16>)tl[7:0] + 2, error.BadSrhTlv);
-        meta.rh_body = meta.rh_body - ((bit<16>)tl[7:0] + 2);
-        transition select(meta.tlv_count) {
-            0: rh_tlv_0;
-            1: rh_tlv_1;
-            2: rh_tlv_2;
-            default: rh_tlv_3;
-        }
+        meta.slot_len = (bit<16>)tl[7:0] + 2;
+        transition rh_tlv_keep;
     }
 
-#define RH_TLV_STATES(K)                                                                      \
-    state rh_pad1_##K {                                                                       \
-        packet.extract(hdr.tlv_pad##K);                                                       \
-        meta.rh_body = meta.rh_body - 1;                                                      \
-        meta.tlv_count = K + 1;                                                               \
-        transition rh_tlvs;                                                                   \
-    }                                                                                         \
-    state rh_tlv_##K {                                                                        \
-        packet.extract(hdr.tlv##K, (bit<32>)meta.opt_len * 8);                                \
-        meta.tlv_count = K + 1;                                                               \
-        transition rh_tlvs;                                                                   \
+    state rh_tlv_keep {
+        packet.extract(hdr.tlv.next, (bit<32>)meta.slot_len * 8);
+        meta.rh_body = meta.rh_body - meta.slot_len;
+        meta.tlv_count = meta.tlv_count + 1;
+        transition rh_tlvs;
     }
-
-    RH_TLV_STATES(0)
-    RH_TLV_STATES(1)
-    RH_TLV_STATES(2)
-    RH_TLV_STATES(3)
 
     // More TLVs than the parser walks: an endpoint cannot validate them (drop p4-limit there).
     state rh_unwalked {

@@ -32,14 +32,7 @@
 // Removes the SRH's TLVs (PSP removes the whole SRH).
 control StripTlvs(inout headers_t hdr) {
     apply {
-        hdr.tlv_pad0.setInvalid();
-        hdr.tlv0.setInvalid();
-        hdr.tlv_pad1.setInvalid();
-        hdr.tlv1.setInvalid();
-        hdr.tlv_pad2.setInvalid();
-        hdr.tlv2.setInvalid();
-        hdr.tlv_pad3.setInvalid();
-        hdr.tlv3.setInvalid();
+        hdr.tlv.pop_front(ICPN_SRH_TLV_SLOTS);
         hdr.rh_rest.setInvalid();
     }
 }
@@ -64,14 +57,7 @@ control StripOuter(inout headers_t hdr) {
         DOH_SET_INVALID(doh1)
         hdr.rh.setInvalid();
         hdr.seg.pop_front(ICPN_MAX_SEGMENTS);
-        hdr.tlv_pad0.setInvalid();
-        hdr.tlv0.setInvalid();
-        hdr.tlv_pad1.setInvalid();
-        hdr.tlv1.setInvalid();
-        hdr.tlv_pad2.setInvalid();
-        hdr.tlv2.setInvalid();
-        hdr.tlv_pad3.setInvalid();
-        hdr.tlv3.setInvalid();
+        hdr.tlv.pop_front(ICPN_SRH_TLV_SLOTS);
         hdr.rh_rest.setInvalid();
         DOH_SET_INVALID(doh2)
     }

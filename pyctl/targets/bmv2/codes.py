@@ -96,6 +96,7 @@ HBH_SLOTS_AFTER_IOAM = 4
 # The options a received DOH may hold before its APN option, each kept apart (a DOH's options
 # are walked until the first of the APN type; past these, the carried option is unread).
 DOH_SLOTS_BEFORE_APN = 8
+SRH_TLV_SLOTS = 8  # SRH TLVs walked and validated one by one at a segment endpoint
 CMS_MAX_ROWS = 8  # the model's maximum
 CMS_MAX_WIDTH = 4096  # registers of 4096 cells per row (BMv2 keeps each cell as a bignum)
 ELEPHANT_SLOTS = 4096
