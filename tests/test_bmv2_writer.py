@@ -176,6 +176,12 @@ def test_limits_are_refused_with_the_field_and_value() -> None:
     problems = check_limits(big)
     assert any("elephant.width 8192" in p for p in problems)
     assert any("max_nodes 16: more than one IOAM option holds" in p for p in problems)
+    # 3 records of 25 words (75 > 61): the empty area (50 words) would fit the program's
+    # buffers, but not one option (10 + 4 x 75 > 255 octets of option data)
+    long3 = dataclasses.replace(
+        node, ifit=dataclasses.replace(node.ifit, trace_type=0xFFFFFC, max_nodes=3)
+    )
+    assert any("0xfffffc with max_nodes 3: more than one" in p for p in check_limits(long3))
     with pytest.raises(P4Unsupported, match="node 'A'"):
         node_program(big)
 

@@ -32,6 +32,7 @@ from pyctl.model.node import (
     PacketContext,
     SRv6Policy,
 )
+from pyctl.model.trace import area_words
 from pyctl.p4rt import LPM, CloneSession, Entity, TableEntry, Ternary
 from pyctl.targets.bmv2 import codes
 
@@ -274,9 +275,7 @@ def check_limits(node: NodeConfig) -> list[str]:
     # A transit or tail stamps with the packet's trace type; a head lays out any area one
     # option holds (the model refuses a larger one), so only a node built past the model is.
     if node.ifit.role is IFITRole.HEAD:
-        words = len(_trace_words(node.ifit.trace_type))
-        empty = (node.ifit.max_nodes - 1) * words
-        if words > codes.IOAM_GEN_REC_WORDS or empty > codes.IOAM_GEN_ZERO_WORDS:
+        if area_words(node.ifit.trace_type, node.ifit.max_nodes) > C.IOAM_AREA_MAX_WORDS:
             problems.append(
                 f"ifit.trace_type {node.ifit.trace_type:#x} with max_nodes "
                 f"{node.ifit.max_nodes}: more than one IOAM option holds"
