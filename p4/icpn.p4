@@ -61,6 +61,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     IoamCheck() ioam_check;
     IfitStrip() ifit_strip;
     IfitCount() ifit_count;
+    IfitSlot() ifit_slot;
     @name("n_hbh_layout") OptionsLayout() hbh_layout;
     @name("e_hbh_layout") EncapHbhLayout() encap_hbh_layout;
     Ipv4DecTtl() ipv4_ttl;
@@ -258,7 +259,8 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
             flow_key.apply(hdr, meta, true);
             if (hdr.altmark.isValid()) {
                 meta.altmark_in = 1;
-                meta.altmark_in_idx = (bit<32>)(hdr.altmark.flowmon_id[9:0] ++ hdr.altmark.l);
+                meta.altmark_in_flowmon = hdr.altmark.flowmon_id;
+                meta.altmark_in_l = hdr.altmark.l;
                 meta.altmark_in_len = 40 + (bit<32>)hdr.ipv6.payload_len;
             }
             if (ifit_role != ICPN_IFIT_ROLE_NONE && hdr.trace.isValid()) {
@@ -418,18 +420,41 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         // or, decapsulated, as it came.
         if (meta.drop_reason == 0 && meta.sid_chain == 0) {
             if (ifit_role != ICPN_IFIT_ROLE_NONE) {
+                bit<1> counted = 0;
+                bit<20> flowmon = 0;
+                bit<1> colour = 0;
+                bit<32> carrier = 0;
                 if (meta.encap == 1) {
                     if (meta.ifit_head == 1) {
-                        ifit_count.apply((bit<32>)(meta.flowmon_id[9:0] ++ meta.ifit_l),
-                                         40 + (bit<32>)hdr.encap_ipv6.payload_len);
+                        counted = 1;
+                        flowmon = meta.flowmon_id;
+                        colour = meta.ifit_l;
+                        carrier = 40 + (bit<32>)hdr.encap_ipv6.payload_len;
                     }
                 } else if (meta.altmark_in == 1 && meta.decap == 0) {
-                    ifit_count.apply(meta.altmark_in_idx, 40 + (bit<32>)hdr.ipv6.payload_len
-                                                          + (bit<32>)meta.strip_bytes);
+                    counted = 1;
+                    flowmon = meta.altmark_in_flowmon;
+                    colour = meta.altmark_in_l;
+                    carrier = 40 + (bit<32>)hdr.ipv6.payload_len + (bit<32>)meta.strip_bytes;
                 } else if (meta.altmark_in == 1 && ifit_role == ICPN_IFIT_ROLE_TAIL) {
-                    ifit_count.apply(meta.altmark_in_idx, meta.altmark_in_len);
+                    counted = 1;
+                    flowmon = meta.altmark_in_flowmon;
+                    colour = meta.altmark_in_l;
+                    carrier = meta.altmark_in_len;
+                }
+                if (counted == 1) {
+                    bit<1> taken;
+                    ifit_slot.apply(flowmon, taken);
+                    if (taken == 1) {
+                        drop(ICPN_DROP_P4_LIMIT);   // another FlowMonID's counter slot
+                    } else {
+                        ifit_count.apply(((bit<32>)flowmon % ICPN_IFIT_COUNTER_FLOWS) * 2
+                                         + (bit<32>)colour, carrier);
+                    }
                 }
             }
+        }
+        if (meta.drop_reason == 0 && meta.sid_chain == 0) {
             // 8. PFC: a packet for a paused (port, priority) is held (a tail still reports it).
             pfc_hold.apply(meta);
         }

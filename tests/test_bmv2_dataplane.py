@@ -334,3 +334,25 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def test_counter_slot_keeps_its_first_flowmon_id(plane: BMv2DataPlane) -> None:
+    """docs/p4.md limits: 5 takes slot 5; 1029 (= 5 + 1024) is dropped p4-limit and has no
+    counts; 5's counts are its own. Expected bytes by hand: a 40-octet IPv6 header, an 8-octet
+    HBH (AltMark alone), 40 + 8 + 11 octets of inner IPv6 + UDP + payload: IPv6 length 107."""
+    from pyctl.targets.bmv2.counters import ifit_counters, slot_keepers
+
+    plane.configure(transit_node(ifit={"role": "transit"}))
+
+    def frame(word: int) -> bytes:
+        hbh = bytes([41, 0, 0x12, 4]) + word.to_bytes(4, "big")
+        inner = IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=1, dport=2) / b"abc"
+        outer = IPv6(src="2001:db8::1", dst="fc00:b::1", nh=0, plen=8 + len(inner))
+        return bytes(Ether(src="02:00:00:00:09:09", dst=MAC_IN) / outer) + hbh + bytes(inner)
+
+    assert plane.process(frame(5 << 12), PacketContext(in_port=1)).drop is None
+    assert plane.process(frame(1029 << 12), PacketContext(in_port=1)).drop == "p4-limit"
+    assert plane.process(frame(5 << 12 | 1 << 11), PacketContext(in_port=1)).drop is None
+    assert plane.switch is not None
+    assert slot_keepers(plane.switch, [5, 6]) == {5: 5}
+    assert ifit_counters(plane.switch, [5, 1029]) == {(5, 0): (1, 99), (5, 1): (1, 99)}

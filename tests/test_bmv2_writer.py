@@ -186,6 +186,21 @@ def test_limits_are_refused_with_the_field_and_value() -> None:
         node_program(big)
 
 
+def test_head_flowmon_ids_sharing_a_counter_slot_are_refused() -> None:
+    """1029 = 5 + 1024: the program keeps one FlowMonID per slot (docs/p4.md limits), so a head
+    that would count both refuses at configuration; 5 twice, or 5 and 6, is fine."""
+
+    def head(*ids: int) -> Any:
+        flows = [{"match": {"dst": "2001:db8:2::/48"}, "flowmon_id": i} for i in ids]
+        return _node({"ifit": {"role": "head", "flows": flows}})
+
+    assert check_limits(head(5, 6)) == [] and check_limits(head(5, 5)) == []
+    assert check_limits(head(5, 1029)) == [
+        "ifit.flows flowmon_id 1029: shares counter slot 5 with flowmon_id 5 "
+        "(FlowMonIDs equal mod 1024)"
+    ]
+
+
 def test_a_head_lays_out_every_area_one_option_holds() -> None:
     """The default type in 12 records (60 words) and the longest record (0xFFFFFC: 25 words)
     twice: both by the word-by-word head (vectors ifit/head-full-option, head-longest-record)."""

@@ -502,7 +502,8 @@ struct meta_t {
     bit<1>  ifit_l;
     // The received AltMark's counter (FlowMonID % 1024 ++ L), counted as the packet leaves
     bit<1>  altmark_in;
-    bit<32> altmark_in_idx;
+    bit<20> altmark_in_flowmon;
+    bit<1>  altmark_in_l;
     bit<32> altmark_in_len;  // its carrier's IPv6 length as received (a decapsulating tail's)
     bit<16> strip_bytes;     // octets a tail's strip took from the HBH (counted: SPEC 3)
     bit<1>  report;

@@ -39,6 +39,44 @@ control IfitCount(in bit<32> idx, in bit<32> len) {
     }
 }
 
+// Which FlowMonID a counter slot (FlowMonID % IFIT_COUNTER_FLOWS, both colours) counts:
+// FlowMonID + 1, 0 while free. The first FlowMonID counted in a slot keeps it; a packet of
+// another FlowMonID of that slot cannot be counted apart, so it is dropped p4-limit rather than
+// forwarded into another flow's counters (docs/p4.md limits). The keeper is also counted once,
+// digit by digit (IFIT_LEN_DIGITS base-16 digits, as the lengths), into ifit_slot_keeper: the
+// controller reads which FlowMonID a slot's counts are (registers are not readable over
+// P4Runtime on BMv2).
+register<bit<32>>(ICPN_IFIT_COUNTER_FLOWS) ifit_slot_owner;
+counter(ICPN_IFIT_COUNTER_FLOWS * ICPN_IFIT_LEN_CELLS, CounterType.packets) ifit_slot_keeper;
+
+// taken = 1: the slot of `flowmon_id` is another FlowMonID's.
+control IfitSlot(in bit<20> flowmon_id, out bit<1> taken) {
+    bit<1> claimed;
+
+    // One action: BMv2 holds the register's lock for the whole action.
+    action claim() {
+        bit<32> slot = (bit<32>)flowmon_id % ICPN_IFIT_COUNTER_FLOWS;
+        bit<32> me = (bit<32>)flowmon_id + 1;
+        bit<32> owner;
+        ifit_slot_owner.read(owner, slot);
+        claimed = (owner == 0) ? 1w1 : 1w0;
+        taken = (owner != 0 && owner != me) ? 1w1 : 1w0;
+        ifit_slot_owner.write(slot, (owner == 0) ? me : owner);
+    }
+
+    apply {
+        claim();
+        if (claimed == 1) {
+            bit<32> base = ((bit<32>)flowmon_id % ICPN_IFIT_COUNTER_FLOWS) * ICPN_IFIT_LEN_CELLS;
+            ifit_slot_keeper.count(base + (bit<32>)flowmon_id[3:0]);
+            ifit_slot_keeper.count(base + 16 + (bit<32>)flowmon_id[7:4]);
+            ifit_slot_keeper.count(base + 32 + (bit<32>)flowmon_id[11:8]);
+            ifit_slot_keeper.count(base + 48 + (bit<32>)flowmon_id[15:12]);
+            ifit_slot_keeper.count(base + 64 + (bit<32>)flowmon_id[19:16]);
+        }
+    }
+}
+
 // Head: per-flow colour period (period number + 1) and the countdown to the next D mark.
 register<bit<48>>(ICPN_IFIT_COUNTER_FLOWS) ifit_period;
 register<bit<32>>(ICPN_IFIT_COUNTER_FLOWS) ifit_countdown;

@@ -17,7 +17,9 @@ from pyctl.targets.bmv2 import codes
 
 
 def cell(flowmon_id: int, colour: int) -> int:
-    """The counter index of (FlowMonID, L): FlowMonIDs equal mod IFIT_COUNTER_FLOWS share it."""
+    """The counter index of (FlowMonID, L). FlowMonIDs equal mod IFIT_COUNTER_FLOWS have one
+    slot: the first one counted keeps it (`slot_keepers`), a packet of another is dropped
+    p4-limit (docs/p4.md limits)."""
     return (flowmon_id % codes.IFIT_COUNTER_FLOWS) * 2 + colour
 
 
@@ -48,11 +50,36 @@ def read_cells(switch: Switch, cells: Iterable[int] | None = None) -> dict[int, 
     return out
 
 
+def slot_keepers(switch: Switch, slots: Iterable[int]) -> dict[int, int]:
+    """Slot (FlowMonID % IFIT_COUNTER_FLOWS) -> the FlowMonID whose packets it counts, for the
+    slots that have one: the keeper is counted once, digit by digit, into `ifit_slot_keeper`
+    (ifit.p4 IfitSlot), so a slot's digit cells hold one packet per digit position."""
+    wanted = sorted(set(slots))
+    n = codes.IFIT_LEN_CELLS
+    got = switch.read_counter_cells(
+        "ifit_slot_keeper", (s * n + o for s in wanted for o in range(n))
+    )
+    out = {}
+    for s in wanted:
+        packets, flowmon_id = from_digits({o: got.get(s * n + o, (0, 0))[0] for o in range(n)})
+        if packets:
+            out[s] = flowmon_id
+    return out
+
+
 def ifit_counters(
     switch: Switch, flowmon_ids: Iterable[int]
 ) -> dict[tuple[int, int], tuple[int, int]]:
-    """(FlowMonID, colour) -> (packets, bytes) of these FlowMonIDs' cells that counted a packet
-    (a cell shared by FlowMonIDs equal mod IFIT_COUNTER_FLOWS answers for each: docs/p4.md)."""
-    keys = {(f, c): cell(f, c) for f in set(flowmon_ids) for c in (0, 1)}
+    """(FlowMonID, colour) -> (packets, bytes) of these FlowMonIDs that counted a packet. A
+    FlowMonID whose slot another one keeps counted nothing here (its packets were dropped
+    p4-limit), so it has no entry: the slot's counts are the keeper's."""
+    ids = set(flowmon_ids)
+    keepers = slot_keepers(switch, (f % codes.IFIT_COUNTER_FLOWS for f in ids))
+    keys = {
+        (f, c): cell(f, c)
+        for f in ids
+        if keepers.get(f % codes.IFIT_COUNTER_FLOWS) == f
+        for c in (0, 1)
+    }
     got = read_cells(switch, keys.values())
     return {k: got[i] for k, i in keys.items() if i in got}

@@ -280,6 +280,16 @@ def check_limits(node: NodeConfig) -> list[str]:
                 f"ifit.trace_type {node.ifit.trace_type:#x} with max_nodes "
                 f"{node.ifit.max_nodes}: more than one IOAM option holds"
             )
+        # One counter slot per FlowMonID % IFIT_COUNTER_FLOWS, kept by the first one counted.
+        first: dict[int, int] = {}
+        for flow in node.ifit.flows:
+            slot = flow.flowmon_id % codes.IFIT_COUNTER_FLOWS
+            other = first.setdefault(slot, flow.flowmon_id)
+            if other != flow.flowmon_id:
+                problems.append(
+                    f"ifit.flows flowmon_id {flow.flowmon_id}: shares counter slot {slot} with "
+                    f"flowmon_id {other} (FlowMonIDs equal mod {codes.IFIT_COUNTER_FLOWS})"
+                )
     if node.elephant.enabled:
         if node.elephant.rows > codes.CMS_MAX_ROWS:
             problems.append(f"elephant.rows {node.elephant.rows}: at most {codes.CMS_MAX_ROWS}")
