@@ -70,6 +70,7 @@ control ApnClassify(in headers_t hdr, inout meta_t meta) {
         meta.apn_flags = flags;
         meta.apn_para = para_type;
         meta.apn_nwords = nwords;
+        meta.apn_tail_n = 0;
         meta.apn_w0 = w0;
         meta.apn_w1 = w1;
         meta.apn_w2 = w2;
@@ -184,11 +185,22 @@ control ApnFill(inout opt_apn_t o, inout word_t[ICPN_APN_MAX_WORDS] w, in meta_t
     apply {
         o.setValid();
         o.type = meta.apn_type;
-        o.len = 4 + 4 * meta.apn_nwords;
+        o.len = 4 + 4 * meta.apn_nwords + meta.apn_tail_n;
         o.id_type = meta.apn_id_type;
         o.flags = meta.apn_flags;
         o.para_type = meta.apn_para;
         apn_words.apply();
+    }
+}
+
+// The octets of a carried APN option after its words (meta.apn_tail_n of meta.apn_tail), after
+// the option's words in the header this node builds. (Not a part of ApnFill: an option this node
+// inserts is a mark's, whole words.)
+control ApnTail(inout padb_t[3] t, in bit<8> n, in bit<24> tail) {
+    apply {
+        if (n >= 1) { t[0].setValid(); t[0].b = tail[23:16]; }
+        if (n >= 2) { t[1].setValid(); t[1].b = tail[15:8]; }
+        if (n >= 3) { t[2].setValid(); t[2].b = tail[7:0]; }
     }
 }
 

@@ -18,6 +18,7 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.encap_hbh);
         packet.emit(hdr.encap_apn);
         packet.emit(hdr.encap_apn_word);
+        packet.emit(hdr.encap_apn_tail);
         packet.emit(hdr.encap_altmark);
         packet.emit(hdr.encap_hbh_pad_align);
         packet.emit(hdr.encap_ioam);
@@ -29,11 +30,13 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.encap_doh);
         packet.emit(hdr.encap_doh_apn);
         packet.emit(hdr.encap_doh_apn_word);
+        packet.emit(hdr.encap_doh_apn_tail);
         packet.emit(hdr.encap_doh_pad);
         packet.emit(hdr.encap_srh);
         packet.emit(hdr.encap_seg);
         packet.emit(hdr.encap_tlv_apn);
         packet.emit(hdr.encap_tlv_apn_word);
+        packet.emit(hdr.encap_tlv_apn_tail);
         packet.emit(hdr.encap_tlv_pad);
         // IFIT report (its node data: hdr.ioam_record and hdr.ioam_filled below)
         packet.emit(hdr.report_udp);

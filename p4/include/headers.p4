@@ -291,6 +291,7 @@ struct headers_t {
     exthdr_t      encap_hbh;
     opt_apn_t     encap_apn;
     word_t[ICPN_APN_MAX_WORDS]  encap_apn_word;
+    padb_t[3]     encap_apn_tail;        // the octets of a carried option after its words
     opt_altmark_t encap_altmark;
     padb_t[7]     encap_hbh_pad_align;   // pad to 4n + 2 before the IOAM option
     opt_ioam_t    encap_ioam;
@@ -304,12 +305,14 @@ struct headers_t {
     exthdr_t      encap_doh;
     opt_apn_t     encap_doh_apn;
     word_t[ICPN_APN_MAX_WORDS]  encap_doh_apn_word;
+    padb_t[3]     encap_doh_apn_tail;
     padb_t[7]     encap_doh_pad;
     rh_t          encap_srh;
     seg_t[ICPN_MAX_SEGMENTS]    encap_seg;
     // SRH TLV carrier: the APN option data as a TLV after the segment list, then PadN.
     opt_apn_t     encap_tlv_apn;
     word_t[ICPN_APN_MAX_WORDS]  encap_tlv_apn_word;
+    padb_t[3]     encap_tlv_apn_tail;
     padb_t[7]     encap_tlv_pad;
 
     // report_*: the IFIT report (built from a clone at the tail) after encap_ipv6.
@@ -420,6 +423,8 @@ struct meta_t {
     bit<1>  l3_tc_valid;   //   (PFC's priority: docs/pipeline.md 2 reads it from 2 octets)
     bit<8>  words_left;
     bit<8>  apn_words;     // words of the carried APN option (hbh_apn, doh1_apn or doh2_apn)
+    bit<8>  apn_tail_n;    // its octets after the words (0..3; SPEC 2 asks for no whole words)
+    bit<24> apn_tail;      // those octets, left-aligned
     // (an I2E clone's metadata is reset after its re-parse: what the report needs is kept)
     @field_list(ICPN_FIELD_LIST_CLONE) bit<8>  ioam_words;   // words of the trace's area
     bit<16> hbh_len_in;    // octets of the HBH as received

@@ -32,41 +32,64 @@ const bit<8> STAGE_EXT2   = 0x20;   // a Destination Options header after the ro
 const bit<8> STAGE_INNER  = 0x40;
 const bit<8> STAGE_L4     = 0x80;
 
-// The carried APN option of N words (Opt Data Len 4 + 4N), read by lookahead into an opt_apn_t
-// header and its word stack W (never emitted: the option's octets stay where they came, in a
-// slot or the rest of its header). S_1 .. S_12 are the states for 1..12 words, then NEXT.
-#define APN_LOOK_WORD(W, N, I) \
-        W[I].setValid(); W[I].w = la[32 * (N - I) - 1:32 * (N - I - 1)];
-#define APN_LOOK_1(W, N)  APN_LOOK_WORD(W, N, 0)
-#define APN_LOOK_2(W, N)  APN_LOOK_1(W, N) APN_LOOK_WORD(W, N, 1)
-#define APN_LOOK_3(W, N)  APN_LOOK_2(W, N) APN_LOOK_WORD(W, N, 2)
-#define APN_LOOK_4(W, N)  APN_LOOK_3(W, N) APN_LOOK_WORD(W, N, 3)
-#define APN_LOOK_5(W, N)  APN_LOOK_4(W, N) APN_LOOK_WORD(W, N, 4)
-#define APN_LOOK_6(W, N)  APN_LOOK_5(W, N) APN_LOOK_WORD(W, N, 5)
-#define APN_LOOK_7(W, N)  APN_LOOK_6(W, N) APN_LOOK_WORD(W, N, 6)
-#define APN_LOOK_8(W, N)  APN_LOOK_7(W, N) APN_LOOK_WORD(W, N, 7)
-#define APN_LOOK_9(W, N)  APN_LOOK_8(W, N) APN_LOOK_WORD(W, N, 8)
-#define APN_LOOK_10(W, N) APN_LOOK_9(W, N) APN_LOOK_WORD(W, N, 9)
-#define APN_LOOK_11(W, N) APN_LOOK_10(W, N) APN_LOOK_WORD(W, N, 10)
-#define APN_LOOK_12(W, N) APN_LOOK_11(W, N) APN_LOOK_WORD(W, N, 11)
-#define APN_WORDS_STATE(S, W, N, NEXT)                                                        \
-    state S##_##N {                                                                           \
-        bit<(48 + 32 * N)> la = packet.lookahead<bit<(48 + 32 * N)>>();                       \
-        APN_LOOK_##N(W, N)                                                                    \
+// The carried APN option of N words and R octets more (Opt Data Len 4 + 4N + R, R < 4: SPEC 2
+// asks for no whole words), read by lookahead into an opt_apn_t header and its word stack W,
+// the R octets into meta.apn_tail (left-aligned) (never emitted: the option's octets stay where
+// they came, in a slot or the rest of its header). S_N_R is the state for N words and R octets,
+// then NEXT.
+#define APN_LOOK_WORD(W, N, R, I) \
+        W[I].setValid(); W[I].w = la[32 * (N - I) + 8 * R - 1:32 * (N - I - 1) + 8 * R];
+#define APN_LOOK_1(W, N, R)  APN_LOOK_WORD(W, N, R, 0)
+#define APN_LOOK_2(W, N, R)  APN_LOOK_1(W, N, R) APN_LOOK_WORD(W, N, R, 1)
+#define APN_LOOK_3(W, N, R)  APN_LOOK_2(W, N, R) APN_LOOK_WORD(W, N, R, 2)
+#define APN_LOOK_4(W, N, R)  APN_LOOK_3(W, N, R) APN_LOOK_WORD(W, N, R, 3)
+#define APN_LOOK_5(W, N, R)  APN_LOOK_4(W, N, R) APN_LOOK_WORD(W, N, R, 4)
+#define APN_LOOK_6(W, N, R)  APN_LOOK_5(W, N, R) APN_LOOK_WORD(W, N, R, 5)
+#define APN_LOOK_7(W, N, R)  APN_LOOK_6(W, N, R) APN_LOOK_WORD(W, N, R, 6)
+#define APN_LOOK_8(W, N, R)  APN_LOOK_7(W, N, R) APN_LOOK_WORD(W, N, R, 7)
+#define APN_LOOK_9(W, N, R)  APN_LOOK_8(W, N, R) APN_LOOK_WORD(W, N, R, 8)
+#define APN_LOOK_10(W, N, R) APN_LOOK_9(W, N, R) APN_LOOK_WORD(W, N, R, 9)
+#define APN_LOOK_11(W, N, R) APN_LOOK_10(W, N, R) APN_LOOK_WORD(W, N, R, 10)
+#define APN_LOOK_12(W, N, R) APN_LOOK_11(W, N, R) APN_LOOK_WORD(W, N, R, 11)
+#define APN_LOOK_TAIL_0 meta.apn_tail = 0;
+#define APN_LOOK_TAIL_1 meta.apn_tail = la[7:0] ++ 16w0;
+#define APN_LOOK_TAIL_2 meta.apn_tail = la[15:0] ++ 8w0;
+#define APN_LOOK_TAIL_3 meta.apn_tail = la[23:0];
+#define APN_WORDS_STATE(S, W, N, R, NEXT)                                                     \
+    state S##_##N##_##R {                                                                     \
+        bit<(48 + 32 * N + 8 * R)> la = packet.lookahead<bit<(48 + 32 * N + 8 * R)>>();       \
+        APN_LOOK_##N(W, N, R)                                                                 \
+        APN_LOOK_TAIL_##R                                                                     \
         meta.apn_words = N;                                                                   \
+        meta.apn_tail_n = R;                                                                  \
         transition NEXT;                                                                      \
     }
+#define APN_WORDS_STATES_N(S, W, N, NEXT)                                                     \
+    APN_WORDS_STATE(S, W, N, 0, NEXT) APN_WORDS_STATE(S, W, N, 1, NEXT)                       \
+    APN_WORDS_STATE(S, W, N, 2, NEXT) APN_WORDS_STATE(S, W, N, 3, NEXT)
 #define APN_WORDS_STATES(S, W, NEXT)                                                          \
-    APN_WORDS_STATE(S, W, 1, NEXT) APN_WORDS_STATE(S, W, 2, NEXT)                             \
-    APN_WORDS_STATE(S, W, 3, NEXT) APN_WORDS_STATE(S, W, 4, NEXT)                             \
-    APN_WORDS_STATE(S, W, 5, NEXT) APN_WORDS_STATE(S, W, 6, NEXT)                             \
-    APN_WORDS_STATE(S, W, 7, NEXT) APN_WORDS_STATE(S, W, 8, NEXT)                             \
-    APN_WORDS_STATE(S, W, 9, NEXT) APN_WORDS_STATE(S, W, 10, NEXT)                            \
-    APN_WORDS_STATE(S, W, 11, NEXT) APN_WORDS_STATE(S, W, 12, NEXT)
-// The state for an APN option of meta.opt_len octets (8 + 4 * (words - 1); at most 12 words).
+    APN_WORDS_STATES_N(S, W, 1, NEXT) APN_WORDS_STATES_N(S, W, 2, NEXT)                       \
+    APN_WORDS_STATES_N(S, W, 3, NEXT) APN_WORDS_STATES_N(S, W, 4, NEXT)                       \
+    APN_WORDS_STATES_N(S, W, 5, NEXT) APN_WORDS_STATES_N(S, W, 6, NEXT)                       \
+    APN_WORDS_STATES_N(S, W, 7, NEXT) APN_WORDS_STATES_N(S, W, 8, NEXT)                       \
+    APN_WORDS_STATES_N(S, W, 9, NEXT) APN_WORDS_STATES_N(S, W, 10, NEXT)                      \
+    APN_WORDS_STATES_N(S, W, 11, NEXT) APN_WORDS_STATES_N(S, W, 12, NEXT)
+// The state for an APN option of meta.opt_len octets (8 .. 4 + 4 * APN_MAX_WORDS + 3).
 #define APN_WORDS_SELECT(S)                                                                   \
-            8: S##_1; 12: S##_2; 16: S##_3; 20: S##_4; 24: S##_5; 28: S##_6; 32: S##_7;       \
-            36: S##_8; 40: S##_9; 44: S##_10; 48: S##_11; default: S##_12;
+            8: S##_1_0; 9: S##_1_1; 10: S##_1_2; 11: S##_1_3;                                 \
+            12: S##_2_0; 13: S##_2_1; 14: S##_2_2; 15: S##_2_3;                               \
+            16: S##_3_0; 17: S##_3_1; 18: S##_3_2; 19: S##_3_3;                               \
+            20: S##_4_0; 21: S##_4_1; 22: S##_4_2; 23: S##_4_3;                               \
+            24: S##_5_0; 25: S##_5_1; 26: S##_5_2; 27: S##_5_3;                               \
+            28: S##_6_0; 29: S##_6_1; 30: S##_6_2; 31: S##_6_3;                               \
+            32: S##_7_0; 33: S##_7_1; 34: S##_7_2; 35: S##_7_3;                               \
+            36: S##_8_0; 37: S##_8_1; 38: S##_8_2; 39: S##_8_3;                               \
+            40: S##_9_0; 41: S##_9_1; 42: S##_9_2; 43: S##_9_3;                               \
+            44: S##_10_0; 45: S##_10_1; 46: S##_10_2; 47: S##_10_3;                           \
+            48: S##_11_0; 49: S##_11_1; 50: S##_11_2; 51: S##_11_3;                           \
+            52: S##_12_0; 53: S##_12_1; 54: S##_12_2; default: S##_12_3;
+// Largest Opt Data Len of an APN option the parser reads.
+#define APN_MAX_OPT_LEN (4 + 4 * ICPN_APN_MAX_WORDS + 3)
 
 // The options of Destination Options header N, walked (as the HBH's) until the first option of
 // the APN type: up to DOH_SLOTS_BEFORE_APN options before it are kept one by one, as they are
@@ -131,10 +154,10 @@ const bit<8> STAGE_L4     = 0x80;
     state N##_apn_check {                                                                     \
         meta.hbh_seen = meta.hbh_seen | 1;                                                    \
         bit<16> below_min = (bit<16>)meta.opt_len - 8;                                        \
-        bit<16> above_max = (4 + 4 * ICPN_APN_MAX_WORDS) - (bit<16>)meta.opt_len;             \
-        transition select(meta.opt_len[1:0], below_min[15:15], above_max[15:15]) {            \
-            (0, 0, 0): N##_apn;                                                               \
-            (_, 0, _): N##_apn_unheld;                                                        \
+        bit<16> above_max = APN_MAX_OPT_LEN - (bit<16>)meta.opt_len;                          \
+        transition select(below_min[15:15], above_max[15:15]) {                               \
+            (0, 0): N##_apn;                                                                  \
+            (0, 1): N##_apn_unheld;                                                           \
             default: N##_rest;                                                                \
         }                                                                                     \
     }                                                                                         \
@@ -350,21 +373,22 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         }
     }
 
-    // APN: Opt Data Len = 4 + 4 * words, 1 <= words <= APN_MAX_WORDS; anything else is kept as an
-    // unknown option (and, being the first of the type, means no carried option).
+    // APN: Opt Data Len 8 .. APN_MAX_OPT_LEN (1 .. APN_MAX_WORDS words, then up to 3 octets);
+    // a shorter one is kept as an unknown option (and, being the first of the type, means no
+    // carried option: no ID fits in it).
     state hbh_apn_check {
         meta.hbh_seen = meta.hbh_seen | 1;
         bit<16> below_min = (bit<16>)meta.opt_len - 8;
-        bit<16> above_max = (4 + 4 * ICPN_APN_MAX_WORDS) - (bit<16>)meta.opt_len;
-        transition select(meta.opt_len[1:0], below_min[15:15], above_max[15:15]) {
-            (0, 0, 0): hbh_apn;
-            (_, 0, _): hbh_apn_unheld;
+        bit<16> above_max = APN_MAX_OPT_LEN - (bit<16>)meta.opt_len;
+        transition select(below_min[15:15], above_max[15:15]) {
+            (0, 0): hbh_apn;
+            (0, 1): hbh_apn_unheld;
             default: hbh_keep;
         }
     }
 
-    // An option of the APN type with an ID type the contract reads but a length the APN header
-    // cannot hold (not whole words, or past ICPN_APN_MAX_WORDS): kept as an unknown option;
+    // An option of the APN type with an ID type the contract reads but longer than the APN
+    // header holds (past ICPN_APN_MAX_WORDS words and 3 octets): kept as an unknown option;
     // a node that reads carried options drops the packet p4-limit (Apn).
     state hbh_apn_unheld {
         transition select(packet.lookahead<bit<24>>()[7:0]) {

@@ -382,6 +382,9 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
     ApnFill() apn_fill;
     ApnFill() doh_fill;
     ApnFill() tlv_fill;
+    ApnTail() apn_tail;
+    ApnTail() doh_tail;
+    ApnTail() tlv_tail;
     MakePad() tlv_pad;
 
     action set_policy(bit<16> policy_id, bit<16> buckets, bit<1> deep) {
@@ -615,6 +618,7 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
                     } else {
                         doh_fill.apply(hdr.encap_doh_apn, hdr.encap_doh_apn_word, meta);
                     }
+                    doh_tail.apply(hdr.encap_doh_apn_tail, meta.apn_tail_n, meta.apn_tail);
                     hdr.encap_doh.setValid();
                 } else if (meta.apn_carrier == ICPN_APN_CARRIER_SRH_TLV) {
                     if (meta.apn_in_hbh == 1) {
@@ -623,6 +627,7 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
                     } else {
                         tlv_fill.apply(hdr.encap_tlv_apn, hdr.encap_tlv_apn_word, meta);
                     }
+                    tlv_tail.apply(hdr.encap_tlv_apn_tail, meta.apn_tail_n, meta.apn_tail);
                 } else {
                     if (meta.apn_in_hbh == 1) {
                         hdr.encap_apn = hdr.hbh_apn;
@@ -630,6 +635,7 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
                     } else {
                         apn_fill.apply(hdr.encap_apn, hdr.encap_apn_word, meta);
                     }
+                    apn_tail.apply(hdr.encap_apn_tail, meta.apn_tail_n, meta.apn_tail);
                     hdr.encap_hbh.setValid();
                 }
             }
