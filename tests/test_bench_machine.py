@@ -52,3 +52,23 @@ def test_a_target_line_says_ratio_limit_and_verdict(
     out = capsys.readouterr().out
     assert out.startswith("target t: ") and out.rstrip().endswith(f": {verdict}")
     assert f"{'<=' if at_most else '>='} {limit:.2f}x" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        # the FIB is 4096 entries (p4/icpn.p4 table fib) and the bench node has 2 routes
+        (["--entries", "8000"], "--entries 8000: 1..4094, the FIB's room"),
+        (["--rounds", "0"], "--rounds 0: at least 1"),
+    ],
+)
+def test_bmv2_bench_refuses_bad_sizes_in_one_line(args: list[str], line: str) -> None:
+    """Before anything starts: a FIB too small for --entries failed mid-run with a traceback."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "bmv2.py"
+    out = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == f"bmv2.py: error: {line}"
