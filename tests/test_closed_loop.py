@@ -22,7 +22,7 @@ from pyctl.model.node import NodeConfig
 from pyctl.model.topology import load_topology
 from pyctl.net.closedloop import PATH_FLOWMON, loop_paths
 from pyctl.net.report import render
-from pyctl.net.scenario import Scenario, bmv2_switches
+from pyctl.net.scenario import Scenario, bmv2_flowmon_problem, bmv2_switches
 from pyctl.sched import Job
 from pyctl.telemetry import Collector, CollectorConfig, ListSink
 from pyctl.telemetry.counters import CounterExporter
@@ -336,3 +336,15 @@ def test_bmv2_switches_are_those_a_run_puts_bmv2_on() -> None:
     assert bmv2_switches(mixed, "ebpf") == ["core"] == bmv2_switches(mixed, "bmv2")
     assert bmv2_switches(ingest, "ebpf") == []
     assert bmv2_switches(ingest, "bmv2") == [n.name for n in ingest.routers]
+
+
+def test_a_run_whose_ifit_flows_share_a_bmv2_counter_slot_is_refused() -> None:
+    """The controller numbers IFIT flows 1, 2, ...: flow 1025 shares slot 1 with flow 1 (1025 %
+    1024 = 1), which the P4 program would drop p4-limit; without BMv2 nothing is refused."""
+    ids = {f"f{i}": i for i in range(1, 1026)}
+    assert bmv2_flowmon_problem(ids, []) is None
+    assert bmv2_flowmon_problem({"a": 1, "b": 2}, ["core"]) is None
+    assert bmv2_flowmon_problem(ids, ["core"]) == (
+        "BMv2 switches core: ifit.flows flowmon_id 1025: shares counter slot 1 with flowmon_id 1"
+        " (FlowMonIDs equal mod 1024); use fewer IFIT flows"
+    )

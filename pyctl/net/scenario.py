@@ -111,6 +111,19 @@ def bmv2_switches(topo: Topology, dataplane: str) -> list[str]:
     ]
 
 
+def bmv2_flowmon_problem(flowmon_ids: dict[str, int], bmv2_nodes: list[str]) -> str | None:
+    """Why the run's IFIT flows cannot cross its BMv2 switches, or None: the P4 program keeps
+    one FlowMonID per counter slot (docs/p4.md limits) and would drop a second one's packets."""
+    if not bmv2_nodes:
+        return None
+    from pyctl.targets.bmv2.writer import shared_counter_slots
+
+    shared = shared_counter_slots(sorted(flowmon_ids.values()))
+    if not shared:
+        return None
+    return f"BMv2 switches {', '.join(bmv2_nodes)}: {shared[0]}; use fewer IFIT flows"
+
+
 def choose_runner(requested: str) -> tuple[str, Callable[[str], SwitchRunner], str]:
     """(name, runner factory, why) for the switch nodes: `ebpf` (the XDP node program),
     `reference` (the Python contract on AF_PACKET sockets), `bmv2` (simple_switch_grpc with the
@@ -245,6 +258,9 @@ class Scenario:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         pinned = {n.name: n.kind.value for n in self.topo.routers if n.kind is not Kind.AUTO}
         self.bmv2_nodes = bmv2_switches(self.topo, self.dataplane)
+        problem = bmv2_flowmon_problem(self.plan.flowmon_ids, self.bmv2_nodes)
+        if problem is not None:
+            raise ICPNError(f"icpn run: {self.topo.name}: {problem}")
         extra = ""
         if pinned:
             extra = " (by their topology kind: " + ", ".join(f"{n} {k}" for n, k in pinned.items())

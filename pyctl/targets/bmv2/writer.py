@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pyctl import constants as C
@@ -269,6 +270,23 @@ def _trace_octet_entries() -> list[TableEntry]:
     return out
 
 
+def shared_counter_slots(flowmon_ids: Iterable[int]) -> list[str]:
+    """One line per FlowMonID that would share an IFIT counter slot (FlowMonID %
+    IFIT_COUNTER_FLOWS) with another: the program keeps the slot for the first one counted and
+    drops the other's packets p4-limit (docs/p4.md limits)."""
+    first: dict[int, int] = {}
+    problems = []
+    for fid in flowmon_ids:
+        slot = fid % codes.IFIT_COUNTER_FLOWS
+        other = first.setdefault(slot, fid)
+        if other != fid:
+            problems.append(
+                f"ifit.flows flowmon_id {fid}: shares counter slot {slot} with "
+                f"flowmon_id {other} (FlowMonIDs equal mod {codes.IFIT_COUNTER_FLOWS})"
+            )
+    return problems
+
+
 def check_limits(node: NodeConfig) -> list[str]:
     """What this node asks of the P4 program that it cannot do (docs/p4.md "Limits")."""
     problems: list[str] = []
@@ -280,16 +298,7 @@ def check_limits(node: NodeConfig) -> list[str]:
                 f"ifit.trace_type {node.ifit.trace_type:#x} with max_nodes "
                 f"{node.ifit.max_nodes}: more than one IOAM option holds"
             )
-        # One counter slot per FlowMonID % IFIT_COUNTER_FLOWS, kept by the first one counted.
-        first: dict[int, int] = {}
-        for flow in node.ifit.flows:
-            slot = flow.flowmon_id % codes.IFIT_COUNTER_FLOWS
-            other = first.setdefault(slot, flow.flowmon_id)
-            if other != flow.flowmon_id:
-                problems.append(
-                    f"ifit.flows flowmon_id {flow.flowmon_id}: shares counter slot {slot} with "
-                    f"flowmon_id {other} (FlowMonIDs equal mod {codes.IFIT_COUNTER_FLOWS})"
-                )
+        problems += shared_counter_slots(f.flowmon_id for f in node.ifit.flows)
     if node.elephant.enabled:
         if node.elephant.rows > codes.CMS_MAX_ROWS:
             problems.append(f"elephant.rows {node.elephant.rows}: at most {codes.CMS_MAX_ROWS}")
