@@ -191,6 +191,13 @@ const bit<8> STAGE_L4     = 0x80;
         transition NEXT;                                                                      \
     }
 
+// The select cases, after the IPv6 extension headers the parser holds, for what follows them
+// (parse_upper's, inlined: one state fewer per packet).
+#define IPV6_UPPER                                                                            \
+            ICPN_IPPROTO_IPV6: parse_in6;                                                     \
+            ICPN_IPPROTO_IPIP: parse_in4;                                                     \
+            default: parse_l4;
+
 parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
                   inout standard_metadata_t sm) {
     bit<8> ioam_empty_words;    // the parts of a trace's area (hbh_ioam_trace)
@@ -313,34 +320,40 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         }
     }
 
+    // One option: Pad1, a TLV, or (one octet left) an overrun.
     state hbh_opt {
-        transition select(packet.lookahead<bit<8>>()) {
-            ICPN_IPV6_OPT_PAD1: hbh_pad1;
+        transition select(packet.lookahead<bit<8>>(), meta.opt_rem) {
+            (ICPN_IPV6_OPT_PAD1, _): hbh_pad1;
+            (_, 1): hbh_overrun;
             default: hbh_tlv;
         }
     }
 
-    // Every option is kept apart in its place (hbh_slot); the HBH leaves as it came. What a tail
-    // strips (docs/pipeline.md 4: padding, the AltMark- and IOAM-typed options) is noted per slot.
+    // Every option is kept apart in its place (hbh_strip / hbh_keep, then a slot); the HBH
+    // leaves as it came. What a tail strips (docs/pipeline.md 4: padding, the AltMark- and
+    // IOAM-typed options) is noted per slot.
     state hbh_pad1 {
         meta.slot_len = 1;
         transition hbh_strip;
     }
 
+    // A TLV: its length, and what it is (one state: BMv2 pays for every state it enters). An
+    // AltMark is read when it is the first and has 4 octets of data; the first IOAM option is
+    // split for stamping; the first option of the APN type may be the carried one.
     state hbh_tlv {
-        transition select(meta.opt_rem) {
-            1: hbh_overrun;
-            default: hbh_tlv_len;
-        }
-    }
-
-    state hbh_tlv_len {
-        meta.opt_len = packet.lookahead<bit<16>>()[7:0];
-        meta.slot_len = 2 + (bit<16>)packet.lookahead<bit<16>>()[7:0];
+        bit<16> tl = packet.lookahead<bit<16>>();
+        meta.opt_len = tl[7:0];
+        meta.slot_len = 2 + (bit<16>)tl[7:0];
         bit<16> after = meta.opt_rem - meta.slot_len;
-        transition select(after[15:15]) {
-            0: hbh_tlv_kind;
-            default: hbh_overrun;
+        transition select(after[15:15], tl[15:8], meta.hbh_seen, meta.opt_len) {
+            (1, _, _, _): hbh_overrun;
+            (0, ICPN_IPV6_OPT_PADN, _, _): hbh_strip;
+            (0, ICPN_ALTMARK_OPT_TYPE, 4w0 &&& 4w2, 4): hbh_altmark;
+            (0, ICPN_ALTMARK_OPT_TYPE, _, _): hbh_strip;
+            (0, ICPN_IOAM_OPT_TYPE, 4w0 &&& 4w4, _): hbh_ioam_check;
+            (0, ICPN_IOAM_OPT_TYPE, _, _): hbh_strip;
+            (0, _, 4w0 &&& 4w1, _): hbh_other;
+            default: hbh_keep;
         }
     }
 
@@ -351,18 +364,6 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         packet.extract(hdr.hbh_rest, (bit<32>)meta.opt_rem * 8);
         meta.opt_rem = 0;
         transition after_hbh;
-    }
-
-    state hbh_tlv_kind {
-        transition select(packet.lookahead<bit<8>>(), meta.hbh_seen) {
-            (ICPN_IPV6_OPT_PADN, _): hbh_strip;
-            (ICPN_ALTMARK_OPT_TYPE, 4w0 &&& 4w2): hbh_altmark_check;
-            (ICPN_ALTMARK_OPT_TYPE, _): hbh_strip;
-            (ICPN_IOAM_OPT_TYPE, 4w0 &&& 4w4): hbh_ioam_check;
-            (ICPN_IOAM_OPT_TYPE, _): hbh_strip;
-            (_, 4w0 &&& 4w1): hbh_other;
-            default: hbh_keep;
-        }
     }
 
     // The first option of the APN type is the carried one; a later one is kept as unknown.
@@ -413,32 +414,26 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
 
     APN_WORDS_STATES(hbh_apn, hdr.hbh_apn_word, hbh_keep)
 
-    state hbh_altmark_check {
-        transition select(meta.opt_len) {
-            4: hbh_altmark;
-            default: hbh_strip;
-        }
-    }
-
     state hbh_altmark {
         hdr.altmark = packet.lookahead<opt_altmark_t>();
         meta.hbh_seen = meta.hbh_seen | 2;
         transition hbh_strip;
     }
 
-    // The slot of the option at hand (meta.slot_len octets): before or after the IOAM option.
+    // The option at hand (meta.slot_len octets) goes into the next slot before or after the
+    // IOAM option, marked as one a tail strips or keeps.
     state hbh_strip {
         meta.slot_strip = 1;
-        transition hbh_slot;
+        meta.opt_rem = meta.opt_rem - meta.slot_len;
+        transition select(meta.hbh_seen[2:2]) {
+            0: hbh_slot_pre;
+            default: hbh_slot_post;
+        }
     }
 
     state hbh_keep {
         meta.slot_strip = 0;
         meta.hbh_kept = meta.hbh_kept + meta.slot_len;
-        transition hbh_slot;
-    }
-
-    state hbh_slot {
         meta.opt_rem = meta.opt_rem - meta.slot_len;
         transition select(meta.hbh_seen[2:2]) {
             0: hbh_slot_pre;
@@ -509,12 +504,13 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         ioam_empty_words = room;
         ioam_filled_words = meta.ioam_words - rem;
         meta.words_left = nl;
-        transition select(beyond[7:7], room[7:7], longer[7:7], nl) {
-            (1, _, _, _): hbh_ioam_beyond;
-            (0, 1, _, _): hbh_ioam_no_record;
-            (0, 0, 1, _): hbh_ioam_no_record;
-            (0, 0, 0, 0): hbh_ioam_no_record;
-            default: hbh_ioam_empty;
+        transition select(beyond[7:7], room[7:7], longer[7:7], nl, room) {
+            (1, _, _, _, _): hbh_ioam_beyond;
+            (0, 1, _, _, _): hbh_ioam_no_record;
+            (0, 0, 1, _, _): hbh_ioam_no_record;
+            (0, 0, 0, 0, _): hbh_ioam_no_record;
+            (0, 0, 0, _, 0): hbh_ioam_record;       // no empty words before the record
+            default: hbh_ioam_empty_words;
         }
     }
 
@@ -540,7 +536,9 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
 
     state hbh_ioam_empty_words {
         packet.extract(hdr.ioam_empty, (bit<32>)ioam_empty_words * 32);
-        transition hbh_ioam_record;
+        transition select(meta.words_left) {
+            IOAM_RECORD_NEXT
+        }
     }
 
     state hbh_ioam_record {
@@ -580,7 +578,8 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         transition select(meta.l4_proto) {
             ICPN_IPPROTO_DSTOPTS: parse_doh1;
             ICPN_IPPROTO_ROUTING: parse_rh;
-            default: ipv6_upper;
+            ICPN_IPPROTO_HOPOPTS: ext_unheld;
+            IPV6_UPPER
         }
     }
 
@@ -599,10 +598,11 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     DOH_STATES(doh1, after_doh1)
 
     state after_doh1 {
-        transition select(hdr.doh1.next_hdr) {
+        transition select(meta.l4_proto) {
             ICPN_IPPROTO_ROUTING: parse_rh;
             ICPN_IPPROTO_DSTOPTS: parse_doh2;
-            default: ipv6_upper;
+            ICPN_IPPROTO_HOPOPTS: ext_unheld;
+            IPV6_UPPER
         }
     }
 
@@ -623,23 +623,22 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         }
     }
 
+#define RH_SEGS_SELECT                                                                        \
+        bit<8> room = ICPN_MAX_SEGMENTS - meta.segs_left;                                     \
+        transition select(meta.segs_left, room[7:7]) {                                        \
+            (0, _): rh_tlvs;                                                                  \
+            (_, 0): rh_seg;                                                                   \
+            default: rh_opaque;                                                               \
+        }
+
     state rh_count_le {
         meta.segs_left = hdr.rh.last_entry + 1;
-        transition rh_segs_check;
+        RH_SEGS_SELECT
     }
 
     state rh_count_len {
         meta.segs_left = hdr.rh.len >> 1;
-        transition rh_segs_check;
-    }
-
-    state rh_segs_check {
-        bit<8> room = ICPN_MAX_SEGMENTS - meta.segs_left;
-        transition select(meta.segs_left, room[7:7]) {
-            (0, _): rh_tlvs;
-            (_, 0): rh_seg;
-            default: rh_opaque;
-        }
+        RH_SEGS_SELECT
     }
 
     state rh_seg {
@@ -710,7 +709,9 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     state after_rh {
         transition select(meta.l4_proto) {
             ICPN_IPPROTO_DSTOPTS: parse_doh2;
-            default: ipv6_upper;
+            ICPN_IPPROTO_HOPOPTS: ext_unheld;
+            ICPN_IPPROTO_ROUTING: ext_unheld;
+            IPV6_UPPER
         }
     }
 
@@ -735,7 +736,7 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
             ICPN_IPPROTO_HOPOPTS: ext_unheld;
             ICPN_IPPROTO_DSTOPTS: ext_unheld;
             ICPN_IPPROTO_ROUTING: ext_unheld;
-            default: parse_upper;
+            IPV6_UPPER
         }
     }
 
