@@ -505,7 +505,8 @@ struct meta_t {
     bit<1>  ifit_head;
     bit<20> flowmon_id;
     bit<1>  ifit_l;
-    // The received AltMark's counter (FlowMonID % 1024 ++ L), counted as the packet leaves
+    // The received AltMark's FlowMonID and L: its counter (IfitSlot, IfitCount), counted as the
+    // packet leaves
     bit<1>  altmark_in;
     bit<20> altmark_in_flowmon;
     bit<1>  altmark_in_l;
