@@ -31,40 +31,35 @@ def from_digits(digits: Mapping[int, int]) -> tuple[int, int]:
     return packets, nbytes
 
 
+def _digit_totals(
+    switch: Switch, counter: str, indices: Iterable[int]
+) -> dict[int, tuple[int, int]]:
+    """Index -> (packets, value total) read back from `counter`'s digit cells (IFIT_LEN_CELLS per
+    index, `from_digits`), for the indices that counted a packet. One read of their cells."""
+    wanted = sorted(set(indices))
+    n = codes.IFIT_LEN_CELLS
+    got = switch.read_counter_cells(counter, (i * n + o for i in wanted for o in range(n)))
+    out = {}
+    for i in wanted:
+        packets, total = from_digits({o: got.get(i * n + o, (0, 0))[0] for o in range(n)})
+        if packets:
+            out[i] = (packets, total)
+    return out
+
+
 def read_cells(switch: Switch, cells: Iterable[int] | None = None) -> dict[int, tuple[int, int]]:
     """Counter index -> (packets, bytes) of these indices, or of every index that counted a
     packet (found in `ifit_counts`) when None. One read of their digit cells."""
     if cells is None:
-        wanted = sorted(i for i, (p, _) in switch.read_counter("ifit_counts").items() if p)
-    else:
-        wanted = sorted(set(cells))
-    n = codes.IFIT_LEN_CELLS
-    got = switch.read_counter_cells(
-        "ifit_len_digits", (i * n + o for i in wanted for o in range(n))
-    )
-    out = {}
-    for i in wanted:
-        packets, nbytes = from_digits({o: got.get(i * n + o, (0, 0))[0] for o in range(n)})
-        if packets:
-            out[i] = (packets, nbytes)
-    return out
+        cells = (i for i, (p, _) in switch.read_counter("ifit_counts").items() if p)
+    return _digit_totals(switch, "ifit_len_digits", cells)
 
 
 def slot_keepers(switch: Switch, slots: Iterable[int]) -> dict[int, int]:
     """Slot (FlowMonID % IFIT_COUNTER_FLOWS) -> the FlowMonID whose packets it counts, for the
     slots that have one: the keeper is counted once, digit by digit, into `ifit_slot_keeper`
     (ifit.p4 IfitSlot), so a slot's digit cells hold one packet per digit position."""
-    wanted = sorted(set(slots))
-    n = codes.IFIT_LEN_CELLS
-    got = switch.read_counter_cells(
-        "ifit_slot_keeper", (s * n + o for s in wanted for o in range(n))
-    )
-    out = {}
-    for s in wanted:
-        packets, flowmon_id = from_digits({o: got.get(s * n + o, (0, 0))[0] for o in range(n)})
-        if packets:
-            out[s] = flowmon_id
-    return out
+    return {s: fid for s, (_, fid) in _digit_totals(switch, "ifit_slot_keeper", slots).items()}
 
 
 def ifit_counters(
