@@ -5,7 +5,9 @@ One run, side by side:
 * pps for plain IPv6 forwarding, the SRv6 headend (H.Encaps, 3 SIDs, APN, IFIT head) and an End
   + IFIT transit node; the full pipeline should keep >= 70% of the plain forwarding rate;
 * FIB entries per second written in batches by the ICPN client (`pyctl.p4rt`, names resolved
-  through the P4Info), by a bare grpcio client (ids looked up once, protobuf built by hand) and
+  through the P4Info; it encodes a batch while the switch applies the one before, one request
+  in flight), by a bare grpcio client (ids looked up once, protobuf built by hand, one request
+  after another) and
   by finsy (a maintained P4Runtime library: its entities encoded through its schema); the ICPN
   client should keep >= 80% of the bare client's rate, and its ratio to finsy is printed.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -100,6 +101,10 @@ class FakeState:
     counters: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
     primary: int = 0
     writes: int = 0
+    write_delay: float = 0.0  # seconds each Write takes (to see whether requests overlap)
+    in_flight: int = 0
+    most_in_flight: int = 0
+    first_sids: list[bytes] = field(default_factory=list)  # each Write's first match value
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -187,8 +192,17 @@ class FakeP4Runtime(p4runtime_pb2_grpc.P4RuntimeServicer):
     ) -> p4runtime_pb2.WriteResponse:
         self._check_primary(request.election_id, context)
         with self.state.lock:
+            self.state.in_flight += 1
+            self.state.most_in_flight = max(self.state.most_in_flight, self.state.in_flight)
+        time.sleep(self.state.write_delay)
+        with self.state.lock:
+            self.state.in_flight -= 1
             results = [self._apply(u) for u in request.updates]
             self.state.writes += len(request.updates)
+            if request.updates and request.updates[0].entity.table_entry.match:
+                self.state.first_sids.append(
+                    request.updates[0].entity.table_entry.match[0].lpm.value
+                )
         if any(r.canonical_code != code_pb2.OK for r in results):
             status = status_pb2.Status(code=code_pb2.UNKNOWN, message="write failed")
             for r in results:
@@ -324,6 +338,50 @@ def test_arbitration_pipeline_and_batched_writes(
         assert read[0].action == "IcpnIngress.endpoint.end"
         sw.delete(entries[:50])
         assert len(sw.read_table("my_sid")) == 200
+
+
+def test_batches_arrive_in_order_one_at_a_time(
+    fake: tuple[FakeP4Runtime, str], info: P4Info
+) -> None:
+    """The client encodes a batch while the one before is on the switch, but never sends two
+    at once: a switch may apply concurrent requests in any order, and a later entry can depend
+    on an earlier one (a group on its members)."""
+    servicer, address = fake
+    servicer.state.write_delay = 0.05  # long enough for a second request to overlap the first
+    with _connected(address, info) as sw:
+        entries = [sid_entry(f"fc00:{i:x}::", 32) for i in range(1, 41)]
+        sw.insert(entries, batch=10)
+        assert servicer.state.most_in_flight == 1
+        # Batches start at entries 1, 11, 21, 31 (fc00:N:: in the top 32 bits of the SID).
+        assert [int.from_bytes(v, "big") >> 96 for v in servicer.state.first_sids] == [
+            0xFC000000 | n for n in (1, 11, 21, 31)
+        ]
+        # A batch the switch refuses stops the write there: an entry the client cannot encode
+        # in the batch after it does not hide the switch's error, and no later batch is sent.
+        bad = sid_entry("fc00:99::", 32, psp=5)  # psp is one bit
+        with pytest.raises(P4RuntimeError) as e:
+            sw.write(
+                [
+                    Update("insert", entries[0]),  # already there: ALREADY_EXISTS
+                    Update("insert", bad),
+                    Update("insert", sid_entry("fc00:77::", 32)),
+                ],
+                batch=1,
+            )
+        assert e.value.code == "ALREADY_EXISTS"
+        assert len(sw.read_table("my_sid")) == 40
+        # The batches before an entry the client cannot encode are applied, as one request
+        # after another would have applied them; nothing after it is sent.
+        with pytest.raises(P4InfoError, match="psp"):
+            sw.write(
+                [
+                    Update("insert", sid_entry("fc00:78::", 32)),
+                    Update("insert", bad),
+                    Update("insert", sid_entry("fc00:79::", 32)),
+                ],
+                batch=1,
+            )
+        assert len(sw.read_table("my_sid")) == 41
 
 
 def test_lpm_and_ternary_values_are_masked_and_dont_care_omitted(info: P4Info) -> None:

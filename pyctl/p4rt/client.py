@@ -256,17 +256,43 @@ class Switch:
     # ---- writes ------------------------------------------------------------------------------
 
     def write(self, updates: Sequence[Update], batch: int = DEFAULT_BATCH) -> None:
-        """Send updates in WriteRequests of `batch` updates each (in order)."""
+        """Send updates in WriteRequests of `batch` updates each, in order.
+
+        One request is in flight while the next is encoded, so the switch applies a batch while
+        the client builds the following one; a batch is sent only once the one before it has
+        been applied, so the order and the first error are those of one request after another.
+        """
         codec = self._require_codec()
         stub = self._require_stub()
         election = self._election()
-        for start in range(0, len(updates), batch):
-            chunk = updates[start : start + batch]
-            req = p4runtime_pb2.WriteRequest(device_id=self.device_id, election_id=election)
-            for u in chunk:
-                upd = req.updates.add(type=_UPDATE_TYPES[u.kind])
-                codec.fill_entity(upd.entity, u.entity)
-            self._send(stub, req, chunk)
+        in_flight: tuple[grpc.Future, Sequence[Update]] | None = None
+        try:
+            for start in range(0, len(updates), batch):
+                chunk = updates[start : start + batch]
+                try:
+                    req = p4runtime_pb2.WriteRequest(device_id=self.device_id, election_id=election)
+                    for u in chunk:
+                        upd = req.updates.add(type=_UPDATE_TYPES[u.kind])
+                        codec.fill_entity(upd.entity, u.entity)
+                finally:
+                    # The batch sent before is settled first: its error comes before this one's.
+                    if in_flight is not None:
+                        sent, in_flight = in_flight, None
+                        self._settle(*sent)
+                in_flight = (stub.Write.future(req, timeout=self.timeout), chunk)
+            if in_flight is not None:
+                sent, in_flight = in_flight, None
+                self._settle(*sent)
+        finally:
+            if in_flight is not None:  # interrupted (^C) while a batch was on its way
+                in_flight[0].cancel()
+
+    def _settle(self, future: grpc.Future, originals: Sequence[Update]) -> None:
+        """Wait for a sent WriteRequest; its failure as a P4RuntimeError naming the update."""
+        try:
+            future.result()
+        except grpc.RpcError as e:
+            raise self._write_error(e, originals) from None
 
     def write_encoded(
         self,
