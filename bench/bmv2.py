@@ -3,7 +3,9 @@
 One run, side by side:
 
 * pps for plain IPv6 forwarding, the SRv6 headend (H.Encaps, 3 SIDs, APN, IFIT head) and an End
-  + IFIT transit node; the full pipeline should keep >= 70% of the plain forwarding rate;
+  + IFIT transit node, one switch each, forwarding in turns of --burst frames (so that the
+  machine's other work lands on all three alike), with each switch's CPU time per frame; the
+  full pipeline should keep >= 70% of the plain forwarding rate;
 * FIB entries per second written in batches by the ICPN client (`pyctl.p4rt`, names resolved
   through the P4Info; it encodes a batch while the switch applies the one before, one request
   in flight), by a bare grpcio client (ids looked up once, protobuf built by hand, one request
@@ -11,7 +13,7 @@ One run, side by side:
   by finsy (a maintained P4Runtime library: its entities encoded through its schema); the ICPN
   client should keep >= 80% of the bare client's rate, and its ratio to finsy is printed.
 
-Usage (root, BMv2 installed): .venv/bin/python bench/bmv2.py [--packets N] [--entries N]
+Usage (root, BMv2 installed): .venv/bin/python bench/bmv2.py [--packets N] [--burst N] [--entries N]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from machine import print_machine, target
@@ -110,8 +113,9 @@ def scenarios() -> list[tuple[str, NodeConfig, bytes]]:
     ]
 
 
-def measure_pps(dp: BMv2DataPlane, frame: bytes, packets: int) -> float:
-    """Frames per second from port 1 to port 2 with WINDOW frames in flight."""
+def _send_through(dp: BMv2DataPlane, frame: bytes, packets: int) -> tuple[int, float]:
+    """Frames received on port 2 and the seconds taken, `packets` frames sent into port 1 with
+    WINDOW frames in flight."""
     tx, rx = dp.sockets[1], dp.sockets[2]
     sent = received = 0
 
@@ -128,12 +132,6 @@ def measure_pps(dp: BMv2DataPlane, frame: bytes, packets: int) -> float:
             if addr[2] != PACKET_OUTGOING:
                 got += 1
 
-    for _ in range(WINDOW):  # warm-up
-        tx.send(frame)
-    deadline = time.monotonic() + 10
-    while received < WINDOW and time.monotonic() < deadline:
-        received += drain(0.1)
-    sent = received = 0
     start = time.monotonic()
     deadline = start + 120
     while received < packets and time.monotonic() < deadline:
@@ -144,7 +142,49 @@ def measure_pps(dp: BMv2DataPlane, frame: bytes, packets: int) -> float:
         if got == 0 and sent - received >= WINDOW:
             received = sent  # a lost frame must not stall the window
         received += got
-    return received / (time.monotonic() - start)
+    return received, time.monotonic() - start
+
+
+def switch_cpu_seconds(dp: BMv2DataPlane) -> float:
+    """CPU time the switch process has used so far, all its threads (/proc/PID/stat)."""
+    pid = dp.process_.pid if dp.process_ is not None else None
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@dataclass
+class Turns:
+    """Each switch's frames, seconds and CPU seconds, summed over its turns, and its pps in
+    each turn (the turns of one cycle ran back to back)."""
+
+    frames: list[int]
+    seconds: list[float]
+    cpu: list[float]
+    per_cycle: list[list[float]]
+
+
+def measure_in_turns(planes: list[tuple[BMv2DataPlane, bytes]], packets: int, burst: int) -> Turns:
+    """Frames per second through several switches, each configured once, taking turns of
+    `burst` frames until each has forwarded `packets`: they share the machine's cores at the
+    same moments, so a burst of other work on the machine lands on all of them alike (what
+    one switch measured after another cannot promise)."""
+    n = len(planes)
+    turns = Turns([0] * n, [0.0] * n, [0.0] * n, [])
+    for dp, frame in planes:
+        _send_through(dp, frame, WINDOW)  # warm-up
+    while turns.frames[0] < packets:
+        cycle = []
+        for i, (dp, frame) in enumerate(planes):
+            cpu = switch_cpu_seconds(dp)
+            got, seconds = _send_through(dp, frame, min(burst, packets - turns.frames[i]))
+            turns.cpu[i] += switch_cpu_seconds(dp) - cpu
+            turns.frames[i] += got
+            turns.seconds[i] += seconds
+            cycle.append(got / seconds)
+        turns.per_cycle.append(cycle)
+    return turns
 
 
 def _fib_entries(n: int) -> list[TableEntry]:
@@ -217,10 +257,11 @@ def measure_finsy_client(dp: BMv2DataPlane, n: int, batch: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--packets", type=int, default=3000, help="frames per scenario")
+    ap.add_argument("--packets", type=int, default=12000, help="frames per scenario")
+    ap.add_argument("--burst", type=int, default=1000, help="frames per turn of one switch")
     ap.add_argument("--entries", type=int, default=4000, help="FIB entries per client")
     ap.add_argument("--batch", type=int, default=1000, help="updates per WriteRequest")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (best kept)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the clients (best kept)")
     ap.add_argument("--json", action="store_true", help="print a JSON summary too")
     ap.add_argument(
         "--switch",
@@ -234,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     room = P4Info.load(build.P4INFO).table("fib").size - len(_node({}).routes)
     for flag, value, top in (
         ("--packets", args.packets, None),
+        ("--burst", args.burst, None),
         ("--entries", args.entries, room),
         ("--batch", args.batch, None),
         ("--rounds", args.rounds, None),
@@ -248,19 +290,22 @@ def main(argv: list[str] | None = None) -> int:
     if reason is not None:
         print(f"bench/bmv2.py: skipped: {reason}")
         return 0
-    results: dict[str, float] = {}
-    rounds: list[dict[str, float]] = []  # each round's pps, for the spread of its ratios
-    dp = BMv2DataPlane()
+    cases = scenarios()
+    names = [n for n, _, _ in cases]
+    clients: dict[str, float] = {}
+    planes: list[BMv2DataPlane] = []
     try:
-        # Rounds alternate the scenarios and keep each one's best, so that a burst of other
-        # work on the machine does not decide a ratio.
+        # One switch per scenario, configured once; they forward in turns (measure_in_turns).
+        for _, node, _ in cases:
+            planes.append(BMv2DataPlane())
+            planes[-1].configure(node)
+        turns = measure_in_turns(
+            [(dp, frame) for dp, (_, _, frame) in zip(planes, cases, strict=True)],
+            args.packets,
+            args.burst,
+        )
+        dp = planes[0]
         for _ in range(args.rounds):
-            this_round = {}
-            for name, node, frame in scenarios():
-                dp.configure(node)
-                this_round[name] = measure_pps(dp, frame, args.packets)
-                results[name] = max(results.get(name, 0.0), this_round[name])
-            rounds.append(this_round)
             # Each client writes into a freshly installed pipeline.
             for name, fn in (
                 ("ICPN client entries/s", measure_icpn_client),
@@ -268,27 +313,33 @@ def main(argv: list[str] | None = None) -> int:
                 ("finsy entries/s", measure_finsy_client),
             ):
                 dp.configure(_node({}))
-                results[name] = max(results.get(name, 0.0), fn(dp, args.entries, args.batch))
+                clients[name] = max(clients.get(name, 0.0), fn(dp, args.entries, args.batch))
     finally:
-        dp.close()
-    names = [n for n, _, _ in scenarios()]
-    plain = results[names[0]]
+        for plane in planes:
+            plane.close()
+    pps = [f / s for f, s in zip(turns.frames, turns.seconds, strict=True)]
+    cpu_us = [1e6 * c / f for c, f in zip(turns.cpu, turns.frames, strict=True)]
     exe = shutil.which(default_binary()) or default_binary()
     print(f"BMv2 {build.JSON.relative_to(build.ROOT)} on {exe}")
-    print(f"packets per second ({args.packets} frames, best of {args.rounds} rounds)")
-    for n in names:
-        print(f"  {n:50s} {results[n]:9.0f} pps  {100 * results[n] / plain:5.1f}% of plain")
-    full = min(results[n] for n in names[1:]) / plain
-    # The same ratio within each round (the scenarios back to back): how far the machine's
-    # noise moves it, next to the best-of figure the target reads.
-    paired = sorted(min(r[n] for n in names[1:]) / r[names[0]] for r in rounds)
     print(
-        f"  lowest pipeline / plain within each round: {paired[0]:.2f} .. {paired[-1]:.2f}"
+        f"packets per second ({args.packets} frames each, in {len(turns.per_cycle)} turns of"
+        f" {args.burst}; switch CPU: all its threads, per frame)"
+    )
+    for i, n in enumerate(names):
+        print(
+            f"  {n:50s} {pps[i]:9.0f} pps  {100 * pps[i] / pps[0]:5.1f}% of plain"
+            f"  CPU {cpu_us[i]:6.0f} us/frame"
+        )
+    full = min(pps[1:]) / pps[0]
+    # The same ratio in each cycle of turns: how far the machine moves it within a run.
+    paired = sorted(min(c[1:]) / c[0] for c in turns.per_cycle)
+    print(
+        f"  lowest pipeline / plain in each cycle of turns: {paired[0]:.2f} .. {paired[-1]:.2f}"
         f" (median {paired[len(paired) // 2]:.2f})"
     )
-    icpn, bare = results["ICPN client entries/s"], results["bare grpcio entries/s"]
+    icpn, bare = clients["ICPN client entries/s"], clients["bare grpcio entries/s"]
     print(f"P4Runtime writes ({args.entries} FIB entries, batches of {args.batch})")
-    finsy = results["finsy entries/s"]
+    finsy = clients["finsy entries/s"]
     print(f"  ICPN client (pyctl.p4rt) {icpn:9.0f} entries/s")
     print(
         f"  finsy 0.30               {finsy:9.0f} entries/s  -> ICPN at {100 * icpn / finsy:.1f}%"
@@ -297,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = target("BMv2 full pipeline pps (lowest)", full, 0.70, False, "plain forwarding")
     ok &= target("P4Runtime ICPN client entries/s", icpn / bare, 0.80, False, "bare grpcio")
     if args.json:
-        print(json.dumps(results, indent=2))
+        summary = {n: pps[i] for i, n in enumerate(names)} | clients
+        print(json.dumps(summary, indent=2))
     return 0 if ok else 1
 
 

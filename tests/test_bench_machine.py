@@ -60,6 +60,7 @@ def test_a_target_line_says_ratio_limit_and_verdict(
         # the FIB is 4096 entries (p4/icpn.p4 table fib) and the bench node has 2 routes
         (["--entries", "8000"], "--entries 8000: 1..4094, the FIB's room"),
         (["--rounds", "0"], "--rounds 0: at least 1"),
+        (["--burst", "-5"], "--burst -5: at least 1"),
     ],
 )
 def test_bmv2_bench_refuses_bad_sizes_in_one_line(args: list[str], line: str) -> None:
