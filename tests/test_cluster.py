@@ -104,10 +104,16 @@ def second_server(tmp_path: Path) -> Iterator[SecondServer]:
             ["ip", "netns", "exec", NETNS, "unshare", "-m", "--propagation", "private", "sh", "-c",
              f"mount -t tmpfs icpn-test {tmp_path / 'runs'} && exec {sshd}"], check=True,
         )  # fmt: skip
+        # sshd creates its pid file, then writes it: wait for the number, not the file
         deadline = time.monotonic() + 10
-        while not (d / "sshd.pid").exists() and time.monotonic() < deadline:
+        pid_text = ""
+        while not pid_text.strip().isdigit() and time.monotonic() < deadline:
             time.sleep(0.05)
-        sshd_pid = int((d / "sshd.pid").read_text())
+            pid_text = (d / "sshd.pid").read_text() if (d / "sshd.pid").exists() else ""
+        if not pid_text.strip().isdigit():
+            log = (d / "sshd.log").read_text() if (d / "sshd.log").exists() else ""
+            pytest.fail(f"sshd wrote no pid in 10 s: {log.strip()[-300:]}")
+        sshd_pid = int(pid_text)
         yield SecondServer(SERVER_IP, d / "ssh_config", NETNS)
     finally:
         for pid in [*([sshd_pid] if sshd_pid else []), *_netns_pids(NETNS)]:
