@@ -83,19 +83,20 @@ register<bit<32>>(ICPN_IFIT_COUNTER_FLOWS) ifit_countdown;
 
 // Pad of n octets (docs/pipeline.md): Pad1 for one, PadN with zero data otherwise. A table
 // with constant entries costs BMv2 one lookup where a chain of conditions costs one per test.
-#define PAD_OFF(I) p[I].setInvalid();
+// Each pad stack is this node's own (never parsed) and laid out once per packet, so it starts
+// invalid: an action makes valid only the octets it needs.
 #define PAD_ZERO(I) p[I].setValid(); p[I].b = 0;
 #define PADN(DATA) p[0].setValid(); p[0].b = ICPN_IPV6_OPT_PADN; p[1].setValid(); \
     p[1].b = DATA;
 
 control MakePad(in bit<8> n, inout padb_t[7] p) {
-    action pad0() { PAD_OFF(0) PAD_OFF(1) PAD_OFF(2) PAD_OFF(3) PAD_OFF(4) PAD_OFF(5) PAD_OFF(6) }
-    action pad1() { PAD_ZERO(0) PAD_OFF(1) PAD_OFF(2) PAD_OFF(3) PAD_OFF(4) PAD_OFF(5) PAD_OFF(6) }
-    action pad2() { PADN(0) PAD_OFF(2) PAD_OFF(3) PAD_OFF(4) PAD_OFF(5) PAD_OFF(6) }
-    action pad3() { PADN(1) PAD_ZERO(2) PAD_OFF(3) PAD_OFF(4) PAD_OFF(5) PAD_OFF(6) }
-    action pad4() { PADN(2) PAD_ZERO(2) PAD_ZERO(3) PAD_OFF(4) PAD_OFF(5) PAD_OFF(6) }
-    action pad5() { PADN(3) PAD_ZERO(2) PAD_ZERO(3) PAD_ZERO(4) PAD_OFF(5) PAD_OFF(6) }
-    action pad6() { PADN(4) PAD_ZERO(2) PAD_ZERO(3) PAD_ZERO(4) PAD_ZERO(5) PAD_OFF(6) }
+    action pad0() { }
+    action pad1() { PAD_ZERO(0) }
+    action pad2() { PADN(0) }
+    action pad3() { PADN(1) PAD_ZERO(2) }
+    action pad4() { PADN(2) PAD_ZERO(2) PAD_ZERO(3) }
+    action pad5() { PADN(3) PAD_ZERO(2) PAD_ZERO(3) PAD_ZERO(4) }
+    action pad6() { PADN(4) PAD_ZERO(2) PAD_ZERO(3) PAD_ZERO(4) PAD_ZERO(5) }
     action pad7() { PADN(5) PAD_ZERO(2) PAD_ZERO(3) PAD_ZERO(4) PAD_ZERO(5) PAD_ZERO(6) }
 
     table pad {
@@ -128,18 +129,22 @@ control EncapHbhLayout(inout exthdr_t h, in opt_apn_t apn, in opt_altmark_t am,
     // (@name: the P4Info names of the pad tables stay what they were)
     @name("make_pad_a") MakePad() make_pad_align;
     @name("make_pad_e") MakePad() make_pad_end;
-    apply {
-        bit<16> off = 2;
-        if (apn.isValid()) { off = off + 2 + (bit<16>)apn.len; }
-        if (am.isValid()) { off = off + 6; }
-        bit<8> na = 0;
-        if (io.isValid()) {
-            na = (bit<8>)((16w0 - off) & 3);
-            off = off + (bit<16>)na + 2 + (bit<16>)io.len;
-        }
-        bit<8> ne = (bit<8>)((16w0 - off) & 7);
+    bit<8> na;   // octets of padding before the IOAM option, and at the end
+    bit<8> ne;
+
+    // One action (see IfitHead.mark): the options' octets, the padding, the header's length.
+    action lengths() {
+        bit<16> off = 2 + (apn.isValid() ? 2 + (bit<16>)apn.len : 16w0)
+                      + (am.isValid() ? 16w6 : 16w0);
+        na = io.isValid() ? (bit<8>)((16w0 - off) & 3) : 8w0;
+        off = off + (io.isValid() ? (bit<16>)na + 2 + (bit<16>)io.len : 16w0);
+        ne = (bit<8>)((16w0 - off) & 7);
         total = off + (bit<16>)ne;
         h.len = (bit<8>)(total >> 3) - 1;
+    }
+
+    apply {
+        lengths();
         make_pad_align.apply(na, pad_align);
         make_pad_end.apply(ne, pad_end);
     }
@@ -152,8 +157,7 @@ control OptionsLayout(inout exthdr_t h, in opt_apn_t apn, in bit<16> kept, inout
                       out bit<16> total) {
     MakePad() make_pad;
     apply {
-        bit<16> off = 2 + kept;
-        if (apn.isValid()) { off = off + 2 + (bit<16>)apn.len; }
+        bit<16> off = 2 + kept + (apn.isValid() ? 2 + (bit<16>)apn.len : 16w0);
         bit<8> ne = (bit<8>)((16w0 - off) & 7);
         total = off + (bit<16>)ne;
         h.len = (bit<8>)(total >> 3) - 1;
@@ -328,7 +332,7 @@ control IoamRecord(in bit<8> hop_limit, in bit<24> node_id, in bit<16> in_if, in
 // BMv2's setValid (add_header) zeroes an invalid header: that is the empty record.
 #define GEN_ZERO(I) if (zw > I) {                                                              \
         hdr.encap_gen_empty[I].setValid(); hdr.encap_gen_empty[I].w = 0; }
-#define GEN_REC(I) if (node_len > I) {                                                         \
+#define GEN_REC(I) if (gen_node_len > I) {                                                     \
         hdr.encap_gen_record[I].setValid(); hdr.encap_gen_record[I].w = 0; }
 #define ZERO_NODE(I) hdr.encap_ioam_record[I].setValid();
 
@@ -340,10 +344,8 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
     bit<32>  slot;
     bit<128> period_magic;
     bit<32>  d_every;
-    bit<16>  namespace_id;
-    bit<8>   nodes;
-    bit<8>   node_len;
-    bit<24>  trace_type;
+    bit<8>   gen_nodes;      // set_ifit_head_gen's area
+    bit<8>   gen_node_len;
 
     action set_flowmon(bit<20> flowmon_id, bit<32> flow_slot) {
         flowmon = flowmon_id;
@@ -365,63 +367,71 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
         size = ICPN_IFIT_COUNTER_FLOWS;
     }
 
+    // The head's settings, and the IOAM trace option's fixed part written at once: it is the
+    // same for every packet of the node (the AltMark, which is not, follows in apply).
     action head(bit<128> period_div, bit<32> d_every_n, bit<16> namespace, bit<8> max_nodes,
-                bit<24> trace) {
+                bit<8> node_words, bit<24> trace) {
         period_magic = period_div;
         d_every = d_every_n;
-        namespace_id = namespace;
-        nodes = max_nodes;
-        trace_type = trace;
+        // (setValid zeroes Reserved, IOAM-Option-Type 0 and Flags, as it does the empty records)
+        hdr.encap_ioam.setValid();
+        hdr.encap_ioam.type = ICPN_IOAM_OPT_TYPE;
+        hdr.encap_ioam.len = 10 + 4 * max_nodes * node_words;
+        hdr.encap_trace.setValid();
+        hdr.encap_trace.namespace_id = namespace;
+        hdr.encap_trace.node_len = (bit<5>)node_words;
+        hdr.encap_trace.remaining_len = (bit<7>)(max_nodes * node_words);
+        hdr.encap_trace.trace_type = trace;
     }
 
     // Head settings; set_ifit_headN also lays out the empty area of N records (N = max_nodes),
     // so the head needs one lookup for both.
     action set_ifit_head1(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
-        head(period_div, d_every_n, namespace, 1, trace);
+        head(period_div, d_every_n, namespace, 1, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
         ZERO_NODE(0)
     }
 
     action set_ifit_head2(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
-        head(period_div, d_every_n, namespace, 2, trace);
+        head(period_div, d_every_n, namespace, 2, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
         ZERO_NODE(0) ZERO_NODE(1)
     }
 
     action set_ifit_head3(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
-        head(period_div, d_every_n, namespace, 3, trace);
+        head(period_div, d_every_n, namespace, 3, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
         ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2)
     }
 
     action set_ifit_head4(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
-        head(period_div, d_every_n, namespace, 4, trace);
+        head(period_div, d_every_n, namespace, 4, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
         ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3)
     }
 
     action set_ifit_head5(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
-        head(period_div, d_every_n, namespace, 5, trace);
+        head(period_div, d_every_n, namespace, 5, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
         ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3) ZERO_NODE(4)
     }
 
     action set_ifit_head6(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
-        head(period_div, d_every_n, namespace, 6, trace);
+        head(period_div, d_every_n, namespace, 6, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
         ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3) ZERO_NODE(4) ZERO_NODE(5)
     }
 
     action set_ifit_head7(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
-        head(period_div, d_every_n, namespace, 7, trace);
+        head(period_div, d_every_n, namespace, 7, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
         ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3)
         ZERO_NODE(4) ZERO_NODE(5) ZERO_NODE(6)
     }
 
     action set_ifit_head8(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
-        head(period_div, d_every_n, namespace, 8, trace);
+        head(period_div, d_every_n, namespace, 8, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
         ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3)
         ZERO_NODE(4) ZERO_NODE(5) ZERO_NODE(6) ZERO_NODE(7)
     }
@@ -429,10 +439,37 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
     // Another trace type: NodeLen node_words, the record's words chosen by sel (ICPN_GEN_*).
     action set_ifit_head_gen(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                              bit<24> trace, bit<8> max_nodes, bit<8> node_words, bit<100> sel) {
-        head(period_div, d_every_n, namespace, max_nodes, trace);
-        node_len = node_words;
+        head(period_div, d_every_n, namespace, max_nodes, node_words, trace);
+        gen_nodes = max_nodes;
+        gen_node_len = node_words;
         meta.ifit_gen = 1;
         meta.ifit_gen_sel = sel;
+    }
+
+    // The flow's AltMark for this packet: its period's colour and, one packet in d_every, D (a
+    // new period restarts the countdown). One action: p4c turns each if of a control's body
+    // into a table of its own, where conditional expressions in an action stay one step.
+    action mark() {
+        bit<48> period1 = MAGIC_DIV(meta.now_us, period_magic) + 1;
+        bit<48> last;
+        bit<32> countdown;
+        ifit_period.read(last, slot);
+        ifit_countdown.read(countdown, slot);
+        countdown = (last != period1) ? 32w0 : countdown;
+        bit<1> d = (countdown == 0) ? 1w1 : 1w0;
+        ifit_period.write(slot, period1);
+        ifit_countdown.write(slot, (countdown == 0) ? d_every - 1 : countdown - 1);
+        bit<48> period = period1 - 1;
+        hdr.encap_hbh.setValid();
+        hdr.encap_altmark.setValid();
+        hdr.encap_altmark.type = ICPN_ALTMARK_OPT_TYPE;
+        hdr.encap_altmark.len = 4;
+        hdr.encap_altmark.flowmon_id = flowmon;
+        hdr.encap_altmark.l = period[0:0];
+        hdr.encap_altmark.d = d;
+        meta.ifit_head = 1;
+        meta.flowmon_id = flowmon;
+        meta.ifit_l = period[0:0];
     }
 
     table ifit_head_cfg {
@@ -447,54 +484,16 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
     apply {
         flowmon = 0;
         slot = 0;
-        period_magic = 0;
+        period_magic = 0;   // a node without head settings: one period, D on every packet
         d_every = 1;
-        namespace_id = 0;
-        nodes = 0;
-        node_len = (bit<8>)IOAM_NODE_LEN_DEFAULT;
-        trace_type = ICPN_IOAM_TRACE_TYPE_DEFAULT;
+        gen_nodes = 0;
+        gen_node_len = 0;
         meta.ifit_gen = 0;
         if (ifit_flow.apply().hit) {
             ifit_head_cfg.apply();
-            bit<48> period1 = MAGIC_DIV(meta.now_us, period_magic) + 1;
-            bit<48> last;
-            bit<32> countdown;
-            ifit_period.read(last, slot);
-            ifit_countdown.read(countdown, slot);
-            if (last != period1) {
-                countdown = 0;
-            }
-            bit<1> d = 0;
-            if (countdown == 0) {
-                d = 1;
-                countdown = d_every - 1;
-            } else {
-                countdown = countdown - 1;
-            }
-            ifit_period.write(slot, period1);
-            ifit_countdown.write(slot, countdown);
-
-            hdr.encap_hbh.setValid();
-            hdr.encap_altmark.setValid();
-            hdr.encap_altmark.type = ICPN_ALTMARK_OPT_TYPE;
-            hdr.encap_altmark.len = 4;
-            hdr.encap_altmark.flowmon_id = flowmon;
-            bit<48> period = period1 - 1;
-            hdr.encap_altmark.l = period[0:0];
-            hdr.encap_altmark.d = d;
-            hdr.encap_altmark.reserved = 0;
-            hdr.encap_ioam.setValid();
-            hdr.encap_ioam.type = ICPN_IOAM_OPT_TYPE;
-            hdr.encap_ioam.len = 10 + 4 * nodes * node_len;
-            hdr.encap_ioam.reserved = 0;
-            hdr.encap_ioam.ioam_type = 0;
-            hdr.encap_trace.setValid();
-            hdr.encap_trace.namespace_id = namespace_id;
-            hdr.encap_trace.node_len = (bit<5>)node_len;
-            hdr.encap_trace.flags = 0;
-            hdr.encap_trace.remaining_len = (bit<7>)(nodes * node_len);
+            mark();
             if (meta.ifit_gen == 1) {
-                bit<8> zw = (nodes - 1) * node_len;
+                bit<8> zw = (gen_nodes - 1) * gen_node_len;
                 GEN_ZERO(0) GEN_ZERO(1) GEN_ZERO(2) GEN_ZERO(3) GEN_ZERO(4) GEN_ZERO(5)
                 GEN_ZERO(6) GEN_ZERO(7) GEN_ZERO(8) GEN_ZERO(9) GEN_ZERO(10) GEN_ZERO(11)
                 GEN_ZERO(12) GEN_ZERO(13) GEN_ZERO(14) GEN_ZERO(15) GEN_ZERO(16) GEN_ZERO(17)
@@ -510,11 +509,6 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
                 GEN_REC(14) GEN_REC(15) GEN_REC(16) GEN_REC(17) GEN_REC(18) GEN_REC(19)
                 GEN_REC(20) GEN_REC(21) GEN_REC(22) GEN_REC(23) GEN_REC(24)
             }
-            hdr.encap_trace.trace_type = trace_type;
-            hdr.encap_trace.reserved = 0;
-            meta.ifit_head = 1;
-            meta.flowmon_id = flowmon;
-            meta.ifit_l = hdr.encap_altmark.l;
         }
     }
 }

@@ -377,6 +377,7 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
     bit<8>  nsegs;
     bit<8>  sl;
     ip6_t   first;
+    bit<8>  inner_proto;   // the inner packet's protocol (outer_ipv6)
 
     IfitHead() ifit_head;
     ApnFill() apn_fill;
@@ -511,6 +512,27 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
         ENC_SEG(7)
     }
 
+    // The outer IPv6 header from the inner packet's (IPv6, else IPv4). One action: p4c turns
+    // each if of a control's body into a table of its own, where conditional expressions in an
+    // action stay one step.
+    action outer_ipv6() {
+        bool inner6 = hdr.ipv6.isValid();
+        inner_proto = inner6 ? (bit<8>)ICPN_IPPROTO_IPV6 : (bit<8>)ICPN_IPPROTO_IPIP;
+        bit<8> hop_limit = inner6 ? hdr.ipv6.hop_limit : hdr.ipv4.ttl;
+        bit<20> inner_label = inner6 ? hdr.ipv6.flow_label : 20w0;
+        hdr.encap_ipv6.setValid();
+        hdr.encap_ipv6.version = 6;
+        hdr.encap_ipv6.tc = inner6 ? hdr.ipv6.tc : hdr.ipv4.tos;
+        hdr.encap_ipv6.flow_label =
+            (flowlabel_mode == ICPN_FLOWLABEL_HASH) ? meta.flow_hash[19:0]
+            : ((flowlabel_mode == ICPN_FLOWLABEL_COPY) ? inner_label : 20w0);
+        hdr.encap_ipv6.payload_len = 0;          // set once every header is in place
+        hdr.encap_ipv6.hop_limit = hop_limit - 1;
+        hdr.encap_ipv6.src = source;
+        hdr.encap_ipv6.dst = first;
+        meta.hop_limit_out = hop_limit - 1;
+    }
+
     table policy_bucket {
         key = {
             meta.policy_id: exact @name("policy");
@@ -556,31 +578,8 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
             }
         }
         if (meta.encap == 1) {
-            bit<8>  inner_nh = ICPN_IPPROTO_IPIP;
-            bit<8>  hop_limit = hdr.ipv4.ttl;
-            bit<8>  tc = hdr.ipv4.tos;
-            bit<20> inner_label = 0;
-            if (hdr.ipv6.isValid()) {
-                inner_nh = ICPN_IPPROTO_IPV6;
-                hop_limit = hdr.ipv6.hop_limit;
-                tc = hdr.ipv6.tc;
-                inner_label = hdr.ipv6.flow_label;
-            }
-            hdr.encap_ipv6.setValid();
-            hdr.encap_ipv6.version = 6;
-            hdr.encap_ipv6.tc = tc;
-            if (flowlabel_mode == ICPN_FLOWLABEL_HASH) {
-                hdr.encap_ipv6.flow_label = meta.flow_hash[19:0];
-            } else if (flowlabel_mode == ICPN_FLOWLABEL_COPY) {
-                hdr.encap_ipv6.flow_label = inner_label;
-            } else {
-                hdr.encap_ipv6.flow_label = 0;
-            }
-            hdr.encap_ipv6.payload_len = 0;          // set once every header is in place
-            hdr.encap_ipv6.hop_limit = hop_limit - 1;
-            hdr.encap_ipv6.src = source;
-            hdr.encap_ipv6.dst = first;
-            meta.hop_limit_out = hop_limit - 1;
+            outer_ipv6();
+            bit<8> inner_nh = inner_proto;
             bit<8> after_hbh = inner_nh;
             // SRH TLV carrier: the APN needs an SRH; H.Encaps.Red with one SID then gets the
             // H.Encaps one (List[0] = S1, SL = LE = 0).
