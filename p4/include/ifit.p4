@@ -26,16 +26,21 @@ counter(2 * ICPN_IFIT_COUNTER_FLOWS, CounterType.packets) ifit_counts;
 // over them (pyctl.targets.bmv2.counters reads it back).
 counter(2 * ICPN_IFIT_COUNTER_FLOWS * ICPN_IFIT_LEN_CELLS, CounterType.packets) ifit_len_digits;
 
+// One packet in each of a value's IFIT_LEN_DIGITS base-16 digit cells, from cell `base`: the
+// cell of digit k with value v is base + 16 k + v (pyctl.targets.bmv2.counters reads them).
+#define COUNT_DIGITS(CTR, BASE, V)                     \
+    CTR.count(BASE + (bit<32>)V[3:0]);                 \
+    CTR.count(BASE + 16 + (bit<32>)V[7:4]);            \
+    CTR.count(BASE + 32 + (bit<32>)V[11:8]);           \
+    CTR.count(BASE + 48 + (bit<32>)V[15:12]);          \
+    CTR.count(BASE + 64 + (bit<32>)V[19:16]);
+
 // Counts a packet of `len` octets (its carrier's IPv6 length) in counter index `idx`.
 control IfitCount(in bit<32> idx, in bit<32> len) {
     apply {
         ifit_counts.count(idx);
         bit<32> base = idx * ICPN_IFIT_LEN_CELLS;
-        ifit_len_digits.count(base + (bit<32>)len[3:0]);
-        ifit_len_digits.count(base + 16 + (bit<32>)len[7:4]);
-        ifit_len_digits.count(base + 32 + (bit<32>)len[11:8]);
-        ifit_len_digits.count(base + 48 + (bit<32>)len[15:12]);
-        ifit_len_digits.count(base + 64 + (bit<32>)len[19:16]);
+        COUNT_DIGITS(ifit_len_digits, base, len)
     }
 }
 
@@ -68,11 +73,7 @@ control IfitSlot(in bit<20> flowmon_id, out bit<1> taken) {
         claim();
         if (claimed == 1) {
             bit<32> base = ((bit<32>)flowmon_id % ICPN_IFIT_COUNTER_FLOWS) * ICPN_IFIT_LEN_CELLS;
-            ifit_slot_keeper.count(base + (bit<32>)flowmon_id[3:0]);
-            ifit_slot_keeper.count(base + 16 + (bit<32>)flowmon_id[7:4]);
-            ifit_slot_keeper.count(base + 32 + (bit<32>)flowmon_id[11:8]);
-            ifit_slot_keeper.count(base + 48 + (bit<32>)flowmon_id[15:12]);
-            ifit_slot_keeper.count(base + 64 + (bit<32>)flowmon_id[19:16]);
+            COUNT_DIGITS(ifit_slot_keeper, base, flowmon_id)
         }
     }
 }

@@ -137,6 +137,23 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> tlv_error
         size = 1024;
     }
 
+    // RFC 8986 4.1 S14-S16: Segments Left - 1, the segment it then points at becomes the
+    // destination (the parser holds segments 0..7; more are dropped before), hop limit - 1.
+    // One action: p4c turns each if of a control's body into a table of its own, where
+    // conditional expressions in an action stay one step.
+    action advance() {
+        bit<8> sl = hdr.rh.segments_left - 1;
+        hdr.rh.segments_left = sl;
+        hdr.ipv6.dst = (sl == 0) ? hdr.seg[0].sid
+                     : ((sl == 1) ? hdr.seg[1].sid
+                     : ((sl == 2) ? hdr.seg[2].sid
+                     : ((sl == 3) ? hdr.seg[3].sid
+                     : ((sl == 4) ? hdr.seg[4].sid
+                     : ((sl == 5) ? hdr.seg[5].sid
+                     : ((sl == 6) ? hdr.seg[6].sid : hdr.seg[7].sid))))));
+        hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;
+    }
+
     // The prefixes of my_sid again, hit only: is the DA that End wrote a local SID? (p4c applies
     // a table once per packet; applied only after an End that wrote a new DA.)
     table local_sid {
@@ -187,27 +204,8 @@ control SRv6Endpoint(inout headers_t hdr, inout meta_t meta, in bit<1> tlv_error
             } else if (meta.rh_opaque == 1 || meta.tlv_unwalked == 1) {
                 drop(ICPN_DROP_P4_LIMIT);      // more segments or TLVs than the parser holds
             } else {
-                bit<8> sl = hdr.rh.segments_left - 1;
-                hdr.rh.segments_left = sl;
-                if (sl == 0) {
-                    hdr.ipv6.dst = hdr.seg[0].sid;
-                } else if (sl == 1) {
-                    hdr.ipv6.dst = hdr.seg[1].sid;
-                } else if (sl == 2) {
-                    hdr.ipv6.dst = hdr.seg[2].sid;
-                } else if (sl == 3) {
-                    hdr.ipv6.dst = hdr.seg[3].sid;
-                } else if (sl == 4) {
-                    hdr.ipv6.dst = hdr.seg[4].sid;
-                } else if (sl == 5) {
-                    hdr.ipv6.dst = hdr.seg[5].sid;
-                } else if (sl == 6) {
-                    hdr.ipv6.dst = hdr.seg[6].sid;
-                } else {
-                    hdr.ipv6.dst = hdr.seg[7].sid;
-                }
-                hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;
-                if (meta.psp == 1 && sl == 0) {
+                advance();
+                if (meta.psp == 1 && hdr.rh.segments_left == 0) {
                     // PSP: the penultimate segment removes the SRH.
                     if (hdr.doh1.isValid()) {
                         hdr.doh1.next_hdr = hdr.rh.next_hdr;
