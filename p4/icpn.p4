@@ -656,9 +656,7 @@ control IcpnEgress(inout headers_t hdr, inout meta_t meta, inout standard_metada
                         hdr.encap_trace.remaining_len = hdr.encap_trace.remaining_len
                                                         - (bit<7>)hdr.encap_trace.node_len;
                     } else {
-                        stamp_head.apply(hdr.encap_trace, hdr.encap_ioam_record,
-                                         (bit<8>)((((bit<16>)hdr.encap_ioam.len - 10) * 13) >> 8),
-                                         rec);
+                        stamp_head.apply(hdr.encap_trace, hdr.encap_ioam_own, rec);
                     }
                 } else if (meta.ioam_usable == 1 && hdr.trace.isValid() && meta.encap == 0) {
                     // (an encapsulated packet's trace is inside: the outer header has none)

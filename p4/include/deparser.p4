@@ -23,7 +23,8 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.encap_hbh_pad_align);
         packet.emit(hdr.encap_ioam);
         packet.emit(hdr.encap_trace);
-        packet.emit(hdr.encap_ioam_record);
+        packet.emit(hdr.encap_ioam_empty);
+        packet.emit(hdr.encap_ioam_own);
         packet.emit(hdr.encap_gen_empty);
         packet.emit(hdr.encap_gen_record);
         packet.emit(hdr.encap_hbh_pad_end);

@@ -153,6 +153,12 @@ header ioam_node_t {
     bit<32> qdepth;        // queue depth
 }
 
+// An empty record of the default trace type, as one field: a head lays out the records before
+// its own at zero, and a header of one field costs BMv2 one field to reset and emit, not five.
+header ioam_empty_node_t {
+    bit<160> zero;
+}
+
 // The same record as the values a node computes before it stamps them (IoamRecord).
 struct ioam_record_t {
     bit<32> hop_node;
@@ -296,7 +302,8 @@ struct headers_t {
     padb_t[7]     encap_hbh_pad_align;   // pad to 4n + 2 before the IOAM option
     opt_ioam_t    encap_ioam;
     ioam_trace_t  encap_trace;
-    ioam_node_t[ICPN_IOAM_MAX_NODES] encap_ioam_record;
+    ioam_empty_node_t[ICPN_IOAM_MAX_NODES - 1] encap_ioam_empty;  // the records before the head's
+    ioam_node_t   encap_ioam_own;        // the head's own record, the area's last
     // A head with another trace type: the empty records, then its own record, word by word.
     word_t[ICPN_IOAM_GEN_ZERO_WORDS] encap_gen_empty;
     word_t[ICPN_IOAM_GEN_REC_WORDS]  encap_gen_record;

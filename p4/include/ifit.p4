@@ -301,16 +301,14 @@ control IoamStamp(inout ioam_trace_t t, inout word_t[ICPN_IOAM_RECORD_WORDS] rec
     }
 }
 
-// A head's own record in the default-type area it laid out: the last of `nodes` records.
-control IoamStampHead(inout ioam_trace_t t, inout ioam_node_t[ICPN_IOAM_MAX_NODES] records,
-                      in bit<8> nodes, in ioam_record_t rec) {
+// A head's own record in the default-type area it laid out: the area's last record.
+control IoamStampHead(inout ioam_trace_t t, inout ioam_node_t own, in ioam_record_t rec) {
     apply {
-        bit<8> k = nodes - 1;
-        records[k].hop_node = rec.hop_node;
-        records[k].ports = rec.ports;
-        records[k].seconds = rec.seconds;
-        records[k].micros = rec.micros;
-        records[k].qdepth = rec.qdepth;
+        own.hop_node = rec.hop_node;
+        own.ports = rec.ports;
+        own.seconds = rec.seconds;
+        own.micros = rec.micros;
+        own.qdepth = rec.qdepth;
         t.remaining_len = t.remaining_len - (bit<7>)IOAM_NODE_LEN_DEFAULT;
     }
 }
@@ -335,7 +333,8 @@ control IoamRecord(in bit<8> hop_limit, in bit<24> node_id, in bit<16> in_if, in
         hdr.encap_gen_empty[I].setValid(); hdr.encap_gen_empty[I].w = 0; }
 #define GEN_REC(I) if (gen_node_len > I) {                                                     \
         hdr.encap_gen_record[I].setValid(); hdr.encap_gen_record[I].w = 0; }
-#define ZERO_NODE(I) hdr.encap_ioam_record[I].setValid();
+#define ZERO_NODE(I) hdr.encap_ioam_empty[I].setValid();
+#define OWN_NODE hdr.encap_ioam_own.setValid();
 
 // The IFIT head (docs/pipeline.md section 4): on encapsulation, a flow that matches gets the
 // AltMark option (colour of the current period, D on one packet in d_every) and an empty
@@ -390,51 +389,50 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
     action set_ifit_head1(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 1, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0)
+        OWN_NODE
     }
 
     action set_ifit_head2(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 2, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0) ZERO_NODE(1)
+        ZERO_NODE(0) OWN_NODE
     }
 
     action set_ifit_head3(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 3, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2)
+        ZERO_NODE(0) ZERO_NODE(1) OWN_NODE
     }
 
     action set_ifit_head4(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 4, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3)
+        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) OWN_NODE
     }
 
     action set_ifit_head5(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 5, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3) ZERO_NODE(4)
+        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3) OWN_NODE
     }
 
     action set_ifit_head6(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 6, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3) ZERO_NODE(4) ZERO_NODE(5)
+        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3) ZERO_NODE(4) OWN_NODE
     }
 
     action set_ifit_head7(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 7, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3)
-        ZERO_NODE(4) ZERO_NODE(5) ZERO_NODE(6)
+        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3) ZERO_NODE(4) ZERO_NODE(5) OWN_NODE
     }
 
     action set_ifit_head8(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 8, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
         ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3)
-        ZERO_NODE(4) ZERO_NODE(5) ZERO_NODE(6) ZERO_NODE(7)
+        ZERO_NODE(4) ZERO_NODE(5) ZERO_NODE(6) OWN_NODE
     }
 
     // Another trace type: NodeLen node_words, the record's words chosen by sel (ICPN_GEN_*).
