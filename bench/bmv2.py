@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine import print_machine, target
+from machine import print_machine, proc_cpu_s, target
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrSegmentRouting
 from scapy.layers.l2 import Ether
@@ -146,12 +146,11 @@ def _send_through(dp: BMv2DataPlane, frame: bytes, packets: int) -> tuple[int, f
 
 
 def switch_cpu_seconds(dp: BMv2DataPlane) -> float:
-    """CPU time the switch process has used so far, all its threads (/proc/PID/stat)."""
+    """CPU time the switch process has used so far, all its threads."""
     pid = dp.process_.pid if dp.process_ is not None else None
     if pid is None:
         return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return proc_cpu_s(pid)
 
 
 @dataclass

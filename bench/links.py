@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from machine import machine_busy_s, print_machine, proc_cpu_s
 
 from pyctl import kernelfeatures, netns
 from pyctl.model.link import LinkModel
@@ -43,7 +44,6 @@ RT_PRIORITY = 10  # the "(FIFO)" column: the element scheduled SCHED_FIFO
 LIGHT_FPS = 5_000  # the delay error where nothing queues
 TARGET_FPS = 80_000
 TARGET_P99_US = 200.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # The element on one CPU, the test traffic (generator and sink) on another: on a 2-CPU VM three
@@ -63,27 +63,6 @@ def on_cpu(spawn: Spawn, cpu: int) -> Spawn:
 
 def traffic(ns: netns.Netns) -> Spawn:
     return on_cpu(spawn_in_netns(ns.name), TRAFFIC_CPU)
-
-
-def machine_line() -> str:
-    model = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return f"machine: {model}, {os.cpu_count()} CPUs, Linux {platform.release()}"
-
-
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def machine_busy_s() -> float:
-    """CPU seconds spent not idle by all CPUs (the kernel's softirq work included)."""
-    vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = vals[3] + vals[4]  # idle + iowait
-    return (sum(vals[:8]) - idle) / CLK_TCK
 
 
 @dataclass
@@ -290,7 +269,7 @@ def main() -> int:
         print("bench links: needs root (namespaces, AF_PACKET, XDP)")
         return 2
     netns.cleanup_stale(PREFIX)
-    print(machine_line())
+    print_machine()
     print(f"link: {DELAY_MS:g} ms one way; frames 64 B and 1514 B (1,500-byte MTU), no FCS")
     setups: list[tuple[Callable[[], object], float]] = [
         (plain, 0.0),

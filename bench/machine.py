@@ -13,6 +13,7 @@ import platform
 from pathlib import Path
 
 VULNS = Path("/sys/devices/system/cpu/vulnerabilities")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -51,6 +52,20 @@ def machine_line() -> str:
         f" SRSO: {_mitigation('spec_rstack_overflow')};"
         f" Spectre v2: {_mitigation('spectre_v2').split(';')[0]}; load {load:.2f}"
     )
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds process `pid` has used so far, all its threads (utime + stime of
+    /proc/PID/stat; the fields are counted after the command name, which may hold spaces)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy_s() -> float:
+    """CPU seconds spent not idle by all CPUs (the kernel's softirq work included)."""
+    vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = vals[3] + vals[4]  # idle + iowait
+    return (sum(vals[:8]) - idle) / CLK_TCK
 
 
 def print_machine() -> None:

@@ -31,6 +31,45 @@ def test_the_machine_line_names_cpu_cores_and_kernel() -> None:
     assert "\n" not in line
 
 
+def test_a_process_cpu_time_counts_every_thread(tmp_path: Path) -> None:
+    # Independent clock: the kernel's CLOCK_PROCESS_CPUTIME_ID (time.process_time) counts the
+    # same threads through another interface; /proc counts in ticks, so allow two of them.
+    import threading
+    import time
+
+    def spin() -> None:
+        end = time.process_time() + 0.15
+        while time.process_time() < end:
+            pass
+
+    helper = threading.Thread(target=spin)
+    helper.start()
+    helper.join()
+    before = time.process_time()
+    got = machine.proc_cpu_s(os.getpid())
+    after = time.process_time()
+    tick = 1 / machine.CLK_TCK
+    assert before - 2 * tick <= got <= after + 2 * tick
+    assert got >= 0.15 - 2 * tick  # the helper thread's time is in it
+
+
+def test_a_process_cpu_time_reads_a_command_name_with_a_parenthesis(tmp_path: Path) -> None:
+    # /proc/PID/stat's second field is "(comm)" and comm may hold ") " and numbers itself: read
+    # from the first ")", this name shifts the fields by seven (utime + stime would be the
+    # tty and its foreground group: 0 and -1 without a terminal, a large number with one)
+    import shutil
+    import subprocess
+
+    odd = tmp_path / "x) 7 7 7 7 7 7 7"  # comm keeps its first 15 bytes
+    shutil.copy("/bin/sleep", odd)
+    p = subprocess.Popen([str(odd), "5"])
+    try:
+        assert 0.0 <= machine.proc_cpu_s(p.pid) < 1.0
+    finally:
+        p.kill()
+        p.wait()
+
+
 @pytest.mark.parametrize(
     ("ratio", "limit", "at_most", "verdict"),
     [
