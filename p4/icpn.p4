@@ -45,6 +45,13 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     bit<8> ifit_role;
     bit<1> ecn_enabled;
     mac_t  in_mac;
+    // IFIT counting's arguments (ifit_counted) and the outer lengths (encap_lengths)
+    bit<1>  counted;
+    bit<20> counted_flowmon;
+    bit<1>  counted_colour;
+    bit<32> carrier;
+    bit<32> plen;
+    bit<16> outer;
 
     PfcIngress() pfc;
     PfcHold() pfc_hold;
@@ -66,6 +73,33 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
     @name("e_hbh_layout") EncapHbhLayout() encap_hbh_layout;
     Ipv4DecTtl() ipv4_ttl;
     Ipv4DecTtl() inner_ipv4_ttl;
+
+    // What IFIT counts of the packet leaving (docs/pipeline.md 4): after an encapsulation the
+    // head's own AltMark; else the received one, at a transit node or a tail; carrier = the
+    // IPv6 length of that header's packet, as it leaves (before a tail's strip) or,
+    // decapsulated, as it came. One action: each if of a control's body is a table in BMv2.
+    action ifit_counted() {
+        bool head = meta.encap == 1;
+        counted = head ? meta.ifit_head
+                  : ((meta.altmark_in == 1 && (meta.decap == 0 || ifit_role == ICPN_IFIT_ROLE_TAIL))
+                     ? 1w1 : 1w0);
+        counted_flowmon = head ? meta.flowmon_id : meta.altmark_in_flowmon;
+        counted_colour = head ? meta.ifit_l : meta.altmark_in_l;
+        carrier = head ? 40 + (bit<32>)hdr.encap_ipv6.payload_len
+                  : ((meta.decap == 0)
+                     ? 40 + (bit<32>)hdr.ipv6.payload_len + (bit<32>)meta.strip_bytes
+                     : meta.altmark_in_len);
+    }
+
+    // The outer IPv6 Payload Length: `outer` (its HBH and DOH), the SRH, then the inner packet
+    // (`plen`, an inner IPv6 header's payload, plus its own 40 octets; or an IPv4 packet's
+    // total length), summed in 32 bits.
+    action encap_lengths() {
+        bit<32> srh = hdr.encap_srh.isValid() ? ((bit<32>)hdr.encap_srh.len + 1) * 8 : 0;
+        plen = (bit<32>)outer + srh
+               + (hdr.ipv6.isValid() ? 40 + plen : (bit<32>)hdr.ipv4.total_len);
+        hdr.encap_ipv6.payload_len = (bit<16>)plen;
+    }
 
     action drop(bit<16> reason) {
         meta.drop_reason = reason;
@@ -361,10 +395,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                                     || meta.drop_reason == ICPN_DROP_HOP_LIMIT))) {
             // Lengths, summed in 32 bits: an insertion or encapsulation past a Payload Length of
             // 65535 is too-big (no wrap).
-            bit<32> plen = 0;
-            if (hdr.ipv6.isValid()) {
-                plen = (bit<32>)hdr.ipv6.payload_len;
-            }
+            plen = hdr.ipv6.isValid() ? (bit<32>)hdr.ipv6.payload_len : 0;
             // A received HBH leaves as it came (its options kept in order, hbh_pre / hbh_post);
             // one a tail stripped of its IFIT options, or one this node inserted, is laid out.
             if (hdr.hbh.isValid() && (meta.hbh_stripped == 1 || meta.hbh_len_in == 0)) {
@@ -385,7 +416,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                 hdr.ipv6.payload_len = (bit<16>)plen;
             }
             if (hdr.encap_ipv6.isValid()) {
-                bit<16> outer = 0;
+                outer = 0;
                 if (hdr.encap_hbh.isValid()) {
                     encap_hbh_layout.apply(hdr.encap_hbh, hdr.encap_apn, hdr.encap_altmark,
                                            hdr.encap_ioam, hdr.encap_hbh_pad_align,
@@ -397,15 +428,7 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
                                            hdr.encap_doh_pad, doh_total);
                     outer = outer + doh_total;
                 }
-                if (hdr.encap_srh.isValid()) {
-                    outer = outer + ((bit<16>)hdr.encap_srh.len + 1) * 8;
-                }
-                if (hdr.ipv6.isValid()) {
-                    plen = (bit<32>)outer + 40 + plen;
-                } else {
-                    plen = (bit<32>)outer + (bit<32>)hdr.ipv4.total_len;
-                }
-                hdr.encap_ipv6.payload_len = (bit<16>)plen;
+                encap_lengths();
             }
             if (plen > 0xFFFF) {
                 drop(ICPN_DROP_TOO_BIG);
@@ -420,36 +443,15 @@ control IcpnIngress(inout headers_t hdr, inout meta_t meta, inout standard_metad
         // or, decapsulated, as it came.
         if (meta.drop_reason == 0 && meta.sid_chain == 0) {
             if (ifit_role != ICPN_IFIT_ROLE_NONE) {
-                bit<1> counted = 0;
-                bit<20> flowmon = 0;
-                bit<1> colour = 0;
-                bit<32> carrier = 0;
-                if (meta.encap == 1) {
-                    if (meta.ifit_head == 1) {
-                        counted = 1;
-                        flowmon = meta.flowmon_id;
-                        colour = meta.ifit_l;
-                        carrier = 40 + (bit<32>)hdr.encap_ipv6.payload_len;
-                    }
-                } else if (meta.altmark_in == 1 && meta.decap == 0) {
-                    counted = 1;
-                    flowmon = meta.altmark_in_flowmon;
-                    colour = meta.altmark_in_l;
-                    carrier = 40 + (bit<32>)hdr.ipv6.payload_len + (bit<32>)meta.strip_bytes;
-                } else if (meta.altmark_in == 1 && ifit_role == ICPN_IFIT_ROLE_TAIL) {
-                    counted = 1;
-                    flowmon = meta.altmark_in_flowmon;
-                    colour = meta.altmark_in_l;
-                    carrier = meta.altmark_in_len;
-                }
+                ifit_counted();
                 if (counted == 1) {
                     bit<1> taken;
-                    ifit_slot.apply(flowmon, taken);
+                    ifit_slot.apply(counted_flowmon, taken);
                     if (taken == 1) {
                         drop(ICPN_DROP_P4_LIMIT);   // another FlowMonID's counter slot
                     } else {
-                        ifit_count.apply(((bit<32>)flowmon % ICPN_IFIT_COUNTER_FLOWS) * 2
-                                         + (bit<32>)colour, carrier);
+                        ifit_count.apply(((bit<32>)counted_flowmon % ICPN_IFIT_COUNTER_FLOWS) * 2
+                                         + (bit<32>)counted_colour, carrier);
                     }
                 }
             }

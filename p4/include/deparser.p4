@@ -23,7 +23,9 @@ control IcpnDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.encap_hbh_pad_align);
         packet.emit(hdr.encap_ioam);
         packet.emit(hdr.encap_trace);
-        packet.emit(hdr.encap_ioam_empty);
+        packet.emit(hdr.encap_ioam_empty4);
+        packet.emit(hdr.encap_ioam_empty2);
+        packet.emit(hdr.encap_ioam_empty1);
         packet.emit(hdr.encap_ioam_own);
         packet.emit(hdr.encap_gen_empty);
         packet.emit(hdr.encap_gen_record);

@@ -153,8 +153,17 @@ header ioam_node_t {
     bit<32> qdepth;        // queue depth
 }
 
-// An empty record of the default trace type, as one field: a head lays out the records before
-// its own at zero, and a header of one field costs BMv2 one field to reset and emit, not five.
+// Empty records of the default trace type, 4, 2 or 1 (5 words each) as one field: a head lays
+// out the records before its own at zero, and BMv2 pays per header made valid and per field
+// reset and emitted, so up to 7 records take at most 3 headers (encap_ioam_empty4/2/1).
+header ioam_empty_nodes4_t {
+    bit<640> zero;
+}
+
+header ioam_empty_nodes2_t {
+    bit<320> zero;
+}
+
 header ioam_empty_node_t {
     bit<160> zero;
 }
@@ -302,7 +311,9 @@ struct headers_t {
     padb_t[7]     encap_hbh_pad_align;   // pad to 4n + 2 before the IOAM option
     opt_ioam_t    encap_ioam;
     ioam_trace_t  encap_trace;
-    ioam_empty_node_t[ICPN_IOAM_MAX_NODES - 1] encap_ioam_empty;  // the records before the head's
+    ioam_empty_nodes4_t encap_ioam_empty4;  // the records before the head's (4 + 2 + 1 of them
+    ioam_empty_nodes2_t encap_ioam_empty2;  // hold ICPN_IOAM_MAX_NODES - 1: set_ifit_headN)
+    ioam_empty_node_t   encap_ioam_empty1;
     ioam_node_t   encap_ioam_own;        // the head's own record, the area's last
     // A head with another trace type: the empty records, then its own record, word by word.
     word_t[ICPN_IOAM_GEN_ZERO_WORDS] encap_gen_empty;
@@ -478,6 +489,8 @@ struct meta_t {
     bit<16> apn_para;
     bit<1>  ifit_gen;      // IFIT head with another trace type (encap_gen_record)
     bit<100> ifit_gen_sel; // ICPN_GEN_* of each encap_gen_record word, 4 bits each, word 0 lowest
+    bit<8>  ifit_gen_nodes;     // its area's records (max_nodes)
+    bit<8>  ifit_gen_node_len;  // and each record's words
     bit<8>  apn_carrier;   // ICPN_APN_CARRIER_*: where a new APN option goes
     bit<8>  apn_tlv_type;  // SRH TLV carrier: the TLV type
     bit<8>  apn_nwords;    // a classifier's mark: the option's words, laid out by the controller
@@ -510,7 +523,8 @@ struct meta_t {
 
     // IFIT
     bit<1>  ifit_head;
-    bit<20> flowmon_id;
+    bit<20> flowmon_id;    // a head's flow (set by ifit_flow; counted once ifit_head is 1)
+    bit<32> ifit_slot;     // and its slot in the head's period and countdown registers
     bit<1>  ifit_l;
     // The received AltMark's FlowMonID and L: its counter (IfitSlot, IfitCount), counted as the
     // packet leaves

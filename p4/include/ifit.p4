@@ -331,25 +331,23 @@ control IoamRecord(in bit<8> hop_limit, in bit<24> node_id, in bit<16> in_if, in
 // BMv2's setValid (add_header) zeroes an invalid header: that is the empty record.
 #define GEN_ZERO(I) if (zw > I) {                                                              \
         hdr.encap_gen_empty[I].setValid(); hdr.encap_gen_empty[I].w = 0; }
-#define GEN_REC(I) if (gen_node_len > I) {                                                     \
+#define GEN_REC(I) if (meta.ifit_gen_node_len > I) {                                          \
         hdr.encap_gen_record[I].setValid(); hdr.encap_gen_record[I].w = 0; }
-#define ZERO_NODE(I) hdr.encap_ioam_empty[I].setValid();
+#define EMPTY4 hdr.encap_ioam_empty4.setValid();
+#define EMPTY2 hdr.encap_ioam_empty2.setValid();
+#define EMPTY1 hdr.encap_ioam_empty1.setValid();
 #define OWN_NODE hdr.encap_ioam_own.setValid();
 
 // The IFIT head (docs/pipeline.md section 4): on encapsulation, a flow that matches gets the
 // AltMark option (colour of the current period, D on one packet in d_every) and an empty
 // pre-allocated IOAM trace in the outer HBH.
 control IfitHead(inout headers_t hdr, inout meta_t meta) {
-    bit<20>  flowmon;
-    bit<32>  slot;
     bit<128> period_magic;
     bit<32>  d_every;
-    bit<8>   gen_nodes;      // set_ifit_head_gen's area
-    bit<8>   gen_node_len;
 
     action set_flowmon(bit<20> flowmon_id, bit<32> flow_slot) {
-        flowmon = flowmon_id;
-        slot = flow_slot;
+        meta.flowmon_id = flowmon_id;
+        meta.ifit_slot = flow_slot;
     }
 
     table ifit_flow {
@@ -395,52 +393,51 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
     action set_ifit_head2(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 2, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0) OWN_NODE
+        EMPTY1 OWN_NODE
     }
 
     action set_ifit_head3(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 3, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0) ZERO_NODE(1) OWN_NODE
+        EMPTY2 OWN_NODE
     }
 
     action set_ifit_head4(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 4, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) OWN_NODE
+        EMPTY2 EMPTY1 OWN_NODE
     }
 
     action set_ifit_head5(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 5, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3) OWN_NODE
+        EMPTY4 OWN_NODE
     }
 
     action set_ifit_head6(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 6, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3) ZERO_NODE(4) OWN_NODE
+        EMPTY4 EMPTY1 OWN_NODE
     }
 
     action set_ifit_head7(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 7, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3) ZERO_NODE(4) ZERO_NODE(5) OWN_NODE
+        EMPTY4 EMPTY2 OWN_NODE
     }
 
     action set_ifit_head8(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                           bit<24> trace) {
         head(period_div, d_every_n, namespace, 8, (bit<8>)IOAM_NODE_LEN_DEFAULT, trace);
-        ZERO_NODE(0) ZERO_NODE(1) ZERO_NODE(2) ZERO_NODE(3)
-        ZERO_NODE(4) ZERO_NODE(5) ZERO_NODE(6) OWN_NODE
+        EMPTY4 EMPTY2 EMPTY1 OWN_NODE
     }
 
     // Another trace type: NodeLen node_words, the record's words chosen by sel (ICPN_GEN_*).
     action set_ifit_head_gen(bit<128> period_div, bit<32> d_every_n, bit<16> namespace,
                              bit<24> trace, bit<8> max_nodes, bit<8> node_words, bit<100> sel) {
         head(period_div, d_every_n, namespace, max_nodes, node_words, trace);
-        gen_nodes = max_nodes;
-        gen_node_len = node_words;
+        meta.ifit_gen_nodes = max_nodes;
+        meta.ifit_gen_node_len = node_words;
         meta.ifit_gen = 1;
         meta.ifit_gen_sel = sel;
     }
@@ -452,47 +449,48 @@ control IfitHead(inout headers_t hdr, inout meta_t meta) {
         bit<48> period1 = MAGIC_DIV(meta.now_us, period_magic) + 1;
         bit<48> last;
         bit<32> countdown;
-        ifit_period.read(last, slot);
-        ifit_countdown.read(countdown, slot);
+        ifit_period.read(last, meta.ifit_slot);
+        ifit_countdown.read(countdown, meta.ifit_slot);
         countdown = (last != period1) ? 32w0 : countdown;
         bit<1> d = (countdown == 0) ? 1w1 : 1w0;
-        ifit_period.write(slot, period1);
-        ifit_countdown.write(slot, (countdown == 0) ? d_every - 1 : countdown - 1);
+        ifit_period.write(meta.ifit_slot, period1);
+        ifit_countdown.write(meta.ifit_slot, (countdown == 0) ? d_every - 1 : countdown - 1);
         bit<48> period = period1 - 1;
         hdr.encap_hbh.setValid();
         hdr.encap_altmark.setValid();
         hdr.encap_altmark.type = ICPN_ALTMARK_OPT_TYPE;
         hdr.encap_altmark.len = 4;
-        hdr.encap_altmark.flowmon_id = flowmon;
+        hdr.encap_altmark.flowmon_id = meta.flowmon_id;
         hdr.encap_altmark.l = period[0:0];
         hdr.encap_altmark.d = d;
         meta.ifit_head = 1;
-        meta.flowmon_id = flowmon;
         meta.ifit_l = period[0:0];
     }
 
+    // A node without head settings: one period, D on every packet, no trace.
+    action no_head() {
+        period_magic = 0;
+        d_every = 1;
+    }
+
+    // Its default action is the node's settings (the controller's) or no_head: the locals are
+    // set by the actions of the lookups that run, not once more beforehand for every packet
+    // (meta.ifit_gen starts at 0, as all metadata does).
     table ifit_head_cfg {
         actions = {
             set_ifit_head1; set_ifit_head2; set_ifit_head3; set_ifit_head4; set_ifit_head5;
-            set_ifit_head6; set_ifit_head7; set_ifit_head8; set_ifit_head_gen; NoAction;
+            set_ifit_head6; set_ifit_head7; set_ifit_head8; set_ifit_head_gen; no_head;
         }
-        default_action = NoAction();
+        default_action = no_head();
         size = 1;
     }
 
     apply {
-        flowmon = 0;
-        slot = 0;
-        period_magic = 0;   // a node without head settings: one period, D on every packet
-        d_every = 1;
-        gen_nodes = 0;
-        gen_node_len = 0;
-        meta.ifit_gen = 0;
         if (ifit_flow.apply().hit) {
             ifit_head_cfg.apply();
             mark();
             if (meta.ifit_gen == 1) {
-                bit<8> zw = (gen_nodes - 1) * gen_node_len;
+                bit<8> zw = (meta.ifit_gen_nodes - 1) * meta.ifit_gen_node_len;
                 GEN_ZERO(0) GEN_ZERO(1) GEN_ZERO(2) GEN_ZERO(3) GEN_ZERO(4) GEN_ZERO(5)
                 GEN_ZERO(6) GEN_ZERO(7) GEN_ZERO(8) GEN_ZERO(9) GEN_ZERO(10) GEN_ZERO(11)
                 GEN_ZERO(12) GEN_ZERO(13) GEN_ZERO(14) GEN_ZERO(15) GEN_ZERO(16) GEN_ZERO(17)

@@ -313,6 +313,17 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         transition hbh_opts;
     }
 
+// A select key of an option's type and length (16 bits), matching the type alone.
+#define OPT_TYPE(T) ((bit<16>)(T) << 8) &&& 16w0xFF00
+// After an option: the next slot before the IOAM option (hbh_seen bit 4 clear) or after it,
+// while one is free. The masks count below ICPN_HBH_SLOTS_BEFORE_IOAM (8) and
+// ICPN_HBH_SLOTS_AFTER_IOAM (4): powers of two (pyctl.targets.bmv2.codes).
+#define HBH_SLOT_NEXT                                              \
+            (4w4 &&& 4w4, _, 8w0 &&& 8w0xFC): hbh_slot_post;      \
+            (4w4 &&& 4w4, _, _): hbh_unheld;                      \
+            (_, 8w0 &&& 8w0xF8, _): hbh_slot_pre;                 \
+            default: hbh_unheld;
+
     state hbh_opts {
         transition select(meta.opt_rem) {
             0: after_hbh;
@@ -345,14 +356,16 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         meta.opt_len = tl[7:0];
         meta.slot_len = 2 + (bit<16>)tl[7:0];
         bit<16> after = meta.opt_rem - meta.slot_len;
-        transition select(after[15:15], tl[15:8], meta.hbh_seen, meta.opt_len) {
-            (1, _, _, _): hbh_overrun;
-            (0, ICPN_IPV6_OPT_PADN, _, _): hbh_strip;
-            (0, ICPN_ALTMARK_OPT_TYPE, 4w0 &&& 4w2, 4): hbh_altmark;
-            (0, ICPN_ALTMARK_OPT_TYPE, _, _): hbh_strip;
-            (0, ICPN_IOAM_OPT_TYPE, 4w0 &&& 4w4, _): hbh_ioam_check;
-            (0, ICPN_IOAM_OPT_TYPE, _, _): hbh_strip;
-            (0, _, 4w0 &&& 4w1, _): hbh_other;
+        // Keys are whole fields under masks (type: tl's high octet, length: its low one):
+        // p4c copies a sliced key into a field of its own first, one more step per option.
+        transition select(after, tl, meta.hbh_seen) {
+            (16w0x8000 &&& 16w0x8000, _, _): hbh_overrun;             // after < 0
+            (_, OPT_TYPE(ICPN_IPV6_OPT_PADN), _): hbh_strip;
+            (_, (bit<16>)ICPN_ALTMARK_OPT_TYPE << 8 | 16w4, 4w0 &&& 4w2): hbh_altmark;
+            (_, OPT_TYPE(ICPN_ALTMARK_OPT_TYPE), _): hbh_strip;
+            (_, OPT_TYPE(ICPN_IOAM_OPT_TYPE), 4w0 &&& 4w4): hbh_ioam_check;
+            (_, OPT_TYPE(ICPN_IOAM_OPT_TYPE), _): hbh_strip;
+            (_, _, 4w0 &&& 4w1): hbh_other;
             default: hbh_keep;
         }
     }
@@ -425,9 +438,8 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     state hbh_strip {
         meta.slot_strip = 1;
         meta.opt_rem = meta.opt_rem - meta.slot_len;
-        transition select(meta.hbh_seen[2:2]) {
-            0: hbh_slot_pre;
-            default: hbh_slot_post;
+        transition select(meta.hbh_seen, meta.hbh_pre_n, meta.hbh_post_n) {
+            HBH_SLOT_NEXT
         }
     }
 
@@ -435,14 +447,18 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
         meta.slot_strip = 0;
         meta.hbh_kept = meta.hbh_kept + meta.slot_len;
         meta.opt_rem = meta.opt_rem - meta.slot_len;
-        transition select(meta.hbh_seen[2:2]) {
-            0: hbh_slot_pre;
-            default: hbh_slot_post;
+        transition select(meta.hbh_seen, meta.hbh_pre_n, meta.hbh_post_n) {
+            HBH_SLOT_NEXT
         }
     }
 
+    // More options than the slots before (or after) the IOAM option hold.
+    state hbh_unheld {
+        verify(false, error.HbhUnheld);
+        transition accept;
+    }
+
     state hbh_slot_pre {
-        verify(meta.hbh_pre_n < ICPN_HBH_SLOTS_BEFORE_IOAM, error.HbhUnheld);
         packet.extract(hdr.hbh_pre.next, (bit<32>)meta.slot_len * 8);
         meta.hbh_strip_pre = meta.hbh_strip_pre | ((bit<8>)meta.slot_strip << meta.hbh_pre_n);
         meta.hbh_pre_n = meta.hbh_pre_n + 1;
@@ -450,7 +466,6 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 
     state hbh_slot_post {
-        verify(meta.hbh_post_n < ICPN_HBH_SLOTS_AFTER_IOAM, error.HbhUnheld);
         packet.extract(hdr.hbh_post.next, (bit<32>)meta.slot_len * 8);
         meta.hbh_strip_post = meta.hbh_strip_post | ((bit<8>)meta.slot_strip << meta.hbh_post_n);
         meta.hbh_post_n = meta.hbh_post_n + 1;
@@ -479,13 +494,14 @@ parser IcpnParser(packet_in packet, out headers_t hdr, inout meta_t meta,
     }
 #define IOAM_WORD packet.extract(hdr.ioam_record.next);
 
+    // A trace: IOAM-Option-Type 0 (the head's low octet), Opt Data Len 4n + 2 and >= 10.
     state hbh_ioam_check {
         bit<32> head = packet.lookahead<bit<32>>();
         bit<16> below_trace = (bit<16>)meta.opt_len - 10;
         bit<16> below_hdr = (bit<16>)meta.opt_len - 2;
-        transition select(head[7:0], meta.opt_len[1:0], below_trace[15:15], below_hdr[15:15]) {
-            (0, 2, 0, _): hbh_ioam_trace;
-            (_, _, _, 0): hbh_ioam_raw;
+        transition select(head, meta.opt_len, below_trace, below_hdr) {
+            (32w0 &&& 32w0xFF, 8w2 &&& 8w3, 16w0 &&& 16w0x8000, _): hbh_ioam_trace;
+            (_, _, _, 16w0 &&& 16w0x8000): hbh_ioam_raw;
             default: hbh_strip;
         }
     }

@@ -577,8 +577,6 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
         }
         if (meta.encap == 1) {
             outer_ipv6();
-            bit<8> inner_nh = inner_proto;
-            bit<8> after_hbh = inner_nh;
             // SRH TLV carrier: the APN needs an SRH; H.Encaps.Red with one SID then gets the
             // H.Encaps one (List[0] = S1, SL = LE = 0).
             bit<1> apn_tlv = 0;
@@ -591,9 +589,8 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
                 }
             }
             if (nsegs != 0) {
-                after_hbh = ICPN_IPPROTO_ROUTING;
                 hdr.encap_srh.setValid();
-                hdr.encap_srh.next_hdr = inner_nh;
+                hdr.encap_srh.next_hdr = inner_proto;
                 hdr.encap_srh.len = nsegs << 1;
                 hdr.encap_srh.routing_type = ICPN_SRH_ROUTING_TYPE;
                 hdr.encap_srh.segments_left = sl;
@@ -648,7 +645,7 @@ control Headend(inout headers_t hdr, inout meta_t meta, in ip6_t source,
                 hdr.encap_srh.len = hdr.encap_srh.len + (bit<8>)((tlv_len + (bit<16>)ne) >> 3);
             }
             // Next Headers: IPv6, [HBH], [DOH], [SRH], inner.
-            bit<8> nh = after_hbh;
+            bit<8> nh = hdr.encap_srh.isValid() ? ICPN_IPPROTO_ROUTING : inner_proto;
             if (hdr.encap_doh.isValid()) {
                 hdr.encap_doh.next_hdr = nh;
                 nh = ICPN_IPPROTO_DSTOPTS;

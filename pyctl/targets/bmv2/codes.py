@@ -80,7 +80,7 @@ DROP_P4_LIMIT = 250
 DROP_P4_LIMIT_NAME = "p4-limit"
 
 # Sizes of the P4 program's registers and header stacks (docs/p4.md "Limits").
-IOAM_MAX_NODES = 8  # a head's default-type area: set_ifit_head1..8
+IOAM_MAX_NODES = 8  # a head's default-type area: set_ifit_head1..8 (7 empty ones: 4 + 2 + 1)
 IOAM_AREA_WORDS = C.IOAM_AREA_MAX_WORDS  # a received trace's area (ioam_empty / ioam_filled)
 IOAM_RECORD_WORDS = 25  # the longest node record (trace-type bits 0-21, bits 8-10 wide)
 # A head with another trace type (or more default records than set_ifit_headN lay out): its own
@@ -90,7 +90,8 @@ IOAM_GEN_ZERO_WORDS = IOAM_AREA_WORDS - 1
 APN_MAX_WORDS = 12  # APN-ID words + parameter words in one APN option
 # The options (Pad1 and padding included) a received HBH may hold before its first IOAM option
 # and after it: each kept apart, in order, so that the HBH leaves as it came (at most 8 each:
-# the parser records which ones a tail strips in one octet).
+# the parser records which ones a tail strips in one octet; powers of two: the parser counts
+# below them with a mask, HBH_SLOT_NEXT).
 HBH_SLOTS_BEFORE_IOAM = 8
 HBH_SLOTS_AFTER_IOAM = 4
 # The options a received DOH may hold before its APN option, each kept apart (a DOH's options
