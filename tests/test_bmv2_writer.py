@@ -277,18 +277,26 @@ def test_classifier_matches_become_ternary_keys(codec: Codec) -> None:
                         "params": {"bandwidth_kbps": 1000, "loss_ppm": 5},
                     },
                     {"match": {"in_port": 2}, "apn_id": 7},
+                    {"match": {"in_port": 3}, "apn_id": 0x1122334455667788, "id_type": 2},
                 ]
             }
         }
     )
     prog = node_program(node)  # type: ignore[arg-type]
-    first, second = [e for e in prog.entries if e.table == "apn_classifier"]
-    assert first.priority > second.priority
+    first, second, third = [e for e in prog.entries if e.table == "apn_classifier"]
+    assert first.priority > second.priority > third.priority
     assert first.match["src"] == Ternary(0xFFFF0A010000, ((1 << 112) - 1) << 16)
     assert first.match["dport"] == Ternary(4791, 0xFFFF)
     assert first.match["proto"] == Ternary(0, 0)
     assert first.params["para_type"] == 0x9000 and first.params["nwords"] == 3
     assert (first.params["w0"], first.params["w1"], first.params["w2"]) == (0x10002, 1000, 5)
+    # Three words take set_mark (eight word parameters); one or two take set_mark_short (two):
+    # the 64-bit ID's words high first (SPEC 2: the APN-ID in network order).
+    assert first.action == "set_mark" and first.params["w7"] == 0
+    assert second.action == "set_mark_short" and second.params["nwords"] == 1
+    assert (second.params["w0"], second.params["w1"]) == (7, 0) and "w2" not in second.params
+    assert third.action == "set_mark_short" and third.params["nwords"] == 2
+    assert (third.params["w0"], third.params["w1"]) == (0x11223344, 0x55667788)
     for e in prog.entries:
         codec.entity(e)
 

@@ -60,11 +60,11 @@ control ApnClassify(in headers_t hdr, inout meta_t meta) {
 
     // A mark: the APN-ID (for hashing and policy matching) and the option's words as the
     // controller laid them out (ID words, then one word per parameter bit set).
+    // (meta.apn_from_pkt is 0 here: these tables apply only while meta.apn_valid is 0.)
     action set_mark(ip6_t apn_id, bit<8> id_type, bit<8> flags, bit<16> para_type,
                     bit<8> nwords, bit<32> w0, bit<32> w1, bit<32> w2, bit<32> w3, bit<32> w4,
                     bit<32> w5, bit<32> w6, bit<32> w7) {
         meta.apn_valid = 1;
-        meta.apn_from_pkt = 0;
         meta.apn_id = apn_id;
         meta.apn_id_type = id_type;
         meta.apn_flags = flags;
@@ -81,10 +81,26 @@ control ApnClassify(in headers_t hdr, inout meta_t meta) {
         meta.apn_w7 = w7;
     }
 
+    // A mark of at most two words (a 32-bit APN-ID with at most one parameter, a 64-bit one
+    // with none): only the words it has, where set_mark assigns eight (BMv2 pays per
+    // assignment, and this is the common mark).
+    action set_mark_short(ip6_t apn_id, bit<8> id_type, bit<8> flags, bit<16> para_type,
+                          bit<8> nwords, bit<32> w0, bit<32> w1) {
+        meta.apn_valid = 1;
+        meta.apn_id = apn_id;
+        meta.apn_id_type = id_type;
+        meta.apn_flags = flags;
+        meta.apn_para = para_type;
+        meta.apn_nwords = nwords;
+        meta.apn_tail_n = 0;
+        meta.apn_w0 = w0;
+        meta.apn_w1 = w1;
+    }
+
     // RoCEv2 destination QP -> APN mark (written by the controller).
     table apn_qp {
         key = { hdr.bth.dest_qp: exact @name("qp"); }
-        actions = { set_mark; NoAction; }
+        actions = { set_mark; set_mark_short; NoAction; }
         default_action = NoAction();
         size = 4096;
     }
@@ -100,7 +116,7 @@ control ApnClassify(in headers_t hdr, inout meta_t meta) {
             meta.dscp:    ternary @name("dscp");
             meta.in_port: ternary @name("in_port");
         }
-        actions = { set_mark; NoAction; }
+        actions = { set_mark; set_mark_short; NoAction; }
         default_action = NoAction();
         size = 1024;
     }

@@ -168,9 +168,13 @@ def _by_order(i: int) -> int:
     return MAX_PRIORITY - i
 
 
-def _mark_params(mark: APNMark) -> dict[str, int]:
-    """set_mark's parameters: the APN-ID, and the option's words in wire order (ID words, then
-    one word per parameter in para_type bit order: bandwidth, latency, jitter, loss)."""
+SHORT_MARK_WORDS = 2  # set_mark_short's words; set_mark takes eight
+
+
+def _mark(mark: APNMark) -> tuple[str, dict[str, int]]:
+    """The mark's action and parameters: the APN-ID, and the option's words in wire order (ID
+    words, then one word per parameter in para_type bit order: bandwidth, latency, jitter,
+    loss). A mark of at most two words takes set_mark_short (fewer assignments per packet)."""
     params: APNParams = mark.params
     values = [
         (0x8000, params.bandwidth_kbps),
@@ -192,9 +196,10 @@ def _mark_params(mark: APNMark) -> dict[str, int]:
         "para_type": para_type,
         "nwords": len(words),
     }
-    for i in range(8):
+    short = len(words) <= SHORT_MARK_WORDS
+    for i in range(SHORT_MARK_WORDS if short else 8):
         out[f"w{i}"] = words[i] if i < len(words) else 0
-    return out
+    return ("set_mark_short" if short else "set_mark"), out
 
 
 def _route_for(
@@ -562,14 +567,15 @@ def node_program(node: NodeConfig) -> NodeProgram:
 
     # Headend: APN marks, policies, IFIT flows.
     for qp, mark in node.apn.qp_map:
-        prog.entries.append(TableEntry("apn_qp", {"qp": qp}, "set_mark", _mark_params(mark)))
+        prog.entries.append(TableEntry("apn_qp", {"qp": qp}, *_mark(mark)))
     for i, cl in enumerate(node.apn.classifiers):
+        action, params = _mark(cl.mark)
         prog.entries.append(
             TableEntry(
                 "apn_classifier",
                 dict(flow_match_keys(cl.match)),
-                "set_mark",
-                _mark_params(cl.mark),
+                action,
+                params,
                 priority=_by_order(i),
             )
         )
