@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -356,3 +357,45 @@ def test_counter_slot_keeps_its_first_flowmon_id(plane: BMv2DataPlane) -> None:
     assert plane.switch is not None
     assert slot_keepers(plane.switch, [5, 6]) == {5: 5}
     assert ifit_counters(plane.switch, [5, 1029]) == {(5, 0): (1, 99), (5, 1): (1, 99)}
+
+
+CHILD_NEVER_CLOSES = """
+from pyctl.model.load import node_from_dict
+from pyctl.targets.bmv2.dataplane import BMv2DataPlane
+
+node = node_from_dict(
+    {"name": "X", "role": "transit", "node_id": 1, "source": "fc00:a::1",
+     "ports": [{"index": 1, "mac": "02:00:00:00:0a:01"}]},
+    "test",
+)
+plane = BMv2DataPlane()
+plane.configure(node)
+print(plane.process_.pid, plane.links.netns, plane.run_dir, flush=True)
+raise RuntimeError("the caller failed before close()")
+"""
+
+
+def test_a_plane_never_closed_is_closed_when_python_exits() -> None:
+    """A caller that raises between configure() and close() (no `with`, no `finally`): the
+    switch runs in a session of its own, so it outlived Python (four simple_switch_grpc were
+    found left so); now the plane is closed at exit: switch, namespace and run directory."""
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD_NEVER_CLOSES],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    pid_text, netns, run_dir = proc.stdout.split()
+    pid = int(pid_text)
+    try:
+        assert proc.returncode == 1 and "the caller failed before close()" in proc.stderr
+        assert not Path(f"/proc/{pid}").exists() or "simple_switch" not in _cmdline(pid)
+        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert netns not in names
+        assert not Path(run_dir).exists()
+    finally:  # a failure must not leave what it found behind either
+        if "simple_switch" in _cmdline(pid):
+            os.kill(pid, signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -9,17 +9,20 @@ switch died, process() restarts it and re-pushes the pipeline and every entry fi
 
 from __future__ import annotations
 
+import atexit
 import os
 import select
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from pyctl import toolchain
-from pyctl.errors import DataPlaneUnavailable
+from pyctl.errors import DataPlaneUnavailable, ICPNError
 from pyctl.model.node import NodeConfig, PacketContext
 from pyctl.p4rt import P4Info, Switch, TableEntry, Update
 from pyctl.targets.base import FEATURES, DataPlane, Output, Result
@@ -35,6 +38,20 @@ SUPPORTED = frozenset(FEATURES)
 
 
 RECV_SIZE = 1 << 17  # more than the longest frame a link carries
+
+# Planes that hold (or may hold) a switch, veths and a run directory and were not closed. The
+# switch runs in a session of its own, so a caller that raised between configure() and close()
+# would leave it running after Python exits: what is still here at exit is closed then.
+_UNCLOSED: dict[int, BMv2DataPlane] = {}
+
+
+@atexit.register
+def _close_unclosed() -> None:
+    for plane in list(_UNCLOSED.values()):
+        try:
+            plane.close()
+        except (OSError, ICPNError, subprocess.SubprocessError) as e:
+            print(f"icpn: bmv2 cleanup at exit: {e}", file=sys.stderr)
 
 
 def drop_name(code: int) -> str:
@@ -62,6 +79,7 @@ class BMv2DataPlane(DataPlane):
         self.p4info = P4Info.load(build.P4INFO)
         self.restarts = 0
         self._ctx_entries: list[TableEntry] = []
+        _UNCLOSED[id(self)] = self
 
     # ---- availability ------------------------------------------------------------------------
 
@@ -265,5 +283,6 @@ class BMv2DataPlane(DataPlane):
         try:
             self._teardown()
         finally:
+            _UNCLOSED.pop(id(self), None)
             if not (self.log or self.pcap):
                 shutil.rmtree(self.run_dir, ignore_errors=True)
