@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -397,5 +398,57 @@ def test_a_plane_never_closed_is_closed_when_python_exits() -> None:
     finally:  # a failure must not leave what it found behind either
         if "simple_switch" in _cmdline(pid):
             os.kill(pid, signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+CHILD_FORKS = """
+import os
+import sys
+
+from pyctl.model.load import node_from_dict
+from pyctl.targets.bmv2.dataplane import BMv2DataPlane
+
+node = node_from_dict(
+    {"name": "X", "role": "transit", "node_id": 1, "source": "fc00:a::1",
+     "ports": [{"index": 1, "mac": "02:00:00:00:0a:01"}]},
+    "test",
+)
+plane = BMv2DataPlane()
+plane.configure(node)
+print(plane.process_.pid, plane.links.netns, plane.run_dir, flush=True)
+child = os.fork()
+if child == 0:
+    sys.exit(0)  # exit handlers run in the forked copy too
+os.waitpid(child, 0)
+print("alive" if plane.process_.alive() else "gone", flush=True)
+plane.close()
+"""
+
+
+def test_a_forked_child_exiting_leaves_its_parents_plane_alone() -> None:
+    """The exit hook closes only the planes of the process that made them: a forked copy that
+    exits normally runs the same hooks, and must not stop its parent's switch (nor hang in
+    the parent's gRPC channel, which it did without the check)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD_FORKS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        start_new_session=True,  # the child and its forked copy: one group to kill
+    )
+    assert proc.stdout is not None
+    pid_text, netns, run_dir = proc.stdout.readline().split()
+    try:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert out.split() == ["alive"]
+    finally:  # a failure must not leave what it found behind either
+        with contextlib.suppress(ProcessLookupError):  # (gone already when it passed)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if "simple_switch" in _cmdline(int(pid_text)):
+            os.kill(int(pid_text), signal.SIGKILL)
         subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
         shutil.rmtree(run_dir, ignore_errors=True)

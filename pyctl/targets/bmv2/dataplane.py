@@ -48,6 +48,8 @@ _UNCLOSED: dict[int, BMv2DataPlane] = {}
 @atexit.register
 def _close_unclosed() -> None:
     for plane in list(_UNCLOSED.values()):
+        if plane.owner_pid != os.getpid():
+            continue  # a forked child exiting: the planes are its parent's
         try:
             plane.close()
         except (OSError, ICPNError, subprocess.SubprocessError) as e:
@@ -79,6 +81,7 @@ class BMv2DataPlane(DataPlane):
         self.p4info = P4Info.load(build.P4INFO)
         self.restarts = 0
         self._ctx_entries: list[TableEntry] = []
+        self.owner_pid = os.getpid()
         _UNCLOSED[id(self)] = self
 
     # ---- availability ------------------------------------------------------------------------
