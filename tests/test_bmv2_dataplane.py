@@ -360,7 +360,12 @@ def test_counter_slot_keeps_its_first_flowmon_id(plane: BMv2DataPlane) -> None:
     assert ifit_counters(plane.switch, [5, 1029]) == {(5, 0): (1, 99), (5, 1): (1, 99)}
 
 
-CHILD_NEVER_CLOSES = """
+# A child process's start: one plane configured, its switch pid, namespace and run directory
+# printed on the first line (what the test removes should the child leave them).
+CHILD_PLANE = """
+import os
+import sys
+
 from pyctl.model.load import node_from_dict
 from pyctl.targets.bmv2.dataplane import BMv2DataPlane
 
@@ -372,8 +377,22 @@ node = node_from_dict(
 plane = BMv2DataPlane()
 plane.configure(node)
 print(plane.process_.pid, plane.links.netns, plane.run_dir, flush=True)
+"""
+
+CHILD_NEVER_CLOSES = (
+    CHILD_PLANE
+    + """
 raise RuntimeError("the caller failed before close()")
 """
+)
+
+
+def _remove_plane_left(pid: int, netns: str, run_dir: str) -> None:
+    """Whatever of a child's plane is still there: a failing test leaves nothing either."""
+    if "simple_switch" in _cmdline(pid):
+        os.kill(pid, signal.SIGKILL)
+    subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_a_plane_never_closed_is_closed_when_python_exits() -> None:
@@ -395,28 +414,13 @@ def test_a_plane_never_closed_is_closed_when_python_exits() -> None:
         names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert netns not in names
         assert not Path(run_dir).exists()
-    finally:  # a failure must not leave what it found behind either
-        if "simple_switch" in _cmdline(pid):
-            os.kill(pid, signal.SIGKILL)
-        subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
-        shutil.rmtree(run_dir, ignore_errors=True)
+    finally:
+        _remove_plane_left(pid, netns, run_dir)
 
 
-CHILD_FORKS = """
-import os
-import sys
-
-from pyctl.model.load import node_from_dict
-from pyctl.targets.bmv2.dataplane import BMv2DataPlane
-
-node = node_from_dict(
-    {"name": "X", "role": "transit", "node_id": 1, "source": "fc00:a::1",
-     "ports": [{"index": 1, "mac": "02:00:00:00:0a:01"}]},
-    "test",
-)
-plane = BMv2DataPlane()
-plane.configure(node)
-print(plane.process_.pid, plane.links.netns, plane.run_dir, flush=True)
+CHILD_FORKS = (
+    CHILD_PLANE
+    + """
 child = os.fork()
 if child == 0:
     sys.exit(0)  # exit handlers run in the forked copy too
@@ -424,6 +428,7 @@ os.waitpid(child, 0)
 print("alive" if plane.process_.alive() else "gone", flush=True)
 plane.close()
 """
+)
 
 
 def test_a_forked_child_exiting_leaves_its_parents_plane_alone() -> None:
@@ -444,11 +449,8 @@ def test_a_forked_child_exiting_leaves_its_parents_plane_alone() -> None:
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         assert out.split() == ["alive"]
-    finally:  # a failure must not leave what it found behind either
+    finally:
         with contextlib.suppress(ProcessLookupError):  # (gone already when it passed)
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        if "simple_switch" in _cmdline(int(pid_text)):
-            os.kill(int(pid_text), signal.SIGKILL)
-        subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        _remove_plane_left(int(pid_text), netns, run_dir)
